@@ -1,0 +1,78 @@
+//! `model.safetensors.index.json`: which shard holds each tensor. Shard names become paths, so they are checked:
+//! relative, no `..`, no backslashes, percent signs, NUL or empty segments.
+
+use super::StrictObject;
+use std::collections::BTreeMap;
+
+/// Index files larger than this are refused (real ones are tens of KB).
+pub const MAX_INDEX_LEN: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Index {
+    /// tensor name → shard file name (relative to the checkpoint root).
+    pub weight_map: BTreeMap<String, String>,
+}
+
+impl Index {
+    pub fn parse(bytes: &[u8]) -> Result<Index, String> {
+        let top = StrictObject::parse(bytes).map_err(|e| format!("not a valid index: {e}"))?;
+        let map = top
+            .0
+            .into_iter()
+            .find(|(k, _)| k == "weight_map")
+            .ok_or("no \"weight_map\" object")?
+            .1;
+        let map = StrictObject::parse(map.to_string().as_bytes()).map_err(|e| format!("weight_map: {e}"))?;
+        let mut weight_map = BTreeMap::new();
+        for (tensor, shard) in map.0 {
+            let shard = shard
+                .as_str()
+                .ok_or_else(|| format!("weight_map[{tensor:?}] is not a string"))?
+                .to_string();
+            check_relative_file(&shard).map_err(|e| format!("weight_map[{tensor:?}] = {shard:?}: {e}"))?;
+            weight_map.insert(tensor, shard);
+        }
+        Ok(Index { weight_map })
+    }
+
+    pub fn shard_of(&self, tensor: &str) -> Option<&str> {
+        self.weight_map.get(tensor).map(String::as_str)
+    }
+}
+
+/// A file name from untrusted input that will be joined to a directory: plain relative segments only.
+pub fn check_relative_file(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty file name".into());
+    }
+    if name.starts_with('/') || name.contains('\\') || name.contains('\0') || name.contains('%') || name.contains(':') {
+        return Err("not a plain relative file name".into());
+    }
+    if name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return Err("path segments must not be empty, '.' or '..'".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_weight_map() {
+        let i = Index::parse(br#"{"metadata":{"total_size":4},"weight_map":{"a":"model-1.safetensors"}}"#).unwrap();
+        assert_eq!(i.shard_of("a"), Some("model-1.safetensors"));
+        assert_eq!(i.shard_of("b"), None);
+    }
+
+    #[test]
+    fn refuses_hostile_shard_names() {
+        for bad in ["../x", "/etc/passwd", "a\\b", "%2e%2e/x", "", "a//b", "./a", "a\u{0}b", "C:x"] {
+            let json = serde_json::json!({"weight_map": {"t": bad}}).to_string();
+            assert!(Index::parse(json.as_bytes()).is_err(), "{bad:?} accepted");
+        }
+        assert!(Index::parse(br#"{"weight_map":{"t":"a","t":"b"}}"#).unwrap_err().contains("duplicate"));
+        assert!(Index::parse(br#"{"weight_map":{"t":1}}"#).is_err());
+        assert!(Index::parse(br#"{}"#).is_err());
+    }
+}

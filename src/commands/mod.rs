@@ -1,0 +1,41 @@
+//! One file per subcommand: each turns its `Args` into work and returns the exit status. Exit codes are decided
+//! here and nowhere else.
+
+pub mod run;
+pub mod status;
+pub mod verify;
+
+use crate::error::Error;
+use crate::frame::Context;
+use crate::job::JobFile;
+use crate::source::{hf_cache, SourceOptions};
+
+/// 0 all good; 1 stale (`status --check`) or a verify mismatch; 2 an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Found = 1,
+    Error = 2,
+}
+
+impl Exit {
+    pub fn of_error(_: &Error) -> Exit {
+        Exit::Error
+    }
+}
+
+pub fn truthy(v: Option<String>) -> bool {
+    v.is_some_and(|v| matches!(v.to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
+}
+
+/// The frames' context for a job file: its output roots and how to reach sources.
+pub fn context(jf: &JobFile, offline: bool) -> Context {
+    let env = |k: &str| std::env::var(k).ok();
+    Context {
+        store: jf.store.clone(),
+        sources: SourceOptions {
+            hf_cache: hf_cache::cache_dir(env),
+            offline: offline || truthy(env("HF_HUB_OFFLINE")),
+        },
+    }
+}

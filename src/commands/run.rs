@@ -1,0 +1,16 @@
+//! `gamma-run run JOBFILE`: build what is stale, skip what is fresh, report each output, exit 2 if any failed.
+
+use super::Exit;
+use crate::cli::RunArgs;
+use crate::error::Result;
+use crate::runner::{self, Outcome, RunOptions};
+
+pub fn execute(args: RunArgs) -> Result<Exit> {
+    let jf = crate::job::load(&args.jobfile)?;
+    let cx = super::context(&jf, args.offline);
+    let opts = RunOptions { force: args.force, dry_run: args.dry_run, only: args.only, jobs: args.jobs as usize };
+    let reports = runner::run(&jf, &cx, &opts)?;
+    crate::report::run(&reports, args.dry_run);
+    let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)));
+    Ok(if failed { Exit::Error } else { Exit::Ok })
+}

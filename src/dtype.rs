@@ -1,0 +1,111 @@
+//! The one rounding rule: bf16 sources are copied bit for bit; f32 and f16 become bf16 by round-to-nearest-even,
+//! exactly as torch's `.to(bfloat16)` does. Every NaN becomes the canonical quiet NaN 0x7FC0 and is counted.
+
+use crate::checkpoint::header::Dtype;
+
+pub const CANONICAL_NAN: u16 = 0x7FC0;
+
+/// f32 bits → bf16 bits, round to nearest, ties to even (matches `half::bf16::from_f32` for every non-NaN).
+#[inline(always)]
+fn f32_bits_to_bf16(bits: u32) -> u16 {
+    if bits & 0x7FFF_FFFF > 0x7F80_0000 {
+        return CANONICAL_NAN;
+    }
+    let rounding = 0x7FFF + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+/// Converts little-endian `src` elements of `dtype` into little-endian bf16 `dst`; returns the number of NaNs.
+/// `src.len()` must be a whole number of elements and `dst.len()` the matching number of bf16 bytes.
+pub fn to_bf16(dtype: Dtype, src: &[u8], dst: &mut [u8]) -> u64 {
+    match dtype {
+        Dtype::Bf16 => {
+            dst.copy_from_slice(src);
+            bf16_nans(src)
+        }
+        Dtype::F32 => {
+            let mut nans = 0u64;
+            for (s, d) in src.chunks_exact(4).zip(dst.chunks_exact_mut(2)) {
+                let bits = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                nans += (bits & 0x7FFF_FFFF > 0x7F80_0000) as u64;
+                d.copy_from_slice(&f32_bits_to_bf16(bits).to_le_bytes());
+            }
+            nans
+        }
+        Dtype::F16 => {
+            let mut nans = 0u64;
+            for (s, d) in src.chunks_exact(2).zip(dst.chunks_exact_mut(2)) {
+                let h = u16::from_le_bytes([s[0], s[1]]);
+                nans += (h & 0x7FFF > 0x7C00) as u64;
+                let f = half::f16::from_bits(h).to_f32();
+                d.copy_from_slice(&f32_bits_to_bf16(f.to_bits()).to_le_bytes());
+            }
+            nans
+        }
+        Dtype::Other { name, .. } => unreachable!("W of dtype {name} is refused before conversion"),
+    }
+}
+
+/// NaNs among little-endian bf16 values (copied as they are: a bf16 source is never rewritten).
+pub fn bf16_nans(bytes: &[u8]) -> u64 {
+    bytes.chunks_exact(2).filter(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7FFF > 0x7F80).count() as u64
+}
+
+/// Bytes per source element for the float dtypes W may have.
+pub fn source_width(dtype: Dtype) -> usize {
+    (dtype.bits() / 8) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f32_matches_half_on_special_and_random_values() {
+        let mut specials: Vec<u32> = vec![
+            0, 0x8000_0000, 0x0000_0001, 0x807F_FFFF, 0x3F80_8000, 0x3F81_8000, 0x3F80_8001, 0x7F7F_FFFF,
+            0xFF7F_FFFF, 0x7F80_0000, 0xFF80_0000, 0x7F7F_8000, 0x0080_0000, 0x0000_8000, 0x0001_8000,
+        ];
+        let mut x = 0x9E37_79B9u32;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            specials.push(x);
+        }
+        for bits in specials {
+            let f = f32::from_bits(bits);
+            let mut out = [0u8; 2];
+            to_bf16(Dtype::F32, &bits.to_le_bytes(), &mut out);
+            let got = u16::from_le_bytes(out);
+            if f.is_nan() {
+                assert_eq!(got, CANONICAL_NAN);
+            } else {
+                assert_eq!(got, half::bf16::from_f32(f).to_bits(), "{bits:#010x}");
+            }
+        }
+    }
+
+    #[test]
+    fn f16_is_exact_through_f32_and_counts_nans() {
+        for h in 0..=u16::MAX {
+            let mut out = [0u8; 2];
+            let nans = to_bf16(Dtype::F16, &h.to_le_bytes(), &mut out);
+            let f = half::f16::from_bits(h).to_f32();
+            let got = u16::from_le_bytes(out);
+            if f.is_nan() {
+                assert_eq!((got, nans), (CANONICAL_NAN, 1));
+            } else {
+                assert_eq!((got, nans), (half::bf16::from_f32(f).to_bits(), 0), "{h:#06x}");
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_is_copied_bit_for_bit() {
+        let src = [0x01, 0xFF, 0xC1, 0x7F, 0x80, 0x7F];
+        let mut dst = [0u8; 6];
+        assert_eq!(to_bf16(Dtype::Bf16, &src, &mut dst), 1);
+        assert_eq!(src, dst);
+    }
+}

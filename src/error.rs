@@ -1,0 +1,57 @@
+//! The one error type of gamma-run. Every I/O variant names its path; job-file errors carry `file:line:col`.
+//! Which exit code an error maps to is decided by the commands, not here.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong, with enough context to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}", path = path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{path}:{line}:{col}: {message}", path = path.display())]
+    JobFile { path: PathBuf, line: u64, col: u64, message: String },
+
+    #[error("{path}: {message}", path = path.display())]
+    Checkpoint { path: PathBuf, message: String },
+
+    #[error("{message}")]
+    Unembedding { message: String },
+
+    #[error("{repo}@{revision} is not in the Hugging Face cache at {cache}; {hint}", cache = cache.display())]
+    NotInCache { repo: String, revision: String, cache: PathBuf, hint: String },
+
+    #[error("{path}: {message}", path = path.display())]
+    Manifest { path: PathBuf, message: String },
+
+    #[error("{input} is not available: {message}")]
+    Input { input: String, message: String },
+
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Checkpoint { path: path.into(), message: message.into() }
+    }
+    pub fn manifest(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Manifest { path: path.into(), message: message.into() }
+    }
+}
+
+/// Attach a path to `std::io::Result`s: `fs::read(p).at(p)?`.
+pub trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,47 @@
+//! The job file exactly as written: serde structs that mirror the YAML, unknown keys refused. Nothing outside
+//! `job` sees these; `validate` turns them into `Job`s.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFileSpec {
+    pub version: Spanned<u64>,
+    #[serde(default)]
+    pub output: Option<OutputSpec>,
+    #[serde(default)]
+    pub defaults: Option<DefaultsSpec>,
+    pub jobs: Spanned<Vec<Spanned<JobSpec>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub tensors: Option<Spanned<String>>,
+    pub manifests: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsSpec {
+    pub revision: Option<Spanned<String>>,
+    pub frames: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub model: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub revision: Option<Spanned<String>>,
+    pub frames: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tensor: Option<Spanned<String>>,
+}
+
+/// The keys each mapping accepts, for "unknown key" errors.
+pub const TOP_KEYS: &str = "version, output, defaults, jobs";
+pub const OUTPUT_KEYS: &str = "tensors, manifests";
+pub const DEFAULTS_KEYS: &str = "revision, frames";
+pub const JOB_KEYS: &str = "model, path, name, revision, frames, tensor";

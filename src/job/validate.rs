@@ -1,0 +1,251 @@
+//! Raw job file → validated `JobFile`: one place that knows the rules (one source per job, safe unique names,
+//! known frames, output roots), and reports each violation as `file:line:col` with what to do.
+
+use super::spec::{self, JobFileSpec, JobSpec};
+use super::{Job, JobFile, SourceSpec};
+use crate::error::{Error, IoContext, Result};
+use crate::store::Store;
+use serde_saphyr::{Location, Spanned};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+/// Job files larger than this are refused before parsing (real ones are a few KB).
+pub const MAX_JOB_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads, parses and validates the job file at `path`.
+pub fn load(path: &Path) -> Result<JobFile> {
+    let meta = std::fs::metadata(path).at(path)?;
+    if !meta.is_file() {
+        return Err(Error::Usage(format!("{}: not a job file (a directory or special file)", path.display())));
+    }
+    if meta.len() > MAX_JOB_FILE_BYTES {
+        let message = format!("the job file is {} bytes; the limit is {MAX_JOB_FILE_BYTES}", meta.len());
+        return Err(Error::JobFile { path: path.into(), line: 1, col: 1, message });
+    }
+    let bytes = std::fs::read(path).at(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| Error::JobFile {
+        path: path.into(),
+        line: 1,
+        col: 1,
+        message: format!("not UTF-8 text: {e}"),
+    })?;
+    let raw = parse(path, &text)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).at(dir)?;
+    Validator { path: path.to_owned(), dir }.job_file(raw)
+}
+
+fn parse(path: &Path, text: &str) -> Result<JobFileSpec> {
+    if text.trim().is_empty() {
+        let message = "the job file is empty; it needs `version: 1` and a `jobs:` list".to_string();
+        return Err(Error::JobFile { path: path.into(), line: 1, col: 1, message });
+    }
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = 16;
+    budget.max_events = 200_000;
+    budget.max_aliases = 64;
+    budget.max_anchors = 64;
+    budget.max_documents = 1;
+    budget.max_nodes = 100_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let loc = e.location().unwrap_or(Location::UNKNOWN);
+        let message = explain_unknown_key(&e.to_string());
+        Error::JobFile { path: path.into(), line: loc.line().max(1), col: loc.column().max(1), message }
+    })
+}
+
+/// serde names the expected fields already; add which mapping they belong to when it is a job.
+fn explain_unknown_key(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for keys in [spec::JOB_KEYS, spec::TOP_KEYS, spec::OUTPUT_KEYS, spec::DEFAULTS_KEYS] {
+        if msg.contains("unknown field") && msg.contains(&keys.replace(", ", "`, `")) {
+            out = format!("{msg} (the keys allowed here are: {keys})");
+            break;
+        }
+    }
+    out
+}
+
+struct Validator {
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl Validator {
+    fn err<T>(&self, at: &Location, message: impl Into<String>) -> Result<T> {
+        Err(Error::JobFile { path: self.path.clone(), line: at.line().max(1), col: at.column().max(1), message: message.into() })
+    }
+
+    fn job_file(&self, raw: JobFileSpec) -> Result<JobFile> {
+        if raw.version.value != 1 {
+            return self.err(&raw.version.referenced, format!("unsupported version {}; this gamma-run reads version 1", raw.version.value));
+        }
+        let (tensors, manifests) = match &raw.output {
+            Some(o) => (o.tensors.as_ref(), o.manifests.as_ref()),
+            None => (None, None),
+        };
+        let tensors = self.output_dir(tensors, "../tensors")?;
+        let manifests = self.output_dir(manifests, "../manifests")?;
+        let root = manifests.parent().unwrap_or(Path::new("/"));
+        if !tensors.starts_with(root) || tensors == manifests {
+            let at = raw.output.as_ref().and_then(|o| o.tensors.as_ref()).map(|t| t.referenced).unwrap_or(Location::UNKNOWN);
+            return self.err(&at, format!(
+                "output.tensors ({}) must be a separate directory inside {} (the parent of output.manifests), so manifests can name outputs by relative path",
+                tensors.display(), root.display()
+            ));
+        }
+        let default_revision = raw.defaults.as_ref().and_then(|d| d.revision.as_ref());
+        let default_frames = raw.defaults.as_ref().and_then(|d| d.frames.as_ref());
+        if let Some(rev) = default_revision {
+            self.revision(rev)?;
+        }
+        if raw.jobs.value.is_empty() {
+            return self.err(&raw.jobs.referenced, "`jobs:` is empty; list at least one job with `model:` or `path:`");
+        }
+        let mut names: HashMap<String, Location> = HashMap::new();
+        let mut jobs = Vec::new();
+        for job in &raw.jobs.value {
+            let job = self.job(job, default_revision, default_frames)?;
+            if let Some(first) = names.get(&job.0.name) {
+                return self.err(&job.1, format!(
+                    "duplicate output name {:?} (first used at line {}); give one of the jobs a distinct `name:`",
+                    job.0.name, first.line()
+                ));
+            }
+            names.insert(job.0.name.clone(), job.1);
+            jobs.push(job.0);
+        }
+        Ok(JobFile { path: self.path.clone(), store: Store { tensors, manifests }, jobs })
+    }
+
+    fn output_dir(&self, raw: Option<&Spanned<String>>, default: &str) -> Result<PathBuf> {
+        let Some(raw) = raw else { return Ok(normalize(&self.dir.join(default))) };
+        if raw.value.trim().is_empty() || raw.value.contains('\0') {
+            return self.err(&raw.referenced, "output directory must be a non-empty path");
+        }
+        Ok(normalize(&self.dir.join(&raw.value)))
+    }
+
+    fn job(
+        &self,
+        job: &Spanned<JobSpec>,
+        default_revision: Option<&Spanned<String>>,
+        default_frames: Option<&Spanned<Vec<Spanned<String>>>>,
+    ) -> Result<(Job, Location)> {
+        let at = job.referenced;
+        let spec = &job.value;
+        let source = match (&spec.model, &spec.path) {
+            (Some(_), Some(p)) => return self.err(&p.referenced, "a job has either `model:` (a Hub repo) or `path:` (a local directory), not both"),
+            (None, None) => return self.err(&at, "this job has neither `model:` (a Hub repo id) nor `path:` (a local checkpoint directory)"),
+            (Some(m), None) => {
+                check_repo_id(&m.value).or_else(|e| self.err(&m.referenced, e))?;
+                let revision = spec.revision.as_ref().or(default_revision);
+                if let Some(r) = revision {
+                    self.revision(r)?;
+                }
+                let revision = revision.map(|r| r.value.clone()).unwrap_or_else(|| "main".into());
+                SourceSpec::Hub { repo: m.value.clone(), revision }
+            }
+            (None, Some(p)) => {
+                if let Some(r) = &spec.revision {
+                    return self.err(&r.referenced, "`revision:` applies to `model:` jobs; a local `path:` has no revisions");
+                }
+                if p.value.trim().is_empty() || p.value.contains('\0') {
+                    return self.err(&p.referenced, "`path:` must name a checkpoint directory");
+                }
+                SourceSpec::Local { dir: normalize(&self.dir.join(&p.value)) }
+            }
+        };
+        let name = match &spec.name {
+            Some(n) => {
+                check_name(&n.value).or_else(|e| self.err(&n.referenced, e))?;
+                n.value.clone()
+            }
+            None => {
+                let from = match (&spec.model, &spec.path) {
+                    (Some(m), _) => m.value.rsplit('/').next().unwrap_or_default().to_string(),
+                    (_, Some(p)) => Path::new(&p.value).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                    _ => unreachable!(),
+                };
+                check_name(&from).or_else(|e| self.err(&at, format!("cannot derive an output name: {e}; add `name:`")))?;
+                from
+            }
+        };
+        let frames = match spec.frames.as_ref().or(default_frames) {
+            None => vec!["gamma"],
+            Some(list) => self.frames(list)?,
+        };
+        let tensor = match &spec.tensor {
+            Some(t) if t.value.is_empty() || t.value.contains(['\n', '\0']) => return self.err(&t.referenced, "`tensor:` must be a checkpoint key"),
+            Some(t) => Some(t.value.clone()),
+            None => None,
+        };
+        let where_ = format!("{}:{}:{}", self.path.display(), at.line(), at.column());
+        Ok((Job { name, source, frames, tensor, at: where_ }, at))
+    }
+
+    fn frames(&self, list: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<&'static str>> {
+        if list.value.is_empty() {
+            return self.err(&list.referenced, "`frames:` is empty; list at least one frame (e.g. [gamma])");
+        }
+        let mut out: Vec<&'static str> = Vec::new();
+        for f in &list.value {
+            let Some(frame) = crate::frame::by_name(&f.value) else {
+                return self.err(&f.referenced, format!("unknown frame {:?}; known frames: {}", f.value, crate::frame::names().join(", ")));
+            };
+            for dep in crate::frame::with_inputs(frame) {
+                if !out.contains(&dep) {
+                    out.push(dep);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn revision(&self, r: &Spanned<String>) -> Result<()> {
+        let v = &r.value;
+        let bad = v.is_empty()
+            || v.starts_with('/')
+            || v.contains(['\\', '\0', '\n'])
+            || v.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+        if bad {
+            return self.err(&r.referenced, format!("{v:?} is not a valid revision (a branch, tag or 40-hex commit)"));
+        }
+        Ok(())
+    }
+}
+
+/// Output names become one directory level under `tensors/` and `manifests/`.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok { Ok(()) } else { Err(format!("{name:?} is not a valid output name (letters, digits, '.', '_', '-'; not starting with '.')")) }
+}
+
+fn check_repo_id(id: &str) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = id.split('/').collect();
+    let ok = (1..=2).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty() && *p != "." && *p != ".." && p.len() <= 96 && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        });
+    if ok { Ok(()) } else { Err(format!("{id:?} is not a Hub repo id (expected org/name)")) }
+}
+
+/// Lexically resolves `.` and `..` (the path need not exist yet).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}

@@ -1,0 +1,17 @@
+//! gamma-run: extracts language models' unembedding matrix W into coordinate frames, with manifests that record
+//! provenance and decide freshness. The binary (`main.rs`) is a thin shell over these modules.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod commands;
+pub mod dtype;
+pub mod error;
+pub mod frame;
+pub mod job;
+pub mod manifest;
+pub mod report;
+pub mod runner;
+pub mod source;
+pub mod store;
+pub mod synth;
+pub mod unembedding;

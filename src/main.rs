@@ -1,0 +1,34 @@
+//! gamma-run's entry point: parse the command line, set up logging, dispatch to the subcommand, print the
+//! error if there is one, and exit with the code the command decided (0 ok, 1 stale/mismatch, 2 error).
+
+use clap::Parser;
+use gamma_run::cli::{Cli, Command};
+use gamma_run::commands::{self, Exit};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse_from(gamma_run::cli::args());
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Run(args) => commands::run::execute(args),
+        Command::Status(args) => commands::status::execute(args),
+        Command::Verify(args) => commands::verify::execute(args),
+        Command::Synth(args) => gamma_run::synth::execute(args),
+    };
+    let exit = result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        Exit::of_error(&e)
+    });
+    std::process::ExitCode::from(exit as u8)
+}
+
+/// Logs go to stderr; `-q` keeps errors only, `-v`/`-vv` add debug/trace. `RUST_LOG` overrides.
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

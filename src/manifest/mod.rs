@@ -1,0 +1,122 @@
+//! The manifest: one JSON file per output recording what was written (path, size, SHA-256), where it came from
+//! (source or input frames), the fingerprint that decides freshness, and a stat cache. `fingerprint` encodes the
+//! key, `freshness` compares a manifest with the present.
+
+pub mod fingerprint;
+pub mod freshness;
+
+use crate::error::{Error, IoContext, Result};
+use crate::source::FileRecord;
+use crate::store::FileStat;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const SCHEMA: &str = "gamma-run/manifest/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: String,
+    pub name: String,
+    pub frame: String,
+    pub frame_version: u32,
+    pub output: OutputRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputRecord>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    pub nan_count: u64,
+    pub fingerprint: String,
+    /// The fields the fingerprint hashes, so staleness can say which one changed.
+    pub fingerprint_inputs: BTreeMap<String, String>,
+    pub stat: StatCache,
+    pub tool: Tool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    /// Relative to the parent of the manifests directory.
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    pub tensor: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub revision: Option<String>,
+    pub commit: Option<String>,
+    pub files: Vec<FileRecord>,
+    pub tensor: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+    pub reason: String,
+    /// W's bytes within `file`: `[offset, offset + length)`; only this range was read.
+    pub range: ByteRange,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ByteRange {
+    pub file: String,
+    pub offset: u64,
+    pub length: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRecord {
+    pub frame: String,
+    pub path: String,
+    pub sha256: String,
+}
+
+/// Stats at write time: the output's, and those of source files whose content the fingerprint does not cover.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatCache {
+    pub output: FileStat,
+    #[serde(default)]
+    pub sources: BTreeMap<String, FileStat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+impl Tool {
+    pub fn this() -> Tool {
+        Tool { name: env!("CARGO_PKG_NAME").into(), version: env!("CARGO_PKG_VERSION").into() }
+    }
+}
+
+impl Manifest {
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let bytes = std::fs::read(path).at(path)?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::manifest(path, format!("not a gamma-run manifest: {e}")))?;
+        if m.schema != SCHEMA {
+            return Err(Error::manifest(path, format!("schema {:?}; this gamma-run reads {SCHEMA:?}", m.schema)));
+        }
+        Ok(m)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("manifests serialise");
+        v.push(b'\n');
+        v
+    }
+}
+
+/// Checks a manifest's `output.path` before it is joined to a directory: relative, no `..`.
+pub fn check_output_path(p: &str) -> std::result::Result<(), String> {
+    crate::checkpoint::index::check_relative_file(p).map_err(|e| format!("output.path {p:?} is unsafe: {e}"))
+}

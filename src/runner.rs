@@ -1,0 +1,226 @@
+//! The batch: every (job, frame) output judged fresh, stale or missing, and the stale ones rebuilt — jobs in
+//! parallel (`--jobs`), frames of a job in dependency order. One failed output does not stop the others; a
+//! frame whose input failed is skipped and says why.
+
+use crate::error::{Error, Result};
+use crate::frame::{self, Context, Frame, Plan};
+use crate::job::{Job, JobFile};
+use crate::manifest::freshness::{self, State};
+use crate::manifest::{fingerprint, Manifest, OutputRecord, StatCache, Tool, SCHEMA};
+use crate::store::{self, FileStat, Sink};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub force: bool,
+    pub dry_run: bool,
+    pub only: Vec<String>,
+    pub jobs: usize,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Fresh,
+    Built { reasons: Vec<String>, sha256: String, size: u64 },
+    WouldBuild { reasons: Vec<String> },
+    Failed(Error),
+    Skipped(String),
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub name: String,
+    pub frame: &'static str,
+    pub outcome: Outcome,
+    pub warnings: Vec<String>,
+}
+
+/// One output's state as `status` shows it.
+#[derive(Debug)]
+pub struct Row {
+    pub name: String,
+    pub frame: &'static str,
+    pub state: Result<State>,
+    pub manifest: Option<Manifest>,
+    pub output_path: std::path::PathBuf,
+    pub manifest_path: std::path::PathBuf,
+}
+
+/// The jobs `--only` selects (all when empty); an `--only` that matches nothing is an error.
+pub fn select<'a>(jf: &'a JobFile, only: &[String]) -> Result<Vec<&'a Job>> {
+    for o in only {
+        if !jf.jobs.iter().any(|j| &j.name == o) {
+            let names: Vec<&str> = jf.jobs.iter().map(|j| j.name.as_str()).collect();
+            return Err(Error::Usage(format!("--only {o:?} matches no job in {}; names: {}", jf.path.display(), names.join(", "))));
+        }
+    }
+    Ok(jf.jobs.iter().filter(|j| only.is_empty() || only.contains(&j.name)).collect())
+}
+
+fn pool(jobs: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(jobs.max(1)).build().expect("thread pool")
+}
+
+pub fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
+    let selected = select(jf, &opts.only)?;
+    let per_job: Vec<Vec<Report>> = pool(opts.jobs).install(|| selected.par_iter().map(|job| run_job(job, cx, opts)).collect());
+    Ok(per_job.into_iter().flatten().collect())
+}
+
+pub fn status(jf: &JobFile, cx: &Context, only: &[String]) -> Result<Vec<Row>> {
+    let selected = select(jf, only)?;
+    let rows: Vec<Vec<Row>> = selected
+        .par_iter()
+        .map(|job| {
+            job.frames
+                .iter()
+                .map(|name| {
+                    let frame = frame::by_name(name).expect("validated frame");
+                    let judged = judge(frame, job, cx);
+                    let (state, manifest) = match judged {
+                        Ok((_, state, m)) => (Ok(state), m),
+                        Err(e) => (Err(e), None),
+                    };
+                    Row {
+                        name: job.name.clone(),
+                        frame: frame.name(),
+                        state,
+                        manifest,
+                        output_path: cx.store.output_path(&job.name, frame.file_name()),
+                        manifest_path: cx.store.manifest_path(&job.name, frame.name()),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Ok(rows.into_iter().flatten().collect())
+}
+
+fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
+    let mut reports: Vec<Report> = Vec::new();
+    for name in &job.frames {
+        let frame = frame::by_name(name).expect("validated frame");
+        let failed_input = frame.inputs().iter().find(|i| {
+            reports.iter().any(|r| r.frame == **i && matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)))
+        });
+        let (outcome, warnings) = match failed_input {
+            Some(i) => (Outcome::Skipped(format!("its input {i} failed")), Vec::new()),
+            None => run_output(frame, job, cx, opts),
+        };
+        let _span = tracing::info_span!("output", name = %job.name, frame = frame.name()).entered();
+        match &outcome {
+            Outcome::Failed(e) => tracing::debug!(error = %e, "failed"),
+            Outcome::Built { sha256, .. } => tracing::debug!(%sha256, "built"),
+            _ => {}
+        }
+        reports.push(Report { name: job.name.clone(), frame: frame.name(), outcome, warnings });
+    }
+    reports
+}
+
+fn run_output(frame: &dyn Frame, job: &Job, cx: &Context, opts: &RunOptions) -> (Outcome, Vec<String>) {
+    let (plan, state, _) = match judge(frame, job, cx) {
+        Ok(j) => j,
+        Err(e) => return (Outcome::Failed(e), Vec::new()),
+    };
+    let warnings = plan.warnings.clone();
+    let reasons = match state {
+        State::Fresh if !opts.force => return (Outcome::Fresh, warnings),
+        State::Fresh => vec!["--force".to_string()],
+        State::Missing => vec!["never built".to_string()],
+        State::Stale(r) => r,
+    };
+    if opts.dry_run {
+        return (Outcome::WouldBuild { reasons }, warnings);
+    }
+    match build(frame, job, cx, plan) {
+        Ok((written, mut more)) => {
+            let mut w = warnings;
+            w.append(&mut more);
+            (Outcome::Built { reasons, sha256: written.sha256, size: written.size }, w)
+        }
+        Err(e) => (Outcome::Failed(e), warnings),
+    }
+}
+
+/// Plans an output and compares it with what is stored.
+fn judge(frame: &dyn Frame, job: &Job, cx: &Context) -> Result<(Plan, State, Option<Manifest>)> {
+    let plan = frame.prepare(cx, job)?;
+    let output_path = cx.store.output_path(&job.name, frame.file_name());
+    let manifest_path = cx.store.manifest_path(&job.name, frame.name());
+    let rel = cx.store.relative_to_root(&output_path);
+    let recheck = || {
+        let mut h = store::HashOnly::new();
+        plan.producer.produce(&mut h)?;
+        Ok(h.finish())
+    };
+    let expected = freshness::Expected {
+        manifest_path: &manifest_path,
+        output_path: &output_path,
+        output_rel: &rel,
+        fingerprint: &plan.fingerprint,
+        watched: &plan.watched,
+        recheck: &recheck,
+    };
+    let (state, manifest) = freshness::assess(&expected)?;
+    Ok((plan, state, manifest))
+}
+
+/// Writes the output, then its manifest. The old manifest is removed first, so no manifest ever describes
+/// bytes other than the ones beside it; a crash in between leaves an output without a manifest (stale).
+fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(store::Written, Vec<String>)> {
+    let output_path = cx.store.output_path(&job.name, frame.file_name());
+    let manifest_path = cx.store.manifest_path(&job.name, frame.name());
+    let before: BTreeMap<String, FileStat> =
+        plan.watched.iter().map(|(n, p)| Ok((n.clone(), FileStat::of(p)?))).collect::<Result<_>>()?;
+    let mut sink = Sink::create(&output_path)?;
+    let nan_count = plan.producer.produce(&mut sink)?;
+    for (n, p) in &plan.watched {
+        if FileStat::of(p)? != before[n] {
+            return Err(Error::checkpoint(p, "changed while it was being read; nothing was stored, run again"));
+        }
+    }
+    remove_if_present(&manifest_path)?;
+    let written = sink.commit()?;
+    let manifest = Manifest {
+        schema: SCHEMA.into(),
+        name: job.name.clone(),
+        frame: frame.name().into(),
+        frame_version: frame.version(),
+        output: OutputRecord {
+            path: cx.store.relative_to_root(&output_path),
+            sha256: written.sha256.clone(),
+            size: written.size,
+            tensor: plan.tensor,
+            dtype: plan.dtype,
+            shape: plan.shape,
+        },
+        source: plan.source,
+        inputs: plan.inputs,
+        params: plan.params,
+        nan_count,
+        fingerprint: fingerprint::digest(&plan.fingerprint),
+        fingerprint_inputs: plan.fingerprint,
+        stat: StatCache { output: written.stat, sources: before },
+        tool: Tool::this(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    store::write_atomic(&manifest_path, &manifest.to_bytes())?;
+    let mut warnings = Vec::new();
+    if nan_count > 0 {
+        warnings.push(format!("W holds {nan_count} NaN values (written as the canonical NaN 0x7FC0 when converted); recorded in the manifest"));
+    }
+    Ok((written, warnings))
+}
+
+fn remove_if_present(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            let dir = path.parent().expect("manifest paths have a parent");
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}

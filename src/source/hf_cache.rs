@@ -1,0 +1,119 @@
+//! The Hugging Face cache (`$HF_HUB_CACHE`, shared with the Python client), read offline: `refs/<branch>` →
+//! `snapshots/<commit>/…` → `blobs/`. Path builders are pure and unit-tested; LFS blob names are the files' SHA-256.
+
+use super::{checkpoint_dir, FileRecord, Located};
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
+pub fn cache_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let set = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(c) = set("HF_HUB_CACHE") {
+        return PathBuf::from(c);
+    }
+    let home = set("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = set("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(set("HOME").unwrap_or_else(|| "/".into())).join(".cache"));
+        cache.join("huggingface")
+    });
+    home.join("hub")
+}
+
+/// `models--org--name`
+pub fn repo_folder(repo: &str) -> String {
+    format!("models--{}", repo.replace('/', "--"))
+}
+
+pub fn is_commit(rev: &str) -> bool {
+    rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// The commit a revision names in the cache: itself if 40-hex, else the content of `refs/<revision>`.
+pub fn resolve_commit(repo_dir: &Path, revision: &str) -> Result<Option<String>> {
+    if is_commit(revision) {
+        return Ok(Some(revision.to_string()));
+    }
+    let ref_path = repo_dir.join("refs").join(revision);
+    match std::fs::read_to_string(&ref_path) {
+        Ok(s) if is_commit(s.trim()) => Ok(Some(s.trim().to_string())),
+        Ok(s) => Err(Error::checkpoint(&ref_path, format!("holds {:?}, not a 40-hex commit", s.trim()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(ref_path, e)),
+    }
+}
+
+pub fn locate(cache: &Path, repo: &str, revision: &str, explicit: Option<&str>) -> Result<Located> {
+    let repo_dir = cache.join(repo_folder(repo));
+    let not_cached = |hint: &str| Error::NotInCache {
+        repo: repo.into(),
+        revision: revision.into(),
+        cache: cache.to_owned(),
+        hint: hint.into(),
+    };
+    let fetch_hint = format!(
+        "fetching from the Hub comes with the hub source; until then download it with \
+         `hf download {repo} --revision {revision}` (or point HF_HUB_CACHE at a cache that has it)"
+    );
+    let Some(commit) = resolve_commit(&repo_dir, revision)? else {
+        return Err(not_cached(&fetch_hint));
+    };
+    let snapshot = repo_dir.join("snapshots").join(&commit);
+    if !snapshot.is_dir() {
+        return Err(not_cached(&format!("no snapshot {commit}; {fetch_hint}")));
+    }
+    let found = checkpoint_dir::find_w(&snapshot, explicit)?;
+    let w = found.header.get(&found.choice.key).expect("checked by find_w").clone();
+    let mut files = vec![record(&snapshot, "config.json", found.config_bytes.len() as u64)];
+    if let Some(b) = &found.index_bytes {
+        files.push(record(&snapshot, "model.safetensors.index.json", b.len() as u64));
+    }
+    files.push(record(&snapshot, &found.shard, found.shard_len));
+    let mut identity = BTreeMap::new();
+    identity.insert("source.kind".into(), "hub".into());
+    identity.insert("source.repo".into(), repo.into());
+    identity.insert("source.commit".into(), commit.clone());
+    Ok(Located {
+        kind: "hf_cache",
+        repo: Some(repo.into()),
+        dir: Some(snapshot),
+        revision: Some(revision.into()),
+        commit: Some(commit),
+        w_offset: found.header.data_start() + w.begin,
+        w,
+        config: found.config,
+        choice: found.choice,
+        shard: found.shard,
+        shard_path: found.shard_path,
+        files,
+        identity,
+        watched: Vec::new(),
+    })
+}
+
+/// A snapshot file's record: its SHA-256 is the blob's name when the blob is an LFS file (64 hex).
+fn record(snapshot: &Path, rel: &str, size: u64) -> FileRecord {
+    let sha256 = std::fs::read_link(snapshot.join(rel))
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+    FileRecord { path: rel.into(), size, sha256 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_paths_follow_the_python_client() {
+        let env = |pairs: &'static [(&str, &str)]| move |k: &str| pairs.iter().find(|p| p.0 == k).map(|p| p.1.to_string());
+        assert_eq!(cache_dir(env(&[("HOME", "/h")])), PathBuf::from("/h/.cache/huggingface/hub"));
+        assert_eq!(cache_dir(env(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")])), PathBuf::from("/x/huggingface/hub"));
+        assert_eq!(cache_dir(env(&[("HF_HOME", "/hf")])), PathBuf::from("/hf/hub"));
+        assert_eq!(cache_dir(env(&[("HF_HOME", "/hf"), ("HF_HUB_CACHE", "/c")])), PathBuf::from("/c"));
+        assert_eq!(repo_folder("Qwen/Qwen3-4B"), "models--Qwen--Qwen3-4B");
+        assert!(is_commit("0123456789abcdef0123456789abcdef01234567"));
+        assert!(!is_commit("main") && !is_commit("0123456789ABCDEF0123456789abcdef01234567"));
+    }
+}

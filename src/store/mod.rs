@@ -1,0 +1,84 @@
+//! Everything that writes to disk: where outputs and manifests live, and the one way they are written —
+//! a unique temp file in the target directory, hashed while it is written, fsync, rename, fsync the directory.
+//! A crash leaves either the old file or the new one under the final name, never a mix.
+
+mod sink;
+pub mod safetensors_file;
+
+pub use sink::{ByteSink, HashOnly, Sink, Written, BUF_LEN};
+
+use crate::error::{IoContext, Result};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The two output roots of a job file.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub tensors: PathBuf,
+    pub manifests: PathBuf,
+}
+
+impl Store {
+    pub fn output_path(&self, name: &str, file: &str) -> PathBuf {
+        self.tensors.join(name).join(file)
+    }
+    pub fn manifest_path(&self, name: &str, frame: &str) -> PathBuf {
+        self.manifests.join(name).join(format!("{frame}.json"))
+    }
+    /// `path` as the manifest records it: relative to the parent of the manifests directory.
+    pub fn relative_to_root(&self, path: &Path) -> String {
+        let root = self.manifests.parent().unwrap_or(Path::new(""));
+        path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
+    }
+}
+
+/// What a file looked like when we last hashed it: if all three still match, its bytes are taken as unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStat {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub inode: u64,
+}
+
+impl FileStat {
+    pub fn of(path: &Path) -> Result<FileStat> {
+        let m = fs::metadata(path).at(path)?;
+        Ok(FileStat { size: m.len(), mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128, inode: m.ino() })
+    }
+}
+
+/// Writes a small file (a manifest) atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<Written> {
+    let mut sink = Sink::create(path)?;
+    let mut buf = sink.buffer();
+    buf.extend_from_slice(bytes);
+    sink.write(buf)?;
+    sink.commit()
+}
+
+/// SHA-256 of a whole file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = fs::File::open(path).at(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).at(path)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

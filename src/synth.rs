@@ -1,0 +1,240 @@
+//! Synthetic checkpoints in the layouts the seed models use (tied/untied, sharded/single, gemma3's two multimodal
+//! key layouts, bf16/f16/f32 with edge values), written with gamma-run's own deterministic safetensors writer.
+//! The bundled example, the tests and the benchmark are built with it (`gamma-run synth`, a hidden command).
+
+use crate::commands::Exit;
+use crate::error::{Error, Result};
+use crate::store::{safetensors_file, write_atomic, Sink, BUF_LEN};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    Qwen3,
+    Qwen2,
+    Llama,
+    Phi3,
+    Granite,
+    /// Gemma3 multimodal, older keys: language_model.model.embed_tokens.weight
+    Gemma3,
+    /// Gemma3 multimodal, newer keys: model.language_model.embed_tokens.weight
+    Gemma3New,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Stored {
+    Embed,
+    Head,
+    /// Both, with identical bytes
+    Both,
+    /// Both, with different bytes
+    BothDiffer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SynthDtype {
+    Bf16,
+    F16,
+    F32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SynthArgs {
+    /// Directory to write (created)
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "qwen3")]
+    pub arch: Arch,
+    #[arg(long, default_value_t = 512)]
+    pub vocab: u64,
+    #[arg(long, default_value_t = 64)]
+    pub hidden: u64,
+    #[arg(long, value_enum, default_value = "bf16")]
+    pub dtype: SynthDtype,
+    /// Number of shards; more than one writes model.safetensors.index.json
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
+    /// config's tie_word_embeddings: true, false, or absent (class default)
+    #[arg(long, default_value = "true")]
+    pub tie: String,
+    /// Which of embedding and head are stored
+    #[arg(long, value_enum, default_value = "embed")]
+    pub store: Stored,
+    /// Put rounding ties, ±Inf, overflow, subnormals and -0 into the first rows
+    #[arg(long)]
+    pub specials: bool,
+    /// Also put NaNs into the first row
+    #[arg(long)]
+    pub nan: bool,
+    /// Bulk (MiB) added to each shard as other layers' weights
+    #[arg(long, default_value_t = 0)]
+    pub filler_mib: u64,
+    /// Add a quantization_config to config.json
+    #[arg(long)]
+    pub quantized: bool,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+struct Tensor {
+    name: String,
+    shape: Vec<u64>,
+    seed: u64,
+    specials: bool,
+}
+
+pub fn execute(a: SynthArgs) -> Result<Exit> {
+    if a.shards == 0 || a.vocab == 0 || a.hidden == 0 {
+        return Err(Error::Usage("--shards, --vocab and --hidden must be positive".into()));
+    }
+    let gemma = matches!(a.arch, Arch::Gemma3 | Arch::Gemma3New);
+    let (embed_key, head_key, prefix) = match a.arch {
+        Arch::Gemma3 => ("language_model.model.embed_tokens.weight", "language_model.lm_head.weight", "language_model.model."),
+        Arch::Gemma3New => ("model.language_model.embed_tokens.weight", "lm_head.weight", "model.language_model."),
+        _ => ("model.embed_tokens.weight", "lm_head.weight", "model."),
+    };
+    let (v, d) = (a.vocab, a.hidden);
+    let w = |name: &str, seed| Tensor { name: name.into(), shape: vec![v, d], seed, specials: a.specials };
+    let mut shards: Vec<Vec<Tensor>> = (0..a.shards).map(|_| Vec::new()).collect();
+    let last = shards.len() - 1;
+    if matches!(a.store, Stored::Embed | Stored::Both | Stored::BothDiffer) {
+        shards[0].push(w(embed_key, a.seed));
+    }
+    if gemma {
+        shards[0].push(Tensor { name: "vision_tower.vision_model.post_layernorm.weight".into(), shape: vec![d], seed: a.seed + 7, specials: false });
+    }
+    for (i, shard) in shards.iter_mut().enumerate() {
+        let rows = (a.filler_mib << 20) / 2 / d;
+        let shape = if rows > 0 { vec![rows, d] } else { vec![d, 4] };
+        shard.push(Tensor { name: format!("{prefix}layers.{i}.mlp.up_proj.weight"), shape, seed: a.seed + 100 + i as u64, specials: false });
+    }
+    shards[last].push(Tensor { name: format!("{prefix}norm.weight"), shape: vec![d], seed: a.seed + 3, specials: false });
+    match a.store {
+        Stored::Head => shards[last].push(w(head_key, a.seed + 1)),
+        Stored::Both => shards[last].push(w(head_key, a.seed)),
+        Stored::BothDiffer => shards[last].push(w(head_key, a.seed + 1)),
+        Stored::Embed => {}
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let n = shards.len();
+    let mut weight_map = serde_json::Map::new();
+    for (i, tensors) in shards.iter().enumerate() {
+        let file = if n == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", i + 1) };
+        write_shard(&a.out.join(&file), tensors, a.dtype, a.nan)?;
+        for t in tensors {
+            weight_map.insert(t.name.clone(), file.clone().into());
+        }
+    }
+    if n > 1 {
+        let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
+        write_atomic(&a.out.join("model.safetensors.index.json"), &pretty(&index))?;
+    }
+    write_atomic(&a.out.join("config.json"), &pretty(&config(&a)))?;
+    Ok(Exit::Ok)
+}
+
+fn pretty(v: &serde_json::Value) -> Vec<u8> {
+    let mut b = serde_json::to_vec_pretty(v).expect("json");
+    b.push(b'\n');
+    b
+}
+
+fn config(a: &SynthArgs) -> serde_json::Value {
+    let dtype = match a.dtype {
+        SynthDtype::Bf16 => "bfloat16",
+        SynthDtype::F16 => "float16",
+        SynthDtype::F32 => "float32",
+    };
+    let (model_type, arch) = match a.arch {
+        Arch::Qwen3 => ("qwen3", "Qwen3ForCausalLM"),
+        Arch::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
+        Arch::Llama => ("llama", "LlamaForCausalLM"),
+        Arch::Phi3 => ("phi3", "Phi3ForCausalLM"),
+        Arch::Granite => ("granitemoehybrid", "GraniteMoeHybridForCausalLM"),
+        Arch::Gemma3 | Arch::Gemma3New => ("gemma3", "Gemma3ForConditionalGeneration"),
+    };
+    let mut c = serde_json::json!({"architectures": [arch], "model_type": model_type, "dtype": dtype});
+    let dims = serde_json::json!({"vocab_size": a.vocab, "hidden_size": a.hidden});
+    if model_type == "gemma3" {
+        let mut text = dims;
+        text["model_type"] = "gemma3_text".into();
+        c["text_config"] = text;
+    } else {
+        c["vocab_size"] = a.vocab.into();
+        c["hidden_size"] = a.hidden.into();
+    }
+    match a.tie.as_str() {
+        "true" => c["tie_word_embeddings"] = true.into(),
+        "false" => c["tie_word_embeddings"] = false.into(),
+        _ => {}
+    }
+    if a.quantized {
+        c["quantization_config"] = serde_json::json!({"quant_method": "bitsandbytes", "load_in_8bit": true});
+    }
+    c
+}
+
+fn write_shard(path: &std::path::Path, tensors: &[Tensor], dtype: SynthDtype, nan: bool) -> Result<()> {
+    let name = match dtype {
+        SynthDtype::Bf16 => "BF16",
+        SynthDtype::F16 => "F16",
+        SynthDtype::F32 => "F32",
+    };
+    let entries: Vec<safetensors_file::Entry> = tensors.iter().map(|t| safetensors_file::Entry { name: &t.name, dtype: name, shape: &t.shape }).collect();
+    let mut sink = Sink::create(path)?;
+    let mut buf = sink.buffer();
+    buf.extend_from_slice(&safetensors_file::header(&entries));
+    sink.write(buf)?;
+    let width = if dtype == SynthDtype::F32 { 4 } else { 2 };
+    for t in tensors {
+        let count: u64 = t.shape.iter().product();
+        let per_chunk = (BUF_LEN / width) as u64;
+        let mut i = 0;
+        while i < count {
+            let n = per_chunk.min(count - i);
+            let mut buf = sink.buffer();
+            for k in i..i + n {
+                let bits = element(t, k, dtype, nan);
+                buf.extend_from_slice(&bits.to_le_bytes()[..width]);
+            }
+            sink.write(buf)?;
+            i += n;
+        }
+    }
+    sink.commit()?;
+    Ok(())
+}
+
+/// Element `k` of tensor `t`, as stored bits (low bytes used for 16-bit dtypes).
+fn element(t: &Tensor, k: u64, dtype: SynthDtype, nan: bool) -> u32 {
+    const F32_SPECIALS: &[u32] = &[
+        0x3F80_8000, 0x3F81_8000, 0xBF80_8000, 0x3F80_8001, 0x7F80_0000, 0xFF80_0000, 0x7F7F_FFFF, 0xFF7F_FFFF,
+        0x0000_0001, 0x807F_FFFF, 0x0000_8000, 0x8000_0000, 0x0001_8000, 0x7F7F_8000,
+    ];
+    const F16_SPECIALS: &[u16] = &[0x3C04, 0x3C0C, 0xBC04, 0x7C00, 0xFC00, 0x7BFF, 0xFBFF, 0x0001, 0x83FF, 0x8000, 0x3C05];
+    if t.specials {
+        let idx = k as usize;
+        match dtype {
+            SynthDtype::F32 if idx < F32_SPECIALS.len() => return F32_SPECIALS[idx],
+            SynthDtype::F16 if idx < F16_SPECIALS.len() => return F16_SPECIALS[idx] as u32,
+            SynthDtype::Bf16 if idx < 4 => return [0x7F80, 0xFF80, 0x0001, 0x8000][idx],
+            _ => {}
+        }
+    }
+    if nan && t.specials && k == 20 {
+        return match dtype {
+            SynthDtype::F32 => 0xFFC0_0001,
+            _ => 0x7E01,
+        };
+    }
+    let mut z = t.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let x = ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2;
+    match dtype {
+        SynthDtype::F32 => x.to_bits(),
+        SynthDtype::F16 => half::f16::from_f32(x).to_bits() as u32,
+        SynthDtype::Bf16 => half::bf16::from_f32(x).to_bits() as u32,
+    }
+}
