@@ -1,0 +1,118 @@
+//! Test support: a workspace in a temp dir, the real binary, synthetic checkpoints made by `gamma-run synth`,
+//! and an independent reference for W (the safetensors crate to read, `half` to convert, the safetensors
+//! crate's writer for the expected file).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+pub struct Ws {
+    pub dir: tempfile::TempDir,
+}
+
+impl Ws {
+    pub fn new() -> Ws {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+        Ws { dir }
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn job(&self, yaml: &str) -> PathBuf {
+        let p = self.path("jobs/test.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        p
+    }
+    /// Runs the binary with `args`, in the workspace, with an empty HF cache unless the test sets one.
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.run_env(args, &[])
+    }
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gamma-run"));
+        cmd.args(args).current_dir(self.dir.path());
+        cmd.env("HF_HUB_CACHE", self.path("hf-cache")).env_remove("HF_HUB_OFFLINE").env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+    /// `gamma-run synth --out models/<name> <args>`
+    pub fn synth(&self, name: &str, args: &[&str]) -> PathBuf {
+        let out = self.path(&format!("models/{name}"));
+        let mut a = vec!["synth", "--out", out.to_str().unwrap()];
+        a.extend_from_slice(args);
+        let o = self.run(&a);
+        assert_eq!(o.code, 0, "synth failed: {}", o.all());
+        out
+    }
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+    pub fn manifest(&self, name: &str, frame: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.read(&format!("manifests/{name}/{frame}.json"))).unwrap()
+    }
+}
+
+/// The W.safetensors the reference implementation would write for checkpoint `dir`'s tensor `key`.
+pub fn reference_w(dir: &Path, key: &str) -> Vec<u8> {
+    let (shape, bf16) = reference_w_bytes(dir, key);
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, shape, &bf16).unwrap();
+    safetensors::serialize([("W", view)], None).unwrap()
+}
+
+/// W's shape and bf16 bytes, read with the safetensors crate and converted with `half` (NaN → 0x7FC0).
+pub fn reference_w_bytes(dir: &Path, key: &str) -> (Vec<usize>, Vec<u8>) {
+    let index = dir.join("model.safetensors.index.json");
+    let file = if index.exists() {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+        dir.join(v["weight_map"][key].as_str().unwrap())
+    } else {
+        dir.join("model.safetensors")
+    };
+    let bytes = std::fs::read(&file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(key).unwrap();
+    let data = t.data();
+    let bf16: Vec<u16> = match t.dtype() {
+        safetensors::Dtype::BF16 => data.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect(),
+        safetensors::Dtype::F16 => data
+            .chunks(2)
+            .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+            .map(to_bf16)
+            .collect(),
+        safetensors::Dtype::F32 => data.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).map(to_bf16).collect(),
+        other => panic!("unexpected dtype {other:?}"),
+    };
+    (t.shape().to_vec(), bf16.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+fn to_bf16(f: f32) -> u16 {
+    if f.is_nan() { 0x7FC0 } else { half::bf16::from_f32(f).to_bits() }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn mtime(p: &Path) -> std::time::SystemTime {
+    std::fs::metadata(p).unwrap().modified().unwrap()
+}
