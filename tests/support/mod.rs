@@ -116,3 +116,37 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub fn mtime(p: &Path) -> std::time::SystemTime {
     std::fs::metadata(p).unwrap().modified().unwrap()
 }
+
+/// Puts checkpoint `model` into the workspace's HF cache as `repo` at `commit`, the way the Python client lays it
+/// out (blobs by etag, snapshot symlinks); `branch` (if any) is pointed at the commit.
+pub fn cache_model(ws: &Ws, model: &Path, repo: &str, commit: &str, branch: Option<&str>) {
+    let root = ws.path("hf-cache").join(format!("models--{}", repo.replace('/', "--")));
+    let blobs = root.join("blobs");
+    let snap = root.join("snapshots").join(commit);
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::create_dir_all(&snap).unwrap();
+    for entry in std::fs::read_dir(model).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        let bytes = std::fs::read(&p).unwrap();
+        // LFS files are named by their sha256, small git files by a (here: fake) 40-hex git blob id.
+        let etag = if name.ends_with(".safetensors") { sha256(&bytes) } else { sha256(&bytes)[..40].to_string() };
+        std::fs::write(blobs.join(&etag), &bytes).unwrap();
+        let link = snap.join(&name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("../../blobs/{etag}"), link).unwrap();
+    }
+    if let Some(b) = branch {
+        std::fs::create_dir_all(root.join("refs")).unwrap();
+        std::fs::write(root.join("refs").join(b), commit).unwrap();
+    }
+}
+
+/// Flips one byte of `path` at `offset`.
+pub fn flip(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, offset).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], offset).unwrap();
+}
