@@ -39,9 +39,3 @@ pub struct JobSpec {
     pub frames: Option<Spanned<Vec<Spanned<String>>>>,
     pub tensor: Option<Spanned<String>>,
 }
-
-/// The keys each mapping accepts, for "unknown key" errors.
-pub const TOP_KEYS: &str = "version, output, defaults, jobs";
-pub const OUTPUT_KEYS: &str = "tensors, manifests";
-pub const DEFAULTS_KEYS: &str = "revision, frames";
-pub const JOB_KEYS: &str = "model, path, name, revision, frames, tensor";

@@ -1,7 +1,7 @@
 //! Raw job file → validated `JobFile`: one place that knows the rules (one source per job, safe unique names,
 //! known frames, output roots), and reports each violation as `file:line:col` with what to do.
 
-use super::spec::{self, JobFileSpec, JobSpec};
+use super::spec::{JobFileSpec, JobSpec};
 use super::{Job, JobFile, SourceSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::store::Store;
@@ -51,21 +51,22 @@ fn parse(path: &Path, text: &str) -> Result<JobFileSpec> {
     options.budget = Some(budget);
     serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let loc = e.location().unwrap_or(Location::UNKNOWN);
-        let message = explain_unknown_key(&e.to_string());
+        let message = tidy(&e.to_string(), path);
         Error::JobFile { path: path.into(), line: loc.line().max(1), col: loc.column().max(1), message }
     })
 }
 
-/// serde names the expected fields already; add which mapping they belong to when it is a job.
-fn explain_unknown_key(msg: &str) -> String {
-    let mut out = msg.to_string();
-    for keys in [spec::JOB_KEYS, spec::TOP_KEYS, spec::OUTPUT_KEYS, spec::DEFAULTS_KEYS] {
-        if msg.contains("unknown field") && msg.contains(&keys.replace(", ", "`, `")) {
-            out = format!("{msg} (the keys allowed here are: {keys})");
-            break;
-        }
-    }
-    out
+/// serde-saphyr's message, without its own "error: line L column C:" prefix (we print `file:line:col`) and with
+/// the snippet naming the file rather than `<input>`.
+fn tidy(msg: &str, path: &Path) -> String {
+    let body = match (msg.strip_prefix("error: line "), msg.find(": ")) {
+        (Some(rest), Some(_)) => rest.split_once(": ").map(|(_, m)| m).unwrap_or(msg),
+        _ => msg,
+    };
+    body.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        .replace("<input>", &path.display().to_string())
+        .trim_end()
+        .to_string()
 }
 
 struct Validator {

@@ -1,0 +1,165 @@
+//! Bad input of every kind gets a clear error (file:line:col for job files), exit 2, and loses nothing:
+//! one failed job does not stop the others, and nothing already stored is touched.
+
+mod support;
+use support::*;
+
+fn job_error(yaml: &str) -> String {
+    let ws = Ws::new();
+    let job = ws.job(yaml);
+    let o = ws.run(&[job.to_str().unwrap()]);
+    assert_eq!(o.code, 2, "{yaml:?} should fail: {}", o.all());
+    assert!(!ws.path("tensors").exists() && !ws.path("manifests").exists(), "{yaml:?} wrote something");
+    assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    o.stderr
+}
+
+#[test]
+fn bad_job_files_name_the_place_and_what_to_do() {
+    let cases: &[(&str, &str)] = &[
+        ("version: 1\njobs:\n  - path: x\n    nmae: y\n", "test.yaml:4:5: unknown field `nmae`, expected one of model, path, name"),
+        ("version: 1\njobs:\n  - path: x\n    path: y\n", "test.yaml:4:5: duplicate mapping key: path"),
+        ("version: 1\nversion: 1\njobs: []\n", "test.yaml:2:1: duplicate mapping key"),
+        ("version: 1\njobs:\n  - path: x\n    name: ../y\n", "test.yaml:4:11: \"../y\" is not a valid output name"),
+        ("version: 1\njobs:\n  - path: x\n    name: .hidden\n", "is not a valid output name"),
+        ("version: 1\njobs:\n  - path: a\n  - path: b/a\n", "test.yaml:4:5: duplicate output name \"a\" (first used at line 3)"),
+        ("version: 1\njobs:\n\t- path: x\n", "test.yaml:3:"),
+        ("version: 1\njobs: []\n---\nversion: 1\n", "test.yaml:3:1"),
+        ("", "test.yaml:1:1: the job file is empty"),
+        ("version: 2\njobs:\n  - path: x\n", "test.yaml:1:10: unsupported version 2"),
+        ("version: 1\njobs:\n  - path: x\n    frames: [gama]\n", "unknown frame \"gama\"; known frames: gamma"),
+        ("version: 1\njobs:\n  - path: x\n    frames: gamma\n", "test.yaml:4:13"),
+        ("version: one\njobs: []\n", "test.yaml:1:10"),
+        ("version: 1\njobs:\n  - model: a/b/c\n", "is not a Hub repo id"),
+        ("version: 1\njobs:\n  - model: a/b\n    revision: ../../etc\n", "is not a valid revision"),
+        ("version: 1\njobs:\n  - model: a/b\n    path: x\n", "either `model:`"),
+        ("version: 1\njobs:\n  - name: x\n", "neither `model:`"),
+        ("version: 1\njobs:\n  - path: x\n    revision: main\n", "a local `path:` has no revisions"),
+        ("version: 1\njobs: []\n", "`jobs:` is empty"),
+        ("version: 1\noutput:\n  tensors: /elsewhere\njobs:\n  - path: x\n", "must be a separate directory inside"),
+        ("version: 1\nfoo: 1\njobs: []\n", "unknown field `foo`, expected one of version, output, defaults, jobs"),
+        ("version: 1\njobs:\n  - path: x\n    tensor: \"\"\n", "`tensor:` must be a checkpoint key"),
+    ];
+    for (yaml, want) in cases {
+        let err = job_error(yaml);
+        assert!(err.contains(want), "{yaml:?}\n wanted: {want}\n got: {err}");
+    }
+}
+
+#[test]
+fn hostile_yaml_fails_fast() {
+    let bomb = "version: 1\njobs: &a [&b [&c [&d [&e [&f [&g [&h [&i [&j [x]]]]]]]]]]\nx: [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n";
+    let deep = format!("version: 1\njobs: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+    let big = format!("version: 1\njobs:\n{}", "  - path: x\n".repeat(1_000_000));
+    for yaml in [bomb.to_string(), deep, big] {
+        let t = std::time::Instant::now();
+        job_error(&yaml);
+        assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
+    }
+    assert!(job_error(&format!("version: 1\njobs:\n{}", "  - path: x\n".repeat(200_000))).contains("limit"));
+}
+
+#[test]
+fn checkpoint_problems_are_reported_per_job_and_the_others_still_run() {
+    let ws = Ws::new();
+    ws.synth("good", &[]);
+    ws.synth("nohead", &["--arch", "llama", "--tie", "false", "--store", "embed"]);
+    ws.synth("quant", &["--quantized"]);
+    ws.synth("noW", &["--arch", "gemma3"]);
+    // Rename W's key so no candidate matches.
+    let p = ws.path("models/noW/model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    let key = b"language_model.model.embed_tokens.weight";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap();
+    let mut renamed = bytes.clone();
+    renamed[at..at + key.len()].copy_from_slice(b"language_model.model.embed_tokenz.weight");
+    std::fs::write(&p, renamed).unwrap();
+    ws.synth("shape", &["--vocab", "100"]);
+    let cfg = ws.path("models/shape/config.json");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("\"vocab_size\": 100", "\"vocab_size\": 101")).unwrap();
+    ws.synth("evil", &["--shards", "2"]);
+    let idx = ws.path("models/evil/model.safetensors.index.json");
+    std::fs::write(&idx, std::fs::read_to_string(&idx).unwrap().replace("\"model-00001-of-00002.safetensors\"", "\"../good/model.safetensors\"")).unwrap();
+    ws.synth("trunc", &[]);
+    let t = ws.path("models/trunc/model.safetensors");
+    let len = std::fs::metadata(&t).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&t).unwrap().set_len(len - 10).unwrap();
+    std::fs::create_dir_all(ws.path("models/noconfig")).unwrap();
+
+    let job = ws.job(
+        "version: 1\njobs:\n  - path: ../models/nohead\n  - path: ../models/quant\n  - path: ../models/noW\n  - path: ../models/shape\n  - path: ../models/evil\n  - path: ../models/trunc\n  - path: ../models/noconfig\n  - path: ../models/good\n  - path: ../models/good\n    name: wrongkey\n    tensor: model.embed_tokenz.weight\n",
+    );
+    let o = ws.run(&[job.to_str().unwrap()]);
+    assert_eq!(o.code, 2);
+    let line = |name: &str| o.stdout.lines().find(|l| l.contains(&format!(" {name}/gamma"))).unwrap_or_else(|| panic!("{name}: {}", o.stdout)).to_string();
+    assert!(line("nohead").contains("initialise lm_head randomly"), "{}", line("nohead"));
+    assert!(line("quant").contains("quantized"));
+    let now = line("noW");
+    assert!(now.contains("tried lm_head.weight") && now.contains("nearest keys present: language_model.model.embed_tokenz.weight"), "{now}");
+    assert!(line("shape").contains("has shape [100, 64] but config.json says vocab_size × hidden_size = [101, 64]"), "{}", line("shape"));
+    assert!(line("evil").contains("model.safetensors.index.json") && line("evil").contains("\"../good/model.safetensors\""), "{}", line("evil"));
+    assert!(line("trunc").contains("model.safetensors") && line("trunc").contains("data section"), "{}", line("trunc"));
+    assert!(line("noconfig").contains("config.json"), "{}", line("noconfig"));
+    assert!(line("wrongkey").contains("does not hold") && line("wrongkey").contains("model.embed_tokens.weight"), "{}", line("wrongkey"));
+    assert!(line("good").starts_with("built"));
+    assert!(o.stdout.contains("1 built, 0 fresh, 8 failed"), "{}", o.stdout);
+    let made: Vec<_> = std::fs::read_dir(ws.path("tensors")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(made, vec!["good"]);
+}
+
+#[test]
+fn a_failed_rebuild_keeps_the_previous_good_output() {
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    let job = job.to_str().unwrap();
+    assert_eq!(ws.run(&[job]).code, 0);
+    let (w, m) = (ws.read("tensors/m/W.safetensors"), ws.read("manifests/m/gamma.json"));
+    std::fs::write(ws.path("models/m/config.json"), "{ broken").unwrap();
+    let o = ws.run(&[job]);
+    assert_eq!(o.code, 2);
+    assert!(o.stdout.contains("config.json: not a valid config"), "{}", o.stdout);
+    assert_eq!((w, m), (ws.read("tensors/m/W.safetensors"), ws.read("manifests/m/gamma.json")));
+    assert_eq!(ws.run(&["verify"]).code, 0);
+    assert_eq!(ws.run(&["status", job]).code, 2, "status cannot judge a broken source: an error, not fresh");
+}
+
+#[test]
+fn verify_catches_tampered_manifests_and_missing_dirs() {
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    assert_eq!(ws.run(&[job.to_str().unwrap()]).code, 0);
+    let mp = ws.path("manifests/m/gamma.json");
+    let good = std::fs::read(&mp).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    v["output"]["path"] = "../../etc/passwd".into();
+    std::fs::write(&mp, serde_json::to_vec(&v).unwrap()).unwrap();
+    let o = ws.run(&["verify"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("gamma.json") && o.stdout.contains("unsafe"), "{}", o.stdout);
+    v["output"]["path"] = "tensors/m/W.safetensors".into();
+    v["output"]["sha256"] = "0".repeat(64).into();
+    std::fs::write(&mp, serde_json::to_vec(&v).unwrap()).unwrap();
+    let o = ws.run(&["verify", "manifests"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("differs from the manifest's 0000"), "{}", o.stdout);
+    std::fs::write(&mp, "not json").unwrap();
+    assert_eq!(ws.run(&["verify"]).code, 1);
+    let o = ws.run(&["verify", "nowhere"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("nowhere: no such manifests directory"), "{}", o.stderr);
+}
+
+#[test]
+fn help_exists_for_every_command() {
+    let ws = Ws::new();
+    for cmd in [vec!["--help"], vec!["run", "--help"], vec!["status", "--help"], vec!["verify", "--help"]] {
+        let o = ws.run(&cmd);
+        assert_eq!(o.code, 0);
+        assert!(o.stdout.contains("Usage: gamma-run"), "{}", o.stdout);
+    }
+    let o = ws.run(&["missing.yaml"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("missing.yaml: No such file"), "{}", o.stderr);
+}
