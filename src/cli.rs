@@ -6,11 +6,15 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "gamma-run", version, about = "Extract language models' unembedding matrices into audited coordinate frames",
+#[command(
+    name = "gamma-run",
+    version,
+    about = "Extract language models' unembedding matrices into audited coordinate frames",
     long_about = "Runs the jobs of a YAML job file: extracts each model's unembedding matrix W (γ, bf16, bit-identical to \
 transformers) and derived frames, with a manifest per output. Fresh outputs are skipped, stale ones rebuilt.\n\n\
 `gamma-run JOBFILE` is `gamma-run run JOBFILE`.\n\nExit codes: 0 all good; 1 something stale (status --check) or a \
-verify mismatch; 2 an error (bad input, a failed job).")]
+verify mismatch; 2 an error (bad input, a failed job)."
+)]
 pub struct Cli {
     /// More log output (-v debug, -vv trace)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -93,10 +97,8 @@ pub fn args() -> Vec<OsString> {
 
 fn with_default_command(mut argv: Vec<OsString>) -> Vec<OsString> {
     let first = argv.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).map(|i| i + 1);
-    if let Some(i) = first {
-        if !SUBCOMMANDS.contains(&argv[i].to_string_lossy().as_ref()) {
-            argv.insert(i, "run".into());
-        }
+    if let Some(i) = first.filter(|&i| !SUBCOMMANDS.contains(&argv[i].to_string_lossy().as_ref())) {
+        argv.insert(i, "run".into());
     }
     argv
 }
@@ -106,7 +108,10 @@ mod tests {
     use super::*;
 
     fn v(args: &[&str]) -> Vec<String> {
-        with_default_command(args.iter().map(OsString::from).collect()).iter().map(|s| s.to_string_lossy().into()).collect()
+        with_default_command(args.iter().map(OsString::from).collect())
+            .iter()
+            .map(|s| s.to_string_lossy().into())
+            .collect()
     }
 
     #[test]

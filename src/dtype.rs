@@ -63,8 +63,21 @@ mod tests {
     #[test]
     fn f32_matches_half_on_special_and_random_values() {
         let mut specials: Vec<u32> = vec![
-            0, 0x8000_0000, 0x0000_0001, 0x807F_FFFF, 0x3F80_8000, 0x3F81_8000, 0x3F80_8001, 0x7F7F_FFFF,
-            0xFF7F_FFFF, 0x7F80_0000, 0xFF80_0000, 0x7F7F_8000, 0x0080_0000, 0x0000_8000, 0x0001_8000,
+            0,
+            0x8000_0000,
+            0x0000_0001,
+            0x807F_FFFF,
+            0x3F80_8000,
+            0x3F81_8000,
+            0x3F80_8001,
+            0x7F7F_FFFF,
+            0xFF7F_FFFF,
+            0x7F80_0000,
+            0xFF80_0000,
+            0x7F7F_8000,
+            0x0080_0000,
+            0x0000_8000,
+            0x0001_8000,
         ];
         let mut x = 0x9E37_79B9u32;
         for _ in 0..200_000 {

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::frame::{self, Context, Frame, Plan};
 use crate::job::{Job, JobFile};
 use crate::manifest::freshness::{self, State};
-use crate::manifest::{fingerprint, Manifest, OutputRecord, StatCache, Tool, SCHEMA};
+use crate::manifest::{Manifest, OutputRecord, SCHEMA, StatCache, Tool, fingerprint};
 use crate::store::{self, FileStat, Sink};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -52,7 +52,11 @@ pub fn select<'a>(jf: &'a JobFile, only: &[String]) -> Result<Vec<&'a Job>> {
     for o in only {
         if !jf.jobs.iter().any(|j| &j.name == o) {
             let names: Vec<&str> = jf.jobs.iter().map(|j| j.name.as_str()).collect();
-            return Err(Error::Usage(format!("--only {o:?} matches no job in {}; names: {}", jf.path.display(), names.join(", "))));
+            return Err(Error::Usage(format!(
+                "--only {o:?} matches no job in {}; names: {}",
+                jf.path.display(),
+                names.join(", ")
+            )));
         }
     }
     Ok(jf.jobs.iter().filter(|j| only.is_empty() || only.contains(&j.name)).collect())
@@ -64,7 +68,8 @@ fn pool(jobs: usize) -> rayon::ThreadPool {
 
 pub fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
     let selected = select(jf, &opts.only)?;
-    let per_job: Vec<Vec<Report>> = pool(opts.jobs).install(|| selected.par_iter().map(|job| run_job(job, cx, opts)).collect());
+    let per_job: Vec<Vec<Report>> =
+        pool(opts.jobs).install(|| selected.par_iter().map(|job| run_job(job, cx, opts)).collect());
     Ok(per_job.into_iter().flatten().collect())
 }
 

@@ -4,7 +4,7 @@
 
 use crate::commands::Exit;
 use crate::error::{Error, Result};
-use crate::store::{safetensors_file, write_atomic, Sink, BUF_LEN};
+use crate::store::{BUF_LEN, Sink, safetensors_file, write_atomic};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -89,7 +89,9 @@ pub fn execute(a: SynthArgs) -> Result<Exit> {
     }
     let gemma = matches!(a.arch, Arch::Gemma3 | Arch::Gemma3New);
     let (embed_key, head_key, prefix) = match a.arch {
-        Arch::Gemma3 => ("language_model.model.embed_tokens.weight", "language_model.lm_head.weight", "language_model.model."),
+        Arch::Gemma3 => {
+            ("language_model.model.embed_tokens.weight", "language_model.lm_head.weight", "language_model.model.")
+        }
         Arch::Gemma3New => ("model.language_model.embed_tokens.weight", "lm_head.weight", "model.language_model."),
         _ => ("model.embed_tokens.weight", "lm_head.weight", "model."),
     };
@@ -101,14 +103,29 @@ pub fn execute(a: SynthArgs) -> Result<Exit> {
         shards[0].push(w(embed_key, a.seed));
     }
     if gemma {
-        shards[0].push(Tensor { name: "vision_tower.vision_model.post_layernorm.weight".into(), shape: vec![d], seed: a.seed + 7, specials: false });
+        shards[0].push(Tensor {
+            name: "vision_tower.vision_model.post_layernorm.weight".into(),
+            shape: vec![d],
+            seed: a.seed + 7,
+            specials: false,
+        });
     }
     for (i, shard) in shards.iter_mut().enumerate() {
         let rows = (a.filler_mib << 20) / 2 / d;
         let shape = if rows > 0 { vec![rows, d] } else { vec![d, 4] };
-        shard.push(Tensor { name: format!("{prefix}layers.{i}.mlp.up_proj.weight"), shape, seed: a.seed + 100 + i as u64, specials: false });
+        shard.push(Tensor {
+            name: format!("{prefix}layers.{i}.mlp.up_proj.weight"),
+            shape,
+            seed: a.seed + 100 + i as u64,
+            specials: false,
+        });
     }
-    shards[last].push(Tensor { name: format!("{prefix}norm.weight"), shape: vec![d], seed: a.seed + 3, specials: false });
+    shards[last].push(Tensor {
+        name: format!("{prefix}norm.weight"),
+        shape: vec![d],
+        seed: a.seed + 3,
+        specials: false,
+    });
     match a.store {
         Stored::Head => shards[last].push(w(head_key, a.seed + 1)),
         Stored::Both => shards[last].push(w(head_key, a.seed)),
@@ -119,7 +136,8 @@ pub fn execute(a: SynthArgs) -> Result<Exit> {
     let n = shards.len();
     let mut weight_map = serde_json::Map::new();
     for (i, tensors) in shards.iter().enumerate() {
-        let file = if n == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", i + 1) };
+        let file =
+            if n == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", i + 1) };
         write_shard(&a.out.join(&file), tensors, a.dtype, a.nan)?;
         for t in tensors {
             weight_map.insert(t.name.clone(), file.clone().into());
@@ -180,7 +198,8 @@ fn write_shard(path: &std::path::Path, tensors: &[Tensor], dtype: SynthDtype, na
         SynthDtype::F16 => "F16",
         SynthDtype::F32 => "F32",
     };
-    let entries: Vec<safetensors_file::Entry> = tensors.iter().map(|t| safetensors_file::Entry { name: &t.name, dtype: name, shape: &t.shape }).collect();
+    let entries: Vec<safetensors_file::Entry> =
+        tensors.iter().map(|t| safetensors_file::Entry { name: &t.name, dtype: name, shape: &t.shape }).collect();
     let mut sink = Sink::create(path)?;
     let mut buf = sink.buffer();
     buf.extend_from_slice(&safetensors_file::header(&entries));
@@ -208,10 +227,23 @@ fn write_shard(path: &std::path::Path, tensors: &[Tensor], dtype: SynthDtype, na
 /// Element `k` of tensor `t`, as stored bits (low bytes used for 16-bit dtypes).
 fn element(t: &Tensor, k: u64, dtype: SynthDtype, nan: bool) -> u32 {
     const F32_SPECIALS: &[u32] = &[
-        0x3F80_8000, 0x3F81_8000, 0xBF80_8000, 0x3F80_8001, 0x7F80_0000, 0xFF80_0000, 0x7F7F_FFFF, 0xFF7F_FFFF,
-        0x0000_0001, 0x807F_FFFF, 0x0000_8000, 0x8000_0000, 0x0001_8000, 0x7F7F_8000,
+        0x3F80_8000,
+        0x3F81_8000,
+        0xBF80_8000,
+        0x3F80_8001,
+        0x7F80_0000,
+        0xFF80_0000,
+        0x7F7F_FFFF,
+        0xFF7F_FFFF,
+        0x0000_0001,
+        0x807F_FFFF,
+        0x0000_8000,
+        0x8000_0000,
+        0x0001_8000,
+        0x7F7F_8000,
     ];
-    const F16_SPECIALS: &[u16] = &[0x3C04, 0x3C0C, 0xBC04, 0x7C00, 0xFC00, 0x7BFF, 0xFBFF, 0x0001, 0x83FF, 0x8000, 0x3C05];
+    const F16_SPECIALS: &[u16] =
+        &[0x3C04, 0x3C0C, 0xBC04, 0x7C00, 0xFC00, 0x7BFF, 0xFBFF, 0x0001, 0x83FF, 0x8000, 0x3C05];
     if t.specials {
         let idx = k as usize;
         match dtype {

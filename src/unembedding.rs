@@ -28,9 +28,16 @@ pub fn choose(cfg: &ModelConfig, keys: &[&str], explicit: Option<&str>) -> Resul
     }
     if let Some(key) = explicit {
         if keys.contains(&key) {
-            return Ok(Choice { key: key.into(), reason: "named explicitly by the job's `tensor:`".into(), warning: None });
+            return Ok(Choice {
+                key: key.into(),
+                reason: "named explicitly by the job's `tensor:`".into(),
+                warning: None,
+            });
         }
-        return Err(format!("the job names tensor {key:?}, which the checkpoint does not hold; {}", nearest(keys, &[key])));
+        return Err(format!(
+            "the job names tensor {key:?}, which the checkpoint does not hold; {}",
+            nearest(keys, &[key])
+        ));
     }
     let head = HEAD_KEYS.iter().find(|k| keys.contains(k));
     let embed = EMBED_KEYS.iter().find(|k| keys.contains(k));
@@ -43,13 +50,17 @@ pub fn choose(cfg: &ModelConfig, keys: &[&str], explicit: Option<&str>) -> Resul
                  (4.x used the embedding); name `tensor:` to choose"
             )),
         }),
-        (Some(h), _, false) => Ok(Choice { key: h.to_string(), reason: format!("untied head ({})", cfg.tied_from), warning: None }),
+        (Some(h), _, false) => {
+            Ok(Choice { key: h.to_string(), reason: format!("untied head ({})", cfg.tied_from), warning: None })
+        }
         (Some(h), None, true) => Ok(Choice {
             key: h.to_string(),
             reason: format!("{}; only the head {h} is stored", cfg.tied_from),
             warning: None,
         }),
-        (None, Some(e), true) => Ok(Choice { key: e.to_string(), reason: format!("tied embedding ({})", cfg.tied_from), warning: None }),
+        (None, Some(e), true) => {
+            Ok(Choice { key: e.to_string(), reason: format!("tied embedding ({})", cfg.tied_from), warning: None })
+        }
         (None, Some(e), false) => Err(format!(
             "{} but no head is stored (tried {}): transformers would initialise lm_head randomly, so W is not \
              reproducible; if the head is really the embedding, set `tensor: {e}` in the job",
@@ -67,7 +78,11 @@ pub fn choose(cfg: &ModelConfig, keys: &[&str], explicit: Option<&str>) -> Resul
 /// W must be a bf16/f16/f32 matrix of shape [vocab_size, hidden_size].
 pub fn check(cfg: &ModelConfig, w: &TensorInfo) -> Result<(), String> {
     if !matches!(w.dtype, Dtype::Bf16 | Dtype::F16 | Dtype::F32) {
-        return Err(format!("{} is stored as {}, not BF16, F16 or F32 (a quantized or integer tensor)", w.name, w.dtype.name()));
+        return Err(format!(
+            "{} is stored as {}, not BF16, F16 or F32 (a quantized or integer tensor)",
+            w.name,
+            w.dtype.name()
+        ));
     }
     if w.shape != [cfg.vocab_size, cfg.hidden_size] {
         return Err(format!(
@@ -106,7 +121,14 @@ mod tests {
     use super::*;
 
     fn cfg(tied: bool) -> ModelConfig {
-        ModelConfig { model_type: "llama".into(), vocab_size: 4, hidden_size: 2, tied, tied_from: "t".into(), quantized: false }
+        ModelConfig {
+            model_type: "llama".into(),
+            vocab_size: 4,
+            hidden_size: 2,
+            tied,
+            tied_from: "t".into(),
+            quantized: false,
+        }
     }
 
     #[test]
@@ -121,9 +143,15 @@ mod tests {
             choose(&cfg(true), &["model.language_model.embed_tokens.weight"], None).unwrap().key,
             "model.language_model.embed_tokens.weight"
         );
-        assert_eq!(choose(&cfg(false), &["language_model.lm_head.weight"], None).unwrap().key, "language_model.lm_head.weight");
+        assert_eq!(
+            choose(&cfg(false), &["language_model.lm_head.weight"], None).unwrap().key,
+            "language_model.lm_head.weight"
+        );
         assert!(choose(&cfg(false), &["model.embed_tokens.weight"], None).unwrap_err().contains("randomly"));
-        assert_eq!(choose(&cfg(false), &["model.embed_tokens.weight"], Some("model.embed_tokens.weight")).unwrap().key, "model.embed_tokens.weight");
+        assert_eq!(
+            choose(&cfg(false), &["model.embed_tokens.weight"], Some("model.embed_tokens.weight")).unwrap().key,
+            "model.embed_tokens.weight"
+        );
         let mut q = cfg(true);
         q.quantized = true;
         assert!(choose(&q, &both, None).unwrap_err().contains("quantized"));
@@ -133,7 +161,11 @@ mod tests {
     fn lists_tried_and_nearest_keys_when_w_is_missing() {
         let err = choose(&cfg(true), &["transformer.wte.weight", "model.norm.weight"], None).unwrap_err();
         assert!(err.contains("tried lm_head.weight"), "{err}");
-        assert!(err.contains("nearest keys present: model.norm.weight, transformer.wte.weight") || err.contains("transformer.wte.weight"), "{err}");
+        assert!(
+            err.contains("nearest keys present: model.norm.weight, transformer.wte.weight")
+                || err.contains("transformer.wte.weight"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -17,12 +17,18 @@ fn job_error(yaml: &str) -> String {
 #[test]
 fn bad_job_files_name_the_place_and_what_to_do() {
     let cases: &[(&str, &str)] = &[
-        ("version: 1\njobs:\n  - path: x\n    nmae: y\n", "test.yaml:4:5: unknown field `nmae`, expected one of model, path, name"),
+        (
+            "version: 1\njobs:\n  - path: x\n    nmae: y\n",
+            "test.yaml:4:5: unknown field `nmae`, expected one of model, path, name",
+        ),
         ("version: 1\njobs:\n  - path: x\n    path: y\n", "test.yaml:4:5: duplicate mapping key: path"),
         ("version: 1\nversion: 1\njobs: []\n", "test.yaml:2:1: duplicate mapping key"),
         ("version: 1\njobs:\n  - path: x\n    name: ../y\n", "test.yaml:4:11: \"../y\" is not a valid output name"),
         ("version: 1\njobs:\n  - path: x\n    name: .hidden\n", "is not a valid output name"),
-        ("version: 1\njobs:\n  - path: a\n  - path: b/a\n", "test.yaml:4:5: duplicate output name \"a\" (first used at line 3)"),
+        (
+            "version: 1\njobs:\n  - path: a\n  - path: b/a\n",
+            "test.yaml:4:5: duplicate output name \"a\" (first used at line 3)",
+        ),
         ("version: 1\njobs:\n\t- path: x\n", "test.yaml:3:"),
         ("version: 1\njobs: []\n---\nversion: 1\n", "test.yaml:3:1"),
         ("", "test.yaml:1:1: the job file is empty"),
@@ -76,10 +82,17 @@ fn checkpoint_problems_are_reported_per_job_and_the_others_still_run() {
     std::fs::write(&p, renamed).unwrap();
     ws.synth("shape", &["--vocab", "100"]);
     let cfg = ws.path("models/shape/config.json");
-    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("\"vocab_size\": 100", "\"vocab_size\": 101")).unwrap();
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("\"vocab_size\": 100", "\"vocab_size\": 101"))
+        .unwrap();
     ws.synth("evil", &["--shards", "2"]);
     let idx = ws.path("models/evil/model.safetensors.index.json");
-    std::fs::write(&idx, std::fs::read_to_string(&idx).unwrap().replace("\"model-00001-of-00002.safetensors\"", "\"../good/model.safetensors\"")).unwrap();
+    std::fs::write(
+        &idx,
+        std::fs::read_to_string(&idx)
+            .unwrap()
+            .replace("\"model-00001-of-00002.safetensors\"", "\"../good/model.safetensors\""),
+    )
+    .unwrap();
     ws.synth("trunc", &[]);
     let t = ws.path("models/trunc/model.safetensors");
     let len = std::fs::metadata(&t).unwrap().len();
@@ -91,16 +104,38 @@ fn checkpoint_problems_are_reported_per_job_and_the_others_still_run() {
     );
     let o = ws.run(&[job.to_str().unwrap()]);
     assert_eq!(o.code, 2);
-    let line = |name: &str| o.stdout.lines().find(|l| l.contains(&format!(" {name}/gamma"))).unwrap_or_else(|| panic!("{name}: {}", o.stdout)).to_string();
+    let line = |name: &str| {
+        o.stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {name}/gamma")))
+            .unwrap_or_else(|| panic!("{name}: {}", o.stdout))
+            .to_string()
+    };
     assert!(line("nohead").contains("initialise lm_head randomly"), "{}", line("nohead"));
     assert!(line("quant").contains("quantized"));
     let now = line("noW");
-    assert!(now.contains("tried lm_head.weight") && now.contains("nearest keys present: language_model.model.embed_tokenz.weight"), "{now}");
-    assert!(line("shape").contains("has shape [100, 64] but config.json says vocab_size × hidden_size = [101, 64]"), "{}", line("shape"));
-    assert!(line("evil").contains("model.safetensors.index.json") && line("evil").contains("\"../good/model.safetensors\""), "{}", line("evil"));
+    assert!(
+        now.contains("tried lm_head.weight")
+            && now.contains("nearest keys present: language_model.model.embed_tokenz.weight"),
+        "{now}"
+    );
+    assert!(
+        line("shape").contains("has shape [100, 64] but config.json says vocab_size × hidden_size = [101, 64]"),
+        "{}",
+        line("shape")
+    );
+    assert!(
+        line("evil").contains("model.safetensors.index.json") && line("evil").contains("\"../good/model.safetensors\""),
+        "{}",
+        line("evil")
+    );
     assert!(line("trunc").contains("model.safetensors") && line("trunc").contains("data section"), "{}", line("trunc"));
     assert!(line("noconfig").contains("config.json"), "{}", line("noconfig"));
-    assert!(line("wrongkey").contains("does not hold") && line("wrongkey").contains("model.embed_tokens.weight"), "{}", line("wrongkey"));
+    assert!(
+        line("wrongkey").contains("does not hold") && line("wrongkey").contains("model.embed_tokens.weight"),
+        "{}",
+        line("wrongkey")
+    );
     assert!(line("good").starts_with("built"));
     assert!(o.stdout.contains("1 built, 0 fresh, 8 failed"), "{}", o.stdout);
     let made: Vec<_> = std::fs::read_dir(ws.path("tensors")).unwrap().map(|e| e.unwrap().file_name()).collect();

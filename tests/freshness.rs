@@ -136,7 +136,8 @@ fn force_dry_run_and_only() {
 fn hf_cache_revisions_resolve_offline_and_branch_moves_are_stale() {
     let ws = Ws::new();
     let m1 = ws.synth("v1", &["--arch", "qwen2", "--tie", "false", "--store", "both-differ", "--shards", "2"]);
-    let m2 = ws.synth("v2", &["--arch", "qwen2", "--tie", "false", "--store", "both-differ", "--shards", "2", "--seed", "9"]);
+    let m2 = ws
+        .synth("v2", &["--arch", "qwen2", "--tie", "false", "--store", "both-differ", "--shards", "2", "--seed", "9"]);
     cache_model(&ws, &m1, "org/tiny", C1, Some("main"));
     let job = ws.job(&format!(
         "version: 1\njobs:\n  - model: org/tiny\n  - model: org/tiny\n    name: pinned\n    revision: {C1}\n"
@@ -151,7 +152,10 @@ fn hf_cache_revisions_resolve_offline_and_branch_moves_are_stale() {
     assert_eq!(m["source"]["commit"], C1);
     let files = m["source"]["files"].as_array().unwrap();
     let shard = files.iter().find(|f| f["path"].as_str().unwrap().ends_with(".safetensors")).unwrap();
-    assert_eq!(shard["sha256"].as_str().unwrap(), sha256(&std::fs::read(m1.join(shard["path"].as_str().unwrap())).unwrap()));
+    assert_eq!(
+        shard["sha256"].as_str().unwrap(),
+        sha256(&std::fs::read(m1.join(shard["path"].as_str().unwrap())).unwrap())
+    );
     assert!(files.iter().find(|f| f["path"] == "config.json").unwrap()["sha256"].is_null());
     assert_eq!(ws.read("tensors/tiny/W.safetensors"), reference_w(&m1, "lm_head.weight"));
 

@@ -3,8 +3,8 @@
 //! Also loads an output with Python's `safetensors` when that is installed.
 
 mod support;
-use support::*;
 use std::path::PathBuf;
+use support::*;
 
 fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("GAMMA_RUN_FIXTURES")
@@ -19,7 +19,8 @@ fn reference_fixtures_give_the_reference_bytes() {
         eprintln!("skipped: no ../shared/fixtures (set GAMMA_RUN_FIXTURES to run this test)");
         return;
     };
-    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
     let cases = expected["fixtures"].as_object().unwrap();
     assert!(cases.len() >= 8);
     let ws = Ws::new();
@@ -37,9 +38,17 @@ fn reference_fixtures_give_the_reference_bytes() {
             continue;
         }
         let file = ws.read(&format!("tensors/{name}/W.safetensors"));
-        assert_eq!(sha256(&file), want["output_sha256"].as_str().unwrap(), "{name}: output file differs from the reference");
+        assert_eq!(
+            sha256(&file),
+            want["output_sha256"].as_str().unwrap(),
+            "{name}: output file differs from the reference"
+        );
         let header_len = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
-        assert_eq!(std::str::from_utf8(&file[8..8 + header_len]).unwrap(), want["output_header"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            std::str::from_utf8(&file[8..8 + header_len]).unwrap(),
+            want["output_header"].as_str().unwrap(),
+            "{name}"
+        );
         assert_eq!(sha256(&file[8 + header_len..]), want["w_sha256"].as_str().unwrap(), "{name}: W bytes differ");
         let m = ws.manifest(name, "gamma");
         assert_eq!(m["source"]["tensor"], want["source_key"], "{name}");
@@ -67,6 +76,11 @@ fn outputs_load_with_python_safetensors_when_available() {
                   assert list(f.keys()) == ['W'], f.keys()\n\
                   s = f.get_slice('W'); assert s.get_dtype() == 'BF16' and s.get_shape() == [100, 16], (s.get_dtype(), s.get_shape())\n\
                   print('ok')";
-    let o = std::process::Command::new("python3").arg("-c").arg(script).arg(ws.path("tensors/m/W.safetensors")).output().unwrap();
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(ws.path("tensors/m/W.safetensors"))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -11,19 +11,97 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "qwen3-tied-sharded", synth: &["--arch", "qwen3", "--shards", "3", "--tie", "true", "--store", "embed"], key: "model.embed_tokens.weight" },
-    Case { name: "qwen2-untied-sharded", synth: &["--arch", "qwen2", "--shards", "4", "--tie", "false", "--store", "both-differ"], key: "lm_head.weight" },
-    Case { name: "llama-tied-single", synth: &["--arch", "llama", "--tie", "true", "--store", "embed"], key: "model.embed_tokens.weight" },
-    Case { name: "phi3-untied", synth: &["--arch", "phi3", "--shards", "2", "--tie", "absent", "--store", "both-differ"], key: "lm_head.weight" },
-    Case { name: "granite-tied", synth: &["--arch", "granite", "--shards", "2", "--tie", "true", "--store", "embed"], key: "model.embed_tokens.weight" },
-    Case { name: "gemma3-old-keys", synth: &["--arch", "gemma3", "--shards", "3", "--tie", "absent", "--store", "embed"], key: "language_model.model.embed_tokens.weight" },
-    Case { name: "gemma3-new-keys", synth: &["--arch", "gemma3-new", "--shards", "2", "--tie", "true", "--store", "embed"], key: "model.language_model.embed_tokens.weight" },
-    Case { name: "tied-both-identical", synth: &["--arch", "llama", "--tie", "true", "--store", "both"], key: "lm_head.weight" },
-    Case { name: "tied-both-differ", synth: &["--arch", "llama", "--tie", "true", "--store", "both-differ"], key: "lm_head.weight" },
-    Case { name: "untied-head-only", synth: &["--arch", "llama", "--tie", "false", "--store", "head"], key: "lm_head.weight" },
-    Case { name: "f32-untied-specials", synth: &["--arch", "llama", "--dtype", "f32", "--tie", "false", "--store", "head", "--specials", "--vocab", "300", "--hidden", "32"], key: "lm_head.weight" },
-    Case { name: "f16-sharded-specials", synth: &["--arch", "llama", "--dtype", "f16", "--shards", "3", "--tie", "false", "--store", "both-differ", "--specials"], key: "lm_head.weight" },
-    Case { name: "bf16-specials", synth: &["--arch", "qwen3", "--specials", "--store", "embed"], key: "model.embed_tokens.weight" },
+    Case {
+        name: "qwen3-tied-sharded",
+        synth: &["--arch", "qwen3", "--shards", "3", "--tie", "true", "--store", "embed"],
+        key: "model.embed_tokens.weight",
+    },
+    Case {
+        name: "qwen2-untied-sharded",
+        synth: &["--arch", "qwen2", "--shards", "4", "--tie", "false", "--store", "both-differ"],
+        key: "lm_head.weight",
+    },
+    Case {
+        name: "llama-tied-single",
+        synth: &["--arch", "llama", "--tie", "true", "--store", "embed"],
+        key: "model.embed_tokens.weight",
+    },
+    Case {
+        name: "phi3-untied",
+        synth: &["--arch", "phi3", "--shards", "2", "--tie", "absent", "--store", "both-differ"],
+        key: "lm_head.weight",
+    },
+    Case {
+        name: "granite-tied",
+        synth: &["--arch", "granite", "--shards", "2", "--tie", "true", "--store", "embed"],
+        key: "model.embed_tokens.weight",
+    },
+    Case {
+        name: "gemma3-old-keys",
+        synth: &["--arch", "gemma3", "--shards", "3", "--tie", "absent", "--store", "embed"],
+        key: "language_model.model.embed_tokens.weight",
+    },
+    Case {
+        name: "gemma3-new-keys",
+        synth: &["--arch", "gemma3-new", "--shards", "2", "--tie", "true", "--store", "embed"],
+        key: "model.language_model.embed_tokens.weight",
+    },
+    Case {
+        name: "tied-both-identical",
+        synth: &["--arch", "llama", "--tie", "true", "--store", "both"],
+        key: "lm_head.weight",
+    },
+    Case {
+        name: "tied-both-differ",
+        synth: &["--arch", "llama", "--tie", "true", "--store", "both-differ"],
+        key: "lm_head.weight",
+    },
+    Case {
+        name: "untied-head-only",
+        synth: &["--arch", "llama", "--tie", "false", "--store", "head"],
+        key: "lm_head.weight",
+    },
+    Case {
+        name: "f32-untied-specials",
+        synth: &[
+            "--arch",
+            "llama",
+            "--dtype",
+            "f32",
+            "--tie",
+            "false",
+            "--store",
+            "head",
+            "--specials",
+            "--vocab",
+            "300",
+            "--hidden",
+            "32",
+        ],
+        key: "lm_head.weight",
+    },
+    Case {
+        name: "f16-sharded-specials",
+        synth: &[
+            "--arch",
+            "llama",
+            "--dtype",
+            "f16",
+            "--shards",
+            "3",
+            "--tie",
+            "false",
+            "--store",
+            "both-differ",
+            "--specials",
+        ],
+        key: "lm_head.weight",
+    },
+    Case {
+        name: "bf16-specials",
+        synth: &["--arch", "qwen3", "--specials", "--store", "embed"],
+        key: "model.embed_tokens.weight",
+    },
 ];
 
 #[test]
@@ -50,7 +128,11 @@ fn every_seed_layout_matches_the_reference_bit_for_bit() {
         assert!(m["source"]["commit"].is_null());
         assert!(!m["source"]["reason"].as_str().unwrap().is_empty());
     }
-    assert!(out.stderr.contains("tied config but both lm_head.weight and model.embed_tokens.weight are stored"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("tied config but both lm_head.weight and model.embed_tokens.weight are stored"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

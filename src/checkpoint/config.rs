@@ -82,7 +82,10 @@ mod tests {
 
     #[test]
     fn reads_text_config_and_class_defaults() {
-        let c = ModelConfig::parse(br#"{"model_type":"gemma3","text_config":{"model_type":"gemma3_text","hidden_size":64}}"#).unwrap();
+        let c = ModelConfig::parse(
+            br#"{"model_type":"gemma3","text_config":{"model_type":"gemma3_text","hidden_size":64}}"#,
+        )
+        .unwrap();
         assert_eq!((c.vocab_size, c.hidden_size, c.tied), (262208, 64, true));
         let c = ModelConfig::parse(br#"{"model_type":"qwen3","vocab_size":10,"hidden_size":4}"#).unwrap();
         assert!(!c.tied);

@@ -18,9 +18,23 @@ pub enum Dtype {
 }
 
 const OTHERS: &[(&str, u64)] = &[
-    ("BOOL", 8), ("U8", 8), ("I8", 8), ("I16", 16), ("U16", 16), ("I32", 32), ("U32", 32), ("F64", 64),
-    ("I64", 64), ("U64", 64), ("F8_E5M2", 8), ("F8_E4M3", 8), ("F8_E8M0", 8), ("F4", 4), ("F6_E2M3", 6),
-    ("F6_E3M2", 6), ("C64", 64),
+    ("BOOL", 8),
+    ("U8", 8),
+    ("I8", 8),
+    ("I16", 16),
+    ("U16", 16),
+    ("I32", 32),
+    ("U32", 32),
+    ("F64", 64),
+    ("I64", 64),
+    ("U64", 64),
+    ("F8_E5M2", 8),
+    ("F8_E4M3", 8),
+    ("F8_E8M0", 8),
+    ("F4", 4),
+    ("F6_E2M3", 6),
+    ("F6_E3M2", 6),
+    ("C64", 64),
 ];
 
 impl Dtype {
@@ -118,7 +132,8 @@ pub fn parse(prefix: [u8; 8], json: &[u8], file_len: u64) -> Result<Header, Stri
         }
         let raw: RawEntry =
             serde_json::from_value(value).map_err(|e| format!("tensor {name:?}: malformed entry: {e}"))?;
-        let dtype = Dtype::parse(&raw.dtype).ok_or_else(|| format!("tensor {name:?}: unknown dtype {:?}", raw.dtype))?;
+        let dtype =
+            Dtype::parse(&raw.dtype).ok_or_else(|| format!("tensor {name:?}: unknown dtype {:?}", raw.dtype))?;
         let (begin, end) = raw.data_offsets;
         let bits = raw
             .shape
@@ -163,7 +178,8 @@ mod tests {
 
     #[test]
     fn accepts_a_well_formed_header() {
-        let (len, p, j) = file(r#"{"a":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]},"__metadata__":{"x":"y"}}"#, 12);
+        let (len, p, j) =
+            file(r#"{"a":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]},"__metadata__":{"x":"y"}}"#, 12);
         let h = parse(p, &j, len).unwrap();
         assert_eq!(h.tensors.len(), 1);
         assert_eq!(h.get("a").unwrap().shape, vec![2, 3]);
@@ -173,13 +189,21 @@ mod tests {
     fn refuses_what_the_safetensors_crate_lets_through() {
         let cases = [
             (r#" {"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}}"#, 2, "leading"),
-            (r#"{"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]},"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}}"#, 2, "duplicate"),
+            (
+                r#"{"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]},"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}}"#,
+                2,
+                "duplicate",
+            ),
             (r#"{"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}}"#, 4, "data section"),
             (r#"{"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,2]}}"#, 2, "do not match"),
             (r#"{"a":{"dtype":"Q9","shape":[1],"data_offsets":[0,2]}}"#, 2, "unknown dtype"),
             (r#"{"a":{"dtype":"BF16","shape":[4294967296,4294967296],"data_offsets":[0,2]}}"#, 2, "overflows"),
             (r#"{"a":{"dtype":"BF16","shape":[1],"data_offsets":[2,4]}}"#, 4, "gap"),
-            (r#"{"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]},"b":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}"#, 4, "overlaps"),
+            (
+                r#"{"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]},"b":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}"#,
+                4,
+                "overlaps",
+            ),
             (r#"{"a":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]"#, 2, "valid JSON"),
         ];
         for (json, data, why) in cases {

@@ -15,20 +15,15 @@ pub struct Index {
 
 impl Index {
     pub fn parse(bytes: &[u8]) -> Result<Index, String> {
-        let top = StrictObject::parse(bytes).map_err(|e| format!("not a valid index: {e}"))?;
-        let map = top
-            .0
-            .into_iter()
-            .find(|(k, _)| k == "weight_map")
-            .ok_or("no \"weight_map\" object")?
-            .1;
-        let map = StrictObject::parse(map.to_string().as_bytes()).map_err(|e| format!("weight_map: {e}"))?;
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            weight_map: StrictObject,
+        }
+        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| format!("not a valid index: {e}"))?;
+        let map = raw.weight_map;
         let mut weight_map = BTreeMap::new();
         for (tensor, shard) in map.0 {
-            let shard = shard
-                .as_str()
-                .ok_or_else(|| format!("weight_map[{tensor:?}] is not a string"))?
-                .to_string();
+            let shard = shard.as_str().ok_or_else(|| format!("weight_map[{tensor:?}] is not a string"))?.to_string();
             check_relative_file(&shard).map_err(|e| format!("weight_map[{tensor:?}] = {shard:?}: {e}"))?;
             weight_map.insert(tensor, shard);
         }

@@ -8,7 +8,7 @@ pub mod verify;
 use crate::error::Error;
 use crate::frame::Context;
 use crate::job::JobFile;
-use crate::source::{hf_cache, SourceOptions};
+use crate::source::{SourceOptions, hf_cache};
 
 /// 0 all good; 1 stale (`status --check`) or a verify mismatch; 2 an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

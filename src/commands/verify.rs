@@ -4,7 +4,7 @@
 use super::Exit;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{check_output_path, fingerprint, Manifest};
+use crate::manifest::{Manifest, check_output_path, fingerprint};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,10 @@ pub struct Checked {
 pub fn execute(args: VerifyArgs) -> Result<Exit> {
     let dir = &args.manifests;
     if !dir.is_dir() {
-        return Err(Error::Usage(format!("{}: no such manifests directory (pass the directory as `gamma-run verify DIR`)", dir.display())));
+        return Err(Error::Usage(format!(
+            "{}: no such manifests directory (pass the directory as `gamma-run verify DIR`)",
+            dir.display()
+        )));
     }
     let manifests = find_manifests(dir)?;
     let root = std::fs::canonicalize(dir).at(dir)?.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -60,7 +63,13 @@ fn check_inner(path: &Path, root: &Path, output: &mut Option<PathBuf>) -> std::r
     let name = path.parent().and_then(Path::file_name).map(|s| s.to_string_lossy().into_owned());
     let frame = path.file_stem().map(|s| s.to_string_lossy().into_owned());
     if name.as_deref() != Some(m.name.as_str()) || frame.as_deref() != Some(m.frame.as_str()) {
-        return Err(format!("manifest says {}/{} but is stored as {}/{}", m.name, m.frame, name.unwrap_or_default(), frame.unwrap_or_default()));
+        return Err(format!(
+            "manifest says {}/{} but is stored as {}/{}",
+            m.name,
+            m.frame,
+            name.unwrap_or_default(),
+            frame.unwrap_or_default()
+        ));
     }
     if m.fingerprint != fingerprint::digest(&m.fingerprint_inputs) {
         return Err("manifest edited: its fingerprint does not match its fields".into());
@@ -83,7 +92,14 @@ fn check_inner(path: &Path, root: &Path, output: &mut Option<PathBuf>) -> std::r
     let (h, _) = crate::source::read_header(&real).map_err(|e| e.to_string())?;
     let t = h.get(&m.output.tensor).ok_or_else(|| format!("the file has no tensor {:?}", m.output.tensor))?;
     if t.dtype.name() != m.output.dtype || t.shape != m.output.shape {
-        return Err(format!("tensor {:?} is {} {:?}, the manifest says {} {:?}", t.name, t.dtype.name(), t.shape, m.output.dtype, m.output.shape));
+        return Err(format!(
+            "tensor {:?} is {} {:?}, the manifest says {} {:?}",
+            t.name,
+            t.dtype.name(),
+            t.shape,
+            m.output.dtype,
+            m.output.shape
+        ));
     }
     Ok(())
 }

@@ -6,9 +6,9 @@ use crate::checkpoint::header::Dtype;
 use crate::dtype;
 use crate::error::{IoContext, Result};
 use crate::job::Job;
-use crate::manifest::{fingerprint, ByteRange, SourceRecord};
+use crate::manifest::{ByteRange, SourceRecord, fingerprint};
 use crate::source::{self, Located};
-use crate::store::{safetensors_file, ByteSink, BUF_LEN};
+use crate::store::{BUF_LEN, ByteSink, safetensors_file};
 use std::os::unix::fs::FileExt;
 
 pub struct Gamma;
@@ -67,7 +67,8 @@ struct Extract(Located);
 impl Producer for Extract {
     fn produce(&self, out: &mut dyn ByteSink) -> Result<u64> {
         let loc = &self.0;
-        let header = safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &loc.w.shape }]);
+        let header =
+            safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &loc.w.shape }]);
         let mut first = out.buffer();
         first.extend_from_slice(&header);
         out.write(first)?;

@@ -6,7 +6,7 @@ mod gamma;
 
 use crate::error::Result;
 use crate::job::Job;
-use crate::manifest::{fingerprint, InputRecord, SourceRecord};
+use crate::manifest::{InputRecord, SourceRecord, fingerprint};
 use crate::source::SourceOptions;
 use crate::store::{ByteSink, Store};
 use std::collections::BTreeMap;

@@ -76,12 +76,20 @@ struct Validator {
 
 impl Validator {
     fn err<T>(&self, at: &Location, message: impl Into<String>) -> Result<T> {
-        Err(Error::JobFile { path: self.path.clone(), line: at.line().max(1), col: at.column().max(1), message: message.into() })
+        Err(Error::JobFile {
+            path: self.path.clone(),
+            line: at.line().max(1),
+            col: at.column().max(1),
+            message: message.into(),
+        })
     }
 
     fn job_file(&self, raw: JobFileSpec) -> Result<JobFile> {
         if raw.version.value != 1 {
-            return self.err(&raw.version.referenced, format!("unsupported version {}; this gamma-run reads version 1", raw.version.value));
+            return self.err(
+                &raw.version.referenced,
+                format!("unsupported version {}; this gamma-run reads version 1", raw.version.value),
+            );
         }
         let (tensors, manifests) = match &raw.output {
             Some(o) => (o.tensors.as_ref(), o.manifests.as_ref()),
@@ -91,7 +99,8 @@ impl Validator {
         let manifests = self.output_dir(manifests, "../manifests")?;
         let root = manifests.parent().unwrap_or(Path::new("/"));
         if !tensors.starts_with(root) || tensors == manifests {
-            let at = raw.output.as_ref().and_then(|o| o.tensors.as_ref()).map(|t| t.referenced).unwrap_or(Location::UNKNOWN);
+            let at =
+                raw.output.as_ref().and_then(|o| o.tensors.as_ref()).map(|t| t.referenced).unwrap_or(Location::UNKNOWN);
             return self.err(&at, format!(
                 "output.tensors ({}) must be a separate directory inside {} (the parent of output.manifests), so manifests can name outputs by relative path",
                 tensors.display(), root.display()
@@ -110,10 +119,14 @@ impl Validator {
         for job in &raw.jobs.value {
             let job = self.job(job, default_revision, default_frames)?;
             if let Some(first) = names.get(&job.0.name) {
-                return self.err(&job.1, format!(
-                    "duplicate output name {:?} (first used at line {}); give one of the jobs a distinct `name:`",
-                    job.0.name, first.line()
-                ));
+                return self.err(
+                    &job.1,
+                    format!(
+                        "duplicate output name {:?} (first used at line {}); give one of the jobs a distinct `name:`",
+                        job.0.name,
+                        first.line()
+                    ),
+                );
             }
             names.insert(job.0.name.clone(), job.1);
             jobs.push(job.0);
@@ -138,8 +151,18 @@ impl Validator {
         let at = job.referenced;
         let spec = &job.value;
         let source = match (&spec.model, &spec.path) {
-            (Some(_), Some(p)) => return self.err(&p.referenced, "a job has either `model:` (a Hub repo) or `path:` (a local directory), not both"),
-            (None, None) => return self.err(&at, "this job has neither `model:` (a Hub repo id) nor `path:` (a local checkpoint directory)"),
+            (Some(_), Some(p)) => {
+                return self.err(
+                    &p.referenced,
+                    "a job has either `model:` (a Hub repo) or `path:` (a local directory), not both",
+                );
+            }
+            (None, None) => {
+                return self.err(
+                    &at,
+                    "this job has neither `model:` (a Hub repo id) nor `path:` (a local checkpoint directory)",
+                );
+            }
             (Some(m), None) => {
                 check_repo_id(&m.value).or_else(|e| self.err(&m.referenced, e))?;
                 let revision = spec.revision.as_ref().or(default_revision);
@@ -151,7 +174,8 @@ impl Validator {
             }
             (None, Some(p)) => {
                 if let Some(r) = &spec.revision {
-                    return self.err(&r.referenced, "`revision:` applies to `model:` jobs; a local `path:` has no revisions");
+                    return self
+                        .err(&r.referenced, "`revision:` applies to `model:` jobs; a local `path:` has no revisions");
                 }
                 if p.value.trim().is_empty() || p.value.contains('\0') {
                     return self.err(&p.referenced, "`path:` must name a checkpoint directory");
@@ -167,10 +191,13 @@ impl Validator {
             None => {
                 let from = match (&spec.model, &spec.path) {
                     (Some(m), _) => m.value.rsplit('/').next().unwrap_or_default().to_string(),
-                    (_, Some(p)) => Path::new(&p.value).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                    (_, Some(p)) => {
+                        Path::new(&p.value).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+                    }
                     _ => unreachable!(),
                 };
-                check_name(&from).or_else(|e| self.err(&at, format!("cannot derive an output name: {e}; add `name:`")))?;
+                check_name(&from)
+                    .or_else(|e| self.err(&at, format!("cannot derive an output name: {e}; add `name:`")))?;
                 from
             }
         };
@@ -179,7 +206,9 @@ impl Validator {
             Some(list) => self.frames(list)?,
         };
         let tensor = match &spec.tensor {
-            Some(t) if t.value.is_empty() || t.value.contains(['\n', '\0']) => return self.err(&t.referenced, "`tensor:` must be a checkpoint key"),
+            Some(t) if t.value.is_empty() || t.value.contains(['\n', '\0']) => {
+                return self.err(&t.referenced, "`tensor:` must be a checkpoint key");
+            }
             Some(t) => Some(t.value.clone()),
             None => None,
         };
@@ -194,7 +223,10 @@ impl Validator {
         let mut out: Vec<&'static str> = Vec::new();
         for f in &list.value {
             let Some(frame) = crate::frame::by_name(&f.value) else {
-                return self.err(&f.referenced, format!("unknown frame {:?}; known frames: {}", f.value, crate::frame::names().join(", ")));
+                return self.err(
+                    &f.referenced,
+                    format!("unknown frame {:?}; known frames: {}", f.value, crate::frame::names().join(", ")),
+                );
             };
             for dep in crate::frame::with_inputs(frame) {
                 if !out.contains(&dep) {
@@ -224,14 +256,22 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
         && name.len() <= 128
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok { Ok(()) } else { Err(format!("{name:?} is not a valid output name (letters, digits, '.', '_', '-'; not starting with '.')")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid output name (letters, digits, '.', '_', '-'; not starting with '.')"))
+    }
 }
 
 fn check_repo_id(id: &str) -> std::result::Result<(), String> {
     let parts: Vec<&str> = id.split('/').collect();
     let ok = (1..=2).contains(&parts.len())
         && parts.iter().all(|p| {
-            !p.is_empty() && *p != "." && *p != ".." && p.len() <= 96 && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            !p.is_empty()
+                && *p != "."
+                && *p != ".."
+                && p.len() <= 96
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         });
     if ok { Ok(()) } else { Err(format!("{id:?} is not a Hub repo id (expected org/name)")) }
 }

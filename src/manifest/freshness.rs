@@ -1,9 +1,9 @@
 //! Fresh, stale (and why) or missing: a manifest compared with the present. Tensor bytes are re-read only when a
 //! stat cache says a file changed — a quiet workspace is judged from metadata alone.
 
-use super::{fingerprint, Manifest};
+use super::{Manifest, fingerprint};
 use crate::error::Result;
-use crate::store::{sha256_file, FileStat};
+use crate::store::{FileStat, sha256_file};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq)]

@@ -102,7 +102,8 @@ impl Tool {
 impl Manifest {
     pub fn read(path: &Path) -> Result<Manifest> {
         let bytes = std::fs::read(path).at(path)?;
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::manifest(path, format!("not a gamma-run manifest: {e}")))?;
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::manifest(path, format!("not a gamma-run manifest: {e}")))?;
         if m.schema != SCHEMA {
             return Err(Error::manifest(path, format!("schema {:?}; this gamma-run reads {SCHEMA:?}", m.schema)));
         }

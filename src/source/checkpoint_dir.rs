@@ -41,7 +41,10 @@ pub fn find_w(root: &Path, explicit: Option<&str>) -> Result<Found> {
         let choice = unembedding::choose(&config, &keys, explicit).map_err(|m| Error::checkpoint(root, m))?;
         (None, choice, "model.safetensors".to_string())
     } else {
-        return Err(Error::checkpoint(root, "no model.safetensors or model.safetensors.index.json: not a safetensors checkpoint"));
+        return Err(Error::checkpoint(
+            root,
+            "no model.safetensors or model.safetensors.index.json: not a safetensors checkpoint",
+        ));
     };
     let shard_path = root.join(&shard);
     if !shard_path.exists() {
@@ -49,7 +52,10 @@ pub fn find_w(root: &Path, explicit: Option<&str>) -> Result<Found> {
     }
     let (header, shard_len) = read_header(&shard_path)?;
     let Some(w) = header.get(&choice.key) else {
-        return Err(Error::checkpoint(&shard_path, format!("the index says this shard holds {} but its header does not list it", choice.key)));
+        return Err(Error::checkpoint(
+            &shard_path,
+            format!("the index says this shard holds {} but its header does not list it", choice.key),
+        ));
     };
     unembedding::check(&config, w).map_err(|m| Error::checkpoint(&shard_path, m))?;
     Ok(Found { config, config_bytes, index_bytes, choice, header, shard, shard_path, shard_len })
@@ -59,7 +65,10 @@ fn read_small(path: &Path) -> Result<Vec<u8>> {
     let f = std::fs::File::open(path).at(path)?;
     let len = f.metadata().at(path)?.len();
     if len > MAX_SMALL_FILE {
-        return Err(Error::checkpoint(path, format!("{len} bytes is too large for this JSON file (limit {MAX_SMALL_FILE})")));
+        return Err(Error::checkpoint(
+            path,
+            format!("{len} bytes is too large for this JSON file (limit {MAX_SMALL_FILE})"),
+        ));
     }
     let mut bytes = Vec::with_capacity(len as usize);
     f.take(MAX_SMALL_FILE).read_to_end(&mut bytes).at(path)?;

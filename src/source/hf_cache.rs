@@ -1,7 +1,7 @@
 //! The Hugging Face cache (`$HF_HUB_CACHE`, shared with the Python client), read offline: `refs/<branch>` →
 //! `snapshots/<commit>/…` → `blobs/`. Path builders are pure and unit-tested; LFS blob names are the files' SHA-256.
 
-use super::{checkpoint_dir, FileRecord, Located};
+use super::{FileRecord, Located, checkpoint_dir};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -107,7 +107,8 @@ mod tests {
 
     #[test]
     fn cache_paths_follow_the_python_client() {
-        let env = |pairs: &'static [(&str, &str)]| move |k: &str| pairs.iter().find(|p| p.0 == k).map(|p| p.1.to_string());
+        let env =
+            |pairs: &'static [(&str, &str)]| move |k: &str| pairs.iter().find(|p| p.0 == k).map(|p| p.1.to_string());
         assert_eq!(cache_dir(env(&[("HOME", "/h")])), PathBuf::from("/h/.cache/huggingface/hub"));
         assert_eq!(cache_dir(env(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")])), PathBuf::from("/x/huggingface/hub"));
         assert_eq!(cache_dir(env(&[("HF_HOME", "/hf")])), PathBuf::from("/hf/hub"));

@@ -1,7 +1,7 @@
 //! A local checkpoint directory. Its identity is its content: config, index and W's shard header by SHA-256,
 //! W's bytes by a stat cache on the shard (re-checked by content when the stat changes). `commit` is null.
 
-use super::{checkpoint_dir, FileRecord, Located};
+use super::{FileRecord, Located, checkpoint_dir};
 use crate::error::{Error, Result};
 use crate::store::sha256_bytes;
 use std::collections::BTreeMap;
@@ -16,12 +16,23 @@ pub fn locate(dir: &Path, explicit: Option<&str>) -> Result<Located> {
     let mut identity = BTreeMap::new();
     identity.insert("source.kind".into(), "local".into());
     identity.insert("source.config_sha256".into(), sha256_bytes(&found.config_bytes));
-    identity.insert("source.index_sha256".into(), found.index_bytes.as_deref().map(sha256_bytes).unwrap_or_else(|| "-".into()));
+    identity.insert(
+        "source.index_sha256".into(),
+        found.index_bytes.as_deref().map(sha256_bytes).unwrap_or_else(|| "-".into()),
+    );
     identity.insert("source.shard".into(), found.shard.clone());
     identity.insert("source.header_sha256".into(), sha256_bytes(&found.header.raw));
-    let mut files = vec![FileRecord { path: "config.json".into(), size: found.config_bytes.len() as u64, sha256: Some(sha256_bytes(&found.config_bytes)) }];
+    let mut files = vec![FileRecord {
+        path: "config.json".into(),
+        size: found.config_bytes.len() as u64,
+        sha256: Some(sha256_bytes(&found.config_bytes)),
+    }];
     if let Some(b) = &found.index_bytes {
-        files.push(FileRecord { path: "model.safetensors.index.json".into(), size: b.len() as u64, sha256: Some(sha256_bytes(b)) });
+        files.push(FileRecord {
+            path: "model.safetensors.index.json".into(),
+            size: b.len() as u64,
+            sha256: Some(sha256_bytes(b)),
+        });
     }
     files.push(FileRecord { path: found.shard.clone(), size: found.shard_len, sha256: None });
     Ok(Located {

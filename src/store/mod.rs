@@ -2,10 +2,10 @@
 //! a unique temp file in the target directory, hashed while it is written, fsync, rename, fsync the directory.
 //! A crash leaves either the old file or the new one under the final name, never a mix.
 
-mod sink;
 pub mod safetensors_file;
+mod sink;
 
-pub use sink::{ByteSink, HashOnly, Sink, Written, BUF_LEN};
+pub use sink::{BUF_LEN, ByteSink, HashOnly, Sink, Written};
 
 use crate::error::{IoContext, Result};
 use std::fs;
@@ -44,7 +44,11 @@ pub struct FileStat {
 impl FileStat {
     pub fn of(path: &Path) -> Result<FileStat> {
         let m = fs::metadata(path).at(path)?;
-        Ok(FileStat { size: m.len(), mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128, inode: m.ino() })
+        Ok(FileStat {
+            size: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            inode: m.ino(),
+        })
     }
 }
 

@@ -55,7 +55,15 @@ impl Sink {
             }
             super::hex(&h.finalize())
         });
-        Ok(Sink { path: path.to_owned(), file: Some(file), to_hasher: Some(to_hasher), recycled, hasher: Some(hasher), allocated: 0, size: 0 })
+        Ok(Sink {
+            path: path.to_owned(),
+            file: Some(file),
+            to_hasher: Some(to_hasher),
+            recycled,
+            hasher: Some(hasher),
+            allocated: 0,
+            size: 0,
+        })
     }
 
     /// An empty buffer with `BUF_LEN` capacity, recycled from the hasher once `POOL` exist.
@@ -124,6 +132,7 @@ impl ByteSink for Sink {
 }
 
 /// Hashes what it is given and keeps nothing: "what SHA-256 would this output have?".
+#[derive(Default)]
 pub struct HashOnly {
     hasher: sha2::Sha256,
     spare: Option<Vec<u8>>,
@@ -131,7 +140,7 @@ pub struct HashOnly {
 
 impl HashOnly {
     pub fn new() -> Self {
-        HashOnly { hasher: sha2::Sha256::new(), spare: None }
+        Self::default()
     }
     pub fn finish(self) -> String {
         super::hex(&self.hasher.finalize())

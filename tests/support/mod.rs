@@ -98,7 +98,9 @@ pub fn reference_w_bytes(dir: &Path, key: &str) -> (Vec<usize>, Vec<u8>) {
             .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
             .map(to_bf16)
             .collect(),
-        safetensors::Dtype::F32 => data.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).map(to_bf16).collect(),
+        safetensors::Dtype::F32 => {
+            data.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).map(to_bf16).collect()
+        }
         other => panic!("unexpected dtype {other:?}"),
     };
     (t.shape().to_vec(), bf16.iter().flat_map(|x| x.to_le_bytes()).collect())
