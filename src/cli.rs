@@ -86,6 +86,9 @@ pub struct VerifyArgs {
     /// Print JSON: one object per manifest
     #[arg(long)]
     pub json: bool,
+    /// Also recompute derived frames (e.g. gamma_prime) from their recorded inputs and compare the bytes
+    #[arg(long)]
+    pub recompute: bool,
 }
 
 const SUBCOMMANDS: &[&str] = &["run", "status", "verify", "synth", "help"];

@@ -46,6 +46,35 @@ pub fn to_bf16(dtype: Dtype, src: &[u8], dst: &mut [u8]) -> u64 {
     }
 }
 
+/// bf16 bits → f32, exactly.
+#[inline(always)]
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// f64 → bf16 with one correct rounding (nearest, ties to even): via f32 rounded to odd, which cannot
+/// double-round since f32 keeps more than bf16's 8 bits + 2. NaN → the canonical NaN.
+pub fn f64_to_bf16(x: f64) -> u16 {
+    if x.is_nan() {
+        return CANONICAL_NAN;
+    }
+    let f = x as f32;
+    let mut bits = f.to_bits();
+    if f.is_finite() && f as f64 != x {
+        if (f as f64).abs() > x.abs() {
+            bits -= 1;
+        }
+        bits |= 1;
+    }
+    f32_bits_to_bf16(bits)
+}
+
+/// f64 → f32 (nearest, ties to even), NaN → the canonical quiet NaN, so bytes never depend on the platform.
+#[inline(always)]
+pub fn f64_to_f32_bits(x: f64) -> u32 {
+    if x.is_nan() { 0x7FC0_0000 } else { (x as f32).to_bits() }
+}
+
 /// NaNs among little-endian bf16 values (copied as they are: a bf16 source is never rewritten).
 pub fn bf16_nans(bytes: &[u8]) -> u64 {
     bytes.chunks_exact(2).filter(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7FFF > 0x7F80).count() as u64
@@ -111,6 +140,33 @@ mod tests {
             } else {
                 assert_eq!((got, nans), (half::bf16::from_f32(f).to_bits(), 0), "{h:#06x}");
             }
+        }
+    }
+
+    #[test]
+    fn f64_to_bf16_rounds_once() {
+        // Exactly halfway between two bf16 values, plus a nudge the f32 step would lose: must round up.
+        let halfway = 1.0 + 2f64.powi(-8);
+        assert_eq!(f64_to_bf16(halfway), 0x3F80, "ties to even");
+        assert_eq!(f64_to_bf16(halfway + 2f64.powi(-40)), 0x3F81, "above the tie rounds up");
+        assert_eq!(f64_to_bf16(halfway - 2f64.powi(-40)), 0x3F80);
+        assert_eq!(f64_to_bf16(-(halfway + 2f64.powi(-40))), 0xBF81);
+        assert_eq!(f64_to_bf16(1e-300), 0x0000);
+        assert_eq!(f64_to_bf16(-1e-300), 0x8000);
+        assert_eq!(f64_to_bf16(1e300), 0x7F80);
+        assert_eq!(f64_to_bf16(f64::NAN), CANONICAL_NAN);
+        let mut x = 0x1234_5678_9ABC_DEF0u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = (x >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0;
+            // Reference: exact decision on the f64 value against the two neighbouring bf16 values.
+            let lo = half::bf16::from_bits(f64_to_bf16(v)).to_f64();
+            let step = |b: u16| half::bf16::from_bits(b).to_f64();
+            let b = f64_to_bf16(v);
+            let (down, up) = (step(b.wrapping_sub(1)), step(b.wrapping_add(1)));
+            assert!((v - lo).abs() <= (v - down).abs() && (v - lo).abs() <= (v - up).abs(), "{v}");
         }
     }
 

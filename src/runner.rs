@@ -3,7 +3,7 @@
 //! frame whose input failed is skipped and says why.
 
 use crate::error::{Error, Result};
-use crate::frame::{self, Context, Frame, Plan};
+use crate::frame::{self, Context, Frame, Params, Plan};
 use crate::job::{Job, JobFile};
 use crate::manifest::freshness::{self, State};
 use crate::manifest::{Manifest, OutputRecord, SCHEMA, StatCache, Tool, fingerprint};
@@ -62,56 +62,87 @@ pub fn select<'a>(jf: &'a JobFile, only: &[String]) -> Result<Vec<&'a Job>> {
     Ok(jf.jobs.iter().filter(|j| only.is_empty() || only.contains(&j.name)).collect())
 }
 
-fn pool(jobs: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(jobs.max(1)).build().expect("thread pool")
+/// Runs `f` over `items` on `workers` threads, results in input order. Jobs get their own threads so that
+/// frames can use rayon's global pool (all cores) for their own work whatever `--jobs` is.
+fn in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                *results[i].lock().expect("no poisoned results") = Some(f(item));
+            });
+        }
+    });
+    results.into_iter().map(|r| r.into_inner().expect("no poisoned results").expect("every item ran")).collect()
 }
 
 pub fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
     let selected = select(jf, &opts.only)?;
-    let per_job: Vec<Vec<Report>> =
-        pool(opts.jobs).install(|| selected.par_iter().map(|job| run_job(job, cx, opts)).collect());
+    let per_job = in_parallel(&selected, opts.jobs, |job| run_job(job, cx, opts));
     Ok(per_job.into_iter().flatten().collect())
 }
 
 pub fn status(jf: &JobFile, cx: &Context, only: &[String]) -> Result<Vec<Row>> {
     let selected = select(jf, only)?;
-    let rows: Vec<Vec<Row>> = selected
-        .par_iter()
-        .map(|job| {
-            job.frames
-                .iter()
-                .map(|name| {
-                    let frame = frame::by_name(name).expect("validated frame");
-                    let judged = judge(frame, job, cx);
-                    let (state, manifest) = match judged {
-                        Ok((_, state, m)) => (Ok(state), m),
-                        Err(e) => (Err(e), None),
-                    };
-                    Row {
-                        name: job.name.clone(),
-                        frame: frame.name(),
-                        state,
-                        manifest,
-                        output_path: cx.store.output_path(&job.name, frame.file_name()),
-                        manifest_path: cx.store.manifest_path(&job.name, frame.name()),
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let rows: Vec<Vec<Row>> = selected.par_iter().map(|job| status_job(job, cx)).collect();
     Ok(rows.into_iter().flatten().collect())
+}
+
+fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
+    let mut rows: Vec<Row> = Vec::new();
+    for req in &job.frames {
+        let frame = frame::by_name(req.name).expect("validated frame");
+        let manifest_path = cx.store.manifest_path(&job.name, frame.name());
+        let stale_input = frame
+            .inputs()
+            .iter()
+            .find(|i| rows.iter().any(|r| r.frame == **i && !matches!(r.state, Ok(State::Fresh))));
+        let (state, manifest) = match (judge(frame, job, &req.params, cx), stale_input) {
+            (Ok((_, state, m)), None) => (Ok(state), m),
+            (Err(e), None) => (Err(e), None),
+            // An input that is not fresh makes this output stale whatever its own record says.
+            (judged, Some(input)) => {
+                let why = format!("input {input} is not fresh");
+                let state = match judged {
+                    Ok((_, State::Missing, _)) => State::Missing,
+                    _ if !manifest_path.exists() => State::Missing,
+                    Ok((_, State::Stale(mut r), _)) => {
+                        r.push(why);
+                        State::Stale(r)
+                    }
+                    _ => State::Stale(vec![why]),
+                };
+                (Ok(state), None)
+            }
+        };
+        rows.push(Row {
+            name: job.name.clone(),
+            frame: frame.name(),
+            state,
+            manifest,
+            output_path: cx.store.output_path(&job.name, frame.file_name()),
+            manifest_path,
+        });
+    }
+    rows
 }
 
 fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
     let mut reports: Vec<Report> = Vec::new();
-    for name in &job.frames {
-        let frame = frame::by_name(name).expect("validated frame");
-        let failed_input = frame.inputs().iter().find(|i| {
-            reports.iter().any(|r| r.frame == **i && matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)))
-        });
-        let (outcome, warnings) = match failed_input {
-            Some(i) => (Outcome::Skipped(format!("its input {i} failed")), Vec::new()),
-            None => run_output(frame, job, cx, opts),
+    for req in &job.frames {
+        let frame = frame::by_name(req.name).expect("validated frame");
+        let input_report = |pred: fn(&Outcome) -> bool| {
+            frame.inputs().iter().copied().find(|i| reports.iter().any(|r| r.frame == *i && pred(&r.outcome)))
+        };
+        let failed = input_report(|o| matches!(o, Outcome::Failed(_) | Outcome::Skipped(_)));
+        let pending = input_report(|o| matches!(o, Outcome::WouldBuild { .. }));
+        let (outcome, warnings) = match (failed, pending) {
+            (Some(i), _) => (Outcome::Skipped(format!("its input {i} failed")), Vec::new()),
+            (None, Some(i)) => (Outcome::WouldBuild { reasons: vec![format!("input {i} would be rebuilt")] }, Vec::new()),
+            (None, None) => run_output(frame, job, &req.params, cx, opts),
         };
         let _span = tracing::info_span!("output", name = %job.name, frame = frame.name()).entered();
         match &outcome {
@@ -124,8 +155,8 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
     reports
 }
 
-fn run_output(frame: &dyn Frame, job: &Job, cx: &Context, opts: &RunOptions) -> (Outcome, Vec<String>) {
-    let (plan, state, _) = match judge(frame, job, cx) {
+fn run_output(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context, opts: &RunOptions) -> (Outcome, Vec<String>) {
+    let (plan, state, _) = match judge(frame, job, params, cx) {
         Ok(j) => j,
         Err(e) => return (Outcome::Failed(e), Vec::new()),
     };
@@ -150,8 +181,8 @@ fn run_output(frame: &dyn Frame, job: &Job, cx: &Context, opts: &RunOptions) -> 
 }
 
 /// Plans an output and compares it with what is stored.
-fn judge(frame: &dyn Frame, job: &Job, cx: &Context) -> Result<(Plan, State, Option<Manifest>)> {
-    let plan = frame.prepare(cx, job)?;
+fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<(Plan, State, Option<Manifest>)> {
+    let plan = frame.prepare(cx, job, params)?;
     let output_path = cx.store.output_path(&job.name, frame.file_name());
     let manifest_path = cx.store.manifest_path(&job.name, frame.name());
     let rel = cx.store.relative_to_root(&output_path);

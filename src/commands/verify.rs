@@ -25,7 +25,7 @@ pub fn execute(args: VerifyArgs) -> Result<Exit> {
     }
     let manifests = find_manifests(dir)?;
     let root = std::fs::canonicalize(dir).at(dir)?.parent().map(Path::to_path_buf).unwrap_or_default();
-    let checked: Vec<Checked> = manifests.par_iter().map(|m| check(m, &root)).collect();
+    let checked: Vec<Checked> = manifests.par_iter().map(|m| check(m, &root, args.recompute)).collect();
     crate::report::verify(&checked, args.json);
     Ok(if checked.iter().any(|c| c.problem.is_some()) { Exit::Found } else { Exit::Ok })
 }
@@ -49,16 +49,21 @@ fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn check(path: &Path, root: &Path) -> Checked {
+fn check(path: &Path, root: &Path, recompute: bool) -> Checked {
     let mut c = Checked { manifest: path.to_owned(), output: None, problem: None };
-    match check_inner(path, root, &mut c.output) {
+    match check_inner(path, root, recompute, &mut c.output) {
         Ok(()) => {}
         Err(problem) => c.problem = Some(problem),
     }
     c
 }
 
-fn check_inner(path: &Path, root: &Path, output: &mut Option<PathBuf>) -> std::result::Result<(), String> {
+fn check_inner(
+    path: &Path,
+    root: &Path,
+    recompute: bool,
+    output: &mut Option<PathBuf>,
+) -> std::result::Result<(), String> {
     let m = Manifest::read(path).map_err(|e| e.to_string())?;
     let name = path.parent().and_then(Path::file_name).map(|s| s.to_string_lossy().into_owned());
     let frame = path.file_stem().map(|s| s.to_string_lossy().into_owned());
@@ -100,6 +105,17 @@ fn check_inner(path: &Path, root: &Path, output: &mut Option<PathBuf>) -> std::r
             m.output.dtype,
             m.output.shape
         ));
+    }
+    if recompute {
+        let frame = crate::frame::by_name(&m.frame).ok_or_else(|| format!("unknown frame {:?}", m.frame))?;
+        if let Some(producer) = frame.reproduce(root, &m) {
+            let mut h = crate::store::HashOnly::new();
+            producer.and_then(|p| p.produce(&mut h)).map_err(|e| format!("cannot recompute: {e}"))?;
+            let again = h.finish();
+            if again != m.output.sha256 {
+                return Err(format!("recomputed from its inputs, it hashes to {again}, not {}", m.output.sha256));
+            }
+        }
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ impl Frame for Gamma {
         "W.safetensors"
     }
 
-    fn prepare(&self, cx: &Context, job: &Job) -> Result<Plan> {
+    fn prepare(&self, cx: &Context, job: &Job, _params: &super::Params) -> Result<Plan> {
         let loc = source::locate(&job.source, job.tensor.as_deref(), &cx.sources)?;
         let mut fp = fingerprint::base(self.name(), self.version(), "BF16");
         fp.insert("rules_version".into(), fingerprint::RULES_VERSION.to_string());

@@ -1,16 +1,22 @@
-//! Coordinate frames. A frame has a name, a version, the frames it is computed from, and knows how to plan its
-//! output (`prepare`: what decides it, cheaply) and produce its bytes (`Producer`). Adding a frame is one file
-//! and one line in `FRAMES`; the runner, staleness and `verify` need no change.
+//! Coordinate frames. A frame has a name, a version, the frames it is computed from, its parameters, and knows
+//! how to plan its output (`prepare`: what decides it, cheaply) and produce its bytes (`Producer`).
+//!
+//! Adding a frame is one file and one line in `FRAMES`: implement `Frame` (see `gamma_prime.rs` for a derived
+//! frame), register it, and the runner orders it after its inputs, staleness follows its inputs' hashes, version
+//! and parameters, and `verify --recompute` can rebuild it from its inputs.
 
 mod gamma;
+mod gamma_prime;
 
 use crate::error::Result;
 use crate::job::Job;
-use crate::manifest::{InputRecord, SourceRecord, fingerprint};
+use crate::manifest::{fingerprint, InputRecord, Manifest, SourceRecord};
 use crate::source::SourceOptions;
 use crate::store::{ByteSink, Store};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+pub type Params = BTreeMap<String, String>;
 
 pub trait Frame: Sync {
     fn name(&self) -> &'static str;
@@ -18,10 +24,26 @@ pub trait Frame: Sync {
     fn version(&self) -> u32;
     /// Frames this one is computed from (empty: from the model source).
     fn inputs(&self) -> &'static [&'static str];
+    /// Parameters a job may set, with their defaults.
+    fn params(&self) -> &'static [Param] {
+        &[]
+    }
     /// File name under `<tensors>/<name>/`.
     fn file_name(&self) -> &'static str;
     /// Works out what decides the output, reading no tensor bytes.
-    fn prepare(&self, cx: &Context, job: &Job) -> Result<Plan>;
+    fn prepare(&self, cx: &Context, job: &Job, params: &Params) -> Result<Plan>;
+    /// For derived frames: a producer that rebuilds the output a manifest describes from the inputs it names
+    /// (`verify --recompute`). `root` is the parent of the manifests directory.
+    fn reproduce(&self, _root: &Path, _manifest: &Manifest) -> Option<Result<Box<dyn Producer>>> {
+        None
+    }
+}
+
+/// A frame parameter: its name, default and allowed values.
+pub struct Param {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub allowed: &'static [&'static str],
 }
 
 /// Everything frames may consult.
@@ -38,7 +60,7 @@ pub struct Plan {
     pub shape: Vec<u64>,
     pub source: Option<SourceRecord>,
     pub inputs: Vec<InputRecord>,
-    pub params: BTreeMap<String, String>,
+    pub params: Params,
     /// Source files guarded by a stat cache (their content is not in the fingerprint).
     pub watched: Vec<(String, PathBuf)>,
     pub warnings: Vec<String>,
@@ -50,7 +72,7 @@ pub trait Producer: Send + Sync {
     fn produce(&self, out: &mut dyn ByteSink) -> Result<u64>;
 }
 
-static FRAMES: &[&dyn Frame] = &[&gamma::Gamma];
+static FRAMES: &[&dyn Frame] = &[&gamma::Gamma, &gamma_prime::GammaPrime];
 
 pub fn by_name(name: &str) -> Option<&'static dyn Frame> {
     FRAMES.iter().copied().find(|f| f.name() == name)
@@ -72,4 +94,19 @@ pub fn with_inputs(frame: &dyn Frame) -> Vec<&'static str> {
     }
     out.push(frame.name());
     out
+}
+
+/// Checks `given` against the frame's parameters and fills in defaults.
+pub fn resolve_params(frame: &dyn Frame, given: &Params) -> std::result::Result<Params, String> {
+    let specs = frame.params();
+    for (k, v) in given {
+        let Some(p) = specs.iter().find(|p| p.name == k) else {
+            let known: Vec<&str> = specs.iter().map(|p| p.name).collect();
+            return Err(format!("frame {} has no parameter {k:?} (it takes: {})", frame.name(), known.join(", ")));
+        };
+        if !p.allowed.contains(&v.as_str()) {
+            return Err(format!("{}.{k} must be one of {}, not {v:?}", frame.name(), p.allowed.join(", ")));
+        }
+    }
+    Ok(specs.iter().map(|p| (p.name.to_string(), given.get(p.name).cloned().unwrap_or_else(|| p.default.into()))).collect())
 }

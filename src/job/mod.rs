@@ -22,7 +22,7 @@ pub struct Job {
     pub name: String,
     pub source: SourceSpec,
     /// Frames to build, dependencies first (γ′ implies γ).
-    pub frames: Vec<&'static str>,
+    pub frames: Vec<FrameReq>,
     /// The job's `tensor:` override.
     pub tensor: Option<String>,
     /// `file:line:col` of the job's entry, for messages.
@@ -35,4 +35,11 @@ pub enum SourceSpec {
     Hub { repo: String, revision: String },
     /// A local checkpoint directory (absolute).
     Local { dir: PathBuf },
+}
+
+/// A frame to build for a job, with its parameters (defaults filled in).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameReq {
+    pub name: &'static str,
+    pub params: std::collections::BTreeMap<String, String>,
 }

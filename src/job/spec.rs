@@ -26,7 +26,7 @@ pub struct OutputSpec {
 #[serde(deny_unknown_fields)]
 pub struct DefaultsSpec {
     pub revision: Option<Spanned<String>>,
-    pub frames: Option<Spanned<Vec<Spanned<String>>>>,
+    pub frames: Option<Spanned<Vec<Spanned<FrameItem>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +36,20 @@ pub struct JobSpec {
     pub path: Option<Spanned<String>>,
     pub name: Option<Spanned<String>>,
     pub revision: Option<Spanned<String>>,
-    pub frames: Option<Spanned<Vec<Spanned<String>>>>,
+    pub frames: Option<Spanned<Vec<Spanned<FrameItem>>>>,
     pub tensor: Option<Spanned<String>>,
+    /// Output dtype of derived frames (γ is always bf16).
+    pub dtype: Option<Spanned<String>>,
+}
+
+/// A frame in `frames:`: its name, or `{name: …, <param>: …}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FrameItem {
+    Name(String),
+    WithParams {
+        name: String,
+        #[serde(flatten)]
+        params: std::collections::BTreeMap<String, String>,
+    },
 }

@@ -1,8 +1,8 @@
 //! Raw job file → validated `JobFile`: one place that knows the rules (one source per job, safe unique names,
 //! known frames, output roots), and reports each violation as `file:line:col` with what to do.
 
-use super::spec::{JobFileSpec, JobSpec};
-use super::{Job, JobFile, SourceSpec};
+use super::spec::{FrameItem, JobFileSpec, JobSpec};
+use super::{FrameReq, Job, JobFile, SourceSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::store::Store;
 use serde_saphyr::{Location, Spanned};
@@ -146,7 +146,7 @@ impl Validator {
         &self,
         job: &Spanned<JobSpec>,
         default_revision: Option<&Spanned<String>>,
-        default_frames: Option<&Spanned<Vec<Spanned<String>>>>,
+        default_frames: Option<&Spanned<Vec<Spanned<FrameItem>>>>,
     ) -> Result<(Job, Location)> {
         let at = job.referenced;
         let spec = &job.value;
@@ -202,8 +202,8 @@ impl Validator {
             }
         };
         let frames = match spec.frames.as_ref().or(default_frames) {
-            None => vec!["gamma"],
-            Some(list) => self.frames(list)?,
+            None => vec![FrameReq { name: "gamma", params: Default::default() }],
+            Some(list) => self.frames(list, spec.dtype.as_ref())?,
         };
         let tensor = match &spec.tensor {
             Some(t) if t.value.is_empty() || t.value.contains(['\n', '\0']) => {
@@ -216,23 +216,46 @@ impl Validator {
         Ok((Job { name, source, frames, tensor, at: where_ }, at))
     }
 
-    fn frames(&self, list: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<&'static str>> {
+    /// The frames to build, inputs first, each with its parameters checked and defaults filled in. A job-level
+    /// `dtype:` applies to every listed frame that takes a dtype.
+    fn frames(&self, list: &Spanned<Vec<Spanned<FrameItem>>>, dtype: Option<&Spanned<String>>) -> Result<Vec<FrameReq>> {
         if list.value.is_empty() {
             return self.err(&list.referenced, "`frames:` is empty; list at least one frame (e.g. [gamma])");
         }
-        let mut out: Vec<&'static str> = Vec::new();
-        for f in &list.value {
-            let Some(frame) = crate::frame::by_name(&f.value) else {
-                return self.err(
-                    &f.referenced,
-                    format!("unknown frame {:?}; known frames: {}", f.value, crate::frame::names().join(", ")),
-                );
+        let mut out: Vec<FrameReq> = Vec::new();
+        let mut dtype_used = false;
+        for item in &list.value {
+            let (name, given) = match &item.value {
+                FrameItem::Name(n) => (n, Default::default()),
+                FrameItem::WithParams { name, params } => (name, params.clone()),
             };
+            let Some(frame) = crate::frame::by_name(name) else {
+                let known = crate::frame::names().join(", ");
+                return self.err(&item.referenced, format!("unknown frame {name:?}; known frames: {known}"));
+            };
+            let mut given: std::collections::BTreeMap<String, String> = given;
+            if let Some(d) = dtype.filter(|_| frame.params().iter().any(|p| p.name == "dtype")) {
+                given.entry("dtype".into()).or_insert_with(|| d.value.clone());
+                dtype_used = true;
+            }
+            let params = crate::frame::resolve_params(frame, &given).or_else(|e| self.err(&item.referenced, e))?;
             for dep in crate::frame::with_inputs(frame) {
-                if !out.contains(&dep) {
-                    out.push(dep);
+                let req = if dep == frame.name() {
+                    FrameReq { name: dep, params: params.clone() }
+                } else {
+                    let dep_frame = crate::frame::by_name(dep).expect("registered input");
+                    let defaults = crate::frame::resolve_params(dep_frame, &Default::default()).expect("defaults are valid");
+                    FrameReq { name: dep, params: defaults }
+                };
+                match out.iter().position(|r| r.name == dep) {
+                    Some(i) if dep == frame.name() => out[i] = req,
+                    Some(_) => {}
+                    None => out.push(req),
                 }
             }
+        }
+        if let (Some(d), false) = (dtype, dtype_used) {
+            return self.err(&d.referenced, "`dtype:` applies to derived frames such as gamma_prime; gamma is always bf16");
         }
         Ok(out)
     }

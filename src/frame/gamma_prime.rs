@@ -1,0 +1,228 @@
+//! γ′: W minus its centroid (the mean row), computed from the stored γ output after checking it against its
+//! manifest — never from the model source. The centroid is accumulated in f64 over fixed 256-row chunks combined
+//! in order (so any thread count gives the same bytes); W′ = W − centroid is computed in f64 and rounded once to
+//! the output dtype (f32 by default, or bf16). File: `W_prime` [V, d] then `centroid` [d] (f32).
+
+use super::{Context, Frame, Param, Params, Plan, Producer};
+use crate::dtype;
+use crate::error::{Error, IoContext, Result};
+use crate::job::Job;
+use crate::manifest::{check_output_path, fingerprint, InputRecord, Manifest};
+use crate::store::{safetensors_file, ByteSink, FileStat, BUF_LEN};
+use rayon::prelude::*;
+use sha2::Digest;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Rows per partial sum: fixed, so the summation order never depends on threads or buffer sizes.
+const CHUNK_ROWS: usize = 256;
+/// Chunks read per batch in the centroid pass (bounds memory: 8 × 256 rows).
+const BATCH_CHUNKS: usize = 8;
+
+pub struct GammaPrime;
+
+impl Frame for GammaPrime {
+    fn name(&self) -> &'static str {
+        "gamma_prime"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn inputs(&self) -> &'static [&'static str] {
+        &["gamma"]
+    }
+    fn params(&self) -> &'static [Param] {
+        &[Param { name: "dtype", default: "f32", allowed: &["f32", "bf16"] }]
+    }
+    fn file_name(&self) -> &'static str {
+        "W_prime.safetensors"
+    }
+
+    fn prepare(&self, cx: &Context, job: &Job, params: &Params) -> Result<Plan> {
+        let gamma_manifest = cx.store.manifest_path(&job.name, "gamma");
+        let input = |message: String| Error::Input { input: format!("{}/gamma", job.name), message };
+        let m = Manifest::read(&gamma_manifest).map_err(|e| input(format!("{e}; build gamma first")))?;
+        let root = cx.store.manifests.parent().unwrap_or(Path::new("/"));
+        let centered = Centered::from_gamma(root, &m, &params["dtype"]).map_err(input)?;
+        let mut fp = fingerprint::base(self.name(), self.version(), centered.out_dtype());
+        fp.insert("input.gamma".into(), m.output.sha256.clone());
+        for (k, v) in params {
+            fp.insert(format!("param.{k}"), v.clone());
+        }
+        Ok(Plan {
+            fingerprint: fp,
+            tensor: "W_prime".into(),
+            dtype: centered.out_dtype().into(),
+            shape: vec![centered.v as u64, centered.d as u64],
+            source: None,
+            inputs: vec![InputRecord { frame: "gamma".into(), path: m.output.path.clone(), sha256: m.output.sha256 }],
+            params: params.clone(),
+            watched: Vec::new(),
+            warnings: Vec::new(),
+            producer: Box::new(centered),
+        })
+    }
+
+    fn reproduce(&self, root: &Path, m: &Manifest) -> Option<Result<Box<dyn Producer>>> {
+        let input = m.inputs.iter().find(|i| i.frame == "gamma")?;
+        let dtype = m.params.get("dtype").map(String::as_str).unwrap_or("f32");
+        let gamma = Manifest {
+            output: crate::manifest::OutputRecord {
+                path: input.path.clone(),
+                sha256: input.sha256.clone(),
+                size: 0,
+                tensor: "W".into(),
+                dtype: "BF16".into(),
+                shape: m.output.shape.clone(),
+            },
+            ..m.clone()
+        };
+        Some(
+            Centered::from_gamma(root, &gamma, dtype)
+                .map(|c| Box::new(c) as Box<dyn Producer>)
+                .map_err(|message| Error::Input { input: input.path.clone(), message }),
+        )
+    }
+}
+
+/// Computes γ′ from a γ file whose SHA-256 must be `sha256`.
+struct Centered {
+    path: PathBuf,
+    sha256: String,
+    v: usize,
+    d: usize,
+    bf16_out: bool,
+}
+
+impl Centered {
+    fn from_gamma(root: &Path, m: &Manifest, dtype: &str) -> std::result::Result<Centered, String> {
+        check_output_path(&m.output.path)?;
+        let &[v, d] = m.output.shape.as_slice() else {
+            return Err(format!("gamma's shape {:?} is not a matrix", m.output.shape));
+        };
+        if m.output.dtype != "BF16" || m.output.tensor != "W" {
+            return Err(format!("gamma's output is {} {}, expected W in BF16", m.output.tensor, m.output.dtype));
+        }
+        let path = root.join(&m.output.path);
+        Ok(Centered { path, sha256: m.output.sha256.clone(), v: v as usize, d: d as usize, bf16_out: dtype == "bf16" })
+    }
+
+    fn out_dtype(&self) -> &'static str {
+        if self.bf16_out { "BF16" } else { "F32" }
+    }
+
+    /// Pass 1: the f64 column sums in a fixed order, hashing the whole file on the side to check it.
+    fn centroid(&self, file: &std::fs::File, data_start: u64, header_raw: &[u8]) -> Result<Vec<f64>> {
+        let (v, d) = (self.v, self.d);
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(header_raw);
+        let mut sum = vec![0f64; d];
+        let mut buf = Vec::new();
+        let mut row = 0;
+        while row < v {
+            let rows = (CHUNK_ROWS * BATCH_CHUNKS).min(v - row);
+            buf.resize(rows * d * 2, 0);
+            file.read_exact_at(&mut buf, data_start + (row * d * 2) as u64).at(&self.path)?;
+            let (_, partials) = rayon::join(
+                || hasher.update(&buf),
+                || buf.par_chunks(CHUNK_ROWS * d * 2).map(|c| column_sums(c, d)).collect::<Vec<_>>(),
+            );
+            for p in partials {
+                sum.iter_mut().zip(&p).for_each(|(s, x)| *s += x);
+            }
+            row += rows;
+        }
+        let got = crate::store::hex(&hasher.finalize());
+        if got != self.sha256 {
+            return Err(Error::Input {
+                input: self.path.display().to_string(),
+                message: format!("its sha256 {got} differs from gamma's manifest ({}); rebuild gamma", self.sha256),
+            });
+        }
+        Ok(sum.iter().map(|s| s / v as f64).collect())
+    }
+}
+
+/// Column sums of whole bf16 rows, in row order.
+fn column_sums(rows: &[u8], d: usize) -> Vec<f64> {
+    let mut s = vec![0f64; d];
+    for row in rows.chunks_exact(d * 2) {
+        for (acc, b) in s.iter_mut().zip(row.chunks_exact(2)) {
+            *acc += dtype::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64;
+        }
+    }
+    s
+}
+
+impl Producer for Centered {
+    fn produce(&self, out: &mut dyn ByteSink) -> Result<u64> {
+        let (v, d) = (self.v, self.d);
+        let file = std::fs::File::open(&self.path).at(&self.path)?;
+        let before = FileStat::of(&self.path)?;
+        let (header, _) = crate::source::read_header(&self.path)?;
+        let w = header.get("W").filter(|t| t.shape == [v as u64, d as u64] && t.dtype.name() == "BF16");
+        if w.is_none() || header.tensors.len() != 1 {
+            let message = format!("expected a single BF16 tensor W of shape [{v}, {d}]");
+            return Err(Error::Input { input: self.path.display().to_string(), message });
+        }
+        let data_start = header.data_start();
+        let centroid = self.centroid(&file, data_start, &header.raw)?;
+
+        let width = if self.bf16_out { 2 } else { 4 };
+        let entries = [
+            safetensors_file::Entry { name: "W_prime", dtype: self.out_dtype(), shape: &[v as u64, d as u64] },
+            safetensors_file::Entry { name: "centroid", dtype: "F32", shape: &[d as u64] },
+        ];
+        let mut first = out.buffer();
+        first.extend_from_slice(&safetensors_file::header(&entries));
+        out.write(first)?;
+
+        // Pass 2: rows in output-buffer-sized chunks, two chunks converted in parallel, written in order.
+        let rows_per_buf = (BUF_LEN / (d * width)).max(1);
+        let mut nans = 0u64;
+        let mut row = 0;
+        let mut input = Vec::new();
+        while row < v {
+            let rows = (rows_per_buf * 2).min(v - row);
+            input.resize(rows * d * 2, 0);
+            file.read_exact_at(&mut input, data_start + (row * d * 2) as u64).at(&self.path)?;
+            let mut bufs: Vec<Vec<u8>> = input.chunks(rows_per_buf * d * 2).map(|_| out.buffer()).collect();
+            let counts: Vec<u64> = bufs
+                .par_iter_mut()
+                .zip(input.par_chunks(rows_per_buf * d * 2))
+                .map(|(o, i)| center(i, &centroid, self.bf16_out, o))
+                .collect();
+            nans += counts.iter().sum::<u64>();
+            for b in bufs {
+                out.write(b)?;
+            }
+            row += rows;
+        }
+        let mut tail = out.buffer();
+        for c in &centroid {
+            tail.extend_from_slice(&dtype::f64_to_f32_bits(*c).to_le_bytes());
+        }
+        out.write(tail)?;
+        if FileStat::of(&self.path)? != before {
+            return Err(Error::Input { input: self.path.display().to_string(), message: "changed while it was read; run again".into() });
+        }
+        Ok(nans)
+    }
+}
+
+/// Writes `rows − centroid` into `out` (f32 or bf16, little-endian); returns the number of NaNs written.
+fn center(rows: &[u8], centroid: &[f64], bf16_out: bool, out: &mut Vec<u8>) -> u64 {
+    let mut nans = 0;
+    for row in rows.chunks_exact(centroid.len() * 2) {
+        for (b, c) in row.chunks_exact(2).zip(centroid) {
+            let x = dtype::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64 - c;
+            nans += x.is_nan() as u64;
+            if bf16_out {
+                out.extend_from_slice(&dtype::f64_to_bf16(x).to_le_bytes());
+            } else {
+                out.extend_from_slice(&dtype::f64_to_f32_bits(x).to_le_bytes());
+            }
+        }
+    }
+    nans
+}
