@@ -69,10 +69,12 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> 
     let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..workers.clamp(1, items.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                *results[i].lock().expect("no poisoned results") = Some(f(item));
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    *results[i].lock().expect("no poisoned results") = Some(f(item));
+                }
             });
         }
     });
@@ -96,10 +98,8 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
     for req in &job.frames {
         let frame = frame::by_name(req.name).expect("validated frame");
         let manifest_path = cx.store.manifest_path(&job.name, frame.name());
-        let stale_input = frame
-            .inputs()
-            .iter()
-            .find(|i| rows.iter().any(|r| r.frame == **i && !matches!(r.state, Ok(State::Fresh))));
+        let stale_input =
+            frame.inputs().iter().find(|i| rows.iter().any(|r| r.frame == **i && !matches!(r.state, Ok(State::Fresh))));
         let (state, manifest) = match (judge(frame, job, &req.params, cx), stale_input) {
             (Ok((_, state, m)), None) => (Ok(state), m),
             (Err(e), None) => (Err(e), None),
@@ -141,7 +141,9 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
         let pending = input_report(|o| matches!(o, Outcome::WouldBuild { .. }));
         let (outcome, warnings) = match (failed, pending) {
             (Some(i), _) => (Outcome::Skipped(format!("its input {i} failed")), Vec::new()),
-            (None, Some(i)) => (Outcome::WouldBuild { reasons: vec![format!("input {i} would be rebuilt")] }, Vec::new()),
+            (None, Some(i)) => {
+                (Outcome::WouldBuild { reasons: vec![format!("input {i} would be rebuilt")] }, Vec::new())
+            }
             (None, None) => run_output(frame, job, &req.params, cx, opts),
         };
         let _span = tracing::info_span!("output", name = %job.name, frame = frame.name()).entered();
@@ -155,7 +157,13 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
     reports
 }
 
-fn run_output(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context, opts: &RunOptions) -> (Outcome, Vec<String>) {
+fn run_output(
+    frame: &dyn Frame,
+    job: &Job,
+    params: &Params,
+    cx: &Context,
+    opts: &RunOptions,
+) -> (Outcome, Vec<String>) {
     let (plan, state, _) = match judge(frame, job, params, cx) {
         Ok(j) => j,
         Err(e) => return (Outcome::Failed(e), Vec::new()),

@@ -7,8 +7,8 @@ use super::{Context, Frame, Param, Params, Plan, Producer};
 use crate::dtype;
 use crate::error::{Error, IoContext, Result};
 use crate::job::Job;
-use crate::manifest::{check_output_path, fingerprint, InputRecord, Manifest};
-use crate::store::{safetensors_file, ByteSink, FileStat, BUF_LEN};
+use crate::manifest::{InputRecord, Manifest, check_output_path, fingerprint};
+use crate::store::{BUF_LEN, ByteSink, FileStat, safetensors_file};
 use rayon::prelude::*;
 use sha2::Digest;
 use std::os::unix::fs::FileExt;
@@ -204,7 +204,10 @@ impl Producer for Centered {
         }
         out.write(tail)?;
         if FileStat::of(&self.path)? != before {
-            return Err(Error::Input { input: self.path.display().to_string(), message: "changed while it was read; run again".into() });
+            return Err(Error::Input {
+                input: self.path.display().to_string(),
+                message: "changed while it was read; run again".into(),
+            });
         }
         Ok(nans)
     }

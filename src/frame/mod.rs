@@ -10,7 +10,7 @@ mod gamma_prime;
 
 use crate::error::Result;
 use crate::job::Job;
-use crate::manifest::{fingerprint, InputRecord, Manifest, SourceRecord};
+use crate::manifest::{InputRecord, Manifest, SourceRecord, fingerprint};
 use crate::source::SourceOptions;
 use crate::store::{ByteSink, Store};
 use std::collections::BTreeMap;
@@ -108,5 +108,8 @@ pub fn resolve_params(frame: &dyn Frame, given: &Params) -> std::result::Result<
             return Err(format!("{}.{k} must be one of {}, not {v:?}", frame.name(), p.allowed.join(", ")));
         }
     }
-    Ok(specs.iter().map(|p| (p.name.to_string(), given.get(p.name).cloned().unwrap_or_else(|| p.default.into()))).collect())
+    Ok(specs
+        .iter()
+        .map(|p| (p.name.to_string(), given.get(p.name).cloned().unwrap_or_else(|| p.default.into())))
+        .collect())
 }

@@ -9,6 +9,8 @@ use serde_saphyr::{Location, Spanned};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
+const DTYPE_ONLY_DERIVED: &str = "`dtype:` applies to derived frames such as gamma_prime; gamma is always bf16";
+
 /// Job files larger than this are refused before parsing (real ones are a few KB).
 pub const MAX_JOB_FILE_BYTES: u64 = 1024 * 1024;
 
@@ -64,6 +66,10 @@ fn tidy(msg: &str, path: &Path) -> String {
         _ => msg,
     };
     body.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        .replace(
+            "data did not match any variant of untagged enum FrameItem",
+            "a frame is a name (gamma) or a mapping of strings ({name: gamma_prime, dtype: bf16})",
+        )
         .replace("<input>", &path.display().to_string())
         .trim_end()
         .to_string()
@@ -202,6 +208,10 @@ impl Validator {
             }
         };
         let frames = match spec.frames.as_ref().or(default_frames) {
+            None if spec.dtype.is_some() => {
+                let at = spec.dtype.as_ref().map(|d| d.referenced).unwrap_or(at);
+                return self.err(&at, DTYPE_ONLY_DERIVED);
+            }
             None => vec![FrameReq { name: "gamma", params: Default::default() }],
             Some(list) => self.frames(list, spec.dtype.as_ref())?,
         };
@@ -218,7 +228,11 @@ impl Validator {
 
     /// The frames to build, inputs first, each with its parameters checked and defaults filled in. A job-level
     /// `dtype:` applies to every listed frame that takes a dtype.
-    fn frames(&self, list: &Spanned<Vec<Spanned<FrameItem>>>, dtype: Option<&Spanned<String>>) -> Result<Vec<FrameReq>> {
+    fn frames(
+        &self,
+        list: &Spanned<Vec<Spanned<FrameItem>>>,
+        dtype: Option<&Spanned<String>>,
+    ) -> Result<Vec<FrameReq>> {
         if list.value.is_empty() {
             return self.err(&list.referenced, "`frames:` is empty; list at least one frame (e.g. [gamma])");
         }
@@ -244,7 +258,8 @@ impl Validator {
                     FrameReq { name: dep, params: params.clone() }
                 } else {
                     let dep_frame = crate::frame::by_name(dep).expect("registered input");
-                    let defaults = crate::frame::resolve_params(dep_frame, &Default::default()).expect("defaults are valid");
+                    let defaults =
+                        crate::frame::resolve_params(dep_frame, &Default::default()).expect("defaults are valid");
                     FrameReq { name: dep, params: defaults }
                 };
                 match out.iter().position(|r| r.name == dep) {
@@ -255,7 +270,7 @@ impl Validator {
             }
         }
         if let (Some(d), false) = (dtype, dtype_used) {
-            return self.err(&d.referenced, "`dtype:` applies to derived frames such as gamma_prime; gamma is always bf16");
+            return self.err(&d.referenced, DTYPE_ONLY_DERIVED);
         }
         Ok(out)
     }
