@@ -15,8 +15,8 @@ pub enum Error {
     #[error("{path}: {message}", path = path.display())]
     Checkpoint { path: PathBuf, message: String },
 
-    #[error("{message}")]
-    Unembedding { message: String },
+    #[error("{path}: missing", path = path.display())]
+    MissingFile { path: PathBuf },
 
     #[error("{repo}@{revision} is not in the Hugging Face cache at {cache}; {hint}", cache = cache.display())]
     NotInCache { repo: String, revision: String, cache: PathBuf, hint: String },
@@ -27,8 +27,27 @@ pub enum Error {
     #[error("{input} is not available: {message}")]
     Input { input: String, message: String },
 
+    #[error("{repo}: {what}: {message}{}", hub_context(*status, request_id))]
+    Hub {
+        repo: String,
+        what: String,
+        status: Option<u16>,
+        code: Option<String>,
+        request_id: Option<String>,
+        message: String,
+    },
+
     #[error("{0}")]
     Usage(String),
+}
+
+fn hub_context(status: Option<u16>, request_id: &Option<String>) -> String {
+    match (status, request_id) {
+        (Some(s), Some(id)) => format!(" (HTTP {s}, request id {id})"),
+        (Some(s), None) => format!(" (HTTP {s})"),
+        (None, Some(id)) => format!(" (request id {id})"),
+        (None, None) => String::new(),
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -31,5 +31,11 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let progress = !quiet && !commands::truthy(std::env::var("HF_HUB_DISABLE_PROGRESS_BARS").ok());
+    gamma_run::progress::init(progress);
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| gamma_run::progress::LogWriter)
+        .with_target(false)
+        .init();
 }

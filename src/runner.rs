@@ -219,7 +219,7 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
     let before: BTreeMap<String, FileStat> =
         plan.watched.iter().map(|(n, p)| Ok((n.clone(), FileStat::of(p)?))).collect::<Result<_>>()?;
     let mut sink = Sink::create(&output_path)?;
-    let nan_count = plan.producer.produce(&mut sink)?;
+    let produced = plan.producer.produce(&mut sink)?;
     for (n, p) in &plan.watched {
         if FileStat::of(p)? != before[n] {
             return Err(Error::checkpoint(p, "changed while it was being read; nothing was stored, run again"));
@@ -238,12 +238,12 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
             size: written.size,
             tensor: plan.tensor,
             dtype: plan.dtype,
-            shape: plan.shape,
+            shape: produced.shape,
         },
-        source: plan.source,
+        source: produced.source,
         inputs: plan.inputs,
         params: plan.params,
-        nan_count,
+        nan_count: produced.nan_count,
         fingerprint: fingerprint::digest(&plan.fingerprint),
         fingerprint_inputs: plan.fingerprint,
         stat: StatCache { output: written.stat, sources: before },
@@ -251,10 +251,7 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     store::write_atomic(&manifest_path, &manifest.to_bytes())?;
-    let mut warnings = Vec::new();
-    if nan_count > 0 {
-        warnings.push(format!("W holds {nan_count} NaN values (written as the canonical NaN 0x7FC0 when converted); recorded in the manifest"));
-    }
+    let warnings = produced.warnings;
     Ok((written, warnings))
 }
 

@@ -7,6 +7,7 @@ pub mod verify;
 
 use crate::error::Error;
 use crate::frame::Context;
+use crate::hub::{Hub, HubSettings};
 use crate::job::JobFile;
 use crate::source::{SourceOptions, hf_cache};
 
@@ -29,13 +30,14 @@ pub fn truthy(v: Option<String>) -> bool {
 }
 
 /// The frames' context for a job file: its output roots and how to reach sources.
-pub fn context(jf: &JobFile, offline: bool) -> Context {
+pub fn context(jf: &JobFile, offline: bool) -> Result<Context, Error> {
     let env = |k: &str| std::env::var(k).ok();
-    Context {
-        store: jf.store.clone(),
-        sources: SourceOptions {
-            hf_cache: hf_cache::cache_dir(env),
-            offline: offline || truthy(env("HF_HUB_OFFLINE")),
-        },
-    }
+    let offline = offline || truthy(env("HF_HUB_OFFLINE"));
+    let hub = if offline {
+        None
+    } else {
+        let settings = HubSettings::from_env(env, false).map_err(Error::Usage)?;
+        Some(std::sync::Arc::new(Hub::new(settings)))
+    };
+    Ok(Context { store: jf.store.clone(), sources: SourceOptions { hf_cache: hf_cache::cache_dir(env), offline, hub } })
 }

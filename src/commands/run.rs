@@ -7,7 +7,7 @@ use crate::runner::{self, Outcome, RunOptions};
 
 pub fn execute(args: RunArgs) -> Result<Exit> {
     let jf = crate::job::load(&args.jobfile)?;
-    let cx = super::context(&jf, args.offline);
+    let cx = super::context(&jf, args.offline)?;
     let opts = RunOptions { force: args.force, dry_run: args.dry_run, only: args.only, jobs: args.jobs as usize };
     let reports = runner::run(&jf, &cx, &opts)?;
     crate::report::run(&reports, args.dry_run);

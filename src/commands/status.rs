@@ -9,7 +9,7 @@ use crate::runner;
 
 pub fn execute(args: StatusArgs) -> Result<Exit> {
     let jf = crate::job::load(&args.jobfile)?;
-    let cx = super::context(&jf, args.offline);
+    let cx = super::context(&jf, args.offline)?;
     let rows = runner::status(&jf, &cx, &args.only)?;
     if args.json {
         crate::report::status_json(&rows, &cx.store);

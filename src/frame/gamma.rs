@@ -1,13 +1,14 @@
 //! γ: W exactly as the model holds it, as bf16, in the notebook's file layout (`W.safetensors`, one tensor `W`).
-//! Streams W's byte range from the shard that holds it, converting f32/f16 on the way; nothing else is read.
+//! Streams W's byte range from the shard that holds it — a local file, the HF cache, or the Hub — converting
+//! f32/f16 on the way; nothing else is read.
 
-use super::{Context, Frame, Plan, Producer};
+use super::{Context, Frame, Plan, Produced, Producer};
 use crate::checkpoint::header::Dtype;
 use crate::dtype;
 use crate::error::{IoContext, Result};
-use crate::job::Job;
+use crate::job::{Fetch, Job};
 use crate::manifest::{ByteRange, SourceRecord, fingerprint};
-use crate::source::{self, Located};
+use crate::source::{self, Located, Resolved, SourceOptions, WBytes};
 use crate::store::{BUF_LEN, ByteSink, safetensors_file};
 use std::os::unix::fs::FileExt;
 
@@ -28,74 +29,129 @@ impl Frame for Gamma {
     }
 
     fn prepare(&self, cx: &Context, job: &Job, _params: &super::Params) -> Result<Plan> {
-        let loc = source::locate(&job.source, job.tensor.as_deref(), &cx.sources)?;
+        let resolved = source::resolve(&job.source, job.tensor.as_deref(), &cx.sources)?;
         let mut fp = fingerprint::base(self.name(), self.version(), "BF16");
         fp.insert("rules_version".into(), fingerprint::RULES_VERSION.to_string());
         fp.insert("tensor_override".into(), job.tensor.clone().unwrap_or_else(|| "-".into()));
-        fp.extend(loc.identity.clone());
-        let source = SourceRecord {
-            kind: loc.kind.into(),
-            repo: loc.repo.clone(),
-            path: loc.repo.is_none().then(|| loc.dir.as_ref().map(|d| d.display().to_string())).flatten(),
-            revision: loc.revision.clone(),
-            commit: loc.commit.clone(),
-            files: loc.files.clone(),
-            tensor: loc.w.name.clone(),
-            dtype: loc.w.dtype.name().into(),
-            shape: loc.w.shape.clone(),
-            reason: loc.choice.reason.clone(),
-            range: ByteRange { file: loc.shard.clone(), offset: loc.w_offset, length: loc.w.end - loc.w.begin },
+        fp.extend(resolved.identity());
+        let (watched, warnings) = match &resolved {
+            Resolved::Local(loc, _) => (loc.watched.clone(), loc.choice.warning.iter().cloned().collect()),
+            Resolved::Hub { .. } => (Vec::new(), Vec::new()),
         };
+        let producer = Extract { resolved, tensor: job.tensor.clone(), fetch: job.fetch, sources: cx.sources.clone() };
         Ok(Plan {
             fingerprint: fp,
             tensor: "W".into(),
             dtype: "BF16".into(),
-            shape: loc.w.shape.clone(),
-            source: Some(source),
             inputs: Vec::new(),
             params: Default::default(),
-            watched: loc.watched.clone(),
-            warnings: loc.choice.warning.iter().cloned().collect(),
-            producer: Box::new(Extract(loc)),
+            watched,
+            warnings,
+            producer: Box::new(producer),
         })
     }
 }
 
-/// Copies (bf16) or converts (f32, f16) W's range into the output, after the notebook's header.
-struct Extract(Located);
+/// Locates W (lazily for Hub sources: only when the output is built) and copies or converts it.
+struct Extract {
+    resolved: Resolved,
+    tensor: Option<String>,
+    fetch: Fetch,
+    sources: SourceOptions,
+}
 
 impl Producer for Extract {
-    fn produce(&self, out: &mut dyn ByteSink) -> Result<u64> {
-        let loc = &self.0;
+    fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
+        let loc = source::locate(&self.resolved, self.tensor.as_deref(), self.fetch, &self.sources)?;
         let header =
             safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &loc.w.shape }]);
         let mut first = out.buffer();
         first.extend_from_slice(&header);
         out.write(first)?;
+        let nan_count = match &loc.bytes {
+            WBytes::File(path) => copy_file(&loc, path, out)?,
+            WBytes::Remote(hub, remote) => copy_remote(&loc, hub, remote, out)?,
+        };
+        let mut warnings: Vec<String> = loc.choice.warning.iter().cloned().collect();
+        if nan_count > 0 {
+            warnings.push(format!(
+                "W holds {nan_count} NaN values (written as the canonical NaN 0x7FC0 when converted); recorded in the manifest"
+            ));
+        }
+        Ok(Produced { shape: loc.w.shape.clone(), nan_count, source: Some(record(&loc)), warnings })
+    }
+}
 
-        let path = &loc.shard_path;
-        let file = std::fs::File::open(path).at(path)?;
-        let width = dtype::source_width(loc.w.dtype) as u64;
-        let elements = (loc.w.end - loc.w.begin) / width;
-        let per_chunk = (BUF_LEN / 2) as u64;
-        let mut scratch = Vec::new();
-        let (mut done, mut nans) = (0u64, 0u64);
-        while done < elements {
-            let n = per_chunk.min(elements - done);
-            let at = loc.w_offset + done * width;
+fn record(loc: &Located) -> SourceRecord {
+    SourceRecord {
+        kind: loc.kind.into(),
+        repo: loc.repo.clone(),
+        path: loc.repo.is_none().then(|| loc.dir.as_ref().map(|d| d.display().to_string())).flatten(),
+        revision: loc.revision.clone(),
+        commit: loc.commit.clone(),
+        fetch: Some(loc.fetch.into()),
+        files: loc.files.clone(),
+        tensor: loc.w.name.clone(),
+        dtype: loc.w.dtype.name().into(),
+        shape: loc.w.shape.clone(),
+        reason: loc.choice.reason.clone(),
+        range: ByteRange { file: loc.shard.clone(), offset: loc.w_offset, length: loc.w.end - loc.w.begin },
+    }
+}
+
+/// Converts one piece of W (whole elements) into an output buffer; returns the NaN count.
+fn convert(dtype: Dtype, src: &[u8], out: &mut dyn ByteSink) -> Result<u64> {
+    let width = dtype::source_width(dtype);
+    let mut buf = out.buffer();
+    buf.resize(src.len() / width * 2, 0);
+    let nans = dtype::to_bf16(dtype, src, &mut buf);
+    out.write(buf)?;
+    Ok(nans)
+}
+
+fn copy_file(loc: &Located, path: &std::path::Path, out: &mut dyn ByteSink) -> Result<u64> {
+    let file = std::fs::File::open(path).at(path)?;
+    let width = dtype::source_width(loc.w.dtype) as u64;
+    let elements = (loc.w.end - loc.w.begin) / width;
+    let per_chunk = (BUF_LEN / 2) as u64;
+    let mut scratch = Vec::new();
+    let (mut done, mut nans) = (0u64, 0u64);
+    while done < elements {
+        let n = per_chunk.min(elements - done);
+        let at = loc.w_offset + done * width;
+        if loc.w.dtype == Dtype::Bf16 {
+            // Read straight into the output buffer: no conversion, no extra copy.
             let mut buf = out.buffer();
             buf.resize((n * 2) as usize, 0);
-            if loc.w.dtype == Dtype::Bf16 {
-                file.read_exact_at(&mut buf, at).at(path)?;
-                nans += dtype::bf16_nans(&buf);
-            } else {
-                scratch.resize((n * width) as usize, 0);
-                file.read_exact_at(&mut scratch, at).at(path)?;
-                nans += dtype::to_bf16(loc.w.dtype, &scratch, &mut buf);
-            }
+            file.read_exact_at(&mut buf, at).at(path)?;
+            nans += dtype::bf16_nans(&buf);
             out.write(buf)?;
-            done += n;
+        } else {
+            scratch.resize((n * width) as usize, 0);
+            file.read_exact_at(&mut scratch, at).at(path)?;
+            nans += convert(loc.w.dtype, &scratch, out)?;
         }
-        Ok(nans)
+        done += n;
     }
+    Ok(nans)
+}
+
+fn copy_remote(
+    loc: &Located,
+    hub: &crate::hub::Hub,
+    remote: &crate::hub::Remote,
+    out: &mut dyn ByteSink,
+) -> Result<u64> {
+    let width = dtype::source_width(loc.w.dtype) as u64;
+    let len = loc.w.end - loc.w.begin;
+    let chunk = (BUF_LEN as u64 / 2) * width;
+    let bar = crate::progress::bar(len, &format!("{}:{}", remote.repo, loc.w.name));
+    let mut nans = 0u64;
+    hub.stream(remote, loc.w_offset, len, chunk, &mut |piece| {
+        bar.inc(piece.len() as u64);
+        nans += convert(loc.w.dtype, &piece, out)?;
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    Ok(nans)
 }

@@ -3,7 +3,7 @@
 //! in order (so any thread count gives the same bytes); W′ = W − centroid is computed in f64 and rounded once to
 //! the output dtype (f32 by default, or bf16). File: `W_prime` [V, d] then `centroid` [d] (f32).
 
-use super::{Context, Frame, Param, Params, Plan, Producer};
+use super::{Context, Frame, Param, Params, Plan, Produced, Producer};
 use crate::dtype;
 use crate::error::{Error, IoContext, Result};
 use crate::job::Job;
@@ -53,8 +53,6 @@ impl Frame for GammaPrime {
             fingerprint: fp,
             tensor: "W_prime".into(),
             dtype: centered.out_dtype().into(),
-            shape: vec![centered.v as u64, centered.d as u64],
-            source: None,
             inputs: vec![InputRecord { frame: "gamma".into(), path: m.output.path.clone(), sha256: m.output.sha256 }],
             params: params.clone(),
             watched: Vec::new(),
@@ -155,7 +153,7 @@ fn column_sums(rows: &[u8], d: usize) -> Vec<f64> {
 }
 
 impl Producer for Centered {
-    fn produce(&self, out: &mut dyn ByteSink) -> Result<u64> {
+    fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
         let (v, d) = (self.v, self.d);
         let file = std::fs::File::open(&self.path).at(&self.path)?;
         let before = FileStat::of(&self.path)?;
@@ -209,7 +207,9 @@ impl Producer for Centered {
                 message: "changed while it was read; run again".into(),
             });
         }
-        Ok(nans)
+        let warnings =
+            if nans > 0 { vec![format!("W′ holds {nans} NaN values (from NaNs in W)")] } else { Vec::new() };
+        Ok(Produced { shape: vec![v as u64, d as u64], nan_count: nans, source: None, warnings })
     }
 }
 

@@ -57,8 +57,6 @@ pub struct Plan {
     pub fingerprint: fingerprint::Inputs,
     pub tensor: String,
     pub dtype: String,
-    pub shape: Vec<u64>,
-    pub source: Option<SourceRecord>,
     pub inputs: Vec<InputRecord>,
     pub params: Params,
     /// Source files guarded by a stat cache (their content is not in the fingerprint).
@@ -68,8 +66,18 @@ pub struct Plan {
 }
 
 pub trait Producer: Send + Sync {
-    /// Streams the whole output file into `out`; returns how many NaNs were canonicalised.
-    fn produce(&self, out: &mut dyn ByteSink) -> Result<u64>;
+    /// Streams the whole output file into `out`.
+    fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced>;
+}
+
+/// What producing an output found out: facts for its manifest.
+pub struct Produced {
+    pub shape: Vec<u64>,
+    /// NaNs in the output (canonicalised where a conversion made them).
+    pub nan_count: u64,
+    /// Where the bytes came from, for frames read from a model source.
+    pub source: Option<SourceRecord>,
+    pub warnings: Vec<String>,
 }
 
 static FRAMES: &[&dyn Frame] = &[&gamma::Gamma, &gamma_prime::GammaPrime];

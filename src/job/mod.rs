@@ -25,6 +25,8 @@ pub struct Job {
     pub frames: Vec<FrameReq>,
     /// The job's `tensor:` override.
     pub tensor: Option<String>,
+    /// How a Hub model's bytes are read when they are not in the HF cache.
+    pub fetch: Fetch,
     /// `file:line:col` of the job's entry, for messages.
     pub at: String,
 }
@@ -42,4 +44,13 @@ pub enum SourceSpec {
 pub struct FrameReq {
     pub name: &'static str,
     pub params: std::collections::BTreeMap<String, String>,
+}
+
+/// `fetch: range` (default) reads only W's bytes from the Hub; `fetch: full` downloads the shard holding W into
+/// the HF cache, where transformers and huggingface_hub reuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fetch {
+    #[default]
+    Range,
+    Full,
 }

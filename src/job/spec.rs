@@ -26,6 +26,7 @@ pub struct OutputSpec {
 #[serde(deny_unknown_fields)]
 pub struct DefaultsSpec {
     pub revision: Option<Spanned<String>>,
+    pub fetch: Option<Spanned<String>>,
     pub frames: Option<Spanned<Vec<Spanned<FrameItem>>>>,
 }
 
@@ -40,6 +41,8 @@ pub struct JobSpec {
     pub tensor: Option<Spanned<String>>,
     /// Output dtype of derived frames (γ is always bf16).
     pub dtype: Option<Spanned<String>>,
+    /// `range` (default) or `full`.
+    pub fetch: Option<Spanned<String>>,
 }
 
 /// A frame in `frames:`: its name, or `{name: …, <param>: …}`.

@@ -2,7 +2,7 @@
 //! known frames, output roots), and reports each violation as `file:line:col` with what to do.
 
 use super::spec::{FrameItem, JobFileSpec, JobSpec};
-use super::{FrameReq, Job, JobFile, SourceSpec};
+use super::{Fetch, FrameReq, Job, JobFile, SourceSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::store::Store;
 use serde_saphyr::{Location, Spanned};
@@ -114,6 +114,10 @@ impl Validator {
         }
         let default_revision = raw.defaults.as_ref().and_then(|d| d.revision.as_ref());
         let default_frames = raw.defaults.as_ref().and_then(|d| d.frames.as_ref());
+        let default_fetch = raw.defaults.as_ref().and_then(|d| d.fetch.as_ref());
+        if let Some(f) = default_fetch {
+            self.fetch(f)?;
+        }
         if let Some(rev) = default_revision {
             self.revision(rev)?;
         }
@@ -123,7 +127,7 @@ impl Validator {
         let mut names: HashMap<String, Location> = HashMap::new();
         let mut jobs = Vec::new();
         for job in &raw.jobs.value {
-            let job = self.job(job, default_revision, default_frames)?;
+            let job = self.job(job, default_revision, default_frames, default_fetch)?;
             if let Some(first) = names.get(&job.0.name) {
                 return self.err(
                     &job.1,
@@ -153,6 +157,7 @@ impl Validator {
         job: &Spanned<JobSpec>,
         default_revision: Option<&Spanned<String>>,
         default_frames: Option<&Spanned<Vec<Spanned<FrameItem>>>>,
+        default_fetch: Option<&Spanned<String>>,
     ) -> Result<(Job, Location)> {
         let at = job.referenced;
         let spec = &job.value;
@@ -222,8 +227,15 @@ impl Validator {
             Some(t) => Some(t.value.clone()),
             None => None,
         };
+        let fetch = match (&spec.fetch, &source) {
+            (Some(f), SourceSpec::Local { .. }) => {
+                return self.err(&f.referenced, "`fetch:` applies to `model:` jobs; a local `path:` is read in place");
+            }
+            (Some(f), _) => self.fetch(f)?,
+            (None, _) => default_fetch.map(|f| self.fetch(f)).transpose()?.unwrap_or_default(),
+        };
         let where_ = format!("{}:{}:{}", self.path.display(), at.line(), at.column());
-        Ok((Job { name, source, frames, tensor, at: where_ }, at))
+        Ok((Job { name, source, frames, tensor, fetch, at: where_ }, at))
     }
 
     /// The frames to build, inputs first, each with its parameters checked and defaults filled in. A job-level
@@ -273,6 +285,14 @@ impl Validator {
             return self.err(&d.referenced, DTYPE_ONLY_DERIVED);
         }
         Ok(out)
+    }
+
+    fn fetch(&self, f: &Spanned<String>) -> Result<Fetch> {
+        match f.value.as_str() {
+            "range" => Ok(Fetch::Range),
+            "full" => Ok(Fetch::Full),
+            other => self.err(&f.referenced, format!("fetch must be `range` or `full`, not {other:?}")),
+        }
     }
 
     fn revision(&self, r: &Spanned<String>) -> Result<()> {

@@ -56,6 +56,9 @@ pub struct SourceRecord {
     pub path: Option<String>,
     pub revision: Option<String>,
     pub commit: Option<String>,
+    /// How W's bytes were read: `local`, `cache`, `range` (only W's byte range, from the Hub) or `full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<String>,
     pub files: Vec<FileRecord>,
     pub tensor: String,
     pub dtype: String,

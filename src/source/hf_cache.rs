@@ -1,9 +1,8 @@
 //! The Hugging Face cache (`$HF_HUB_CACHE`, shared with the Python client), read offline: `refs/<branch>` →
 //! `snapshots/<commit>/…` → `blobs/`. Path builders are pure and unit-tested; LFS blob names are the files' SHA-256.
 
-use super::{FileRecord, Located, checkpoint_dir};
+use super::{FileRecord, Located, WBytes, files};
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
@@ -44,52 +43,59 @@ pub fn resolve_commit(repo_dir: &Path, revision: &str) -> Result<Option<String>>
     }
 }
 
-pub fn locate(cache: &Path, repo: &str, revision: &str, explicit: Option<&str>) -> Result<Located> {
-    let repo_dir = cache.join(repo_folder(repo));
-    let not_cached = |hint: &str| Error::NotInCache {
-        repo: repo.into(),
-        revision: revision.into(),
-        cache: cache.to_owned(),
-        hint: hint.into(),
-    };
-    let fetch_hint = format!(
-        "fetching from the Hub comes with the hub source; until then download it with \
-         `hf download {repo} --revision {revision}` (or point HF_HUB_CACHE at a cache that has it)"
-    );
-    let Some(commit) = resolve_commit(&repo_dir, revision)? else {
-        return Err(not_cached(&fetch_hint));
-    };
-    let snapshot = repo_dir.join("snapshots").join(&commit);
+/// W from the snapshot of `commit`. `Err(MissingFile)` when the snapshot lacks a file that is needed.
+pub fn locate(cache: &Path, repo: &str, revision: &str, commit: &str, explicit: Option<&str>) -> Result<Located> {
+    let snapshot = cache.join(repo_folder(repo)).join("snapshots").join(commit);
     if !snapshot.is_dir() {
-        return Err(not_cached(&format!("no snapshot {commit}; {fetch_hint}")));
+        return Err(Error::MissingFile { path: snapshot });
     }
-    let found = checkpoint_dir::find_w(&snapshot, explicit)?;
-    let w = found.header.get(&found.choice.key).expect("checked by find_w").clone();
+    let found = files::find_w(&files::Dir(&snapshot), explicit)?;
+    let w = found.w().clone();
     let mut files = vec![record(&snapshot, "config.json", found.config_bytes.len() as u64)];
     if let Some(b) = &found.index_bytes {
         files.push(record(&snapshot, "model.safetensors.index.json", b.len() as u64));
     }
     files.push(record(&snapshot, &found.shard, found.shard_len));
-    let mut identity = BTreeMap::new();
-    identity.insert("source.kind".into(), "hub".into());
-    identity.insert("source.repo".into(), repo.into());
-    identity.insert("source.commit".into(), commit.clone());
     Ok(Located {
         kind: "hf_cache",
         repo: Some(repo.into()),
-        dir: Some(snapshot),
+        dir: Some(snapshot.clone()),
         revision: Some(revision.into()),
-        commit: Some(commit),
+        commit: Some(commit.into()),
+        fetch: "cache",
         w_offset: found.header.data_start() + w.begin,
         w,
         config: found.config,
         choice: found.choice,
+        bytes: WBytes::File(snapshot.join(&found.shard)),
         shard: found.shard,
-        shard_path: found.shard_path,
         files,
-        identity,
         watched: Vec::new(),
     })
+}
+
+/// Where a blob lives and how a snapshot links to it (relative, as the Python client does).
+pub fn blob_path(cache: &Path, repo: &str, etag: &str) -> PathBuf {
+    cache.join(repo_folder(repo)).join("blobs").join(etag)
+}
+
+/// Links `snapshots/<commit>/<rel>` to `blobs/<etag>` and, for a branch, points `refs/<revision>` at the commit.
+pub fn link(cache: &Path, repo: &str, revision: &str, commit: &str, rel: &str, etag: &str) -> Result<()> {
+    let root = cache.join(repo_folder(repo));
+    let link = root.join("snapshots").join(commit).join(rel);
+    let dir = link.parent().expect("snapshot files have a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let depth = rel.matches('/').count() + 2;
+    let target = format!("{}blobs/{etag}", "../".repeat(depth));
+    let tmp =
+        dir.join(format!(".{}.{}.link", link.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))?;
+    if !is_commit(revision) {
+        crate::store::write_atomic(&root.join("refs").join(revision), commit.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// A snapshot file's record: its SHA-256 is the blob's name when the blob is an LFS file (64 hex).

@@ -1,21 +1,25 @@
-//! Where W comes from. A job's `SourceSpec` is located here: a local checkpoint directory (`local`) or a snapshot
-//! in the Hugging Face cache (`hf_cache`); both end in a checkpoint directory read by `checkpoint_dir`.
-//! The Hub itself (network) will plug in beside `hf_cache` behind the same `Located` result.
+//! Where W comes from. A job's `SourceSpec` is resolved cheaply to an identity (for the fingerprint) and located
+//! when it is needed: a local directory (`local`), a snapshot in the Hugging Face cache (`hf_cache`), or the Hub
+//! itself (`hub`: W's byte range read over HTTP, or `fetch: full` into the cache). All three find W through
+//! `files::find_w`, so the rules and checks are the same whatever holds the bytes.
 
-mod checkpoint_dir;
-pub use checkpoint_dir::read_header;
+pub mod files;
 pub mod hf_cache;
+mod hub;
 mod local;
+
+pub use files::read_header;
 
 use crate::checkpoint::config::ModelConfig;
 use crate::checkpoint::header::TensorInfo;
-use crate::error::Result;
-use crate::job::SourceSpec;
+use crate::error::{Error, Result};
+use crate::job::{Fetch, SourceSpec};
 use crate::unembedding::Choice;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// A source file as the manifest records it; `sha256` only where it is known without reading the file.
+/// A source file as the manifest records it; `sha256` only where it is known without extra reading.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FileRecord {
     pub path: String,
@@ -23,40 +27,110 @@ pub struct FileRecord {
     pub sha256: Option<String>,
 }
 
+/// Where W's bytes can be read.
+#[derive(Clone)]
+pub enum WBytes {
+    File(PathBuf),
+    Remote(Arc<crate::hub::Hub>, crate::hub::Remote),
+}
+
 /// W found: which file holds it, where, and everything the manifest says about the source.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Located {
     pub kind: &'static str,
     pub repo: Option<String>,
     pub dir: Option<PathBuf>,
     pub revision: Option<String>,
     pub commit: Option<String>,
+    /// How the bytes were obtained: `local`, `cache`, `range` (only W's range fetched) or `full` (shard downloaded).
+    pub fetch: &'static str,
     pub config: ModelConfig,
     pub choice: Choice,
     pub w: TensorInfo,
-    /// The shard holding W, relative to the checkpoint root, and the file to read it from.
+    /// The shard holding W, relative to the checkpoint root.
     pub shard: String,
-    pub shard_path: PathBuf,
+    pub bytes: WBytes,
     /// Offset of W's first byte in the shard file.
     pub w_offset: u64,
     pub files: Vec<FileRecord>,
-    /// What identifies the source for the fingerprint (stable keys, hex values).
-    pub identity: BTreeMap<String, String>,
-    /// Files whose bytes the identity does not cover by content; guarded by a stat cache (local sources).
+    /// Files whose bytes the fingerprint does not cover by content; guarded by a stat cache (local sources).
     pub watched: Vec<(String, PathBuf)>,
 }
 
 /// Settings that decide how sources are reached.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SourceOptions {
     pub hf_cache: PathBuf,
     pub offline: bool,
+    /// `None` when offline.
+    pub hub: Option<Arc<crate::hub::Hub>>,
 }
 
-/// Finds W for `spec` (the job's `tensor:` override in `explicit`). Reads headers and small files only.
-pub fn locate(spec: &SourceSpec, explicit: Option<&str>, opts: &SourceOptions) -> Result<Located> {
+/// A source resolved as far as freshness needs: its identity, and what is needed to locate W later.
+pub enum Resolved {
+    /// Local directories are located at once (their identity is their content).
+    Local(Box<Located>, BTreeMap<String, String>),
+    Hub {
+        repo: String,
+        revision: String,
+        commit: String,
+    },
+}
+
+impl Resolved {
+    /// The source's part of the fingerprint.
+    pub fn identity(&self) -> BTreeMap<String, String> {
+        match self {
+            Resolved::Local(_, id) => id.clone(),
+            Resolved::Hub { repo, commit, .. } => BTreeMap::from([
+                ("source.kind".to_string(), "hub".to_string()),
+                ("source.repo".to_string(), repo.clone()),
+                ("source.commit".to_string(), commit.clone()),
+            ]),
+        }
+    }
+}
+
+/// Resolves `spec`: a local directory is read (small files and one header); a Hub revision becomes a commit
+/// (no network for a 40-hex revision or offline, where the cache's refs answer; one API call otherwise).
+pub fn resolve(spec: &SourceSpec, explicit: Option<&str>, opts: &SourceOptions) -> Result<Resolved> {
     match spec {
-        SourceSpec::Local { dir } => local::locate(dir, explicit),
-        SourceSpec::Hub { repo, revision } => hf_cache::locate(&opts.hf_cache, repo, revision, explicit),
+        SourceSpec::Local { dir } => {
+            let (loc, id) = local::locate(dir, explicit)?;
+            Ok(Resolved::Local(Box::new(loc), id))
+        }
+        SourceSpec::Hub { repo, revision } => {
+            let commit = hub::resolve_commit(repo, revision, opts)?;
+            Ok(Resolved::Hub { repo: repo.clone(), revision: revision.clone(), commit })
+        }
+    }
+}
+
+/// Finds W for a resolved source: from the HF cache when the snapshot has the files, else from the Hub.
+pub fn locate(resolved: &Resolved, explicit: Option<&str>, fetch: Fetch, opts: &SourceOptions) -> Result<Located> {
+    match resolved {
+        Resolved::Local(loc, _) => Ok((**loc).clone()),
+        Resolved::Hub { repo, revision, commit } => {
+            match hf_cache::locate(&opts.hf_cache, repo, revision, commit, explicit) {
+                Ok(loc) => return Ok(loc),
+                Err(Error::MissingFile { path }) => match &opts.hub {
+                    Some(_) => tracing::debug!(missing = %path.display(), "not (fully) in the HF cache; using the Hub"),
+                    None => {
+                        return Err(Error::NotInCache {
+                            repo: repo.clone(),
+                            revision: revision.clone(),
+                            cache: opts.hf_cache.clone(),
+                            hint: format!(
+                                "{} is missing and the Hub is not to be used (offline); run without --offline / HF_HUB_OFFLINE",
+                                path.display()
+                            ),
+                        });
+                    }
+                },
+                Err(e) => return Err(e),
+            }
+            let hub = opts.hub.as_ref().expect("online");
+            hub::locate(hub, repo, revision, commit, explicit, fetch, &opts.hf_cache)
+        }
     }
 }

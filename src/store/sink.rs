@@ -51,7 +51,7 @@ impl Sink {
             let mut h = sha2::Sha256::new();
             for buf in inbox {
                 h.update(&buf);
-                let _ = give_back.send(buf);
+                let _ = give_back.try_send(buf);
             }
             super::hex(&h.finalize())
         });
@@ -89,9 +89,15 @@ impl Sink {
     }
 
     /// fsync, rename over the final name, fsync the directory. Returns what was written.
-    pub fn commit(mut self) -> Result<Written> {
+    pub fn commit(self) -> Result<Written> {
+        self.commit_checked(|_, _| Ok(()))
+    }
+
+    /// Like `commit`, but `check(size, sha256)` decides first; on `Err` the temp file is removed, nothing kept.
+    pub fn commit_checked(mut self, check: impl FnOnce(u64, &str) -> Result<()>) -> Result<Written> {
         drop(self.to_hasher.take());
         let sha256 = self.hasher.take().expect("sink is open").join().expect("hasher thread panicked");
+        check(self.size, &sha256)?;
         let file = self.file.take().expect("sink is open");
         file.as_file().sync_all().map_err(|e| Error::io(&self.path, e))?;
         let (path, size) = (self.path.clone(), self.size);

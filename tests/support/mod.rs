@@ -3,6 +3,8 @@
 //! crate's writer for the expected file).
 #![allow(dead_code)]
 
+pub mod hub;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,7 +45,15 @@ impl Ws {
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gamma-run"));
         cmd.args(args).current_dir(self.dir.path());
-        cmd.env("HF_HUB_CACHE", self.path("hf-cache")).env_remove("HF_HUB_OFFLINE").env_remove("RUST_LOG");
+        // Never the real Hub: a closed loopback port unless the test starts its own hub; no stray tokens.
+        cmd.env("HF_HUB_CACHE", self.path("hf-cache"))
+            .env("HF_HOME", self.path("hf-home"))
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .env("GAMMA_RUN_HTTP_BACKOFF_MS", "20")
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_TOKEN_PATH")
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("RUST_LOG");
         for (k, v) in env {
             cmd.env(k, v);
         }

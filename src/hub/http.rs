@@ -1,0 +1,180 @@
+//! One HTTP exchange with the Hub, done carefully: redirects followed by hand (the token is attached only when
+//! the URL's origin is the endpoint's), transient failures (connect errors, timeouts, 408, 429, 5xx) retried with
+//! exponential backoff and `Retry-After`, and HTTP errors mapped to what the user should do.
+
+use super::settings::{HubSettings, Origin, join_url};
+use crate::error::{Error, Result};
+use std::io::Read;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use ureq::Body;
+use ureq::http::Response;
+
+pub struct Http {
+    agent: ureq::Agent,
+    pub settings: HubSettings,
+    pub received: AtomicU64,
+}
+
+/// What a request is for, to name it in errors.
+pub struct Ctx<'a> {
+    pub repo: &'a str,
+    pub what: String,
+}
+
+impl Ctx<'_> {
+    pub fn protocol(&self, message: String) -> Error {
+        Error::Hub {
+            repo: self.repo.into(),
+            what: self.what.clone(),
+            status: None,
+            code: None,
+            request_id: None,
+            message,
+        }
+    }
+}
+
+const MAX_REDIRECTS: usize = 8;
+
+impl Http {
+    pub fn new(settings: HubSettings) -> Http {
+        let agent = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .user_agent(format!("gamma-run/{}", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_recv_response(Some(settings.timeout))
+            .timeout_recv_body(Some(settings.timeout * 4))
+            .build()
+            .into();
+        Http { agent, settings, received: AtomicU64::new(0) }
+    }
+
+    /// Sends `method url` (with `Range: bytes=a-b` if given), retrying transient failures. With `follow`,
+    /// redirects are followed by hand; without, a 3xx is returned as is. Error statuses become `Error::Hub`.
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        range: Option<(u64, u64)>,
+        ctx: &Ctx,
+        follow: bool,
+    ) -> Result<Response<Body>> {
+        let mut url = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let resp = self.send_once_with_retry(method, &url, range, ctx)?;
+            let status = resp.status().as_u16();
+            if follow && (300..400).contains(&status) {
+                let loc = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                url = join_url(&url, loc).map_err(|e| ctx.protocol(format!("bad redirect: {e}")))?;
+                continue;
+            }
+            if status >= 400 {
+                return Err(http_error(resp, ctx, &self.settings));
+            }
+            return Ok(resp);
+        }
+        Err(ctx.protocol(format!("more than {MAX_REDIRECTS} redirects")))
+    }
+
+    fn send_once_with_retry(
+        &self,
+        method: &str,
+        url: &str,
+        range: Option<(u64, u64)>,
+        ctx: &Ctx,
+    ) -> Result<Response<Body>> {
+        let same_origin = Origin::of(url).map(|o| o == self.settings.origin).unwrap_or(false);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = match method {
+                "HEAD" => self.agent.head(url),
+                _ => self.agent.get(url),
+            };
+            if let (true, Some(token)) = (same_origin, &self.settings.token) {
+                req = req.header("Authorization", format!("Bearer {token}"));
+            }
+            if let Some((a, b)) = range {
+                req = req.header("Range", format!("bytes={a}-{b}"));
+            }
+            let outcome = req.call();
+            let (transient, wait, why) = match &outcome {
+                Ok(r) if matches!(r.status().as_u16(), 408 | 429 | 500..=599) => {
+                    let retry_after = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|s| Duration::from_secs(s.min(60)));
+                    (true, retry_after, format!("HTTP {}", r.status().as_u16()))
+                }
+                Ok(_) => (false, None, String::new()),
+                Err(e) => (is_transient(e), None, e.to_string()),
+            };
+            if !transient || attempt >= self.settings.attempts {
+                return match outcome {
+                    Ok(r) => Ok(r),
+                    Err(e) => Err(ctx.protocol(format!("{e} (after {attempt} attempts)"))),
+                };
+            }
+            let backoff = self.settings.backoff * 2u32.saturating_pow(attempt - 1);
+            let wait = wait.unwrap_or(backoff.min(Duration::from_secs(30)));
+            tracing::warn!(repo = ctx.repo, file = %ctx.what, attempt, "{why}; retrying in {wait:?}");
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+pub fn is_transient(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound
+    )
+}
+
+/// Reads a whole body of at most `max` bytes.
+pub fn read_limited(resp: &mut Response<Body>, max: u64, ctx: &Ctx) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    resp.body_mut()
+        .as_reader()
+        .take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ctx.protocol(format!("reading the response: {e}")))?;
+    if out.len() as u64 > max {
+        return Err(ctx.protocol(format!("response larger than {max} bytes")));
+    }
+    Ok(out)
+}
+
+fn http_error(mut resp: Response<Body>, ctx: &Ctx, settings: &HubSettings) -> Error {
+    let status = resp.status().as_u16();
+    let h = resp.headers();
+    let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect::<String>());
+    let code = get("x-error-code");
+    let request_id = get("x-request-id");
+    let server_says = get("x-error-message");
+    let _ = read_limited(&mut resp, 64 << 10, ctx);
+    let repo = ctx.repo;
+    let page = format!("{}/{repo}", settings.endpoint);
+    let mut message = match (status, code.as_deref()) {
+        (403, Some("GatedRepo")) => {
+            format!("{repo} is a gated repo: accept its terms on {page} and set HF_TOKEN to a token of that account")
+        }
+        (401, _) => format!("unauthorized: {repo} does not exist, is private, or HF_TOKEN is missing or invalid"),
+        (403, _) => format!("forbidden: this token may not read {repo}"),
+        (404, Some("RepoNotFound")) => format!("repo {repo} not found"),
+        (404, Some("RevisionNotFound")) => format!("revision not found in {repo} ({})", ctx.what),
+        (404, Some("EntryNotFound")) => format!("file {} not found in {repo}", ctx.what),
+        (404, _) => format!("not found: {}", ctx.what),
+        (416, _) => "range not satisfiable".to_string(),
+        (429, _) => "rate limited by the Hub; wait and run again (fresh outputs are kept)".to_string(),
+        (500..=599, _) => format!("the Hub kept failing (HTTP {status})"),
+        _ => format!("unexpected HTTP {status}"),
+    };
+    if let Some(s) = server_says {
+        message.push_str(&format!("; the Hub says: {s}"));
+    }
+    Error::Hub { repo: repo.into(), what: ctx.what.clone(), status: Some(status), code, request_id, message }
+}

@@ -1,0 +1,174 @@
+//! The only module that talks to the Hugging Face Hub (over ureq; see the README for why not the hf-hub crate).
+//! It resolves revisions, reads file metadata, small files and exact byte ranges, and downloads blobs — following
+//! redirects by hand so the token only ever goes to the endpoint's own origin, retrying transient failures with
+//! backoff (honouring `Retry-After`) and resuming cut ranges, and never taking a 200 body as a range.
+
+mod http;
+mod ranges;
+mod settings;
+
+pub use settings::{HubSettings, Origin};
+
+use crate::error::{Error, Result};
+use http::Http;
+
+/// A file on the Hub at a commit: where its bytes are and what the Hub says about them.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub repo: String,
+    pub path: String,
+    /// Where to GET the bytes (after the resolve redirect, if any).
+    pub url: String,
+    pub size: u64,
+    /// The whole file's SHA-256 (LFS files: `X-Linked-Etag`), validated as 64 hex.
+    pub sha256: Option<String>,
+    /// The git blob id of small files (`ETag`), validated as 40 hex.
+    pub git_etag: Option<String>,
+}
+
+pub struct Hub {
+    http: Http,
+}
+
+impl Hub {
+    pub fn new(settings: HubSettings) -> Hub {
+        Hub { http: Http::new(settings) }
+    }
+
+    pub fn settings(&self) -> &HubSettings {
+        &self.http.settings
+    }
+
+    /// The commit a revision names: one API call; a 40-hex revision needs none.
+    pub fn resolve_revision(&self, repo: &str, revision: &str) -> Result<String> {
+        if crate::source::hf_cache::is_commit(revision) {
+            return Ok(revision.to_string());
+        }
+        let url = format!("{}/api/models/{repo}/revision/{}", self.http.settings.endpoint, encode_segment(revision));
+        let ctx = http::Ctx { repo, what: format!("revision {revision}") };
+        let mut resp = self.http.send("GET", &url, None, &ctx, true)?;
+        let body = http::read_limited(&mut resp, 16 << 20, &ctx)?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ctx.protocol(format!("revision info is not JSON: {e}")))?;
+        let sha = v["sha"].as_str().unwrap_or_default();
+        if !crate::source::hf_cache::is_commit(sha) {
+            return Err(ctx.protocol(format!("the Hub answered commit {sha:?}, not 40 lowercase hex")));
+        }
+        Ok(sha.to_string())
+    }
+
+    /// Metadata of `path` at `commit`, from a HEAD on its resolve URL. `Ok(None)` if the file does not exist.
+    pub fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<Remote>> {
+        let url = format!("{}/{repo}/resolve/{commit}/{}", self.http.settings.endpoint, encode_path(path));
+        let ctx = http::Ctx { repo, what: path.to_string() };
+        let resp = match self.http.send("HEAD", &url, None, &ctx, false) {
+            Err(Error::Hub { status: Some(404), code, .. })
+                if code.as_deref() != Some("RepoNotFound") && code.as_deref() != Some("RevisionNotFound") =>
+            {
+                return Ok(None);
+            }
+            other => other?,
+        };
+        let h = resp.headers();
+        let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+        if let Some(c) = header("x-repo-commit") {
+            if c != commit {
+                return Err(ctx.protocol(format!("asked for commit {commit} but the Hub answered X-Repo-Commit {c:?}")));
+            }
+        }
+        let strip = |e: String| e.trim_start_matches("W/").trim_matches('"').to_string();
+        let linked = header("x-linked-etag").map(strip);
+        let size = header("x-linked-size")
+            .or_else(|| if resp.status().is_redirection() { None } else { header("content-length") });
+        let size: u64 = size
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ctx.protocol("no X-Linked-Size or Content-Length".into()))?;
+        let (url, sha256, git_etag) = if resp.status().is_redirection() {
+            let loc = header("location").ok_or_else(|| ctx.protocol("a redirect without Location".into()))?;
+            let sha = linked.ok_or_else(|| ctx.protocol("a large-file redirect without X-Linked-Etag".into()))?;
+            if !is_hex(&sha, 64) {
+                return Err(ctx.protocol(format!("X-Linked-Etag {sha:?} is not a SHA-256 (64 hex); refusing it")));
+            }
+            (settings::join_url(&url, &loc).map_err(|e| ctx.protocol(e))?, Some(sha), None)
+        } else {
+            let etag = header("etag").map(strip);
+            let sha = linked.filter(|s| is_hex(s, 64));
+            let git = etag.filter(|e| is_hex(e, 40));
+            (url, sha, git)
+        };
+        Ok(Some(Remote { repo: repo.into(), path: path.into(), url, size, sha256, git_etag }))
+    }
+
+    /// A whole small file (at most `max` bytes).
+    pub fn get_small(&self, remote: &Remote, max: u64) -> Result<Vec<u8>> {
+        if remote.size > max {
+            return Err(Error::Hub {
+                repo: remote.repo.clone(),
+                what: remote.path.clone(),
+                status: None,
+                code: None,
+                request_id: None,
+                message: format!("{} bytes is more than the {max} allowed for this file", remote.size),
+            });
+        }
+        self.range(remote, 0, remote.size)
+    }
+
+    /// Exactly `len` bytes at `offset`, retried and resumed until complete.
+    pub fn range(&self, remote: &Remote, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len as usize);
+        ranges::fetch_into(&self.http, remote, offset, len, &mut |b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams `[offset, offset + len)` to `sink` in order, in `chunk`-byte pieces fetched a few at a time.
+    pub fn stream(
+        &self,
+        remote: &Remote,
+        offset: u64,
+        len: u64,
+        chunk: u64,
+        sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        ranges::stream_ordered(&self.http, remote, offset, len, chunk, sink)
+    }
+
+    /// Bytes received from the network so far (bodies only).
+    pub fn bytes_received(&self) -> u64 {
+        self.http.received.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+pub fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Percent-encodes one path segment (a revision: `/` becomes `%2F`).
+pub fn encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Percent-encodes a relative file path, segment by segment.
+pub fn encode_path(p: &str) -> String {
+    p.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_revisions_and_paths() {
+        assert_eq!(encode_segment("refs/pr/1"), "refs%2Fpr%2F1");
+        assert_eq!(encode_path("sub dir/model.safetensors"), "sub%20dir/model.safetensors");
+        assert!(is_hex(&"a".repeat(64), 64) && !is_hex("../../x", 64) && !is_hex(&"A".repeat(40), 40));
+    }
+}

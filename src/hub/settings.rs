@@ -1,0 +1,152 @@
+//! How to reach the Hub, read from the environment as the Python client does: `HF_ENDPOINT`, `HF_TOKEN` (then
+//! `HF_TOKEN_PATH`, then `$HF_HOME/token`), `HF_HUB_DISABLE_PROGRESS_BARS`; plus gamma-run's own knobs for
+//! timeouts and retries. The token is kept out of `Debug` output.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct HubSettings {
+    pub endpoint: String,
+    pub origin: Origin,
+    pub token: Option<String>,
+    pub progress: bool,
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for HubSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("HubSettings")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// scheme, host and port: where the token may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    pub fn of(url: &str) -> Result<Origin, String> {
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("{url:?} is not an absolute http(s) URL"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(format!("{url:?}: only http and https are supported")),
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(format!("{url:?}: credentials in URLs are not supported"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+                (h.to_string(), p.parse().map_err(|_| format!("{url:?}: bad port"))?)
+            }
+            _ => (authority.to_string(), default_port),
+        };
+        if host.is_empty() {
+            return Err(format!("{url:?} has no host"));
+        }
+        Ok(Origin { scheme, host: host.to_ascii_lowercase(), port })
+    }
+}
+
+/// Resolves a `Location` header against the URL that sent it.
+pub fn join_url(base: &str, location: &str) -> Result<String, String> {
+    if location.contains("://") {
+        Origin::of(location)?;
+        return Ok(location.to_string());
+    }
+    let origin = Origin::of(base)?;
+    let root = format!("{}://{}:{}", origin.scheme, origin.host, origin.port);
+    if location.starts_with("//") {
+        return Err(format!("protocol-relative redirect {location:?} refused"));
+    }
+    if location.starts_with('/') {
+        return Ok(format!("{root}{location}"));
+    }
+    let path = base.split_once("://").map(|(_, r)| r).unwrap_or(base);
+    let path = path.find('/').map(|i| &path[i..]).unwrap_or("/");
+    let dir = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(1)];
+    Ok(format!("{root}{dir}{location}"))
+}
+
+impl HubSettings {
+    pub fn from_env(env: impl Fn(&str) -> Option<String>, quiet: bool) -> Result<HubSettings, String> {
+        let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let endpoint =
+            set("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into()).trim_end_matches('/').to_string();
+        let origin = Origin::of(&endpoint).map_err(|e| format!("HF_ENDPOINT: {e}"))?;
+        let token = set("HF_TOKEN").or_else(|| {
+            let path = set("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| {
+                let home = set("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
+                    set("XDG_CACHE_HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from(set("HOME").unwrap_or_default()).join(".cache"))
+                        .join("huggingface")
+                });
+                home.join("token")
+            });
+            std::fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+        });
+        let progress = !quiet && !crate::commands::truthy(env("HF_HUB_DISABLE_PROGRESS_BARS"));
+        let num = |k: &str, default: u64| set(k).and_then(|v| v.parse().ok()).unwrap_or(default);
+        Ok(HubSettings {
+            endpoint,
+            origin,
+            token,
+            progress,
+            attempts: num("GAMMA_RUN_HTTP_ATTEMPTS", 6) as u32,
+            backoff: Duration::from_millis(num("GAMMA_RUN_HTTP_BACKOFF_MS", 500)),
+            timeout: Duration::from_secs(num("GAMMA_RUN_HTTP_TIMEOUT_S", 60)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_redirect_targets() {
+        let o = Origin::of("https://huggingface.co/api").unwrap();
+        assert_eq!((o.scheme.as_str(), o.host.as_str(), o.port), ("https", "huggingface.co", 443));
+        assert_eq!(Origin::of("http://127.0.0.1:8080").unwrap().port, 8080);
+        assert_ne!(Origin::of("http://a:1/x").unwrap(), Origin::of("http://a:2/x").unwrap());
+        assert_ne!(Origin::of("http://a/x").unwrap(), Origin::of("https://a/x").unwrap());
+        assert!(Origin::of("ftp://a").is_err() && Origin::of("http://u:p@a").is_err());
+        assert_eq!(join_url("http://a:1/x/y", "/z").unwrap(), "http://a:1/z");
+        assert_eq!(join_url("http://a:1/x/y", "z?q").unwrap(), "http://a:1/x/z?q");
+        assert_eq!(join_url("http://a:1/x", "http://b:2/c").unwrap(), "http://b:2/c");
+        assert!(join_url("http://a/x", "//evil/x").is_err());
+    }
+
+    #[test]
+    fn token_sources_follow_the_python_client_and_stay_out_of_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "hf_fromfile\n").unwrap();
+        let home = dir.path().to_str().unwrap().to_string();
+        let s = HubSettings::from_env(|k| (k == "HF_HOME").then(|| home.clone()), false).unwrap();
+        assert_eq!(s.token.as_deref(), Some("hf_fromfile"));
+        let s = HubSettings::from_env(
+            |k| match k {
+                "HF_HOME" => Some(home.clone()),
+                "HF_TOKEN" => Some("hf_env".into()),
+                _ => None,
+            },
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.token.as_deref(), Some("hf_env"));
+        assert!(!format!("{s:?}").contains("hf_env"));
+        assert_eq!(s.endpoint, "https://huggingface.co");
+    }
+}

@@ -1,0 +1,42 @@
+//! Progress bars for transfers (indicatif): one line per job, on a terminal only, off with `-q` or
+//! `HF_HUB_DISABLE_PROGRESS_BARS`. Log lines go through `LogWriter`, which suspends the bars so they don't tear.
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+
+static MULTI: OnceLock<Option<MultiProgress>> = OnceLock::new();
+
+/// Turns bars on (when stderr is a terminal) or off, once, at start-up.
+pub fn init(enabled: bool) {
+    let multi = (enabled && std::io::stderr().is_terminal())
+        .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+    let _ = MULTI.set(multi);
+}
+
+/// A byte-progress bar labelled `label`, or a hidden one when bars are off.
+pub fn bar(len: u64, label: &str) -> ProgressBar {
+    let Some(Some(multi)) = MULTI.get() else { return ProgressBar::hidden() };
+    let style = ProgressStyle::with_template(
+        "{msg:30!} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} eta {eta:>4} {wide_bar}",
+    )
+    .expect("valid template");
+    let bar = multi.add(ProgressBar::new(len).with_style(style));
+    bar.set_message(label.to_string());
+    bar
+}
+
+/// stderr for tracing, printed above the bars.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match MULTI.get() {
+            Some(Some(m)) => m.suspend(|| std::io::stderr().write_all(buf)).map(|_| buf.len()),
+            _ => std::io::stderr().write_all(buf).map(|_| buf.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}

@@ -1,0 +1,199 @@
+//! A model on the Hub at a commit. Freshness needs only the commit (no network for a 40-hex revision). Locating W
+//! reads config and index whole, the header of W's shard by range; then either W's byte range is streamed from the
+//! Hub (`fetch: range`, the default) or the shard is downloaded into the HF cache, checked against its size and
+//! SHA-256, and read from there (`fetch: full`).
+
+use super::files::{self, Files, MAX_SMALL_FILE};
+use super::{FileRecord, Located, SourceOptions, WBytes, hf_cache};
+use crate::checkpoint::header;
+use crate::error::{Error, Result};
+use crate::hub::{Hub, Remote};
+use crate::job::Fetch;
+use crate::store::{ByteSink, Sink, sha256_bytes};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// First read of a shard: enough for every real header in one request.
+const FIRST_HEADER_READ: u64 = 100_000;
+
+/// The commit `revision` names: itself if 40-hex; offline, the cache's `refs/`; online, one API call (falling back
+/// to the cache's ref, with a warning, when the Hub cannot be reached).
+pub fn resolve_commit(repo: &str, revision: &str, opts: &SourceOptions) -> Result<String> {
+    if hf_cache::is_commit(revision) {
+        return Ok(revision.to_string());
+    }
+    let repo_dir = opts.hf_cache.join(hf_cache::repo_folder(repo));
+    let cached = || hf_cache::resolve_commit(&repo_dir, revision);
+    let Some(hub) = &opts.hub else {
+        return cached()?.ok_or_else(|| Error::NotInCache {
+            repo: repo.into(),
+            revision: revision.into(),
+            cache: opts.hf_cache.clone(),
+            hint: format!("offline, and the cache has no refs/{revision} to resolve the revision; pin a 40-hex commit or run online"),
+        });
+    };
+    match hub.resolve_revision(repo, revision) {
+        Ok(c) => Ok(c),
+        Err(e @ Error::Hub { status: None, .. }) => match cached()? {
+            Some(c) => {
+                tracing::warn!(repo, revision, "the Hub could not be reached ({e}); using the cached ref {c}");
+                Ok(c)
+            }
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// The Hub's files at one commit, with the metadata of each file looked at.
+struct HubFiles<'a> {
+    hub: &'a Hub,
+    repo: &'a str,
+    commit: &'a str,
+    seen: Mutex<BTreeMap<String, Remote>>,
+}
+
+impl HubFiles<'_> {
+    fn remote(&self, name: &str) -> Result<Option<Remote>> {
+        if let Some(r) = self.seen.lock().expect("lock").get(name) {
+            return Ok(Some(r.clone()));
+        }
+        crate::checkpoint::index::check_relative_file(name).map_err(|m| Error::checkpoint(self.describe(name), m))?;
+        let r = self.hub.file(self.repo, self.commit, name)?;
+        if let Some(r) = &r {
+            self.seen.lock().expect("lock").insert(name.into(), r.clone());
+        }
+        Ok(r)
+    }
+}
+
+impl Files for HubFiles<'_> {
+    fn small(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        match self.remote(name)? {
+            None => Ok(None),
+            Some(r) => self.hub.get_small(&r, MAX_SMALL_FILE).map(Some),
+        }
+    }
+
+    fn header(&self, name: &str) -> Result<Option<(header::Header, u64)>> {
+        let Some(r) = self.remote(name)? else { return Ok(None) };
+        let bad = |m: String| Error::checkpoint(self.describe(name), m);
+        if r.size < 8 {
+            return Err(bad(format!("{} bytes is too short for a safetensors file", r.size)));
+        }
+        let mut first = self.hub.range(&r, 0, FIRST_HEADER_READ.min(r.size))?;
+        let prefix: [u8; 8] = first[..8].try_into().expect("8 bytes");
+        let n = header::header_len(prefix, r.size).map_err(bad)?;
+        let end = 8 + n;
+        if (first.len() as u64) < end {
+            let rest = self.hub.range(&r, first.len() as u64, end - first.len() as u64)?;
+            first.extend_from_slice(&rest);
+        }
+        let h = header::parse(prefix, &first[8..end as usize], r.size).map_err(bad)?;
+        Ok(Some((h, r.size)))
+    }
+
+    fn describe(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("{}@{}/{name}", self.repo, &self.commit[..12.min(self.commit.len())]))
+    }
+}
+
+pub fn locate(
+    hub: &Arc<Hub>,
+    repo: &str,
+    revision: &str,
+    commit: &str,
+    explicit: Option<&str>,
+    fetch: Fetch,
+    cache: &Path,
+) -> Result<Located> {
+    let hf = HubFiles { hub, repo, commit, seen: Mutex::new(BTreeMap::new()) };
+    let found = files::find_w(&hf, explicit)?;
+    let seen = hf.seen.into_inner().expect("lock");
+    let shard = seen.get(&found.shard).expect("its header was read").clone();
+    let w = found.w().clone();
+    let mut files = vec![FileRecord {
+        path: "config.json".into(),
+        size: found.config_bytes.len() as u64,
+        sha256: Some(sha256_bytes(&found.config_bytes)),
+    }];
+    if let Some(b) = &found.index_bytes {
+        files.push(FileRecord {
+            path: "model.safetensors.index.json".into(),
+            size: b.len() as u64,
+            sha256: Some(sha256_bytes(b)),
+        });
+    }
+    files.push(FileRecord { path: found.shard.clone(), size: shard.size, sha256: shard.sha256.clone() });
+    let (bytes, how, dir) = match fetch {
+        Fetch::Range => (WBytes::Remote(hub.clone(), shard), "range", None),
+        Fetch::Full => {
+            let blob = download(hub, &shard, cache)?;
+            hf_cache::link(cache, repo, revision, commit, &found.shard, blob.file_name().unwrap().to_str().unwrap())?;
+            for (name, bytes) in [
+                ("config.json", Some(&found.config_bytes)),
+                ("model.safetensors.index.json", found.index_bytes.as_ref()),
+            ] {
+                if let (Some(bytes), Some(etag)) = (bytes, seen.get(name).and_then(|r| r.git_etag.clone())) {
+                    crate::store::write_atomic(&hf_cache::blob_path(cache, repo, &etag), bytes)?;
+                    hf_cache::link(cache, repo, revision, commit, name, &etag)?;
+                }
+            }
+            let snapshot = cache.join(hf_cache::repo_folder(repo)).join("snapshots").join(commit);
+            (WBytes::File(blob), "full", Some(snapshot))
+        }
+    };
+    Ok(Located {
+        kind: "hub",
+        repo: Some(repo.into()),
+        dir,
+        revision: Some(revision.into()),
+        commit: Some(commit.into()),
+        fetch: how,
+        w_offset: found.header.data_start() + w.begin,
+        w,
+        config: found.config,
+        choice: found.choice,
+        shard: found.shard,
+        bytes,
+        files,
+        watched: Vec::new(),
+    })
+}
+
+/// Downloads a whole LFS file into `blobs/<sha256>`, checked against its size and SHA-256 before it is kept.
+fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<PathBuf> {
+    let sha = remote.sha256.as_deref().ok_or_else(|| Error::Hub {
+        repo: remote.repo.clone(),
+        what: remote.path.clone(),
+        status: None,
+        code: None,
+        request_id: None,
+        message: "the Hub gave no SHA-256 for this file, so a full download could not be checked; use fetch: range"
+            .into(),
+    })?;
+    let blob = hf_cache::blob_path(cache, &remote.repo, sha);
+    if std::fs::metadata(&blob).is_ok_and(|m| m.len() == remote.size) {
+        return Ok(blob);
+    }
+    let mut sink = Sink::create(&blob)?;
+    hub.stream(remote, 0, remote.size, 8 << 20, &mut |v| ByteSink::write(&mut sink, v))?;
+    sink.commit_checked(|size, got| {
+        if size != remote.size || got != sha {
+            return Err(Error::Hub {
+                repo: remote.repo.clone(),
+                what: remote.path.clone(),
+                status: None,
+                code: None,
+                request_id: None,
+                message: format!(
+                    "downloaded {size} bytes with SHA-256 {got}, expected {} bytes with {sha}; discarded",
+                    remote.size
+                ),
+            });
+        }
+        Ok(())
+    })?;
+    Ok(blob)
+}

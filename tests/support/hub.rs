@@ -1,0 +1,345 @@
+//! A loopback Hugging Face Hub for tests, faithful to ../shared/notes/hub-protocol.md: the revision API, resolve
+//! URLs with X-Repo-Commit, small files with ETag, LFS files as a 302 to a second origin (the "CDN", another port)
+//! with X-Linked-Etag/X-Linked-Size, Range → 206/416, the Hub's error codes, and switches that inject faults.
+//! It counts the body bytes it serves and records every request's origin, path and whether it carried a token.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+pub const GOOD_TOKEN: &str = "hf_testtoken_5ecret";
+
+#[derive(Default)]
+pub struct Repo {
+    pub refs: HashMap<String, String>,
+    pub commits: HashMap<String, HashMap<String, Vec<u8>>>,
+    pub gated: bool,
+}
+
+#[derive(Default, Clone)]
+pub struct Faults {
+    /// Cut this many CDN bodies halfway.
+    pub drop_mid_body: u32,
+    /// Answer this many CDN requests with 503 first.
+    pub fail_503: u32,
+    /// Answer this many CDN requests with 429 + Retry-After: 1 first.
+    pub rate_limit: u32,
+    /// Answer ranges with 200 and the whole file.
+    pub ignore_range: bool,
+    /// Send 16 bytes more than the range asked for.
+    pub extra_bytes: bool,
+    /// Sleep this long between 64 KiB pieces of a body.
+    pub slow_ms: u64,
+    /// X-Linked-Etag: "../../../evil"
+    pub hostile_etag: bool,
+    /// The CDN redirects once more, to a third origin.
+    pub redirect_chain: bool,
+    /// The revision API answers 200 with an HTML page.
+    pub html_200: bool,
+    /// The revision API answers a commit that is not 40 hex.
+    pub bad_commit: bool,
+    /// The CDN serves bytes that do not match the blob's sha256.
+    pub corrupt_blob: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub origin: &'static str,
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub range: Option<String>,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub repos: HashMap<String, Repo>,
+    pub faults: Faults,
+    pub served: u64,
+    pub requests: Vec<Req>,
+}
+
+pub struct TestHub {
+    pub endpoint: String,
+    pub cdn: String,
+    pub third: String,
+    pub state: Arc<Mutex<State>>,
+}
+
+fn sha256(b: &[u8]) -> String {
+    super::sha256(b)
+}
+
+impl TestHub {
+    pub fn start() -> TestHub {
+        let state = Arc::new(Mutex::new(State::default()));
+        let (hub, cdn, third) = (bind(), bind(), bind());
+        let addr = |l: &TcpListener| format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
+        let (endpoint, cdn_url, third_url) = (addr(&hub), addr(&cdn), addr(&third));
+        for (listener, origin) in [(hub, "hub"), (cdn, "cdn"), (third, "third")] {
+            let st = state.clone();
+            let urls = (cdn_url.clone(), third_url.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming().flatten() {
+                    let st = st.clone();
+                    let urls = urls.clone();
+                    std::thread::spawn(move || serve(conn, origin, &st, &urls));
+                }
+            });
+        }
+        TestHub { endpoint, cdn: cdn_url, third: third_url, state }
+    }
+
+    /// Publishes the files of checkpoint `dir` as `repo` at `commit`; `branch` (if any) points at it.
+    pub fn publish(&self, repo: &str, commit: &str, dir: &Path, branch: Option<&str>) {
+        let mut files = HashMap::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            files.insert(p.file_name().unwrap().to_str().unwrap().to_string(), std::fs::read(&p).unwrap());
+        }
+        let mut st = self.state.lock().unwrap();
+        let r = st.repos.entry(repo.to_string()).or_default();
+        r.commits.insert(commit.to_string(), files);
+        if let Some(b) = branch {
+            r.refs.insert(b.to_string(), commit.to_string());
+        }
+    }
+
+    pub fn faults(&self, f: Faults) {
+        self.state.lock().unwrap().faults = f;
+    }
+    pub fn set_gated(&self, repo: &str) {
+        self.state.lock().unwrap().repos.get_mut(repo).unwrap().gated = true;
+    }
+    pub fn served(&self) -> u64 {
+        self.state.lock().unwrap().served
+    }
+    pub fn requests(&self) -> Vec<Req> {
+        self.state.lock().unwrap().requests.clone()
+    }
+    pub fn reset_counters(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.served = 0;
+        st.requests.clear();
+    }
+}
+
+fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Declared length when it differs from the body (a cut).
+    declared: Option<usize>,
+}
+
+fn resp(status: u16, headers: &[(&str, String)], body: Vec<u8>) -> Response {
+    Response {
+        status,
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        body,
+        declared: None,
+    }
+}
+
+fn error(status: u16, code: &str, commit: Option<&str>) -> Response {
+    let mut h = vec![("X-Error-Code", code.to_string()), ("X-Request-Id", "req-test-0001".to_string())];
+    h.push(("X-Error-Message", format!("{code} (test hub)")));
+    if let Some(c) = commit {
+        h.push(("X-Repo-Commit", c.to_string()));
+    }
+    resp(status, &h, format!("{{\"error\":\"{code}\"}}").into_bytes())
+}
+
+fn serve(conn: TcpStream, origin: &'static str, st: &Mutex<State>, urls: &(String, String)) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() || line.is_empty() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let req = Req {
+        origin,
+        method: method.clone(),
+        path: path.clone(),
+        authorization: headers.get("authorization").cloned(),
+        range: headers.get("range").cloned(),
+    };
+    let (response, faults) = {
+        let mut s = st.lock().unwrap();
+        s.requests.push(req);
+        let r = match origin {
+            "hub" => hub_route(&mut s, &method, &path, &headers, &urls.0),
+            _ => cdn_route(&mut s, origin, &path, &headers, &urls.1),
+        };
+        (r, s.faults.clone())
+    };
+    write_response(conn, &method, response, faults.slow_ms, st);
+}
+
+fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, String>, cdn: &str) -> Response {
+    let path = path.split('?').next().unwrap_or("");
+    if let Some(rest) = path.strip_prefix("/api/models/") {
+        let Some((repo, rev)) = rest.split_once("/revision/") else { return error(404, "NotFound", None) };
+        let rev = rev.replace("%2F", "/");
+        if s.faults.html_200 {
+            return resp(
+                200,
+                &[("Content-Type", "text/html".into())],
+                b"<html><body>Service unavailable</body></html>".to_vec(),
+            );
+        }
+        let Some(r) = s.repos.get(repo) else { return error(401, "RepoNotFound", None) };
+        let commit = r.refs.get(&rev).cloned().or_else(|| r.commits.contains_key(&rev).then(|| rev.clone()));
+        let Some(commit) = commit else { return error(404, "RevisionNotFound", None) };
+        let sha = if s.faults.bad_commit { "../../not-a-commit".to_string() } else { commit.clone() };
+        let siblings: Vec<String> = r.commits[&commit].keys().map(|k| format!("{{\"rfilename\":\"{k}\"}}")).collect();
+        let body = format!("{{\"id\":\"{repo}\",\"sha\":\"{sha}\",\"siblings\":[{}]}}", siblings.join(","));
+        return resp(200, &[("Content-Type", "application/json".into())], body.into_bytes());
+    }
+    // /{org}/{name}/resolve/{rev}/{file}
+    let segs: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
+    if segs.len() != 5 || segs[2] != "resolve" {
+        return error(404, "NotFound", None);
+    }
+    let repo = format!("{}/{}", segs[0], segs[1]);
+    let rev = segs[3].replace("%2F", "/");
+    let file = segs[4].to_string();
+    let Some(r) = s.repos.get(&repo) else { return error(401, "RepoNotFound", None) };
+    let commit = r.refs.get(&rev).cloned().or_else(|| r.commits.contains_key(&rev).then(|| rev.clone()));
+    let Some(commit) = commit else { return error(404, "RevisionNotFound", None) };
+    if r.gated && headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {GOOD_TOKEN}")) {
+        return error(403, "GatedRepo", Some(&commit));
+    }
+    let Some(bytes) = r.commits[&commit].get(&file) else { return error(404, "EntryNotFound", Some(&commit)) };
+    let mut h = vec![("X-Repo-Commit", commit.clone())];
+    if file.ends_with(".safetensors") {
+        let sha = if s.faults.hostile_etag { "../../../evil".to_string() } else { sha256(bytes) };
+        h.push(("X-Linked-Etag", format!("\"{sha}\"")));
+        h.push(("X-Linked-Size", bytes.len().to_string()));
+        h.push(("Location", format!("{cdn}/blobs/{}?sig=abc", sha256(bytes))));
+        return resp(302, &h, Vec::new());
+    }
+    h.push(("ETag", format!("\"{}\"", &sha256(bytes)[..40])));
+    h.push(("Accept-Ranges", "bytes".into()));
+    let _ = method;
+    ranged(bytes.clone(), headers, h, &s.faults, false)
+}
+
+fn cdn_route(s: &mut State, origin: &str, path: &str, headers: &HashMap<String, String>, third: &str) -> Response {
+    let sha = path.trim_start_matches("/blobs/").split('?').next().unwrap_or("").to_string();
+    if origin == "cdn" && s.faults.redirect_chain {
+        return resp(302, &[("Location", format!("{third}/blobs/{sha}?sig=def"))], Vec::new());
+    }
+    if s.faults.fail_503 > 0 {
+        s.faults.fail_503 -= 1;
+        return error(503, "ServiceUnavailable", None);
+    }
+    if s.faults.rate_limit > 0 {
+        s.faults.rate_limit -= 1;
+        let mut r = error(429, "RateLimited", None);
+        r.headers.push(("Retry-After".into(), "1".into()));
+        return r;
+    }
+    let blob =
+        s.repos.values().flat_map(|r| r.commits.values()).flat_map(|f| f.values()).find(|b| sha256(b) == sha).cloned();
+    let Some(mut blob) = blob else { return error(404, "NotFound", None) };
+    if s.faults.corrupt_blob {
+        let n = blob.len() - 1;
+        blob[n] ^= 1;
+    }
+    let cut = if s.faults.drop_mid_body > 0 {
+        s.faults.drop_mid_body -= 1;
+        true
+    } else {
+        false
+    };
+    ranged(blob, headers, vec![("Accept-Ranges", "bytes".into())], &s.faults, cut)
+}
+
+fn ranged(
+    bytes: Vec<u8>,
+    headers: &HashMap<String, String>,
+    mut h: Vec<(&str, String)>,
+    f: &Faults,
+    cut: bool,
+) -> Response {
+    let total = bytes.len();
+    let range = headers.get("range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| {
+        let (a, b) = r.split_once('-')?;
+        let a: usize = a.parse().ok()?;
+        let b: usize = if b.is_empty() { total - 1 } else { b.parse().ok()? };
+        Some((a, b.min(total - 1)))
+    });
+    let mut r = match range {
+        Some((a, _)) if a >= total => {
+            h.push(("Content-Range", format!("bytes */{total}")));
+            resp(416, &h, Vec::new())
+        }
+        Some((a, b)) if !f.ignore_range => {
+            h.push(("Content-Range", format!("bytes {a}-{b}/{total}")));
+            let mut body = bytes[a..=b].to_vec();
+            if f.extra_bytes {
+                body.extend_from_slice(&[0u8; 16]);
+            }
+            resp(206, &h, body)
+        }
+        _ => resp(200, &h, bytes),
+    };
+    if cut {
+        r.declared = Some(r.body.len());
+        let half = r.body.len() / 2;
+        r.body.truncate(half);
+    }
+    r
+}
+
+fn write_response(mut conn: TcpStream, method: &str, r: Response, slow_ms: u64, st: &Mutex<State>) {
+    let reason = match r.status {
+        200 => "OK",
+        206 => "Partial Content",
+        302 => "Found",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        _ => "Status",
+    };
+    let mut head = format!("HTTP/1.1 {} {reason}\r\n", r.status);
+    for (k, v) in &r.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", r.declared.unwrap_or(r.body.len())));
+    if conn.write_all(head.as_bytes()).is_err() || method == "HEAD" {
+        return;
+    }
+    for piece in r.body.chunks(64 << 10) {
+        if slow_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(slow_ms));
+        }
+        if conn.write_all(piece).is_err() {
+            return;
+        }
+        st.lock().unwrap().served += piece.len() as u64;
+    }
+    let _ = conn.flush();
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+}
