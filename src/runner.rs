@@ -218,8 +218,17 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
     let manifest_path = cx.store.manifest_path(&job.name, frame.name());
     let before: BTreeMap<String, FileStat> =
         plan.watched.iter().map(|(n, p)| Ok((n.clone(), FileStat::of(p)?))).collect::<Result<_>>()?;
+    let created = missing_dirs(&output_path, &cx.store.tensors);
     let mut sink = Sink::create(&output_path)?;
-    let produced = plan.producer.produce(&mut sink)?;
+    let produced = match plan.producer.produce(&mut sink) {
+        Ok(p) => p,
+        Err(e) => {
+            // Leave no trace of a failed first build: the temp file goes with the sink, empty new dirs here.
+            drop(sink);
+            created.iter().for_each(|d| drop(std::fs::remove_dir(d)));
+            return Err(e);
+        }
+    };
     for (n, p) in &plan.watched {
         if FileStat::of(p)? != before[n] {
             return Err(Error::checkpoint(p, "changed while it was being read; nothing was stored, run again"));
@@ -253,6 +262,12 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
     store::write_atomic(&manifest_path, &manifest.to_bytes())?;
     let warnings = produced.warnings;
     Ok((written, warnings))
+}
+
+/// The directories between `root` (included) and `path` (excluded) that do not exist yet, deepest first.
+fn missing_dirs(path: &std::path::Path, root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let stop = root.parent().unwrap_or(root);
+    path.ancestors().skip(1).take_while(|d| *d != stop && !d.exists()).map(|d| d.to_path_buf()).collect()
 }
 
 fn remove_if_present(path: &std::path::Path) -> Result<()> {

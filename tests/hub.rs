@@ -1,0 +1,275 @@
+//! The Hub source against a loopback hub (tests/support/hub.rs): every seed layout fetched by range and
+//! bit-identical to the reference, bytes transferred ≈ W, revisions and freshness with and without network,
+//! faults recovered from or failed cleanly with nothing partial stored, and the token kept to its origin.
+
+mod support;
+use support::hub::{Faults, TestHub, GOOD_TOKEN};
+use support::*;
+
+const C1: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const C2: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn env(hub: &TestHub) -> Vec<(&'static str, String)> {
+    vec![("HF_ENDPOINT", hub.endpoint.clone()), ("HF_TOKEN", GOOD_TOKEN.to_string())]
+}
+
+fn run(ws: &Ws, hub: &TestHub, args: &[&str]) -> Out {
+    let e = env(hub);
+    let pairs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ws.run_env(args, &pairs)
+}
+
+/// One model on the hub: (workspace, hub, job path, checkpoint dir).
+fn one(synth: &[&str], yaml_extra: &str) -> (Ws, TestHub, String, std::path::PathBuf) {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    let dir = ws.synth("m", synth);
+    hub.publish("org/m", C1, &dir, Some("main"));
+    let job = ws.job(&format!("version: 1\njobs:\n  - model: org/m\n{yaml_extra}"));
+    (ws, hub, job.to_str().unwrap().to_string(), dir)
+}
+
+#[test]
+fn every_seed_layout_is_fetched_by_range_bit_identical() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    let layouts: &[(&str, &[&str], &str)] = &[
+        ("qwen3", &["--arch", "qwen3", "--shards", "3", "--filler-mib", "1"], "model.embed_tokens.weight"),
+        ("qwen2", &["--arch", "qwen2", "--shards", "2", "--tie", "false", "--store", "both-differ"], "lm_head.weight"),
+        ("gemma3", &["--arch", "gemma3", "--shards", "2", "--tie", "absent"], "language_model.model.embed_tokens.weight"),
+        ("gemma3n", &["--arch", "gemma3-new", "--tie", "true"], "model.language_model.embed_tokens.weight"),
+        ("phi3", &["--arch", "phi3", "--tie", "false", "--store", "head", "--shards", "2"], "lm_head.weight"),
+        ("f32", &["--arch", "llama", "--dtype", "f32", "--tie", "false", "--store", "head", "--specials"], "lm_head.weight"),
+        ("f16", &["--arch", "llama", "--dtype", "f16", "--tie", "false", "--store", "head", "--shards", "2", "--specials"], "lm_head.weight"),
+    ];
+    let mut yaml = String::from("version: 1\njobs:\n");
+    for (name, args, _) in layouts {
+        let dir = ws.synth(name, args);
+        hub.publish(&format!("org/{name}"), C1, &dir, Some("main"));
+        yaml.push_str(&format!("  - model: org/{name}\n"));
+    }
+    let job = ws.job(&yaml);
+    let o = run(&ws, &hub, &[job.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let mut w_total = 0u64;
+    for (name, _, key) in layouts {
+        let dir = ws.path(&format!("models/{name}"));
+        assert_eq!(ws.read(&format!("tensors/{name}/W.safetensors")), reference_w(&dir, key), "{name}");
+        let m = ws.manifest(name, "gamma");
+        assert_eq!(m["source"]["kind"], "hub");
+        assert_eq!(m["source"]["fetch"], "range");
+        assert_eq!(m["source"]["commit"], C1);
+        assert_eq!(m["source"]["revision"], "main");
+        assert_eq!(m["source"]["tensor"], *key);
+        let shard = m["source"]["range"]["file"].as_str().unwrap();
+        let rec = m["source"]["files"].as_array().unwrap().iter().find(|f| f["path"] == shard).unwrap().clone();
+        assert_eq!(rec["sha256"].as_str().unwrap(), sha256(&std::fs::read(dir.join(shard)).unwrap()), "the X-Linked-Etag");
+        w_total += m["source"]["range"]["length"].as_u64().unwrap();
+    }
+    // Headers (one ≤100 kB read per model, capped at the file) and small files on top of W; never whole shards.
+    let served = hub.served();
+    assert!(served >= w_total && served <= w_total + layouts.len() as u64 * 110_000, "served {served} for W {w_total}");
+    let cdn: Vec<_> = hub.requests().into_iter().filter(|r| r.origin == "cdn").collect();
+    assert!(cdn.iter().all(|r| r.range.is_some()), "every CDN request is a range");
+}
+
+#[test]
+fn large_ranges_are_split_and_bytes_stay_close_to_w() {
+    let (ws, hub, job, dir) = one(&["--vocab", "24000", "--hidden", "256", "--shards", "2", "--filler-mib", "2"], "");
+    let o = run(&ws, &hub, &[&job]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"));
+    let w = 24000u64 * 256 * 2;
+    assert!(hub.served() <= w + w / 100 + (1 << 20), "served {} for W {w}", hub.served());
+    let pieces = hub.requests().iter().filter(|r| r.origin == "cdn" && r.range.is_some()).count();
+    assert!(pieces >= 3, "W ({w} bytes) should be fetched in several ranges, got {pieces}");
+}
+
+#[test]
+fn a_second_run_makes_no_data_requests_and_pinned_commits_need_no_network() {
+    let (ws, hub, job, _) = one(&["--shards", "2"], &format!("  - model: org/m\n    name: pinned\n    revision: {C1}\n"));
+    assert_eq!(run(&ws, &hub, &[&job]).code, 0);
+    hub.reset_counters();
+    let o = run(&ws, &hub, &[&job]);
+    assert_eq!(o.code, 0);
+    assert!(o.stdout.contains("fresh    m/gamma") && o.stdout.contains("fresh    pinned/gamma"), "{}", o.stdout);
+    let reqs = hub.requests();
+    assert!(reqs.iter().all(|r| r.path.starts_with("/api/models/org/m/revision/main")), "{reqs:?}");
+    assert_eq!(reqs.len(), 1, "one revision lookup for the branch job, none for the pinned one");
+
+    // The branch moves: the branch job is stale with both commits named; the pinned one stays fresh.
+    let dir2 = ws.synth("m2", &["--seed", "5", "--shards", "2"]);
+    hub.publish("org/m", C2, &dir2, Some("main"));
+    let o = run(&ws, &hub, &["status", &job]);
+    assert!(o.stdout.contains("stale    m/gamma: revision moved aaaaaaaa… → bbbbbbbb…"), "{}", o.all());
+    assert!(o.stdout.contains("fresh    pinned/gamma"));
+
+    // With no network at all, the pinned job is still judged; the branch job cannot be resolved.
+    let o = ws.run(&["status", &job, "--only", "pinned"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "fresh    pinned/gamma\n"), "{}", o.stderr);
+    let o = ws.run(&["status", &job, "--only", "pinned", "--offline"]);
+    assert_eq!(o.code, 0);
+    let o = ws.run(&["status", &job, "--only", "m", "--offline"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stdout.contains("offline, and the cache has no refs/main"), "{}", o.stdout);
+
+    let o = run(&ws, &hub, &[&job]);
+    assert!(o.stdout.contains("built    m/gamma  (revision moved"), "{}", o.stdout);
+    assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir2, "model.embed_tokens.weight"));
+}
+
+#[test]
+fn offline_with_nothing_cached_names_what_is_missing() {
+    let (ws, hub, _, _) = one(&[], "");
+    let job = ws.job(&format!("version: 1\njobs:\n  - model: org/m\n    revision: {C1}\n"));
+    let o = ws.run_env(&[job.to_str().unwrap()], &[("HF_HUB_OFFLINE", "1"), ("HF_ENDPOINT", &hub.endpoint)]);
+    assert_eq!(o.code, 2);
+    assert!(o.stdout.contains("org/m@aaaaaaaa") && o.stdout.contains("not in the Hugging Face cache"), "{}", o.stdout);
+    assert!(o.stdout.contains("offline"), "{}", o.stdout);
+    assert!(hub.requests().is_empty(), "offline means no requests");
+    assert!(!ws.path("tensors").exists());
+}
+
+#[test]
+fn transient_faults_are_retried_and_resumed() {
+    for (what, faults) in [
+        ("cut mid-body", Faults { drop_mid_body: 2, ..Default::default() }),
+        ("503 then success", Faults { fail_503: 2, ..Default::default() }),
+        ("429 with Retry-After", Faults { rate_limit: 1, ..Default::default() }),
+        ("slow responses", Faults { slow_ms: 5, ..Default::default() }),
+        ("a redirect chain across origins", Faults { redirect_chain: true, ..Default::default() }),
+    ] {
+        let (ws, hub, job, dir) = one(&["--vocab", "3000", "--hidden", "128"], "");
+        hub.faults(faults);
+        let o = run(&ws, &hub, &[&job]);
+        assert_eq!(o.code, 0, "{what}: {}", o.all());
+        assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"), "{what}");
+        if what.starts_with("cut") {
+            assert!(o.stderr.contains("resuming"), "{what}: {}", o.stderr);
+            let resumed = hub.requests().iter().filter(|r| r.origin == "cdn").count();
+            assert!(resumed >= 3, "{what}");
+        }
+        if what.starts_with("429") {
+            assert!(o.stderr.contains("HTTP 429; retrying in 1s"), "{what}: {}", o.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_server_that_ignores_range_still_gives_correct_bytes_with_a_warning() {
+    let (ws, hub, job, dir) = one(&["--shards", "2"], "");
+    hub.faults(Faults { ignore_range: true, ..Default::default() });
+    let o = run(&ws, &hub, &[&job]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(o.stderr.contains("ignored a Range request"), "{}", o.stderr);
+    assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"));
+}
+
+#[test]
+fn protocol_violations_fail_cleanly_and_store_nothing() {
+    for (what, faults, want) in [
+        ("extra bytes", Faults { extra_bytes: true, ..Default::default() }, "more than the"),
+        ("hostile etag", Faults { hostile_etag: true, ..Default::default() }, "is not a SHA-256"),
+        ("html 200", Faults { html_200: true, ..Default::default() }, "revision info is not JSON"),
+        ("bad commit", Faults { bad_commit: true, ..Default::default() }, "not 40 lowercase hex"),
+    ] {
+        let (ws, hub, job, _) = one(&[], "    fetch: full\n");
+        hub.faults(faults);
+        let o = run(&ws, &hub, &[&job]);
+        assert_eq!(o.code, 2, "{what}: {}", o.all());
+        assert!(o.stdout.contains(want), "{what}: {}", o.stdout);
+        assert!(!ws.path("tensors/m/W.safetensors").exists() && !ws.path("manifests/m").exists(), "{what}");
+        let evil = ws.path("hf-cache/evil");
+        assert!(!evil.exists(), "{what}: wrote outside the cache");
+        let blobs = ws.path("hf-cache/models--org--m/blobs");
+        let kept: Vec<_> = std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert!(kept.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")), "{what}: temp files left: {kept:?}");
+    }
+}
+
+#[test]
+fn hub_errors_say_what_to_do() {
+    let (ws, hub, _, _) = one(&[], "");
+    hub.set_gated("org/m");
+    let job = ws.job(&format!(
+        "version: 1\njobs:\n  - model: org/m\n  - model: org/missing\n  - model: org/m\n    name: norev\n    revision: v9\n  - model: org/m\n    name: nofile\n    revision: {C1}\n    tensor: x\n"
+    ));
+    let o = ws.run_env(&[job.to_str().unwrap()], &[("HF_ENDPOINT", &hub.endpoint), ("HF_TOKEN", "hf_wrong")]);
+    assert_eq!(o.code, 2);
+    let line = |n: &str| o.stdout.lines().find(|l| l.contains(&format!(" {n}/gamma"))).unwrap_or_default().to_string();
+    assert!(line("m").contains("gated repo: accept its terms on") && line("m").contains("set HF_TOKEN"), "{}", line("m"));
+    assert!(line("m").contains("request id req-test-0001"), "{}", line("m"));
+    assert!(line("missing").contains("does not exist, is private"), "{}", line("missing"));
+    assert!(line("norev").contains("revision not found"), "{}", line("norev"));
+    // With the right token the gated repo reads fine.
+    let o = run(&ws, &hub, &[job.to_str().unwrap(), "--only", "m"]);
+    assert_eq!(o.code, 0, "{}", o.all());
+}
+
+#[test]
+fn the_token_goes_only_to_the_endpoint_origin_and_is_never_written() {
+    let (ws, hub, job, _) = one(&["--shards", "2"], "");
+    hub.faults(Faults { redirect_chain: true, ..Default::default() });
+    let o = run(&ws, &hub, &[&job, "-vv"]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let reqs = hub.requests();
+    assert!(reqs.iter().filter(|r| r.origin == "hub").all(|r| r.authorization.as_deref() == Some(&format!("Bearer {GOOD_TOKEN}"))));
+    assert!(reqs.iter().any(|r| r.origin == "cdn") && reqs.iter().any(|r| r.origin == "third"));
+    assert!(reqs.iter().filter(|r| r.origin != "hub").all(|r| r.authorization.is_none()), "{reqs:?}");
+    assert!(!o.all().contains(GOOD_TOKEN), "token in the logs");
+    let s = run(&ws, &hub, &["status", &job, "--json", "-vv"]);
+    assert!(!s.all().contains(GOOD_TOKEN));
+    for dir in ["tensors", "manifests"] {
+        for e in walk(&ws.path(dir)) {
+            let bytes = std::fs::read(&e).unwrap();
+            assert!(!bytes.windows(GOOD_TOKEN.len()).any(|w| w == GOOD_TOKEN.as_bytes()), "token in {}", e.display());
+        }
+    }
+}
+
+#[test]
+fn fetch_full_downloads_into_the_cache_checked_and_reused() {
+    let (ws, hub, job, dir) = one(&["--shards", "2"], "    fetch: full\n");
+    let o = run(&ws, &hub, &[&job]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"));
+    let m = ws.manifest("m", "gamma");
+    assert_eq!(m["source"]["fetch"], "full");
+    let shard = "model-00001-of-00002.safetensors";
+    let sha = sha256(&std::fs::read(dir.join(shard)).unwrap());
+    let root = ws.path("hf-cache/models--org--m");
+    assert_eq!(std::fs::read(root.join("blobs").join(&sha)).unwrap(), std::fs::read(dir.join(shard)).unwrap());
+    assert_eq!(std::fs::read_link(root.join("snapshots").join(C1).join(shard)).unwrap(), std::path::PathBuf::from(format!("../../blobs/{sha}")));
+    assert_eq!(std::fs::read_to_string(root.join("refs/main")).unwrap(), C1);
+    assert!(root.join("snapshots").join(C1).join("config.json").exists());
+
+    // A rebuild reads the cache: no CDN requests, and offline works too.
+    std::fs::remove_dir_all(ws.path("tensors")).unwrap();
+    hub.reset_counters();
+    let o = ws.run_env(&[&job, "--offline"], &[]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(hub.requests().is_empty());
+    assert_eq!(ws.manifest("m", "gamma")["source"]["kind"], "hf_cache");
+}
+
+#[test]
+fn a_corrupt_full_download_is_discarded() {
+    let (ws, hub, job, _) = one(&[], "    fetch: full\n");
+    hub.faults(Faults { corrupt_blob: true, ..Default::default() });
+    let o = run(&ws, &hub, &[&job]);
+    assert_eq!(o.code, 2, "{}", o.all());
+    assert!(o.stdout.contains("discarded"), "{}", o.stdout);
+    let blobs = ws.path("hf-cache/models--org--m/blobs");
+    let kept: Vec<_> = std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(kept.is_empty(), "nothing kept: {kept:?}");
+    assert!(!ws.path("tensors/m").exists());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
