@@ -3,7 +3,7 @@
 //! faults recovered from or failed cleanly with nothing partial stored, and the token kept to its origin.
 
 mod support;
-use support::hub::{Faults, TestHub, GOOD_TOKEN};
+use support::hub::{Faults, GOOD_TOKEN, TestHub};
 use support::*;
 
 const C1: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -36,11 +36,23 @@ fn every_seed_layout_is_fetched_by_range_bit_identical() {
     let layouts: &[(&str, &[&str], &str)] = &[
         ("qwen3", &["--arch", "qwen3", "--shards", "3", "--filler-mib", "1"], "model.embed_tokens.weight"),
         ("qwen2", &["--arch", "qwen2", "--shards", "2", "--tie", "false", "--store", "both-differ"], "lm_head.weight"),
-        ("gemma3", &["--arch", "gemma3", "--shards", "2", "--tie", "absent"], "language_model.model.embed_tokens.weight"),
+        (
+            "gemma3",
+            &["--arch", "gemma3", "--shards", "2", "--tie", "absent"],
+            "language_model.model.embed_tokens.weight",
+        ),
         ("gemma3n", &["--arch", "gemma3-new", "--tie", "true"], "model.language_model.embed_tokens.weight"),
         ("phi3", &["--arch", "phi3", "--tie", "false", "--store", "head", "--shards", "2"], "lm_head.weight"),
-        ("f32", &["--arch", "llama", "--dtype", "f32", "--tie", "false", "--store", "head", "--specials"], "lm_head.weight"),
-        ("f16", &["--arch", "llama", "--dtype", "f16", "--tie", "false", "--store", "head", "--shards", "2", "--specials"], "lm_head.weight"),
+        (
+            "f32",
+            &["--arch", "llama", "--dtype", "f32", "--tie", "false", "--store", "head", "--specials"],
+            "lm_head.weight",
+        ),
+        (
+            "f16",
+            &["--arch", "llama", "--dtype", "f16", "--tie", "false", "--store", "head", "--shards", "2", "--specials"],
+            "lm_head.weight",
+        ),
     ];
     let mut yaml = String::from("version: 1\njobs:\n");
     for (name, args, _) in layouts {
@@ -63,7 +75,11 @@ fn every_seed_layout_is_fetched_by_range_bit_identical() {
         assert_eq!(m["source"]["tensor"], *key);
         let shard = m["source"]["range"]["file"].as_str().unwrap();
         let rec = m["source"]["files"].as_array().unwrap().iter().find(|f| f["path"] == shard).unwrap().clone();
-        assert_eq!(rec["sha256"].as_str().unwrap(), sha256(&std::fs::read(dir.join(shard)).unwrap()), "the X-Linked-Etag");
+        assert_eq!(
+            rec["sha256"].as_str().unwrap(),
+            sha256(&std::fs::read(dir.join(shard)).unwrap()),
+            "the X-Linked-Etag"
+        );
         w_total += m["source"]["range"]["length"].as_u64().unwrap();
     }
     // Headers (one ≤100 kB read per model, capped at the file) and small files on top of W; never whole shards.
@@ -87,7 +103,8 @@ fn large_ranges_are_split_and_bytes_stay_close_to_w() {
 
 #[test]
 fn a_second_run_makes_no_data_requests_and_pinned_commits_need_no_network() {
-    let (ws, hub, job, _) = one(&["--shards", "2"], &format!("  - model: org/m\n    name: pinned\n    revision: {C1}\n"));
+    let (ws, hub, job, _) =
+        one(&["--shards", "2"], &format!("  - model: org/m\n    name: pinned\n    revision: {C1}\n"));
     assert_eq!(run(&ws, &hub, &[&job]).code, 0);
     hub.reset_counters();
     let o = run(&ws, &hub, &[&job]);
@@ -182,7 +199,8 @@ fn protocol_violations_fail_cleanly_and_store_nothing() {
         let evil = ws.path("hf-cache/evil");
         assert!(!evil.exists(), "{what}: wrote outside the cache");
         let blobs = ws.path("hf-cache/models--org--m/blobs");
-        let kept: Vec<_> = std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        let kept: Vec<_> =
+            std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
         assert!(kept.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")), "{what}: temp files left: {kept:?}");
     }
 }
@@ -197,7 +215,11 @@ fn hub_errors_say_what_to_do() {
     let o = ws.run_env(&[job.to_str().unwrap()], &[("HF_ENDPOINT", &hub.endpoint), ("HF_TOKEN", "hf_wrong")]);
     assert_eq!(o.code, 2);
     let line = |n: &str| o.stdout.lines().find(|l| l.contains(&format!(" {n}/gamma"))).unwrap_or_default().to_string();
-    assert!(line("m").contains("gated repo: accept its terms on") && line("m").contains("set HF_TOKEN"), "{}", line("m"));
+    assert!(
+        line("m").contains("gated repo: accept its terms on") && line("m").contains("set HF_TOKEN"),
+        "{}",
+        line("m")
+    );
     assert!(line("m").contains("request id req-test-0001"), "{}", line("m"));
     assert!(line("missing").contains("does not exist, is private"), "{}", line("missing"));
     assert!(line("norev").contains("revision not found"), "{}", line("norev"));
@@ -213,7 +235,11 @@ fn the_token_goes_only_to_the_endpoint_origin_and_is_never_written() {
     let o = run(&ws, &hub, &[&job, "-vv"]);
     assert_eq!(o.code, 0, "{}", o.all());
     let reqs = hub.requests();
-    assert!(reqs.iter().filter(|r| r.origin == "hub").all(|r| r.authorization.as_deref() == Some(&format!("Bearer {GOOD_TOKEN}"))));
+    assert!(
+        reqs.iter()
+            .filter(|r| r.origin == "hub")
+            .all(|r| r.authorization.as_deref() == Some(&format!("Bearer {GOOD_TOKEN}")))
+    );
     assert!(reqs.iter().any(|r| r.origin == "cdn") && reqs.iter().any(|r| r.origin == "third"));
     assert!(reqs.iter().filter(|r| r.origin != "hub").all(|r| r.authorization.is_none()), "{reqs:?}");
     assert!(!o.all().contains(GOOD_TOKEN), "token in the logs");
@@ -239,7 +265,10 @@ fn fetch_full_downloads_into_the_cache_checked_and_reused() {
     let sha = sha256(&std::fs::read(dir.join(shard)).unwrap());
     let root = ws.path("hf-cache/models--org--m");
     assert_eq!(std::fs::read(root.join("blobs").join(&sha)).unwrap(), std::fs::read(dir.join(shard)).unwrap());
-    assert_eq!(std::fs::read_link(root.join("snapshots").join(C1).join(shard)).unwrap(), std::path::PathBuf::from(format!("../../blobs/{sha}")));
+    assert_eq!(
+        std::fs::read_link(root.join("snapshots").join(C1).join(shard)).unwrap(),
+        std::path::PathBuf::from(format!("../../blobs/{sha}"))
+    );
     assert_eq!(std::fs::read_to_string(root.join("refs/main")).unwrap(), C1);
     assert!(root.join("snapshots").join(C1).join("config.json").exists());
 
@@ -260,7 +289,8 @@ fn a_corrupt_full_download_is_discarded() {
     assert_eq!(o.code, 2, "{}", o.all());
     assert!(o.stdout.contains("discarded"), "{}", o.stdout);
     let blobs = ws.path("hf-cache/models--org--m/blobs");
-    let kept: Vec<_> = std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let kept: Vec<_> =
+        std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(kept.is_empty(), "nothing kept: {kept:?}");
     assert!(!ws.path("tensors/m").exists());
 }

@@ -71,10 +71,8 @@ impl Hub {
         };
         let h = resp.headers();
         let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-        if let Some(c) = header("x-repo-commit") {
-            if c != commit {
-                return Err(ctx.protocol(format!("asked for commit {commit} but the Hub answered X-Repo-Commit {c:?}")));
-            }
+        if let Some(c) = header("x-repo-commit").filter(|c| c != commit) {
+            return Err(ctx.protocol(format!("asked for commit {commit} but the Hub answered X-Repo-Commit {c:?}")));
         }
         let strip = |e: String| e.trim_start_matches("W/").trim_matches('"').to_string();
         let linked = header("x-linked-etag").map(strip);

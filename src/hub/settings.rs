@@ -1,5 +1,5 @@
 //! How to reach the Hub, read from the environment as the Python client does: `HF_ENDPOINT`, `HF_TOKEN` (then
-//! `HF_TOKEN_PATH`, then `$HF_HOME/token`), `HF_HUB_DISABLE_PROGRESS_BARS`; plus gamma-run's own knobs for
+//! `HF_TOKEN_PATH`, then `$HF_HOME/token`); plus gamma-run's own knobs for
 //! timeouts and retries. The token is kept out of `Debug` output.
 
 use std::path::PathBuf;
@@ -10,7 +10,6 @@ pub struct HubSettings {
     pub endpoint: String,
     pub origin: Origin,
     pub token: Option<String>,
-    pub progress: bool,
     pub attempts: u32,
     pub backoff: Duration,
     pub timeout: Duration,
@@ -80,7 +79,7 @@ pub fn join_url(base: &str, location: &str) -> Result<String, String> {
 }
 
 impl HubSettings {
-    pub fn from_env(env: impl Fn(&str) -> Option<String>, quiet: bool) -> Result<HubSettings, String> {
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<HubSettings, String> {
         let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let endpoint =
             set("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into()).trim_end_matches('/').to_string();
@@ -97,13 +96,11 @@ impl HubSettings {
             });
             std::fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
         });
-        let progress = !quiet && !crate::commands::truthy(env("HF_HUB_DISABLE_PROGRESS_BARS"));
         let num = |k: &str, default: u64| set(k).and_then(|v| v.parse().ok()).unwrap_or(default);
         Ok(HubSettings {
             endpoint,
             origin,
             token,
-            progress,
             attempts: num("GAMMA_RUN_HTTP_ATTEMPTS", 6) as u32,
             backoff: Duration::from_millis(num("GAMMA_RUN_HTTP_BACKOFF_MS", 500)),
             timeout: Duration::from_secs(num("GAMMA_RUN_HTTP_TIMEOUT_S", 60)),
@@ -134,16 +131,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "hf_fromfile\n").unwrap();
         let home = dir.path().to_str().unwrap().to_string();
-        let s = HubSettings::from_env(|k| (k == "HF_HOME").then(|| home.clone()), false).unwrap();
+        let s = HubSettings::from_env(|k| (k == "HF_HOME").then(|| home.clone())).unwrap();
         assert_eq!(s.token.as_deref(), Some("hf_fromfile"));
-        let s = HubSettings::from_env(
-            |k| match k {
-                "HF_HOME" => Some(home.clone()),
-                "HF_TOKEN" => Some("hf_env".into()),
-                _ => None,
-            },
-            false,
-        )
+        let s = HubSettings::from_env(|k| match k {
+            "HF_HOME" => Some(home.clone()),
+            "HF_TOKEN" => Some("hf_env".into()),
+            _ => None,
+        })
         .unwrap();
         assert_eq!(s.token.as_deref(), Some("hf_env"));
         assert!(!format!("{s:?}").contains("hf_env"));
