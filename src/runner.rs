@@ -100,16 +100,17 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
         let manifest_path = cx.store.manifest_path(&job.name, frame.name());
         let stale_input =
             frame.inputs().iter().find(|i| rows.iter().any(|r| r.frame == **i && !matches!(r.state, Ok(State::Fresh))));
-        let (state, manifest) = match (judge(frame, job, &req.params, cx), stale_input) {
-            (Ok((_, state, m)), None) => (Ok(state), m),
+        let judged = judge(frame, job, &req.params, cx).map(|(_, a)| (a.state, a.manifest));
+        let (state, manifest) = match (judged, stale_input) {
+            (Ok((state, m)), None) => (Ok(state), m),
             (Err(e), None) => (Err(e), None),
             // An input that is not fresh makes this output stale whatever its own record says.
             (judged, Some(input)) => {
                 let why = format!("input {input} is not fresh");
                 let state = match judged {
-                    Ok((_, State::Missing, _)) => State::Missing,
+                    Ok((State::Missing, _)) => State::Missing,
                     _ if !manifest_path.exists() => State::Missing,
-                    Ok((_, State::Stale(mut r), _)) => {
+                    Ok((State::Stale(mut r), _)) => {
                         r.push(why);
                         State::Stale(r)
                     }
@@ -164,13 +165,22 @@ fn run_output(
     cx: &Context,
     opts: &RunOptions,
 ) -> (Outcome, Vec<String>) {
-    let (plan, state, _) = match judge(frame, job, params, cx) {
+    let (plan, assessment) = match judge(frame, job, params, cx) {
         Ok(j) => j,
         Err(e) => return (Outcome::Failed(e), Vec::new()),
     };
     let warnings = plan.warnings.clone();
-    let reasons = match state {
-        State::Fresh if !opts.force => return (Outcome::Fresh, warnings),
+    let reasons = match assessment.state {
+        State::Fresh if !opts.force => {
+            // Fresh after a touch: store the new stats so the next check is metadata-only again.
+            if let (true, false, Some(m)) = (assessment.restat, opts.dry_run, &assessment.manifest) {
+                let path = cx.store.manifest_path(&job.name, frame.name());
+                if let Err(e) = store::write_atomic(&path, &m.to_bytes()) {
+                    return (Outcome::Failed(e), warnings);
+                }
+            }
+            return (Outcome::Fresh, warnings);
+        }
         State::Fresh => vec!["--force".to_string()],
         State::Missing => vec!["never built".to_string()],
         State::Stale(r) => r,
@@ -189,7 +199,7 @@ fn run_output(
 }
 
 /// Plans an output and compares it with what is stored.
-fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<(Plan, State, Option<Manifest>)> {
+fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<(Plan, freshness::Assessment)> {
     let plan = frame.prepare(cx, job, params)?;
     let output_path = cx.store.output_path(&job.name, frame.file_name());
     let manifest_path = cx.store.manifest_path(&job.name, frame.name());
@@ -207,8 +217,8 @@ fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<
         watched: &plan.watched,
         recheck: &recheck,
     };
-    let (state, manifest) = freshness::assess(&expected)?;
-    Ok((plan, state, manifest))
+    let a = freshness::assess(&expected)?;
+    Ok((plan, a))
 }
 
 /// Writes the output, then its manifest. The old manifest is removed first, so no manifest ever describes
@@ -216,8 +226,7 @@ fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<
 fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(store::Written, Vec<String>)> {
     let output_path = cx.store.output_path(&job.name, frame.file_name());
     let manifest_path = cx.store.manifest_path(&job.name, frame.name());
-    let before: BTreeMap<String, FileStat> =
-        plan.watched.iter().map(|(n, p)| Ok((n.clone(), FileStat::of(p)?))).collect::<Result<_>>()?;
+    let before: BTreeMap<String, FileStat> = plan.watched.iter().map(|w| (w.name.clone(), w.stat)).collect();
     let created = missing_dirs(&output_path, &cx.store.tensors);
     let mut sink = Sink::create(&output_path)?;
     let produced = match plan.producer.produce(&mut sink) {
@@ -229,9 +238,9 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
             return Err(e);
         }
     };
-    for (n, p) in &plan.watched {
-        if FileStat::of(p)? != before[n] {
-            return Err(Error::checkpoint(p, "changed while it was being read; nothing was stored, run again"));
+    for w in &plan.watched {
+        if FileStat::of(&w.path)? != w.stat {
+            return Err(Error::checkpoint(&w.path, "changed while it was being read; nothing was stored, run again"));
         }
     }
     remove_if_present(&manifest_path)?;

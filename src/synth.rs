@@ -66,9 +66,9 @@ pub struct SynthArgs {
     /// Also put NaNs into the first row
     #[arg(long)]
     pub nan: bool,
-    /// Bulk (MiB) added to each shard as other layers' weights
-    #[arg(long, default_value_t = 0)]
-    pub filler_mib: u64,
+    /// Bulk (MiB) added to each shard as other layers' weights: one value for all shards, or one per shard
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub filler_mib: Vec<u64>,
     /// Add a quantization_config to config.json
     #[arg(long)]
     pub quantized: bool,
@@ -111,7 +111,8 @@ pub fn execute(a: SynthArgs) -> Result<Exit> {
         });
     }
     for (i, shard) in shards.iter_mut().enumerate() {
-        let rows = (a.filler_mib << 20) / 2 / d;
+        let mib = a.filler_mib.get(i).or(a.filler_mib.last()).copied().unwrap_or(0);
+        let rows = (mib << 20) / 2 / d;
         let shape = if rows > 0 { vec![rows, d] } else { vec![d, 4] };
         shard.push(Tensor {
             name: format!("{prefix}layers.{i}.mlp.up_proj.weight"),

@@ -63,6 +63,12 @@ fn hostile_yaml_fails_fast() {
         assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
     }
     assert!(job_error(&format!("version: 1\njobs:\n{}", "  - path: x\n".repeat(200_000))).contains("limit"));
+    // Under the size cap but over the node budget: refused by the parser's budget, quickly.
+    let many = format!("version: 1\ndefaults:\n  frames: [{}]\njobs: []\n", vec!["gamma"; 150_000].join(","));
+    assert!(many.len() < 1024 * 1024);
+    let t = std::time::Instant::now();
+    assert!(job_error(&many).contains("budget"), "{}", job_error(&many));
+    assert!(t.elapsed().as_secs() < 10);
 }
 
 #[test]

@@ -4,20 +4,6 @@
 mod support;
 use support::*;
 
-/// (V, d, W as f64) from a W.safetensors, read with the safetensors crate.
-fn read_w(bytes: &[u8]) -> (usize, usize, Vec<f64>) {
-    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
-    let t = st.tensor("W").unwrap();
-    let w = t.data().chunks(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect();
-    (t.shape()[0], t.shape()[1], w)
-}
-
-fn read_f32(st: &safetensors::SafeTensors, name: &str) -> (Vec<usize>, Vec<f64>) {
-    let t = st.tensor(name).unwrap();
-    assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
-    (t.shape().to_vec(), t.data().chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect())
-}
-
 fn setup(frames: &str) -> (Ws, String) {
     let ws = Ws::new();
     ws.synth("m", &["--vocab", "3000", "--hidden", "48", "--shards", "2"]);
@@ -31,34 +17,8 @@ fn gamma_prime_matches_an_f64_reference() {
     let o = ws.run(&[&job]);
     assert_eq!(o.code, 0, "{}", o.all());
     assert!(o.stdout.contains("built    m/gamma ") && o.stdout.contains("built    m/gamma_prime "), "γ′ implies γ");
-    let (v, d, w) = read_w(&ws.read("tensors/m/W.safetensors"));
-    let mut centroid = vec![0f64; d];
-    for row in w.chunks(d) {
-        for (c, x) in centroid.iter_mut().zip(row) {
-            *c += x;
-        }
-    }
-    centroid.iter_mut().for_each(|c| *c /= v as f64);
-
+    assert_gamma_prime_matches_reference(&ws, "m");
     let file = ws.read("tensors/m/W_prime.safetensors");
-    let st = safetensors::SafeTensors::deserialize(&file).unwrap();
-    let (cshape, got_c) = read_f32(&st, "centroid");
-    assert_eq!(cshape, vec![d]);
-    for (g, want) in got_c.iter().zip(&centroid) {
-        assert_eq!(*g, *want as f32 as f64, "centroid is the f64 mean rounded to f32");
-    }
-    let (wshape, wp) = read_f32(&st, "W_prime");
-    assert_eq!(wshape, vec![v, d]);
-    for (i, (g, x)) in wp.iter().zip(&w).enumerate() {
-        let want = x - centroid[i % d];
-        assert!((g - want).abs() <= want.abs() * 2f64.powi(-23) + 1e-12, "W′[{i}] = {g}, want {want}");
-    }
-    let mut mean = vec![0f64; d];
-    for row in wp.chunks(d) {
-        mean.iter_mut().zip(row).for_each(|(m, x)| *m += x / v as f64);
-    }
-    assert!(mean.iter().all(|m| m.abs() < 1e-7), "centroid of γ′ is not ≈ 0: {mean:?}");
-
     let m = ws.manifest("m", "gamma_prime");
     assert_eq!(m["inputs"][0]["frame"], "gamma");
     assert_eq!(m["inputs"][0]["path"], "tensors/m/W.safetensors");

@@ -45,8 +45,15 @@ fn each_change_is_stale_for_its_own_reason_and_rebuilt() {
 
     // Touching the source without changing its bytes keeps it fresh (the stat cache misses, content matches).
     let bytes = std::fs::read(&shard).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&shard, &bytes).unwrap();
     assert_eq!(status(&ws, &job).0, 0);
+    // `run` stores the new stat, so later checks are metadata-only again.
+    let old = m["stat"]["sources"]["model-00001-of-00002.safetensors"]["mtime_ns"].clone();
+    assert!(ws.run(&[&job]).stdout.contains("fresh    m/gamma"));
+    let new = ws.manifest("m", "gamma")["stat"]["sources"]["model-00001-of-00002.safetensors"]["mtime_ns"].clone();
+    assert_ne!(old, new, "the stat cache was not refreshed");
+    assert_eq!(ws.manifest("m", "gamma")["output"], m["output"]);
 
     // Change W's bytes in place: same header, different tensor.
     flip(&shard, w_offset + 103); // the high byte of an f32: changes its bf16 value

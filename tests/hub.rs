@@ -196,8 +196,9 @@ fn protocol_violations_fail_cleanly_and_store_nothing() {
         assert_eq!(o.code, 2, "{what}: {}", o.all());
         assert!(o.stdout.contains(want), "{what}: {}", o.stdout);
         assert!(!ws.path("tensors/m/W.safetensors").exists() && !ws.path("manifests/m").exists(), "{what}");
-        let evil = ws.path("hf-cache/evil");
-        assert!(!evil.exists(), "{what}: wrote outside the cache");
+        for evil in [ws.path("evil"), ws.path("hf-cache/evil"), ws.path("hf-cache/models--org--m/evil")] {
+            assert!(!evil.exists(), "{what}: wrote {}", evil.display());
+        }
         let blobs = ws.path("hf-cache/models--org--m/blobs");
         let kept: Vec<_> =
             std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
@@ -272,13 +273,18 @@ fn fetch_full_downloads_into_the_cache_checked_and_reused() {
     assert_eq!(std::fs::read_to_string(root.join("refs/main")).unwrap(), C1);
     assert!(root.join("snapshots").join(C1).join("config.json").exists());
 
-    // A rebuild reads the cache: no CDN requests, and offline works too.
+    // A rebuild online reads the cache: one revision lookup, no file or CDN requests.
     std::fs::remove_dir_all(ws.path("tensors")).unwrap();
     hub.reset_counters();
+    let o = run(&ws, &hub, &[&job]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let reqs = hub.requests();
+    assert!(reqs.len() == 1 && reqs[0].path.starts_with("/api/models/"), "{reqs:?}");
+    assert_eq!(ws.manifest("m", "gamma")["source"]["kind"], "hf_cache");
+    // And offline too, with the branch resolved from refs/.
+    std::fs::remove_dir_all(ws.path("tensors")).unwrap();
     let o = ws.run_env(&[&job, "--offline"], &[]);
     assert_eq!(o.code, 0, "{}", o.all());
-    assert!(hub.requests().is_empty());
-    assert_eq!(ws.manifest("m", "gamma")["source"]["kind"], "hf_cache");
 }
 
 #[test]
@@ -302,4 +308,63 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
     }
     out
+}
+
+#[test]
+fn the_token_is_not_sent_again_when_a_redirect_returns_to_the_endpoint() {
+    let (ws, hub, job, _) = one(&[], "");
+    hub.faults(Faults { redirect_back: true, ..Default::default() });
+    let o = run(&ws, &hub, &[&job]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let back: Vec<_> = hub.requests().into_iter().filter(|r| r.path.starts_with("/cdn-return/")).collect();
+    assert!(!back.is_empty());
+    assert!(back.iter().all(|r| r.authorization.is_none()), "{back:?}");
+}
+
+#[test]
+fn a_full_download_cut_until_retries_run_out_keeps_nothing() {
+    let (ws, hub, job, _) = one(&["--vocab", "4000", "--hidden", "128"], "    fetch: full\n");
+    hub.faults(Faults { drop_mid_body: 1000, ..Default::default() });
+    let e = env(&hub);
+    let o = ws.run_env(&[&job], &[("HF_ENDPOINT", &e[0].1), ("GAMMA_RUN_HTTP_ATTEMPTS", "3")]);
+    assert_eq!(o.code, 2, "{}", o.all());
+    assert!(o.stdout.contains("cut 3 times"), "{}", o.stdout);
+    let blobs = ws.path("hf-cache/models--org--m/blobs");
+    let kept: Vec<_> =
+        std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(kept.iter().all(|n| n.len() == 40), "only verified small files may stay: {kept:?}");
+    assert!(!ws.path("tensors/m").exists() && !ws.path("manifests/m").exists());
+}
+
+#[test]
+fn a_snapshot_without_weights_is_completed_from_the_hub() {
+    let (ws, hub, job, dir) = one(&["--shards", "2"], "");
+    // A Python user loaded only the config: the snapshot exists, the weights do not.
+    let only_config = ws.path("partial");
+    std::fs::create_dir_all(&only_config).unwrap();
+    std::fs::copy(dir.join("config.json"), only_config.join("config.json")).unwrap();
+    cache_model(&ws, &only_config, "org/m", C1, Some("main"));
+    let o = run(&ws, &hub, &[&job]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(ws.manifest("m", "gamma")["source"]["fetch"], "range");
+    assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"));
+    // Offline, the same gap is a clear error naming the missing file.
+    std::fs::remove_dir_all(ws.path("tensors")).unwrap();
+    std::fs::remove_dir_all(ws.path("manifests")).unwrap();
+    let o = ws.run(&[&job, "--offline"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stdout.contains("model.safetensors") && o.stdout.contains("missing"), "{}", o.stdout);
+}
+
+#[test]
+fn a_repo_without_config_names_the_missing_file() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    let dir = ws.synth("m", &[]);
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    hub.publish("org/m", C1, &dir, Some("main"));
+    let job = ws.job("version: 1\njobs:\n  - model: org/m\n");
+    let o = run(&ws, &hub, &[job.to_str().unwrap()]);
+    assert_eq!(o.code, 2);
+    assert!(o.stdout.contains("org/m@aaaaaaaaaaaa/config.json: missing"), "{}", o.stdout);
 }

@@ -26,7 +26,7 @@ fn reference_fixtures_give_the_reference_bytes() {
     let ws = Ws::new();
     let mut yaml = String::from("version: 1\njobs:\n");
     for name in cases.keys() {
-        yaml.push_str(&format!("  - path: {}\n", dir.join(name).display()));
+        yaml.push_str(&format!("  - path: {}\n    frames: [gamma, gamma_prime]\n", dir.join(name).display()));
     }
     let job = ws.job(&yaml);
     let out = ws.run(&[job.to_str().unwrap()]);
@@ -34,6 +34,7 @@ fn reference_fixtures_give_the_reference_bytes() {
     for (name, want) in cases {
         if want["expect_error"] == true {
             assert!(out.stdout.contains(&format!("FAILED   {name}/gamma")), "{name} should be refused: {}", out.stdout);
+            assert!(out.stdout.contains(&format!("SKIPPED  {name}/gamma_prime: its input gamma failed")));
             assert!(!ws.path(&format!("tensors/{name}")).exists());
             continue;
         }
@@ -54,6 +55,7 @@ fn reference_fixtures_give_the_reference_bytes() {
         assert_eq!(m["source"]["tensor"], want["source_key"], "{name}");
         assert_eq!(m["source"]["dtype"], want["source_dtype"], "{name}");
         assert_eq!(m["output"]["shape"], want["w_shape"], "{name}");
+        assert_gamma_prime_matches_reference(&ws, name);
         checked += 1;
     }
     assert!(checked >= 7);

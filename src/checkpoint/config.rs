@@ -45,10 +45,14 @@ impl ModelConfig {
         let hidden_size = int_field(text, "hidden_size")?
             .or(text_default.and_then(|d| d.2))
             .ok_or("no \"hidden_size\" (and no class default is known for this model_type); add it to config.json")?;
-        let (tied, tied_from) = match top.get("tie_word_embeddings") {
-            Some(Value::Bool(b)) => (*b, format!("tie_word_embeddings={b} in config.json")),
-            Some(_) => return Err("\"tie_word_embeddings\" is not a boolean".into()),
-            None => match DEFAULTS.iter().find(|d| d.0 == top_type) {
+        fn tie_at(m: &Map<String, Value>) -> Option<&Value> {
+            m.get("tie_word_embeddings")
+        }
+        let (tied, tied_from) = match (tie_at(&top), tie_at(text)) {
+            (Some(Value::Bool(b)), _) => (*b, format!("tie_word_embeddings={b} in config.json")),
+            (None, Some(Value::Bool(b))) => (*b, format!("tie_word_embeddings={b} in config.json's text_config")),
+            (Some(_), _) | (None, Some(_)) => return Err("\"tie_word_embeddings\" is not a boolean".into()),
+            (None, None) => match DEFAULTS.iter().find(|d| d.0 == top_type) {
                 Some(d) => (d.3, format!("tie_word_embeddings absent; the {top_type} class default is {}", d.3)),
                 None => (true, format!("tie_word_embeddings absent; the base default for {top_type:?} is true")),
             },

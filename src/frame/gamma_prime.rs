@@ -98,6 +98,9 @@ impl Centered {
         let &[v, d] = m.output.shape.as_slice() else {
             return Err(format!("gamma's shape {:?} is not a matrix", m.output.shape));
         };
+        if v == 0 || d == 0 {
+            return Err(format!("gamma's shape {:?} is empty", m.output.shape));
+        }
         if m.output.dtype != "BF16" || m.output.tensor != "W" {
             return Err(format!("gamma's output is {} {}, expected W in BF16", m.output.tensor, m.output.dtype));
         }

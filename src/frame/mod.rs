@@ -14,7 +14,7 @@ use crate::manifest::{InputRecord, Manifest, SourceRecord, fingerprint};
 use crate::source::SourceOptions;
 use crate::store::{ByteSink, Store};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub type Params = BTreeMap<String, String>;
 
@@ -60,7 +60,7 @@ pub struct Plan {
     pub inputs: Vec<InputRecord>,
     pub params: Params,
     /// Source files guarded by a stat cache (their content is not in the fingerprint).
-    pub watched: Vec<(String, PathBuf)>,
+    pub watched: Vec<crate::store::Watched>,
     pub warnings: Vec<String>,
     pub producer: Box<dyn Producer>,
 }

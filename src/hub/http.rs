@@ -14,6 +14,8 @@ pub struct Http {
     agent: ureq::Agent,
     pub settings: HubSettings,
     pub received: AtomicU64,
+    /// Set when a server answered a range request with the whole file.
+    pub ranges_ignored: std::sync::atomic::AtomicBool,
 }
 
 /// What a request is for, to name it in errors.
@@ -48,7 +50,7 @@ impl Http {
             .timeout_recv_body(Some(settings.timeout * 4))
             .build()
             .into();
-        Http { agent, settings, received: AtomicU64::new(0) }
+        Http { agent, settings, received: AtomicU64::new(0), ranges_ignored: Default::default() }
     }
 
     /// Sends `method url` (with `Range: bytes=a-b` if given), retrying transient failures. With `follow`,
@@ -62,12 +64,16 @@ impl Http {
         follow: bool,
     ) -> Result<Response<Body>> {
         let mut url = url.to_string();
+        let home = |u: &str| Origin::of(u).map(|o| o == self.settings.origin).unwrap_or(false);
+        // Once a redirect has left the endpoint's origin, the token is never attached again, even if it returns.
+        let mut with_token = home(&url);
         for _ in 0..=MAX_REDIRECTS {
-            let resp = self.send_once_with_retry(method, &url, range, ctx)?;
+            let resp = self.send_once_with_retry(method, &url, range, ctx, with_token)?;
             let status = resp.status().as_u16();
             if follow && (300..400).contains(&status) {
                 let loc = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
                 url = join_url(&url, loc).map_err(|e| ctx.protocol(format!("bad redirect: {e}")))?;
+                with_token &= home(&url);
                 continue;
             }
             if status >= 400 {
@@ -84,8 +90,8 @@ impl Http {
         url: &str,
         range: Option<(u64, u64)>,
         ctx: &Ctx,
+        with_token: bool,
     ) -> Result<Response<Body>> {
-        let same_origin = Origin::of(url).map(|o| o == self.settings.origin).unwrap_or(false);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -93,7 +99,7 @@ impl Http {
                 "HEAD" => self.agent.head(url),
                 _ => self.agent.get(url),
             };
-            if let (true, Some(token)) = (same_origin, &self.settings.token) {
+            if let (true, Some(token)) = (with_token, &self.settings.token) {
                 req = req.header("Authorization", format!("Bearer {token}"));
             }
             if let Some((a, b)) = range {

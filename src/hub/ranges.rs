@@ -8,13 +8,11 @@ use super::http::{Ctx, Http};
 use crate::error::Result;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// Pieces fetched at once by `stream_ordered` (memory: WINDOW × chunk).
 const WINDOW: u64 = 4;
-
-static WARNED_IGNORED_RANGE: AtomicBool = AtomicBool::new(false);
 
 /// Fetches `[offset, offset + len)` into `sink`, resuming after cuts, until every byte has arrived.
 pub fn fetch_into(
@@ -48,7 +46,18 @@ pub fn fetch_into(
                 }
             }
             200 => {
-                if !WARNED_IGNORED_RANGE.swap(true, Ordering::Relaxed) {
+                // The whole file, not the range: believe it only if it is the whole file.
+                let declared = resp
+                    .headers()
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if declared.is_some_and(|n| n != remote.size) {
+                    return Err(
+                        ctx.protocol(format!("a 200 answer of {declared:?} bytes for a file of {} bytes", remote.size))
+                    );
+                }
+                if !http.ranges_ignored.swap(true, Ordering::Relaxed) {
                     tracing::warn!(repo = %remote.repo, file = %remote.path, "the server ignored a Range request (200, not 206); reading the full body and keeping only the range — correct but slower");
                 }
                 skip = a;
@@ -117,17 +126,37 @@ pub fn stream_ordered(
     chunk: u64,
     sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
 ) -> Result<()> {
-    let pieces = len.div_ceil(chunk.max(1));
+    let chunk = chunk.max(1);
+    let pieces = len.div_ceil(chunk);
+    // The first piece alone: it tells whether the server honours ranges at all.
+    let first = chunk.min(len);
+    let mut v = Vec::with_capacity(first as usize);
+    fetch_into(http, remote, offset, first, &mut |b| {
+        v.extend_from_slice(b);
+        Ok(())
+    })?;
+    sink(v)?;
     if pieces <= 1 {
-        let mut v = Vec::with_capacity(len as usize);
-        fetch_into(http, remote, offset, len, &mut |b| {
-            v.extend_from_slice(b);
+        return Ok(());
+    }
+    if http.ranges_ignored.load(Ordering::Relaxed) {
+        // One pass over the full body for the rest, instead of one full body per piece.
+        let mut pending = Vec::with_capacity(chunk as usize);
+        fetch_into(http, remote, offset + first, len - first, &mut |mut b| {
+            while !b.is_empty() {
+                let take = ((chunk as usize) - pending.len()).min(b.len());
+                pending.extend_from_slice(&b[..take]);
+                b = &b[take..];
+                if pending.len() == chunk as usize {
+                    sink(std::mem::replace(&mut pending, Vec::with_capacity(chunk as usize)))?;
+                }
+            }
             Ok(())
         })?;
-        return sink(v);
+        return if pending.is_empty() { Ok(()) } else { sink(pending) };
     }
-    let next = AtomicU64::new(0);
-    let state = Mutex::new((0u64, BTreeMap::<u64, Result<Vec<u8>>>::new(), false));
+    let next = AtomicU64::new(1);
+    let state = Mutex::new((1u64, BTreeMap::<u64, Result<Vec<u8>>>::new(), false));
     let ready = Condvar::new();
     let mut outcome = Ok(());
     std::thread::scope(|s| {
@@ -161,7 +190,7 @@ pub fn stream_ordered(
                 }
             });
         }
-        for i in 0..pieces {
+        for i in 1..pieces {
             let piece = {
                 let mut st = state.lock().expect("lock");
                 loop {

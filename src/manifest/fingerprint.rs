@@ -33,7 +33,9 @@ pub fn base(frame: &str, version: u32, dtype: &str) -> Inputs {
 
 /// Human reasons for the differences between a recorded and a current fingerprint.
 pub fn diff(old: &Inputs, new: &Inputs) -> Vec<String> {
-    let short = |s: &str| if s.len() == 40 || s.len() == 64 { s[..8].to_string() + "…" } else { s.to_string() };
+    let short = |s: &str| {
+        if s.len() == 40 || s.len() == 64 { s.chars().take(8).collect::<String>() + "…" } else { s.to_string() }
+    };
     let mut reasons = Vec::new();
     let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
     for k in keys {

@@ -3,8 +3,8 @@
 
 use super::{Manifest, fingerprint};
 use crate::error::Result;
-use crate::store::{FileStat, sha256_file};
-use std::path::{Path, PathBuf};
+use crate::store::{FileStat, Watched, sha256_file};
+use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
@@ -21,19 +21,29 @@ pub struct Expected<'a> {
     pub output_rel: &'a str,
     pub fingerprint: &'a fingerprint::Inputs,
     /// Source files guarded by the stat cache, by the names the manifest records them under.
-    pub watched: &'a [(String, PathBuf)],
+    pub watched: &'a [Watched],
     /// Recomputes the SHA-256 the output would have from the source's current bytes.
     pub recheck: &'a dyn Fn() -> Result<String>,
 }
 
-pub fn assess(e: &Expected) -> Result<(State, Option<Manifest>)> {
+/// The judgement, and the manifest it was made against. `restat` is set when the output is fresh but a file's
+/// stat changed (a touch, a copy): the manifest's stat cache in `manifest` is updated so `run` can store it and
+/// later checks stay metadata-only.
+pub struct Assessment {
+    pub state: State,
+    pub manifest: Option<Manifest>,
+    pub restat: bool,
+}
+
+pub fn assess(e: &Expected) -> Result<Assessment> {
+    let done = |state, manifest| Ok(Assessment { state, manifest, restat: false });
     if !e.manifest_path.exists() {
         let state = if e.output_path.exists() { State::Stale(vec!["manifest missing".into()]) } else { State::Missing };
-        return Ok((state, None));
+        return done(state, None);
     }
-    let m = match Manifest::read(e.manifest_path) {
+    let mut m = match Manifest::read(e.manifest_path) {
         Ok(m) => m,
-        Err(err) => return Ok((State::Stale(vec![format!("manifest unreadable ({err})")]), None)),
+        Err(err) => return done(State::Stale(vec![format!("manifest unreadable ({err})")]), None),
     };
     let mut reasons = Vec::new();
     if m.output.path != e.output_rel {
@@ -43,26 +53,32 @@ pub fn assess(e: &Expected) -> Result<(State, Option<Manifest>)> {
         reasons.push("manifest edited (its fingerprint does not match its fields)".into());
     }
     reasons.extend(fingerprint::diff(&m.fingerprint_inputs, e.fingerprint));
+    let mut restat = false;
     match FileStat::of(e.output_path) {
         Err(_) => reasons.push("output missing".into()),
         Ok(stat) if stat.size != m.output.size => reasons.push("output modified (size differs)".into()),
         Ok(stat) if stat != m.stat.output => {
             if sha256_file(e.output_path)? != m.output.sha256 {
                 reasons.push("output modified (sha256 differs)".into());
+            } else {
+                m.stat.output = stat;
+                restat = true;
             }
         }
         Ok(_) => {}
     }
-    if reasons.is_empty() && source_touched(&m, e.watched) && (e.recheck)()? != m.output.sha256 {
-        reasons.push("tensor changed (W's bytes differ)".into());
+    if reasons.is_empty() && source_touched(&m, e.watched) {
+        if (e.recheck)()? != m.output.sha256 {
+            reasons.push("tensor changed (W's bytes differ)".into());
+        } else {
+            m.stat.sources = e.watched.iter().map(|w| (w.name.clone(), w.stat)).collect();
+            restat = true;
+        }
     }
     let state = if reasons.is_empty() { State::Fresh } else { State::Stale(reasons) };
-    Ok((state, Some(m)))
+    Ok(Assessment { restat: restat && state == State::Fresh, state, manifest: Some(m) })
 }
 
-fn source_touched(m: &Manifest, watched: &[(String, PathBuf)]) -> bool {
-    watched.iter().any(|(name, path)| match (m.stat.sources.get(name), FileStat::of(path)) {
-        (Some(old), Ok(now)) => *old != now,
-        _ => true,
-    })
+fn source_touched(m: &Manifest, watched: &[Watched]) -> bool {
+    watched.iter().any(|w| m.stat.sources.get(&w.name) != Some(&w.stat))
 }

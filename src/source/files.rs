@@ -53,10 +53,8 @@ pub fn find_w(files: &dyn Files, explicit: Option<&str>) -> Result<Found> {
         }
         None => {
             let shard = "model.safetensors".to_string();
-            let Some(header) = files.header(&shard)? else {
-                let message = "no model.safetensors or model.safetensors.index.json: not a safetensors checkpoint";
-                return Err(Error::checkpoint(files.describe(""), message));
-            };
+            // Neither weights file: missing (a cache snapshot may hold only config and tokenizer files).
+            let header = files.header(&shard)?.ok_or_else(|| missing(&shard))?;
             let keys: Vec<&str> = header.0.tensors.iter().map(|t| t.name.as_str()).collect();
             let choice =
                 unembedding::choose(&config, &keys, explicit).map_err(|m| Error::checkpoint(files.describe(""), m))?;

@@ -87,8 +87,10 @@ pub fn link(cache: &Path, repo: &str, revision: &str, commit: &str, rel: &str, e
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let depth = rel.matches('/').count() + 2;
     let target = format!("{}blobs/{etag}", "../".repeat(depth));
-    let tmp =
-        dir.join(format!(".{}.{}.link", link.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = link.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.{n}.link", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&target, &tmp).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))?;

@@ -135,10 +135,23 @@ pub fn locate(
                 ("config.json", Some(&found.config_bytes)),
                 ("model.safetensors.index.json", found.index_bytes.as_ref()),
             ] {
-                if let (Some(bytes), Some(etag)) = (bytes, seen.get(name).and_then(|r| r.git_etag.clone())) {
-                    crate::store::write_atomic(&hf_cache::blob_path(cache, repo, &etag), bytes)?;
-                    hf_cache::link(cache, repo, revision, commit, name, &etag)?;
+                let Some(bytes) = bytes else { continue };
+                let Some(etag) = seen.get(name).and_then(|r| r.git_etag.clone()) else {
+                    tracing::warn!(repo, file = name, "no git etag from the Hub; not stored in the cache");
+                    continue;
+                };
+                if git_blob_id(bytes) != etag {
+                    return Err(Error::Hub {
+                        repo: repo.into(),
+                        what: name.into(),
+                        status: None,
+                        code: None,
+                        request_id: None,
+                        message: format!("its content does not match its git etag {etag}; not stored"),
+                    });
                 }
+                crate::store::write_atomic(&hf_cache::blob_path(cache, repo, &etag), bytes)?;
+                hf_cache::link(cache, repo, revision, commit, name, &etag)?;
             }
             let snapshot = cache.join(hf_cache::repo_folder(repo)).join("snapshots").join(commit);
             (WBytes::File(blob), "full", Some(snapshot))
@@ -175,10 +188,18 @@ fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<PathBuf> {
     })?;
     let blob = hf_cache::blob_path(cache, &remote.repo, sha);
     if std::fs::metadata(&blob).is_ok_and(|m| m.len() == remote.size) {
-        return Ok(blob);
+        if crate::store::sha256_file(&blob)? == sha {
+            return Ok(blob);
+        }
+        tracing::warn!(blob = %blob.display(), "a cached blob does not match its name; downloading it again");
     }
     let mut sink = Sink::create(&blob)?;
-    hub.stream(remote, 0, remote.size, 8 << 20, &mut |v| ByteSink::write(&mut sink, v))?;
+    let bar = crate::progress::bar(remote.size, &format!("{}:{}", remote.repo, remote.path));
+    hub.stream(remote, 0, remote.size, 4 << 20, &mut |v| {
+        bar.inc(v.len() as u64);
+        ByteSink::write(&mut sink, v)
+    })?;
+    bar.finish_and_clear();
     sink.commit_checked(|size, got| {
         if size != remote.size || got != sha {
             return Err(Error::Hub {
@@ -196,4 +217,13 @@ fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<PathBuf> {
         Ok(())
     })?;
     Ok(blob)
+}
+
+/// Git's blob id of `bytes`: SHA-1 of `blob <len>\0` and the content (what the Hub sends as a small file's ETag).
+fn git_blob_id(bytes: &[u8]) -> String {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", bytes.len()).as_bytes());
+    h.update(bytes);
+    crate::store::hex(&h.finalize())
 }

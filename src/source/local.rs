@@ -4,7 +4,7 @@
 use super::files::{self, Dir};
 use super::{FileRecord, Located, WBytes};
 use crate::error::{Error, Result};
-use crate::store::sha256_bytes;
+use crate::store::{FileStat, Watched, sha256_bytes};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -12,8 +12,13 @@ pub fn locate(dir: &Path, explicit: Option<&str>) -> Result<(Located, BTreeMap<S
     if !dir.is_dir() {
         return Err(Error::checkpoint(dir, "not a directory; `path:` must name a local checkpoint directory"));
     }
+    // Stat the shards first: if one changes after this, the build notices and stores nothing.
+    let stats = shard_stats(dir)?;
     let found = files::find_w(&Dir(dir), explicit).map_err(|e| match e {
-        Error::MissingFile { path } => Error::checkpoint(path, "missing"),
+        Error::MissingFile { path } => Error::checkpoint(
+            path,
+            "missing (a checkpoint is config.json plus model.safetensors, or model.safetensors.index.json and its shards)",
+        ),
         e => e,
     })?;
     let w = found.w().clone();
@@ -46,10 +51,31 @@ pub fn locate(dir: &Path, explicit: Option<&str>) -> Result<(Located, BTreeMap<S
         w,
         config: found.config,
         choice: found.choice,
-        watched: vec![(found.shard.clone(), shard_path.clone())],
+        watched: vec![Watched {
+            name: found.shard.clone(),
+            stat: match stats.get(&found.shard) {
+                Some(s) => *s,
+                None => FileStat::of(&shard_path)?,
+            },
+            path: shard_path.clone(),
+        }],
         bytes: WBytes::File(shard_path),
         shard: found.shard,
         files,
     };
     Ok((loc, identity))
+}
+
+/// The stat of every `*.safetensors` file directly in `dir`, by name.
+fn shard_stats(dir: &Path) -> Result<BTreeMap<String, FileStat>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".safetensors") {
+            if let Ok(stat) = FileStat::of(&e.path()) {
+                out.insert(name, stat);
+            }
+        }
+    }
+    Ok(out)
 }

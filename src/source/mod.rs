@@ -54,7 +54,7 @@ pub struct Located {
     pub w_offset: u64,
     pub files: Vec<FileRecord>,
     /// Files whose bytes the fingerprint does not cover by content; guarded by a stat cache (local sources).
-    pub watched: Vec<(String, PathBuf)>,
+    pub watched: Vec<crate::store::Watched>,
 }
 
 /// Settings that decide how sources are reached.

@@ -41,6 +41,15 @@ pub struct FileStat {
     pub inode: u64,
 }
 
+/// A source file whose bytes are guarded by the stat cache, with its stat when it was first looked at.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The name the manifest records it under.
+    pub name: String,
+    pub path: PathBuf,
+    pub stat: FileStat,
+}
+
 impl FileStat {
     pub fn of(path: &Path) -> Result<FileStat> {
         let m = fs::metadata(path).at(path)?;

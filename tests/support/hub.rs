@@ -37,6 +37,8 @@ pub struct Faults {
     pub hostile_etag: bool,
     /// The CDN redirects once more, to a third origin.
     pub redirect_chain: bool,
+    /// The CDN redirects back to the hub's own origin (which then serves the blob).
+    pub redirect_back: bool,
     /// The revision API answers 200 with an HTML page.
     pub html_200: bool,
     /// The revision API answers a commit that is not 40 hex.
@@ -56,6 +58,7 @@ pub struct Req {
 
 #[derive(Default)]
 pub struct State {
+    pub endpoint: String,
     pub repos: HashMap<String, Repo>,
     pub faults: Faults,
     pub served: u64,
@@ -71,6 +74,15 @@ pub struct TestHub {
 
 fn sha256(b: &[u8]) -> String {
     super::sha256(b)
+}
+
+/// What the Hub sends as a small file's ETag: git's blob id.
+fn git_blob_id(b: &[u8]) -> String {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", b.len()).as_bytes());
+    h.update(b);
+    h.finalize().iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl TestHub {
@@ -90,6 +102,7 @@ impl TestHub {
                 }
             });
         }
+        state.lock().unwrap().endpoint = endpoint.clone();
         TestHub { endpoint, cdn: cdn_url, third: third_url, state }
     }
 
@@ -195,6 +208,9 @@ fn serve(conn: TcpStream, origin: &'static str, st: &Mutex<State>, urls: &(Strin
 }
 
 fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, String>, cdn: &str) -> Response {
+    if path.starts_with("/cdn-return/") {
+        return cdn_route(s, "hub", path.trim_start_matches("/cdn-return"), headers, "");
+    }
     let path = path.split('?').next().unwrap_or("");
     if let Some(rest) = path.strip_prefix("/api/models/") {
         let Some((repo, rev)) = rest.split_once("/revision/") else { return error(404, "NotFound", None) };
@@ -237,7 +253,7 @@ fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, 
         h.push(("Location", format!("{cdn}/blobs/{}?sig=abc", sha256(bytes))));
         return resp(302, &h, Vec::new());
     }
-    h.push(("ETag", format!("\"{}\"", &sha256(bytes)[..40])));
+    h.push(("ETag", format!("\"{}\"", git_blob_id(bytes))));
     h.push(("Accept-Ranges", "bytes".into()));
     let _ = method;
     ranged(bytes.clone(), headers, h, &s.faults, false)
@@ -247,6 +263,9 @@ fn cdn_route(s: &mut State, origin: &str, path: &str, headers: &HashMap<String, 
     let sha = path.trim_start_matches("/blobs/").split('?').next().unwrap_or("").to_string();
     if origin == "cdn" && s.faults.redirect_chain {
         return resp(302, &[("Location", format!("{third}/blobs/{sha}?sig=def"))], Vec::new());
+    }
+    if origin == "cdn" && s.faults.redirect_back {
+        return resp(302, &[("Location", format!("{}/cdn-return/blobs/{sha}", s.endpoint))], Vec::new());
     }
     if s.faults.fail_503 > 0 {
         s.faults.fail_503 -= 1;

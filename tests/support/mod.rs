@@ -162,3 +162,61 @@ pub fn flip(path: &Path, offset: u64) {
     f.read_exact_at(&mut b, offset).unwrap();
     f.write_all_at(&[b[0] ^ 0x40], offset).unwrap();
 }
+
+/// (V, d, W as f64) from a W.safetensors, read with the safetensors crate.
+pub fn read_w(bytes: &[u8]) -> (usize, usize, Vec<f64>) {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let t = st.tensor("W").unwrap();
+    let w = t.data().chunks(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect();
+    (t.shape()[0], t.shape()[1], w)
+}
+
+pub fn read_f32(st: &safetensors::SafeTensors, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let t = st.tensor(name).unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+    (t.shape().to_vec(), t.data().chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect())
+}
+
+/// γ′ of output `name` against an f64 reference computed here from its stored γ: the centroid is the f64 mean
+/// rounded to f32, W′ = W − mean within one f32 rounding, and W′'s own column means ≈ 0.
+pub fn assert_gamma_prime_matches_reference(ws: &Ws, name: &str) {
+    let (v, d, w) = read_w(&ws.read(&format!("tensors/{name}/W.safetensors")));
+    let mut centroid = vec![0f64; d];
+    for row in w.chunks(d) {
+        for (c, x) in centroid.iter_mut().zip(row) {
+            *c += x;
+        }
+    }
+    centroid.iter_mut().for_each(|c| *c /= v as f64);
+    let file = ws.read(&format!("tensors/{name}/W_prime.safetensors"));
+    let st = safetensors::SafeTensors::deserialize(&file).unwrap();
+    let (cshape, got_c) = read_f32(&st, "centroid");
+    assert_eq!(cshape, vec![d]);
+    for (g, want) in got_c.iter().zip(&centroid) {
+        assert!(*g == *want as f32 as f64 || (g.is_nan() && want.is_nan()), "{name}: centroid {g} vs {want}");
+    }
+    let (wshape, wp) = read_f32(&st, "W_prime");
+    assert_eq!(wshape, vec![v, d]);
+    for (i, (g, x)) in wp.iter().zip(&w).enumerate() {
+        let want = x - centroid[i % d];
+        let ok = (g - want).abs() <= want.abs() * 2f64.powi(-23) + 1e-12 || (g.is_nan() && want.is_nan()) || g == &want;
+        assert!(ok, "{name}: W′[{i}] = {g}, want {want}");
+    }
+    // Column means of W′ ≈ 0, relative to the column's scale (fixtures hold values near f32's range).
+    let (mut mean, mut scale) = (vec![0f64; d], vec![1e-3f64; d]);
+    for row in wp.chunks(d) {
+        for j in 0..d {
+            mean[j] += row[j] / v as f64;
+            if row[j].is_finite() {
+                scale[j] = scale[j].max(row[j].abs());
+            }
+        }
+    }
+    for j in 0..d {
+        assert!(
+            !mean[j].is_finite() || mean[j].abs() <= scale[j] * 1e-6,
+            "{name}: column {j} of γ′ has mean {}",
+            mean[j]
+        );
+    }
+}
