@@ -34,6 +34,14 @@ pub enum Command {
     Status(StatusArgs),
     /// Re-hash every stored output against its manifest (offline)
     Verify(VerifyArgs),
+    /// Show a stored output or manifest: shape, dtype, provenance, and whether the file still matches
+    Show(ShowArgs),
+    /// Write an in-toto Statement (SLSA-style provenance) per output, for Sigstore / cosign to sign
+    Attest(AttestArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff)
+    Man,
     /// Write a synthetic checkpoint (for examples, tests and benchmarks)
     #[command(hide = true)]
     Synth(crate::synth::SynthArgs),
@@ -49,9 +57,12 @@ pub struct RunArgs {
     /// Show what would be built and why; write nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Only the job with this output name (repeatable)
-    #[arg(long, value_name = "NAME")]
+    /// Only outputs matching this glob: a name (`Qwen*`) or name/frame (`*/gamma_prime`); repeatable
+    #[arg(long, value_name = "PATTERN")]
     pub only: Vec<String>,
+    /// Only shard K of N (0-based): a stable partition of the jobs for CI matrices and array jobs
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::selection::Shard>,
     /// Jobs to run in parallel
     #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
@@ -64,15 +75,21 @@ pub struct RunArgs {
 pub struct StatusArgs {
     /// The job file (YAML)
     pub jobfile: PathBuf,
-    /// Print JSON: one object per output
-    #[arg(long)]
+    /// Print JSON: one object per output (same as --format json)
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Output format: a plain table, JSON (a stable schema, see the README) or a markdown table for CI summaries
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
     /// Exit 1 when anything is stale or missing (for CI)
     #[arg(long)]
     pub check: bool,
-    /// Only the job with this output name (repeatable)
-    #[arg(long, value_name = "NAME")]
+    /// Only outputs matching this glob: a name (`Qwen*`) or name/frame (`*/gamma_prime`); repeatable
+    #[arg(long, value_name = "PATTERN")]
     pub only: Vec<String>,
+    /// Only shard K of N (0-based)
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::selection::Shard>,
     /// Never touch the network (also HF_HUB_OFFLINE=1)
     #[arg(long)]
     pub offline: bool,
@@ -91,7 +108,38 @@ pub struct VerifyArgs {
     pub recompute: bool,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "status", "verify", "synth", "help"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A stored output (e.g. tensors/NAME/W.safetensors) or its manifest (manifests/NAME/FRAME.json)
+    pub path: PathBuf,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    /// The manifests directory
+    #[arg(default_value = "manifests")]
+    pub manifests: PathBuf,
+    /// Where to write `<name>/<frame>.intoto.json` (default: `attestations/` beside the manifests directory)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+const SUBCOMMANDS: &[&str] = &["run", "status", "verify", "show", "attest", "completions", "man", "synth", "help"];
 
 /// The process arguments with `run` inserted when the first positional is not a subcommand.
 pub fn args() -> Vec<OsString> {

@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod progress;
 pub mod report;
 pub mod runner;
+pub mod selection;
 pub mod source;
 pub mod store;
 pub mod synth;

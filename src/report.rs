@@ -23,9 +23,16 @@ pub fn run(reports: &[Report], dry_run: bool) {
                 built += 1;
                 println!("built    {id}  ({})  {size} bytes  sha256 {sha256}", reasons.join("; "));
             }
-            Outcome::WouldBuild { reasons } => {
+            Outcome::WouldBuild { reasons, reads } => {
                 built += 1;
-                println!("would build {id}  ({})", reasons.join("; "));
+                let reads = match reads {
+                    Some(n) => format!("reads {} of tensor data", human_bytes(*n)),
+                    None if r.frame == "gamma" => {
+                        "reads W's byte range (its size is known once the header is read)".into()
+                    }
+                    None => "reads its inputs once they are rebuilt".into(),
+                };
+                println!("would build {id}  ({}); {reads}", reasons.join("; "));
             }
             Outcome::Failed(e) => {
                 failed += 1;
@@ -83,6 +90,121 @@ pub fn status_json(rows: &[Row], store: &Store) {
     println!("{}", serde_json::to_string_pretty(&items).expect("json"));
 }
 
+/// A markdown table for CI job summaries and pull-request comments; commits link to the Hub's tree.
+pub fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
+    let (fresh, total) = (rows.iter().filter(|r| matches!(r.state, Ok(State::Fresh))).count(), rows.len());
+    println!("### gamma-run status: {fresh} of {total} outputs fresh\n");
+    println!("| output | state | why | source | sha256 |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        let (state, reasons) = state_words(&r.state);
+        let icon = match state {
+            "fresh" => "✅ fresh",
+            "stale" => "🔄 stale",
+            "missing" => "➕ missing",
+            _ => "❌ error",
+        };
+        let m = r.manifest.as_ref();
+        let source = match m.and_then(|m| m.source.as_ref()) {
+            Some(s) => match (&s.repo, &s.commit) {
+                (Some(repo), Some(c)) => format!("[{repo}@{}]({endpoint}/{repo}/tree/{c})", &c[..c.len().min(8)]),
+                _ => format!("local `{}`", s.path.as_deref().unwrap_or("?")),
+            },
+            None => m
+                .map(|m| m.inputs.iter().map(|i| format!("← {}", i.frame)).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+        };
+        let sha = m.map(|m| format!("`{}…`", &m.output.sha256[..m.output.sha256.len().min(12)])).unwrap_or_default();
+        let why = reasons.join("; ").replace('|', "\\|");
+        println!("| `{}` | {icon} | {why} | {source} | {sha} |", store.relative_to_root(&r.output_path));
+    }
+}
+
+pub fn show(s: &crate::commands::show::Shown, as_json: bool) {
+    if as_json {
+        let v = json!({
+            "file": s.file, "size": s.size, "sha256": s.sha256, "matches_manifest": s.matches,
+            "tensors": s.tensors.iter().map(|(n, d, sh)| json!({"name": n, "dtype": d, "shape": sh})).collect::<Vec<_>>(),
+            "manifest_path": s.manifest_path, "manifest": s.manifest,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return;
+    }
+    let row = |k: &str, v: String| println!("{k:<16} {v}");
+    row("file", s.file.display().to_string());
+    row("size", format!("{} bytes", s.size));
+    row("sha256", s.sha256.clone());
+    for (n, d, sh) in &s.tensors {
+        row("tensor", format!("{n}  {d}  {sh:?}"));
+    }
+    let Some(m) = &s.manifest else {
+        row("manifest", "none found (no manifests/<name>/<frame>.json names this file)".into());
+        return;
+    };
+    row("manifest", s.manifest_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+    row(
+        "matches",
+        if s.matches {
+            "yes: size and sha256 as recorded".into()
+        } else {
+            format!("NO: the manifest records {} bytes, sha256 {}", m.output.size, m.output.sha256)
+        },
+    );
+    row("name / frame", format!("{} / {} (version {})", m.name, m.frame, m.frame_version));
+    if let Some(src) = &m.source {
+        row(
+            "source",
+            match (&src.repo, &src.path) {
+                (Some(r), _) => format!(
+                    "{r} @ {} (revision {})",
+                    src.commit.as_deref().unwrap_or("?"),
+                    src.revision.as_deref().unwrap_or("?")
+                ),
+                (_, Some(p)) => format!("local directory {p}"),
+                _ => src.kind.clone(),
+            },
+        );
+        row("key", format!("{} ({} {:?})", src.tensor, src.dtype, src.shape));
+        row("why this key", src.reason.clone());
+        row(
+            "read",
+            format!(
+                "bytes [{}, {}) of {} ({})",
+                src.range.offset,
+                src.range.offset + src.range.length,
+                src.range.file,
+                src.fetch.as_deref().unwrap_or("?")
+            ),
+        );
+        for f in &src.files {
+            row(
+                "source file",
+                format!(
+                    "{}  {} bytes  sha256 {}",
+                    f.path,
+                    f.size,
+                    f.sha256.as_deref().unwrap_or("(not known without reading it)")
+                ),
+            );
+        }
+    }
+    for i in &m.inputs {
+        row("input", format!("{} {} sha256 {}", i.frame, i.path, i.sha256));
+    }
+    for (k, v) in &m.params {
+        row("parameter", format!("{k} = {v}"));
+    }
+    row("NaNs", m.nan_count.to_string());
+    row("built", format!("{} by {} {}", m.created_at, m.tool.name, m.tool.version));
+}
+
+pub fn attested(files: &[std::path::PathBuf]) {
+    for f in files {
+        println!("wrote    {}", f.display());
+    }
+    println!("{} statements", files.len());
+}
+
 pub fn verify(checked: &[Checked], as_json: bool) {
     if as_json {
         let items: Vec<_> = checked
@@ -101,4 +223,14 @@ pub fn verify(checked: &[Checked], as_json: bool) {
     }
     let bad = checked.iter().filter(|c| c.problem.is_some()).count();
     println!("{} verified, {bad} mismatched", checked.len() - bad);
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let (mut v, mut u) = (n as f64, 0);
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} bytes") } else { format!("{v:.1} {}", UNITS[u]) }
 }

@@ -16,14 +16,23 @@ pub struct RunOptions {
     pub force: bool,
     pub dry_run: bool,
     pub only: Vec<String>,
+    pub shard: Option<crate::selection::Shard>,
     pub jobs: usize,
 }
 
 #[derive(Debug)]
 pub enum Outcome {
     Fresh,
-    Built { reasons: Vec<String>, sha256: String, size: u64 },
-    WouldBuild { reasons: Vec<String> },
+    Built {
+        reasons: Vec<String>,
+        sha256: String,
+        size: u64,
+    },
+    /// `--dry-run`: it would be built, for these reasons, reading this many tensor bytes (if known).
+    WouldBuild {
+        reasons: Vec<String>,
+        reads: Option<u64>,
+    },
     Failed(Error),
     Skipped(String),
 }
@@ -47,21 +56,6 @@ pub struct Row {
     pub manifest_path: std::path::PathBuf,
 }
 
-/// The jobs `--only` selects (all when empty); an `--only` that matches nothing is an error.
-pub fn select<'a>(jf: &'a JobFile, only: &[String]) -> Result<Vec<&'a Job>> {
-    for o in only {
-        if !jf.jobs.iter().any(|j| &j.name == o) {
-            let names: Vec<&str> = jf.jobs.iter().map(|j| j.name.as_str()).collect();
-            return Err(Error::Usage(format!(
-                "--only {o:?} matches no job in {}; names: {}",
-                jf.path.display(),
-                names.join(", ")
-            )));
-        }
-    }
-    Ok(jf.jobs.iter().filter(|j| only.is_empty() || only.contains(&j.name)).collect())
-}
-
 /// Runs `f` over `items` on `workers` threads, results in input order. Jobs get their own threads so that
 /// frames can use rayon's global pool (all cores) for their own work whatever `--jobs` is.
 fn in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -82,13 +76,13 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> 
 }
 
 pub fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
-    let selected = select(jf, &opts.only)?;
+    let selected = crate::selection::select(jf, &opts.only, opts.shard)?;
     let per_job = in_parallel(&selected, opts.jobs, |job| run_job(job, cx, opts));
     Ok(per_job.into_iter().flatten().collect())
 }
 
-pub fn status(jf: &JobFile, cx: &Context, only: &[String]) -> Result<Vec<Row>> {
-    let selected = select(jf, only)?;
+pub fn status(jf: &JobFile, cx: &Context, only: &[String], shard: Option<crate::selection::Shard>) -> Result<Vec<Row>> {
+    let selected = crate::selection::select(jf, only, shard)?;
     let rows: Vec<Vec<Row>> = selected.par_iter().map(|job| status_job(job, cx)).collect();
     Ok(rows.into_iter().flatten().collect())
 }
@@ -143,7 +137,7 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
         let (outcome, warnings) = match (failed, pending) {
             (Some(i), _) => (Outcome::Skipped(format!("its input {i} failed")), Vec::new()),
             (None, Some(i)) => {
-                (Outcome::WouldBuild { reasons: vec![format!("input {i} would be rebuilt")] }, Vec::new())
+                (Outcome::WouldBuild { reasons: vec![format!("input {i} would be rebuilt")], reads: None }, Vec::new())
             }
             (None, None) => run_output(frame, job, &req.params, cx, opts),
         };
@@ -186,7 +180,7 @@ fn run_output(
         State::Stale(r) => r,
     };
     if opts.dry_run {
-        return (Outcome::WouldBuild { reasons }, warnings);
+        return (Outcome::WouldBuild { reasons, reads: plan.reads }, warnings);
     }
     match build(frame, job, cx, plan) {
         Ok((written, mut more)) => {

@@ -1,7 +1,9 @@
 //! One file per subcommand: each turns its `Args` into work and returns the exit status. Exit codes are decided
 //! here and nowhere else.
 
+pub mod attest;
 pub mod run;
+pub mod show;
 pub mod status;
 pub mod verify;
 

@@ -8,7 +8,13 @@ use crate::runner::{self, Outcome, RunOptions};
 pub fn execute(args: RunArgs) -> Result<Exit> {
     let jf = crate::job::load(&args.jobfile)?;
     let cx = super::context(&jf, args.offline)?;
-    let opts = RunOptions { force: args.force, dry_run: args.dry_run, only: args.only, jobs: args.jobs as usize };
+    let opts = RunOptions {
+        force: args.force,
+        dry_run: args.dry_run,
+        only: args.only,
+        shard: args.shard,
+        jobs: args.jobs as usize,
+    };
     let reports = runner::run(&jf, &cx, &opts)?;
     crate::report::run(&reports, args.dry_run);
     let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)));

@@ -1,8 +1,9 @@
 //! `gamma-run status JOBFILE`: each output's state without building anything; `--check` exits 1 if any is
-//! stale or missing, `--json` prints a machine-readable list.
+//! stale or missing; `--format json` (or `--json`) prints the stable schema in the README, `--format markdown` a
+//! table for CI job summaries and PR comments.
 
 use super::Exit;
-use crate::cli::StatusArgs;
+use crate::cli::{Format, StatusArgs};
 use crate::error::Result;
 use crate::manifest::freshness::State;
 use crate::runner;
@@ -10,15 +11,26 @@ use crate::runner;
 pub fn execute(args: StatusArgs) -> Result<Exit> {
     let jf = crate::job::load(&args.jobfile)?;
     let cx = super::context(&jf, args.offline)?;
-    let rows = runner::status(&jf, &cx, &args.only)?;
-    if args.json {
-        crate::report::status_json(&rows, &cx.store);
-    } else {
-        crate::report::status_table(&rows);
+    let rows = runner::status(&jf, &cx, &args.only, args.shard)?;
+    let format = if args.json { Format::Json } else { args.format };
+    match format {
+        Format::Table => crate::report::status_table(&rows),
+        Format::Json => crate::report::status_json(&rows, &cx.store),
+        Format::Markdown => crate::report::status_markdown(&rows, &cx.store, &hub_endpoint()),
     }
     if rows.iter().any(|r| r.state.is_err()) {
         return Ok(Exit::Error);
     }
     let stale = rows.iter().any(|r| !matches!(r.state, Ok(State::Fresh)));
     Ok(if args.check && stale { Exit::Found } else { Exit::Ok })
+}
+
+/// Where commit links point: `HF_ENDPOINT`, as the Hub client uses it.
+fn hub_endpoint() -> String {
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "https://huggingface.co".into())
+        .trim_end_matches('/')
+        .to_string()
 }

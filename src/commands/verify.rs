@@ -31,7 +31,7 @@ pub fn execute(args: VerifyArgs) -> Result<Exit> {
 }
 
 /// `<dir>/<name>/<frame>.json`, sorted.
-fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let sub = entry.at(dir)?.path();

@@ -34,9 +34,11 @@ impl Frame for Gamma {
         fp.insert("rules_version".into(), fingerprint::RULES_VERSION.to_string());
         fp.insert("tensor_override".into(), job.tensor.clone().unwrap_or_else(|| "-".into()));
         fp.extend(resolved.identity());
-        let (watched, warnings) = match &resolved {
-            Resolved::Local(loc, _) => (loc.watched.clone(), loc.choice.warning.iter().cloned().collect()),
-            Resolved::Hub { .. } => (Vec::new(), Vec::new()),
+        let (watched, warnings, reads) = match &resolved {
+            Resolved::Local(loc, _) => {
+                (loc.watched.clone(), loc.choice.warning.iter().cloned().collect(), Some(loc.w.end - loc.w.begin))
+            }
+            Resolved::Hub { .. } => (Vec::new(), Vec::new(), None),
         };
         let producer = Extract { resolved, tensor: job.tensor.clone(), fetch: job.fetch, sources: cx.sources.clone() };
         Ok(Plan {
@@ -47,6 +49,7 @@ impl Frame for Gamma {
             params: Default::default(),
             watched,
             warnings,
+            reads,
             producer: Box::new(producer),
         })
     }

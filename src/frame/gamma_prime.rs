@@ -57,6 +57,7 @@ impl Frame for GammaPrime {
             params: params.clone(),
             watched: Vec::new(),
             warnings: Vec::new(),
+            reads: Some(m.output.size),
             producer: Box::new(centered),
         })
     }

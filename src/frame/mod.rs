@@ -62,6 +62,8 @@ pub struct Plan {
     /// Source files guarded by a stat cache (their content is not in the fingerprint).
     pub watched: Vec<crate::store::Watched>,
     pub warnings: Vec<String>,
+    /// Bytes of tensor data building this output reads, when known without building it (for `--dry-run`).
+    pub reads: Option<u64>,
     pub producer: Box<dyn Producer>,
 }
 

@@ -71,10 +71,8 @@ fn shard_stats(dir: &Path) -> Result<BTreeMap<String, FileStat>> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".safetensors") {
-            if let Ok(stat) = FileStat::of(&e.path()) {
-                out.insert(name, stat);
-            }
+        if let (true, Ok(stat)) = (name.ends_with(".safetensors"), FileStat::of(&e.path())) {
+            out.insert(name, stat);
         }
     }
     Ok(out)

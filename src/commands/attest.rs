@@ -1,0 +1,76 @@
+//! `gamma-run attest [MANIFESTS_DIR]`: an in-toto Statement v1 per output, so Sigstore / cosign / model-signing
+//! tooling can sign and verify it. `subject` is the output file and its SHA-256; the predicate is the manifest's
+//! provenance shaped after SLSA provenance v1: the job as `externalParameters`, each source file (or input frame)
+//! as a `resolvedDependency` with its digest where known.
+
+use super::Exit;
+use crate::cli::AttestArgs;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::Manifest;
+use serde_json::{Value, json};
+
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub const PREDICATE_TYPE: &str = "https://gamma-run.dev/provenance/v1";
+
+pub fn execute(args: AttestArgs) -> Result<Exit> {
+    let dir = &args.manifests;
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!("{}: no such manifests directory", dir.display())));
+    }
+    let root = std::fs::canonicalize(dir).at(dir)?.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let out = args.out.clone().unwrap_or_else(|| root.join("attestations"));
+    let mut written = Vec::new();
+    for path in super::verify::find_manifests(dir)? {
+        let m = Manifest::read(&path)?;
+        let file = out.join(&m.name).join(format!("{}.intoto.json", m.frame));
+        let mut bytes = serde_json::to_vec_pretty(&statement(&m)).expect("json");
+        bytes.push(b'\n');
+        crate::store::write_atomic(&file, &bytes)?;
+        written.push(file);
+    }
+    crate::report::attested(&written);
+    Ok(Exit::Ok)
+}
+
+/// The statement for one manifest.
+pub fn statement(m: &Manifest) -> Value {
+    let mut deps: Vec<Value> = Vec::new();
+    let mut external = json!({"name": m.name, "frame": m.frame, "params": m.params});
+    if let Some(s) = &m.source {
+        external["source"] =
+            json!({"kind": s.kind, "repo": s.repo, "path": s.path, "revision": s.revision, "tensor": s.tensor});
+        for f in &s.files {
+            let uri = match (&s.repo, &s.commit, &s.path) {
+                (Some(repo), Some(commit), _) => format!("hf://{repo}@{commit}/{}", f.path),
+                (_, _, Some(dir)) => format!("file://{dir}/{}", f.path),
+                _ => f.path.clone(),
+            };
+            let mut d = json!({"uri": uri, "name": f.path, "annotations": {"size": f.size}});
+            if let Some(sha) = &f.sha256 {
+                d["digest"] = json!({"sha256": sha});
+            }
+            deps.push(d);
+        }
+    }
+    for i in &m.inputs {
+        deps.push(json!({"uri": i.path, "name": i.frame, "digest": {"sha256": i.sha256}}));
+    }
+    json!({
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": m.output.path, "digest": {"sha256": m.output.sha256}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": format!("https://gamma-run.dev/frame/{}/v{}", m.frame, m.frame_version),
+                "externalParameters": external,
+                "internalParameters": {"fingerprint": m.fingerprint, "fingerprint_inputs": m.fingerprint_inputs},
+                "resolvedDependencies": deps,
+            },
+            "runDetails": {
+                "builder": {"id": "https://gamma-run.dev/builder", "version": {m.tool.name.clone(): m.tool.version}},
+                "metadata": {"finishedOn": m.created_at},
+                "byproducts": [{"name": "output", "annotations": {"tensor": m.output.tensor, "dtype": m.output.dtype, "shape": m.output.shape, "size": m.output.size}}],
+            },
+        },
+    })
+}

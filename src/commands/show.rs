@@ -1,0 +1,72 @@
+//! `gamma-run show PATH`: one stored output, or its manifest, for a person auditing it — shape, dtype, sizes,
+//! provenance (repo, commit, key and why, source files, inputs) and whether the file still matches its manifest.
+//! Exit 1 when it does not (or when no manifest describes the file).
+
+use super::Exit;
+use crate::cli::ShowArgs;
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{Manifest, check_output_path};
+use std::path::{Path, PathBuf};
+
+/// What `show` found, for the report.
+pub struct Shown {
+    pub file: PathBuf,
+    pub manifest_path: Option<PathBuf>,
+    pub manifest: Option<Manifest>,
+    /// The file's own header: (tensor, dtype, shape) in file order.
+    pub tensors: Vec<(String, String, Vec<u64>)>,
+    pub size: u64,
+    pub sha256: String,
+    pub matches: bool,
+}
+
+pub fn execute(args: ShowArgs) -> Result<Exit> {
+    let path = &args.path;
+    let (file, manifest_path) = if path.extension().is_some_and(|e| e == "json") {
+        let m = Manifest::read(path)?;
+        check_output_path(&m.output.path).map_err(|e| Error::manifest(path, e))?;
+        let root = manifests_root(path)?;
+        (root.join(&m.output.path), Some(path.clone()))
+    } else {
+        (path.clone(), find_manifest(path)?)
+    };
+    let manifest = manifest_path.as_deref().map(Manifest::read).transpose()?;
+    let (header, size) = crate::source::read_header(&file)?;
+    let sha256 = crate::store::sha256_file(&file)?;
+    let matches = manifest.as_ref().is_some_and(|m| m.output.sha256 == sha256 && m.output.size == size);
+    let tensors =
+        header.tensors.iter().map(|t| (t.name.clone(), t.dtype.name().to_string(), t.shape.clone())).collect();
+    let shown = Shown { file, manifest_path, manifest, tensors, size, sha256, matches };
+    crate::report::show(&shown, args.json);
+    Ok(if shown.matches { Exit::Ok } else { Exit::Found })
+}
+
+/// `<root>/manifests/<name>/<frame>.json` → `<root>`.
+fn manifests_root(manifest: &Path) -> Result<PathBuf> {
+    let abs = std::fs::canonicalize(manifest).at(manifest)?;
+    abs.ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| Error::manifest(manifest, "not inside a <manifests>/<name>/ directory"))
+}
+
+/// The manifest whose `output.path` is this file: looked for in `manifests/` beside the tensors directory.
+fn find_manifest(file: &Path) -> Result<Option<PathBuf>> {
+    let abs = std::fs::canonicalize(file).at(file)?;
+    for root in abs.ancestors().skip(1) {
+        let dir = root.join("manifests");
+        let Ok(names) = std::fs::read_dir(&dir) else { continue };
+        for name in names.flatten() {
+            for entry in std::fs::read_dir(name.path()).into_iter().flatten().flatten() {
+                let p = entry.path();
+                let Ok(m) = Manifest::read(&p) else { continue };
+                if check_output_path(&m.output.path).is_ok()
+                    && std::fs::canonicalize(root.join(&m.output.path)).ok().as_deref() == Some(&*abs)
+                {
+                    return Ok(Some(p));
+                }
+            }
+        }
+    }
+    Ok(None)
+}

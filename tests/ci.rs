@@ -1,0 +1,238 @@
+//! CI and scale: `--shard` partitions the plan exactly, `--only` globs, `status --format markdown|json`,
+//! `run --dry-run` plans, `show`, `attest` statements, completions and the man page, and the shipped examples.
+
+mod support;
+use std::collections::BTreeSet;
+use support::*;
+
+/// A workspace with `n` jobs (every third with γ′) over two tiny checkpoints.
+fn many(n: usize) -> (Ws, String) {
+    let ws = Ws::new();
+    ws.synth("a", &["--vocab", "64", "--hidden", "8"]);
+    ws.synth("b", &["--vocab", "64", "--hidden", "8", "--seed", "3"]);
+    let mut yaml = String::from("version: 1\njobs:\n");
+    for i in 0..n {
+        let frames = if i % 3 == 0 { "[gamma, gamma_prime]" } else { "[gamma]" };
+        let model = if i % 2 == 0 { "a" } else { "b" };
+        yaml.push_str(&format!("  - path: ../models/{model}\n    name: m{i}\n    frames: {frames}\n"));
+    }
+    let job = ws.job(&yaml).to_str().unwrap().to_string();
+    (ws, job)
+}
+
+/// The outputs a status listing names, as "name/frame".
+fn outputs(stdout: &str) -> BTreeSet<String> {
+    stdout.lines().filter_map(|l| l.split_whitespace().nth(1)).map(|s| s.trim_end_matches(':').to_string()).collect()
+}
+
+#[test]
+fn shards_cover_the_plan_exactly_and_keep_frames_with_their_inputs() {
+    let (ws, job) = many(20);
+    let all = outputs(&ws.run(&["status", &job]).stdout);
+    assert_eq!(all.len(), 20 + 7);
+    for n in [1, 3, 4] {
+        let mut union = BTreeSet::new();
+        for k in 0..n {
+            let part = outputs(&ws.run(&["status", &job, "--shard", &format!("{k}/{n}")]).stdout);
+            for o in &part {
+                assert!(union.insert(o.clone()), "{o} in two shards of {n}");
+                if let Some(name) = o.strip_suffix("/gamma_prime") {
+                    assert!(part.contains(&format!("{name}/gamma")), "{o} without its gamma in shard {k}/{n}");
+                }
+            }
+        }
+        assert_eq!(union, all, "the shards of {n} are the whole plan");
+    }
+    // Building the shards one by one builds everything; merging is the shared workspace.
+    for k in 0..3 {
+        assert_eq!(ws.run(&[&job, "--shard", &format!("{k}/3")]).code, 0);
+    }
+    assert_eq!(ws.run(&["status", &job, "--check"]).code, 0);
+    let o = ws.run(&[&job, "--shard", "3/3"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("need 0 ≤ K < N"), "{}", o.stderr);
+}
+
+#[test]
+fn only_takes_globs_over_names_and_frames() {
+    let (ws, job) = many(7);
+    let o = ws.run(&["status", &job, "--only", "m[0-2]"]);
+    assert_eq!(
+        outputs(&o.stdout),
+        ["m0/gamma", "m0/gamma_prime", "m1/gamma", "m2/gamma"].iter().map(|s| s.to_string()).collect()
+    );
+    // A derived frame brings its input along.
+    let o = ws.run(&["status", &job, "--only", "*/gamma_prime"]);
+    let want: BTreeSet<String> =
+        ["m0", "m3", "m6"].iter().flat_map(|m| [format!("{m}/gamma"), format!("{m}/gamma_prime")]).collect();
+    assert_eq!(outputs(&o.stdout), want);
+    let o = ws.run(&["status", &job, "--only", "nothing*"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("matches no output"), "{}", o.stderr);
+}
+
+#[test]
+fn dry_run_plans_with_reasons_and_sizes_and_writes_nothing() {
+    let ws = Ws::new();
+    ws.synth("m", &["--vocab", "512", "--hidden", "64"]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n");
+    let job = job.to_str().unwrap();
+    let o = ws.run(&[job, "--dry-run"]);
+    assert!(o.stdout.contains("would build m/gamma  (never built); reads 64.0 KiB of tensor data"), "{}", o.stdout);
+    assert!(o.stdout.contains("would build m/gamma_prime  (input gamma would be rebuilt)"), "{}", o.stdout);
+    assert!(!ws.path("tensors").exists());
+    ws.run(&[job]);
+    std::fs::remove_file(ws.path("manifests/m/gamma_prime.json")).unwrap();
+    let o = ws.run(&[job, "--dry-run"]);
+    assert!(
+        o.stdout.contains("fresh    m/gamma")
+            && o.stdout.contains("would build m/gamma_prime  (manifest missing); reads 64.1 KiB"),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn status_json_and_markdown() {
+    let ws = Ws::new();
+    let m = ws.synth("m", &[]);
+    cache_model(&ws, &m, "org/tiny", "1111111111111111111111111111111111111111", Some("main"));
+    let job = ws.job("version: 1\njobs:\n  - model: org/tiny\n  - path: ../models/m\n    name: local\n");
+    let job = job.to_str().unwrap();
+    ws.run(&[job, "--offline"]);
+    let o = ws.run(&["status", job, "--format", "json", "--offline"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let first = &v[0];
+    for key in ["name", "frame", "state", "reasons", "output", "manifest", "commit", "sha256"] {
+        assert!(first.get(key).is_some(), "{key} missing from {first}");
+    }
+    assert_eq!(first["commit"], "1111111111111111111111111111111111111111");
+    assert_eq!(first["sha256"], sha256(&ws.read("tensors/tiny/W.safetensors")));
+    assert!(v[1]["commit"].is_null());
+    let o =
+        ws.run_env(&["status", job, "--format", "markdown", "--offline"], &[("HF_ENDPOINT", "https://hub.example")]);
+    assert!(o.stdout.contains("| output | state | why | source | sha256 |"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains(
+            "[org/tiny@11111111](https://hub.example/org/tiny/tree/1111111111111111111111111111111111111111)"
+        ),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("✅ fresh"), "{}", o.stdout);
+}
+
+#[test]
+fn show_explains_an_output_and_notices_tampering() {
+    let ws = Ws::new();
+    ws.synth("m", &["--shards", "2"]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma_prime]\n");
+    ws.run(&[job.to_str().unwrap()]);
+    let o = ws.run(&["show", "tensors/m/W.safetensors"]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    for want in [
+        "tensor           W  BF16  [512, 64]",
+        "matches          yes",
+        "key              model.embed_tokens.weight",
+        "why this key",
+        "model-00001-of-00002.safetensors",
+    ] {
+        assert!(o.stdout.contains(want), "{want}: {}", o.stdout);
+    }
+    let o = ws.run(&["show", "manifests/m/gamma_prime.json", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["matches_manifest"], true);
+    assert_eq!(v["manifest"]["inputs"][0]["frame"], "gamma");
+    assert_eq!(v["tensors"][1]["name"], "centroid");
+    flip(&ws.path("tensors/m/W.safetensors"), 300);
+    let o = ws.run(&["show", "tensors/m/W.safetensors"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("matches          NO"), "{}", o.stdout);
+}
+
+#[test]
+fn attest_writes_in_toto_statements_shaped_for_slsa() {
+    let ws = Ws::new();
+    let m = ws.synth("m", &["--shards", "2"]);
+    cache_model(&ws, &m, "org/tiny", "2222222222222222222222222222222222222222", None);
+    let job = ws.job("version: 1\njobs:\n  - model: org/tiny\n    revision: 2222222222222222222222222222222222222222\n    frames: [gamma_prime]\n");
+    assert_eq!(ws.run(&[job.to_str().unwrap(), "--offline"]).code, 0);
+    let o = ws.run(&["attest"]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    for frame in ["gamma", "gamma_prime"] {
+        let s: serde_json::Value =
+            serde_json::from_slice(&ws.read(&format!("attestations/tiny/{frame}.intoto.json"))).unwrap();
+        let manifest = ws.manifest("tiny", frame);
+        assert_eq!(s["_type"], "https://in-toto.io/Statement/v1");
+        assert_eq!(s["subject"][0]["name"], manifest["output"]["path"]);
+        assert_eq!(s["subject"][0]["digest"]["sha256"], manifest["output"]["sha256"]);
+        assert!(s["predicateType"].as_str().unwrap().starts_with("https://"));
+        let bd = &s["predicate"]["buildDefinition"];
+        assert!(bd["buildType"].as_str().unwrap().contains(frame));
+        assert_eq!(bd["externalParameters"]["name"], "tiny");
+        let deps = bd["resolvedDependencies"].as_array().unwrap();
+        assert!(!deps.is_empty());
+        for d in deps {
+            assert!(d["uri"].is_string(), "every dependency has a uri: {d}");
+            if let Some(sha) = d.get("digest") {
+                assert_eq!(sha["sha256"].as_str().unwrap().len(), 64);
+            }
+        }
+        assert!(s["predicate"]["runDetails"]["builder"]["id"].is_string());
+    }
+    let s: serde_json::Value = serde_json::from_slice(&ws.read("attestations/tiny/gamma.intoto.json")).unwrap();
+    let deps = s["predicate"]["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+    let shard = deps.iter().find(|d| d["name"] == "model-00001-of-00002.safetensors").unwrap();
+    assert_eq!(shard["uri"], "hf://org/tiny@2222222222222222222222222222222222222222/model-00001-of-00002.safetensors");
+    assert_eq!(shard["digest"]["sha256"], sha256(&std::fs::read(m.join("model-00001-of-00002.safetensors")).unwrap()));
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let ws = Ws::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let o = ws.run(&["completions", shell]);
+        assert_eq!(o.code, 0);
+        assert!(o.stdout.contains("gamma-run") && o.stdout.contains("shard"), "{shell}");
+    }
+    let o = ws.run(&["man"]);
+    assert_eq!(o.code, 0);
+    assert!(
+        o.stdout.contains(".TH gamma-run") && o.stdout.contains("status"),
+        "{}",
+        &o.stdout[..200.min(o.stdout.len())]
+    );
+}
+
+#[test]
+fn shipped_ci_examples_use_the_shard_contract() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let gha: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root.join("github-actions/gamma-run.yml")).unwrap()).unwrap();
+    let shards = gha["jobs"]["build"]["strategy"]["matrix"]["shard"].as_array().unwrap();
+    assert_eq!(
+        shards.len().to_string(),
+        gha["env"]["SHARDS"].as_str().map(str::to_string).unwrap_or_else(|| gha["env"]["SHARDS"].to_string())
+    );
+    let steps = gha["jobs"]["build"]["steps"].to_string();
+    assert!(steps.contains("--shard \\\"${{ matrix.shard }}/$SHARDS\\\""), "{steps}");
+    let gate = gha["jobs"]["gate"]["steps"].to_string();
+    assert!(
+        gate.contains("status \\\"$JOBFILE\\\" --check")
+            && gate.contains("--format markdown >> \\\"$GITHUB_STEP_SUMMARY\\\"")
+    );
+    let k8s: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root.join("kubernetes/indexed-job.yaml")).unwrap()).unwrap();
+    assert_eq!(k8s["spec"]["completionMode"], "Indexed");
+    let n = k8s["spec"]["completions"].as_u64().unwrap();
+    assert!(
+        k8s["spec"]["template"]["spec"]["containers"][0]["args"][0]
+            .as_str()
+            .unwrap()
+            .contains(&format!("${{JOB_COMPLETION_INDEX}}/{n}"))
+    );
+    let slurm = std::fs::read_to_string(root.join("slurm/gamma-run.sbatch")).unwrap();
+    assert!(slurm.contains("--shard \"${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}\""));
+    let o = std::process::Command::new("bash").arg("-n").arg(root.join("slurm/gamma-run.sbatch")).output().unwrap();
+    assert!(o.status.success(), "the Slurm script parses");
+}
