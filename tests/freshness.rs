@@ -131,7 +131,7 @@ fn force_dry_run_and_only() {
     assert!(ws.path("tensors/b/W.safetensors").exists() && !ws.path("tensors/a").exists());
     let o = ws.run(&[job, "--only", "nope"]);
     assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("--only \"nope\" matches no job"), "{}", o.stderr);
+    assert!(o.stderr.contains("--only \"nope\" matches no output"), "{}", o.stderr);
     let before = mtime(&ws.path("tensors/b/W.safetensors"));
     std::thread::sleep(std::time::Duration::from_millis(20));
     let o = ws.run(&[job, "--force", "--only", "b"]);
