@@ -14,18 +14,8 @@ fn main() -> std::process::ExitCode {
         Command::Verify(args) => commands::verify::execute(args),
         Command::Show(args) => commands::show::execute(args),
         Command::Attest(args) => commands::attest::execute(args),
-        Command::Completions(args) => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(args.shell, &mut cmd, "gamma-run", &mut std::io::stdout());
-            Ok(Exit::Ok)
-        }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
-                .map(|_| Exit::Ok)
-                .map_err(|e| gamma_run::error::Error::io("stdout", e))
-        }
+        Command::Completions(args) => commands::docs::completions(args),
+        Command::Man => commands::docs::man(),
         Command::Synth(args) => gamma_run::synth::execute(args),
     };
     let exit = result.unwrap_or_else(|e| {

@@ -28,7 +28,8 @@ pub fn run(reports: &[Report], dry_run: bool) {
                 let reads = match reads {
                     Some(n) => format!("reads {} of tensor data", human_bytes(*n)),
                     None if r.frame == "gamma" => {
-                        "reads W's byte range (its size is known once the header is read)".into()
+                        "fetches W's byte range from the Hub (its size is known once the shard's header is fetched)"
+                            .into()
                     }
                     None => "reads its inputs once they are rebuilt".into(),
                 };
@@ -107,14 +108,16 @@ pub fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
         let m = r.manifest.as_ref();
         let source = match m.and_then(|m| m.source.as_ref()) {
             Some(s) => match (&s.repo, &s.commit) {
-                (Some(repo), Some(c)) => format!("[{repo}@{}]({endpoint}/{repo}/tree/{c})", &c[..c.len().min(8)]),
+                (Some(repo), Some(c)) => {
+                    format!("[{repo}@{}]({endpoint}/{repo}/tree/{c})", c.chars().take(8).collect::<String>())
+                }
                 _ => format!("local `{}`", s.path.as_deref().unwrap_or("?")),
             },
             None => m
                 .map(|m| m.inputs.iter().map(|i| format!("← {}", i.frame)).collect::<Vec<_>>().join(", "))
                 .unwrap_or_default(),
         };
-        let sha = m.map(|m| format!("`{}…`", &m.output.sha256[..m.output.sha256.len().min(12)])).unwrap_or_default();
+        let sha = m.map(|m| format!("`{}…`", m.output.sha256.chars().take(12).collect::<String>())).unwrap_or_default();
         let why = reasons.join("; ").replace('|', "\\|");
         println!("| `{}` | {icon} | {why} | {source} | {sha} |", store.relative_to_root(&r.output_path));
     }

@@ -101,6 +101,7 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
             // An input that is not fresh makes this output stale whatever its own record says.
             (judged, Some(input)) => {
                 let why = format!("input {input} is not fresh");
+                let manifest = judged.as_ref().ok().and_then(|(_, m)| m.clone());
                 let state = match judged {
                     Ok((State::Missing, _)) => State::Missing,
                     _ if !manifest_path.exists() => State::Missing,
@@ -110,7 +111,7 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
                     }
                     _ => State::Stale(vec![why]),
                 };
-                (Ok(state), None)
+                (Ok(state), manifest)
             }
         };
         rows.push(Row {

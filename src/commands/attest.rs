@@ -22,6 +22,11 @@ pub fn execute(args: AttestArgs) -> Result<Exit> {
     let mut written = Vec::new();
     for path in super::verify::find_manifests(dir)? {
         let m = Manifest::read(&path)?;
+        // Names come from the manifest: checked before they become paths.
+        crate::job::check_name(&m.name).map_err(|e| Error::manifest(&path, e))?;
+        if crate::frame::by_name(&m.frame).is_none() {
+            return Err(Error::manifest(&path, format!("unknown frame {:?}", m.frame)));
+        }
         let file = out.join(&m.name).join(format!("{}.intoto.json", m.frame));
         let mut bytes = serde_json::to_vec_pretty(&statement(&m)).expect("json");
         bytes.push(b'\n');
@@ -35,7 +40,12 @@ pub fn execute(args: AttestArgs) -> Result<Exit> {
 /// The statement for one manifest.
 pub fn statement(m: &Manifest) -> Value {
     let mut deps: Vec<Value> = Vec::new();
-    let mut external = json!({"name": m.name, "frame": m.frame, "params": m.params});
+    let mut external = json!({
+        "name": m.name,
+        "frame": m.frame,
+        "params": m.params,
+        "output": {"tensor": m.output.tensor, "dtype": m.output.dtype, "shape": m.output.shape, "size": m.output.size},
+    });
     if let Some(s) = &m.source {
         external["source"] =
             json!({"kind": s.kind, "repo": s.repo, "path": s.path, "revision": s.revision, "tensor": s.tensor});
@@ -53,7 +63,7 @@ pub fn statement(m: &Manifest) -> Value {
         }
     }
     for i in &m.inputs {
-        deps.push(json!({"uri": i.path, "name": i.frame, "digest": {"sha256": i.sha256}}));
+        deps.push(json!({"name": i.path, "digest": {"sha256": i.sha256}, "annotations": {"frame": i.frame}}));
     }
     json!({
         "_type": STATEMENT_TYPE,
@@ -69,7 +79,6 @@ pub fn statement(m: &Manifest) -> Value {
             "runDetails": {
                 "builder": {"id": "https://gamma-run.dev/builder", "version": {m.tool.name.clone(): m.tool.version}},
                 "metadata": {"finishedOn": m.created_at},
-                "byproducts": [{"name": "output", "annotations": {"tensor": m.output.tensor, "dtype": m.output.dtype, "shape": m.output.shape, "size": m.output.size}}],
             },
         },
     })

@@ -31,11 +31,16 @@ pub fn execute(args: ShowArgs) -> Result<Exit> {
         (path.clone(), find_manifest(path)?)
     };
     let manifest = manifest_path.as_deref().map(Manifest::read).transpose()?;
-    let (header, size) = crate::source::read_header(&file)?;
-    let sha256 = crate::store::sha256_file(&file)?;
+    // A missing or unreadable file is reported as not matching; the manifest's provenance is still shown.
+    let (tensors, size, sha256) = match crate::source::read_header(&file) {
+        Ok((header, size)) => {
+            let t = header.tensors.iter().map(|t| (t.name.clone(), t.dtype.name().to_string(), t.shape.clone()));
+            (t.collect(), size, crate::store::sha256_file(&file)?)
+        }
+        Err(e) if manifest.is_some() => (Vec::new(), 0, format!("(unreadable: {e})")),
+        Err(e) => return Err(e),
+    };
     let matches = manifest.as_ref().is_some_and(|m| m.output.sha256 == sha256 && m.output.size == size);
-    let tensors =
-        header.tensors.iter().map(|t| (t.name.clone(), t.dtype.name().to_string(), t.shape.clone())).collect();
     let shown = Shown { file, manifest_path, manifest, tensors, size, sha256, matches };
     crate::report::show(&shown, args.json);
     Ok(if shown.matches { Exit::Ok } else { Exit::Found })

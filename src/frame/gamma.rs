@@ -38,7 +38,12 @@ impl Frame for Gamma {
             Resolved::Local(loc, _) => {
                 (loc.watched.clone(), loc.choice.warning.iter().cloned().collect(), Some(loc.w.end - loc.w.begin))
             }
-            Resolved::Hub { .. } => (Vec::new(), Vec::new(), None),
+            // From the cache when it has the files (cheap to check: small files and one header on disk).
+            Resolved::Hub { repo, revision, commit } => {
+                let cached =
+                    source::hf_cache::locate(&cx.sources.hf_cache, repo, revision, commit, job.tensor.as_deref());
+                (Vec::new(), Vec::new(), cached.ok().map(|l| l.w.end - l.w.begin))
+            }
         };
         let producer = Extract { resolved, tensor: job.tensor.clone(), fetch: job.fetch, sources: cx.sources.clone() };
         Ok(Plan {

@@ -4,7 +4,7 @@
 mod spec;
 mod validate;
 
-pub use validate::load;
+pub use validate::{check_name, load};
 
 use std::path::PathBuf;
 
