@@ -26,6 +26,20 @@ pub struct Remote {
     pub git_etag: Option<String>,
 }
 
+impl Remote {
+    /// An error about this file that no HTTP status explains (a protocol or integrity problem).
+    pub fn error(&self, message: String) -> Error {
+        Error::Hub {
+            repo: self.repo.clone(),
+            what: self.path.clone(),
+            status: None,
+            code: None,
+            request_id: None,
+            message,
+        }
+    }
+}
+
 pub struct Hub {
     http: Http,
 }
@@ -100,26 +114,14 @@ impl Hub {
     /// A whole small file (at most `max` bytes).
     pub fn get_small(&self, remote: &Remote, max: u64) -> Result<Vec<u8>> {
         if remote.size > max {
-            return Err(Error::Hub {
-                repo: remote.repo.clone(),
-                what: remote.path.clone(),
-                status: None,
-                code: None,
-                request_id: None,
-                message: format!("{} bytes is more than the {max} allowed for this file", remote.size),
-            });
+            return Err(remote.error(format!("{} bytes is more than the {max} allowed for this file", remote.size)));
         }
         self.range(remote, 0, remote.size)
     }
 
     /// Exactly `len` bytes at `offset`, retried and resumed until complete.
     pub fn range(&self, remote: &Remote, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(len as usize);
-        ranges::fetch_into(&self.http, remote, offset, len, &mut |b: &[u8]| {
-            out.extend_from_slice(b);
-            Ok(())
-        })?;
-        Ok(out)
+        ranges::fetch_vec(&self.http, remote, offset, len)
     }
 
     /// Streams `[offset, offset + len)` to `sink` in order, in `chunk`-byte pieces fetched a few at a time.

@@ -117,6 +117,16 @@ fn check_cuts(cuts: u32, http: &Http, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// `fetch_into` collected in memory.
+pub fn fetch_vec(http: &Http, remote: &Remote, offset: u64, len: u64) -> Result<Vec<u8>> {
+    let mut v = Vec::with_capacity(len as usize);
+    fetch_into(http, remote, offset, len, &mut |b| {
+        v.extend_from_slice(b);
+        Ok(())
+    })?;
+    Ok(v)
+}
+
 /// Streams a large range as `chunk`-sized pieces fetched by up to `WINDOW` threads, delivered in order.
 pub fn stream_ordered(
     http: &Http,
@@ -130,12 +140,7 @@ pub fn stream_ordered(
     let pieces = len.div_ceil(chunk);
     // The first piece alone: it tells whether the server honours ranges at all.
     let first = chunk.min(len);
-    let mut v = Vec::with_capacity(first as usize);
-    fetch_into(http, remote, offset, first, &mut |b| {
-        v.extend_from_slice(b);
-        Ok(())
-    })?;
-    sink(v)?;
+    sink(fetch_vec(http, remote, offset, first)?)?;
     if pieces <= 1 {
         return Ok(());
     }
@@ -179,12 +184,7 @@ pub fn stream_ordered(
                     }
                     let a = offset + i * chunk;
                     let n = chunk.min(offset + len - a);
-                    let mut v = Vec::with_capacity(n as usize);
-                    let r = fetch_into(http, remote, a, n, &mut |b| {
-                        v.extend_from_slice(b);
-                        Ok(())
-                    })
-                    .map(|_| v);
+                    let r = fetch_vec(http, remote, a, n);
                     state.lock().expect("lock").1.insert(i, r);
                     ready.notify_all();
                 }

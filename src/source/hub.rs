@@ -177,14 +177,10 @@ pub fn locate(
 
 /// Downloads a whole LFS file into `blobs/<sha256>`, checked against its size and SHA-256 before it is kept.
 fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<PathBuf> {
-    let sha = remote.sha256.as_deref().ok_or_else(|| Error::Hub {
-        repo: remote.repo.clone(),
-        what: remote.path.clone(),
-        status: None,
-        code: None,
-        request_id: None,
-        message: "the Hub gave no SHA-256 for this file, so a full download could not be checked; use fetch: range"
-            .into(),
+    let sha = remote.sha256.as_deref().ok_or_else(|| {
+        remote.error(
+            "the Hub gave no SHA-256 for this file, so a full download could not be checked; use fetch: range".into(),
+        )
     })?;
     let blob = hf_cache::blob_path(cache, &remote.repo, sha);
     if std::fs::metadata(&blob).is_ok_and(|m| m.len() == remote.size) {
@@ -202,17 +198,10 @@ fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<PathBuf> {
     bar.finish_and_clear();
     sink.commit_checked(|size, got| {
         if size != remote.size || got != sha {
-            return Err(Error::Hub {
-                repo: remote.repo.clone(),
-                what: remote.path.clone(),
-                status: None,
-                code: None,
-                request_id: None,
-                message: format!(
-                    "downloaded {size} bytes with SHA-256 {got}, expected {} bytes with {sha}; discarded",
-                    remote.size
-                ),
-            });
+            return Err(remote.error(format!(
+                "downloaded {size} bytes with SHA-256 {got}, expected {} bytes with {sha}; discarded",
+                remote.size
+            )));
         }
         Ok(())
     })?;
