@@ -174,6 +174,14 @@ fn run_output(
                     return (Outcome::Failed(e), warnings);
                 }
             }
+            if !opts.dry_run {
+                let root = cx.store.manifests.parent().unwrap_or(std::path::Path::new("/"));
+                let files = [
+                    cx.store.output_path(&job.name, frame.file_name()),
+                    cx.store.manifest_path(&job.name, frame.name()),
+                ];
+                store::lock::tidy_if_idle(root, &job.name, frame.name(), &files);
+            }
             return (Outcome::Fresh, warnings);
         }
         State::Fresh => vec!["--force".to_string()],
@@ -182,6 +190,27 @@ fn run_output(
     };
     if opts.dry_run {
         return (Outcome::WouldBuild { reasons, reads: plan.reads }, warnings);
+    }
+    // Stale: take the output's lock. If another process held it, it may have just built this output.
+    let root = cx.store.manifests.parent().unwrap_or(std::path::Path::new("/"));
+    let (_lock, waited) = match store::lock::OutputLock::acquire(root, &job.name, frame.name()) {
+        Ok(l) => l,
+        Err(e) => return (Outcome::Failed(e), warnings),
+    };
+    let plan = if waited {
+        match judge(frame, job, params, cx) {
+            Ok((_, a)) if a.state == State::Fresh && !opts.force => return (Outcome::Fresh, warnings),
+            Ok((plan, _)) => plan,
+            Err(e) => return (Outcome::Failed(e), warnings),
+        }
+    } else {
+        plan
+    };
+    if store::lock::OutputLock::enabled() {
+        store::lock::remove_leftovers(&[
+            cx.store.output_path(&job.name, frame.file_name()),
+            cx.store.manifest_path(&job.name, frame.name()),
+        ]);
     }
     match build(frame, job, cx, plan) {
         Ok((written, mut more)) => {

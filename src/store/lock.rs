@@ -1,0 +1,86 @@
+//! Per-output locks, so two gamma-run processes on one workspace (CI shards, array jobs on a shared filesystem)
+//! don't build the same output at once: the second waits, says so, and then finds it fresh. The lock is an OS
+//! file lock (flock), released when its holder exits or is killed, so a crashed run never leaves it stuck.
+//! Correctness does not rest on it — unique temp files and atomic renames already keep writers from corrupting
+//! each other — and `GAMMA_RUN_NO_LOCK=1` switches it off (e.g. where locks are not supported).
+
+use crate::error::{Error, Result};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+/// Held while an output is being built; dropping it releases the lock.
+pub struct OutputLock {
+    _file: Option<File>,
+}
+
+impl OutputLock {
+    /// Whether locking is on (it is unless `GAMMA_RUN_NO_LOCK` is set to a true value).
+    pub fn enabled() -> bool {
+        !crate::commands::truthy(std::env::var("GAMMA_RUN_NO_LOCK").ok())
+    }
+
+    /// Takes the lock of output `name`/`frame` in workspace `root`, waiting (and saying so) if another process
+    /// holds it. Returns the lock and whether we had to wait.
+    pub fn acquire(root: &Path, name: &str, frame: &str) -> Result<(OutputLock, bool)> {
+        if !Self::enabled() {
+            return Ok((OutputLock { _file: None }, false));
+        }
+        let path = lock_path(root, name, frame);
+        let dir = path.parent().expect("lock files have a parent");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let file =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let waited = match file.try_lock() {
+            Ok(()) => false,
+            Err(TryLockError::WouldBlock) => {
+                tracing::warn!("Blocking waiting for file lock on {name}/{frame} (another gamma-run is building it)");
+                file.lock().map_err(|e| Error::io(&path, e))?;
+                true
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        };
+        Ok((OutputLock { _file: Some(file) }, waited))
+    }
+}
+
+/// `<root>/.gamma-run/locks/<name>.<frame>.lock` — beside `tensors/` and `manifests/`, never inside them.
+pub fn lock_path(root: &Path, name: &str, frame: &str) -> PathBuf {
+    root.join(".gamma-run").join("locks").join(format!("{name}.{frame}.lock"))
+}
+
+/// On a fresh output: removes temp files a killed run left beside its files, if any, when nobody holds its lock.
+pub fn tidy_if_idle(root: &Path, name: &str, frame: &str, files: &[PathBuf]) {
+    if !OutputLock::enabled() || files.iter().all(|f| leftovers(f).is_empty()) {
+        return;
+    }
+    let path = lock_path(root, name, frame);
+    if let Ok(file) = OpenOptions::new().create(true).truncate(false).write(true).open(&path) {
+        if file.try_lock().is_ok() {
+            remove_leftovers(files);
+        }
+    }
+}
+
+fn leftovers(output: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(base)) = (output.parent(), output.file_name()) else { return Vec::new() };
+    let prefix = format!(".{}.", base.to_string_lossy());
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&prefix) && n.ends_with(".tmp")
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Removes temp files a killed run left for `files` (`.<file>.*.tmp` beside each). Only called under the
+/// output's lock, when no other process can be writing them.
+pub fn remove_leftovers(files: &[PathBuf]) {
+    for path in files.iter().flat_map(|f| leftovers(f)) {
+        tracing::info!(file = %path.display(), "removing a temp file left by an interrupted run");
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,0 +1,92 @@
+//! Two processes on one workspace, and runs killed mid-write: per-output locks make the second process wait and
+//! find the output fresh; without locks (GAMMA_RUN_NO_LOCK=1) unique temp files and atomic renames still keep
+//! every output whole; a killed run leaves nothing under a final name that its manifest doesn't describe, and
+//! the next run repairs everything and removes its temp files.
+
+mod support;
+use support::*;
+
+fn job(ws: &Ws) -> String {
+    ws.synth("m", &["--vocab", "30000", "--hidden", "256", "--dtype", "f32", "--tie", "false", "--store", "head"]);
+    ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n").to_str().unwrap().to_string()
+}
+
+fn spawn(ws: &Ws, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gamma-run"));
+    cmd.args(args).current_dir(ws.dir.path()).env("HF_ENDPOINT", "http://127.0.0.1:9").env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+}
+
+fn temp_files(ws: &Ws) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in ["tensors/m", "manifests/m"] {
+        for e in std::fs::read_dir(ws.path(dir)).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.ends_with(".tmp") {
+                out.push(format!("{dir}/{n}"));
+            }
+        }
+    }
+    out
+}
+
+fn two_at_once(ws: &Ws, job: &str, env: &[(&str, &str)]) -> String {
+    let (a, b) = (spawn(ws, &[job], env), spawn(ws, &[job], env));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{a:?} {b:?}");
+    format!("{}{}", String::from_utf8_lossy(&a.stdout), String::from_utf8_lossy(&b.stdout))
+}
+
+#[test]
+fn a_second_process_waits_and_finds_the_output_fresh() {
+    let ws = Ws::new();
+    let job = job(&ws);
+    let out = two_at_once(&ws, &job, &[]);
+    for frame in ["gamma", "gamma_prime"] {
+        assert_eq!(out.matches(&format!("built    m/{frame} ")).count(), 1, "built exactly once: {out}");
+    }
+    assert_eq!(ws.run(&["verify"]).code, 0);
+    assert_eq!(ws.run(&["status", &job, "--check"]).code, 0);
+    assert!(temp_files(&ws).is_empty());
+}
+
+#[test]
+fn without_locks_two_writers_still_leave_whole_outputs() {
+    let ws = Ws::new();
+    let job = job(&ws);
+    two_at_once(&ws, &job, &[("GAMMA_RUN_NO_LOCK", "1")]);
+    two_at_once(&ws, &format!("{job}"), &[("GAMMA_RUN_NO_LOCK", "1")]);
+    let o = ws.run(&["verify", "--recompute"]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&ws.path("models/m"), "lm_head.weight"));
+    assert!(temp_files(&ws).is_empty());
+}
+
+#[test]
+fn killed_runs_leave_nothing_half_written_and_the_next_run_repairs() {
+    let ws = Ws::new();
+    let job = job(&ws);
+    for (i, delay_ms) in [3u64, 15, 40, 80, 150, 300].into_iter().enumerate() {
+        if i % 2 == 1 {
+            ws.run(&[&job, "--force"]);
+        }
+        let mut child = spawn(&ws, &[&job, "--force"], &[]);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Whatever is there now is either absent or whole: every manifest describes the bytes beside it.
+        if ws.path("manifests/m").exists() {
+            let v = ws.run(&["verify"]);
+            assert_eq!(v.code, 0, "after a kill at {delay_ms} ms: {}", v.all());
+        }
+        let o = ws.run(&[&job]);
+        assert_eq!(o.code, 0, "{}", o.all());
+        assert_eq!(ws.run(&["verify"]).code, 0);
+        assert_eq!(ws.run(&["status", &job, "--check"]).code, 0);
+        assert!(temp_files(&ws).is_empty(), "after a kill at {delay_ms} ms: {:?}", temp_files(&ws));
+    }
+    assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&ws.path("models/m"), "lm_head.weight"));
+}
