@@ -54,11 +54,12 @@ pub fn tidy_if_idle(root: &Path, name: &str, frame: &str, files: &[PathBuf]) {
         return;
     }
     let path = lock_path(root, name, frame);
-    if let Ok(file) = OpenOptions::new().create(true).truncate(false).write(true).open(&path) {
-        if file.try_lock().is_ok() {
-            remove_leftovers(files);
-        }
+    // The file must stay open (and so locked) while the leftovers are removed.
+    let Ok(file) = OpenOptions::new().create(true).truncate(false).write(true).open(&path) else { return };
+    if file.try_lock().is_ok() {
+        remove_leftovers(files);
     }
+    drop(file);
 }
 
 fn leftovers(output: &Path) -> Vec<PathBuf> {
