@@ -251,6 +251,8 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
     let output_path = cx.store.output_path(&job.name, frame.file_name());
     let manifest_path = cx.store.manifest_path(&job.name, frame.name());
     let before: BTreeMap<String, FileStat> = plan.watched.iter().map(|w| (w.name.clone(), w.stat)).collect();
+    cx.store.guard(&output_path)?;
+    cx.store.guard(&manifest_path)?;
     let created = missing_dirs(&output_path, &cx.store.tensors);
     let mut sink = Sink::create(&output_path)?;
     let produced = match plan.producer.produce(&mut sink) {

@@ -204,3 +204,52 @@ fn help_exists_for_every_command() {
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("missing.yaml: No such file"), "{}", o.stderr);
 }
+
+#[test]
+fn symlinks_that_lead_outside_the_output_roots_are_refused() {
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let outside = ws.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(ws.path("tensors")).unwrap();
+    std::os::unix::fs::symlink(&outside, ws.path("tensors/m")).unwrap();
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    let o = ws.run(&[job.to_str().unwrap()]);
+    assert_eq!(o.code, 2);
+    assert!(o.stdout.contains("outside") && o.stdout.contains("remove the symlink"), "{}", o.stdout);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written outside");
+
+    // An output file that is itself a symlink is not followed either.
+    std::fs::remove_file(ws.path("tensors/m")).unwrap();
+    std::fs::create_dir_all(ws.path("tensors/m")).unwrap();
+    std::fs::write(outside.join("victim"), b"keep me").unwrap();
+    std::os::unix::fs::symlink(outside.join("victim"), ws.path("tensors/m/W.safetensors")).unwrap();
+    let o = ws.run(&[job.to_str().unwrap()]);
+    assert_eq!(o.code, 2);
+    assert!(o.stdout.contains("is a symlink"), "{}", o.stdout);
+    assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"keep me");
+}
+
+#[test]
+fn a_read_only_output_directory_is_a_clear_error_that_keeps_what_is_stored() {
+    if running_as_root() {
+        eprintln!("skipped: permissions do not bind root");
+        return;
+    }
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    assert_eq!(ws.run(&[job.to_str().unwrap()]).code, 0);
+    let before = ws.read("tensors/m/W.safetensors");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ws.path("tensors/m"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let o = ws.run(&[job.to_str().unwrap(), "--force"]);
+    std::fs::set_permissions(ws.path("tensors/m"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(o.code, 2);
+    assert!(o.stdout.contains("tensors/m") && o.stdout.contains("ermission denied"), "{}", o.stdout);
+    assert_eq!(ws.read("tensors/m/W.safetensors"), before);
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}

@@ -27,6 +27,33 @@ impl Store {
     pub fn manifest_path(&self, name: &str, frame: &str) -> PathBuf {
         self.manifests.join(name).join(format!("{frame}.json"))
     }
+    /// Refuses to write `path` (an output or manifest of this store) when a symlink would carry the write outside
+    /// its root: the file itself may not be a symlink, and its directory must resolve inside the root.
+    pub fn guard(&self, path: &Path) -> Result<()> {
+        let root = if path.starts_with(&self.tensors) { &self.tensors } else { &self.manifests };
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(crate::error::Error::Usage(format!(
+                "{} is a symlink; gamma-run replaces outputs only inside {}, remove the link",
+                path.display(),
+                root.display()
+            )));
+        }
+        // The nearest existing ancestor decides where the write lands.
+        let existing = path.ancestors().skip(1).find(|a| a.exists());
+        if let (Some(dir), Ok(real_root)) = (existing, std::fs::canonicalize(root)) {
+            let real = std::fs::canonicalize(dir).at(dir)?;
+            if !real.starts_with(&real_root) {
+                return Err(crate::error::Error::Usage(format!(
+                    "{} resolves to {}, outside {}; remove the symlink",
+                    dir.display(),
+                    real.display(),
+                    root.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// `path` as the manifest records it: relative to the parent of the manifests directory.
     pub fn relative_to_root(&self, path: &Path) -> String {
         let root = self.manifests.parent().unwrap_or(Path::new(""));
