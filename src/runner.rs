@@ -270,7 +270,9 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
         }
     }
     remove_if_present(&manifest_path)?;
+    store::failpoint("after-manifest-removed");
     let written = sink.commit()?;
+    store::failpoint("before-manifest");
     let manifest = Manifest {
         schema: SCHEMA.into(),
         name: job.name.clone(),

@@ -101,3 +101,64 @@ fn killed_runs_leave_nothing_half_written_and_the_next_run_repairs() {
     }
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&ws.path("models/m"), "lm_head.weight"));
 }
+
+#[test]
+fn a_crash_at_each_step_of_a_commit_is_repaired_by_the_next_run() {
+    let steps = ["after-temp-write", "after-fsync", "after-rename", "after-manifest-removed", "before-manifest"];
+    for step in steps {
+        for rebuild in [false, true] {
+            let ws = Ws::new();
+            ws.synth("m", &["--shards", "2"]);
+            let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n").to_str().unwrap().to_string();
+            if rebuild {
+                assert_eq!(ws.run(&[&job]).code, 0);
+            }
+            let o = ws.run_env(&[&job, "--force"], &[("GAMMA_RUN_FAILPOINT", step)]);
+            assert_ne!(o.code, 0, "{step}: the failpoint did not fire: {}", o.all());
+            assert!(o.stderr.contains(&format!("failpoint {step}")), "{step}: {}", o.stderr);
+            // Every manifest still describes the bytes beside it; an output without a manifest is stale.
+            if ws.path("manifests/m/gamma.json").exists() {
+                assert_eq!(ws.run(&["verify"]).code, 0, "{step} (rebuild: {rebuild})");
+            } else if ws.path("tensors/m/W.safetensors").exists() {
+                let s = ws.run(&["status", &job]);
+                assert!(s.stdout.contains("stale    m/gamma: manifest missing"), "{step}: {}", s.stdout);
+            }
+            let o = ws.run(&[&job]);
+            assert_eq!(o.code, 0, "{step}: {}", o.all());
+            assert_eq!(ws.run(&["verify"]).code, 0);
+            assert_eq!(ws.run(&["status", &job, "--check"]).code, 0);
+            assert!(temp_files(&ws).is_empty(), "{step}: {:?}", temp_files(&ws));
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_that_keeps_the_previous_output() {
+    let ws = Ws::new();
+    ws.synth("m", &["--vocab", "256", "--hidden", "64"]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n").to_str().unwrap().to_string();
+    let tensors = ws.path("tensors");
+    std::fs::create_dir_all(&tensors).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=192k", "tmpfs"])
+        .arg(&tensors)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)");
+        return;
+    }
+    let result = std::panic::catch_unwind(|| {
+        assert_eq!(ws.run(&[&job]).code, 0);
+        let (w, m) = (ws.read("tensors/m/W.safetensors"), ws.read("manifests/m/gamma.json"));
+        // A bigger W no longer fits beside the old one.
+        ws.synth("m", &["--vocab", "2048", "--hidden", "64"]);
+        let o = ws.run(&[&job]);
+        assert_eq!(o.code, 2, "{}", o.all());
+        assert!(o.stdout.contains("tensors/m/W.safetensors") && o.stdout.contains("No space left"), "{}", o.stdout);
+        assert_eq!((ws.read("tensors/m/W.safetensors"), ws.read("manifests/m/gamma.json")), (w, m));
+        assert!(temp_files(&ws).is_empty(), "{:?}", temp_files(&ws));
+    });
+    let _ = std::process::Command::new("umount").arg(&tensors).status();
+    result.unwrap();
+}

@@ -89,6 +89,17 @@ impl FileStat {
     }
 }
 
+/// A crash-test hook: when `GAMMA_RUN_FAILPOINT` names this step, the process aborts here, as a power cut or
+/// `kill -9` would stop it. Steps: `after-temp-write`, `after-fsync`, `after-rename` (each write, outputs and
+/// manifests alike), `after-manifest-removed`, `before-manifest` (an output's commit sequence).
+pub fn failpoint(step: &str) {
+    static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if ARMED.get_or_init(|| std::env::var("GAMMA_RUN_FAILPOINT").ok()).as_deref() == Some(step) {
+        eprintln!("gamma-run: failpoint {step}: aborting");
+        std::process::abort();
+    }
+}
+
 /// Writes a small file (a manifest) atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<Written> {
     let mut sink = Sink::create(path)?;

@@ -133,9 +133,12 @@ impl Sink {
         let sha256 = self.hasher.take().expect("sink is open").join().expect("hasher thread panicked");
         check(self.size, &sha256)?;
         let file = self.file.take().expect("sink is open");
+        super::failpoint("after-temp-write");
         file.as_file().sync_all().map_err(|e| Error::io(&self.path, e))?;
+        super::failpoint("after-fsync");
         let (path, size) = (self.path.clone(), self.size);
         file.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        super::failpoint("after-rename");
         let dir = path.parent().expect("output paths have a parent");
         std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
         let stat = super::FileStat::of(&path)?;
