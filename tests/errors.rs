@@ -232,24 +232,63 @@ fn symlinks_that_lead_outside_the_output_roots_are_refused() {
 
 #[test]
 fn a_read_only_output_directory_is_a_clear_error_that_keeps_what_is_stored() {
-    if running_as_root() {
-        eprintln!("skipped: permissions do not bind root");
-        return;
-    }
     let ws = Ws::new();
     ws.synth("m", &[]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
-    assert_eq!(ws.run(&[job.to_str().unwrap()]).code, 0);
+    let job = job.to_str().unwrap();
+    let tensors = ws.path("tensors");
+    std::fs::create_dir_all(&tensors).unwrap();
+    // As root, permissions do not bind: use a tmpfs remounted read-only instead (EROFS), where that is allowed.
+    let root = running_as_root();
+    let mount = |args: &[&str]| {
+        std::process::Command::new("mount").args(args).arg(&tensors).status().is_ok_and(|s| s.success())
+    };
+    if root && !mount(&["-t", "tmpfs", "-o", "size=4m", "tmpfs"]) {
+        eprintln!("skipped: running as root and cannot mount a tmpfs");
+        return;
+    }
+    assert_eq!(ws.run(&[job]).code, 0);
     let before = ws.read("tensors/m/W.safetensors");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(ws.path("tensors/m"), std::fs::Permissions::from_mode(0o555)).unwrap();
-    let o = ws.run(&[job.to_str().unwrap(), "--force"]);
-    std::fs::set_permissions(ws.path("tensors/m"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let made_read_only = if root {
+        mount(&["-o", "remount,ro"])
+    } else {
+        std::fs::set_permissions(ws.path("tensors/m"), std::fs::Permissions::from_mode(0o555)).is_ok()
+    };
+    let o = ws.run(&[job, "--force"]);
+    if root {
+        let _ = std::process::Command::new("umount").arg(&tensors).status();
+    } else {
+        std::fs::set_permissions(ws.path("tensors/m"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert!(made_read_only);
     assert_eq!(o.code, 2);
-    assert!(o.stdout.contains("tensors/m") && o.stdout.contains("ermission denied"), "{}", o.stdout);
-    assert_eq!(ws.read("tensors/m/W.safetensors"), before);
+    let said = o.stdout.contains("tensors/m")
+        && (o.stdout.contains("ermission denied") || o.stdout.contains("Read-only file system"));
+    assert!(said, "{}", o.stdout);
+    if !root {
+        assert_eq!(ws.read("tensors/m/W.safetensors"), before);
+    }
 }
 
 fn running_as_root() -> bool {
     std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn a_tensor_listed_in_one_shard_but_stored_in_another_is_refused() {
+    let ws = Ws::new();
+    ws.synth("m", &["--shards", "2"]);
+    let idx = ws.path("models/m/model.safetensors.index.json");
+    let text = std::fs::read_to_string(&idx).unwrap();
+    let moved = text.replace(
+        "\"model.embed_tokens.weight\": \"model-00001-of-00002.safetensors\"",
+        "\"model.embed_tokens.weight\": \"model-00002-of-00002.safetensors\"",
+    );
+    assert_ne!(text, moved);
+    std::fs::write(&idx, moved).unwrap();
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    let o = ws.run(&[job.to_str().unwrap()]);
+    assert_eq!(o.code, 2);
+    assert!(o.stdout.contains("model-00002-of-00002.safetensors: the index says this shard holds model.embed_tokens.weight but its header does not list it"), "{}", o.stdout);
 }

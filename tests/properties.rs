@@ -14,8 +14,10 @@ fn checkpoint(dir: &std::path::Path, dtype: safetensors::Dtype, v: usize, d: usi
     };
     let data: Vec<u8> = bits.iter().take(v * d).flat_map(|b| b.to_le_bytes()[..width].to_vec()).collect();
     let w = safetensors::tensor::TensorView::new(dtype, vec![v, d], &data).unwrap();
-    std::fs::write(dir.join("model.safetensors"), safetensors::serialize([("lm_head.weight", w)], None).unwrap()).unwrap();
-    let config = serde_json::json!({"model_type": "llama", "vocab_size": v, "hidden_size": d, "tie_word_embeddings": false});
+    std::fs::write(dir.join("model.safetensors"), safetensors::serialize([("lm_head.weight", w)], None).unwrap())
+        .unwrap();
+    let config =
+        serde_json::json!({"model_type": "llama", "vocab_size": v, "hidden_size": d, "tie_word_embeddings": false});
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 }
 

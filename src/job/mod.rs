@@ -4,7 +4,7 @@
 mod spec;
 mod validate;
 
-pub use validate::{check_name, load};
+pub use validate::{check_name, from_text, load};
 
 use std::path::PathBuf;
 

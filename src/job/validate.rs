@@ -31,10 +31,20 @@ pub fn load(path: &Path) -> Result<JobFile> {
         col: 1,
         message: format!("not UTF-8 text: {e}"),
     })?;
-    let raw = parse(path, &text)?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let dir = std::fs::canonicalize(dir).at(dir)?;
-    Validator { path: path.to_owned(), dir }.job_file(raw)
+    from_text(path, &text, &dir)
+}
+
+/// Parses and validates job-file `text`, as if read from `path` in directory `dir` (absolute). No I/O: the
+/// entry point for `load` and for the fuzzer.
+pub fn from_text(path: &Path, text: &str, dir: &Path) -> Result<JobFile> {
+    if text.len() as u64 > MAX_JOB_FILE_BYTES {
+        let message = format!("the job file is {} bytes; the limit is {MAX_JOB_FILE_BYTES}", text.len());
+        return Err(Error::JobFile { path: path.into(), line: 1, col: 1, message });
+    }
+    let raw = parse(path, text)?;
+    Validator { path: path.to_owned(), dir: dir.to_owned() }.job_file(raw)
 }
 
 fn parse(path: &Path, text: &str) -> Result<JobFileSpec> {
