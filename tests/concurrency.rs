@@ -80,7 +80,23 @@ fn without_locks_two_writers_still_leave_whole_outputs() {
 fn killed_runs_leave_nothing_half_written_and_the_next_run_repairs() {
     let ws = Ws::new();
     let job = job(&ws);
-    for (i, delay_ms) in [3u64, 15, 40, 80, 150, 300].into_iter().enumerate() {
+    // Random kill points, different on every run (the seed is printed on failure), bounded in number and time.
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64 | 1;
+    let mut x = seed;
+    let started = std::time::Instant::now();
+    let delays: Vec<u64> = (0..10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            1 + x % 400
+        })
+        .collect();
+    for (i, delay_ms) in delays.into_iter().enumerate() {
+        if started.elapsed().as_secs() > 30 {
+            break;
+        }
+        eprintln!("kill {i} after {delay_ms} ms (seed {seed})");
         if i % 2 == 1 {
             ws.run(&[&job, "--force"]);
         }
@@ -91,7 +107,7 @@ fn killed_runs_leave_nothing_half_written_and_the_next_run_repairs() {
         // Whatever is there now is either absent or whole: every manifest describes the bytes beside it.
         if ws.path("manifests/m").exists() {
             let v = ws.run(&["verify"]);
-            assert_eq!(v.code, 0, "after a kill at {delay_ms} ms: {}", v.all());
+            assert_eq!(v.code, 0, "after a kill at {delay_ms} ms (seed {seed}): {}", v.all());
         }
         let o = ws.run(&[&job]);
         assert_eq!(o.code, 0, "{}", o.all());

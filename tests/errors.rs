@@ -291,4 +291,10 @@ fn a_tensor_listed_in_one_shard_but_stored_in_another_is_refused() {
     let o = ws.run(&[job.to_str().unwrap()]);
     assert_eq!(o.code, 2);
     assert!(o.stdout.contains("model-00002-of-00002.safetensors: the index says this shard holds model.embed_tokens.weight but its header does not list it"), "{}", o.stdout);
+
+    // A shard the index names but the directory lacks.
+    std::fs::write(&idx, text.replace("model-00001-of-00002.safetensors", "model-00009-of-00009.safetensors")).unwrap();
+    let o = ws.run(&[job.to_str().unwrap()]);
+    assert_eq!(o.code, 2);
+    assert!(o.stdout.contains("model-00009-of-00009.safetensors: missing"), "{}", o.stdout);
 }
