@@ -42,5 +42,5 @@ pub fn context(jf: &JobFile, offline: bool) -> Result<Context, Error> {
         let settings = HubSettings::from_env(env).map_err(Error::Usage)?;
         Some(std::sync::Arc::new(Hub::new(settings)))
     };
-    Ok(Context { store: jf.store.clone(), sources: SourceOptions { hf_cache: hf_cache::cache_dir(env), offline, hub } })
+    Ok(Context { store: jf.store.clone(), sources: SourceOptions { hf_cache: hf_cache::cache_dir(env), hub } })
 }

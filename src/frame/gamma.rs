@@ -34,18 +34,19 @@ impl Frame for Gamma {
         fp.insert("rules_version".into(), fingerprint::RULES_VERSION.to_string());
         fp.insert("tensor_override".into(), job.tensor.clone().unwrap_or_else(|| "-".into()));
         fp.extend(resolved.identity());
-        let (watched, warnings, reads) = match &resolved {
-            Resolved::Local(loc, _) => {
-                (loc.watched.clone(), loc.choice.warning.iter().cloned().collect(), Some(loc.w.end - loc.w.begin))
-            }
-            // From the cache when it has the files (cheap to check: small files and one header on disk).
+        // W's place when it can be known without the network: a local directory, or a Hub model whose snapshot is
+        // in the cache (small files and one header on disk). Building reuses it; otherwise W is located then.
+        let located = match &resolved {
+            Resolved::Local(loc, _) => Some((**loc).clone()),
             Resolved::Hub { repo, revision, commit } => {
-                let cached =
-                    source::hf_cache::locate(&cx.sources.hf_cache, repo, revision, commit, job.tensor.as_deref());
-                (Vec::new(), Vec::new(), cached.ok().map(|l| l.w.end - l.w.begin))
+                source::hf_cache::locate(&cx.sources.hf_cache, repo, revision, commit, job.tensor.as_deref()).ok()
             }
         };
-        let producer = Extract { resolved, tensor: job.tensor.clone(), fetch: job.fetch, sources: cx.sources.clone() };
+        let watched = located.as_ref().map(|l| l.watched.clone()).unwrap_or_default();
+        let warnings = located.iter().flat_map(|l| l.choice.warning.clone()).collect();
+        let reads = located.as_ref().map(|l| l.w.end - l.w.begin);
+        let producer =
+            Extract { resolved, located, tensor: job.tensor.clone(), fetch: job.fetch, sources: cx.sources.clone() };
         Ok(Plan {
             fingerprint: fp,
             tensor: "W".into(),
@@ -63,6 +64,8 @@ impl Frame for Gamma {
 /// Locates W (lazily for Hub sources: only when the output is built) and copies or converts it.
 struct Extract {
     resolved: Resolved,
+    /// W as found while planning, if it could be found without the network.
+    located: Option<Located>,
     tensor: Option<String>,
     fetch: Fetch,
     sources: SourceOptions,
@@ -70,7 +73,10 @@ struct Extract {
 
 impl Producer for Extract {
     fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
-        let loc = source::locate(&self.resolved, self.tensor.as_deref(), self.fetch, &self.sources)?;
+        let loc = match &self.located {
+            Some(loc) => loc.clone(),
+            None => source::locate(&self.resolved, self.tensor.as_deref(), self.fetch, &self.sources)?,
+        };
         let header =
             safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &loc.w.shape }]);
         let mut first = out.buffer();
@@ -80,7 +86,9 @@ impl Producer for Extract {
             WBytes::File(path) => copy_file(&loc, path, out)?,
             WBytes::Remote(hub, remote) => copy_remote(&loc, hub, remote, out)?,
         };
-        let mut warnings: Vec<String> = loc.choice.warning.iter().cloned().collect();
+        // The plan already reported the choice's warning when it located W itself.
+        let mut warnings: Vec<String> =
+            if self.located.is_some() { Vec::new() } else { loc.choice.warning.iter().cloned().collect() };
         if nan_count > 0 {
             warnings.push(format!(
                 "W holds {nan_count} NaN values (written as the canonical NaN 0x7FC0 when converted); recorded in the manifest"

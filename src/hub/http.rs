@@ -5,7 +5,6 @@
 use super::settings::{HubSettings, Origin, join_url};
 use crate::error::{Error, Result};
 use std::io::Read;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use ureq::Body;
 use ureq::http::Response;
@@ -13,7 +12,6 @@ use ureq::http::Response;
 pub struct Http {
     agent: ureq::Agent,
     pub settings: HubSettings,
-    pub received: AtomicU64,
     /// Set when a server answered a range request with the whole file.
     pub ranges_ignored: std::sync::atomic::AtomicBool,
 }
@@ -50,7 +48,7 @@ impl Http {
             .timeout_recv_body(Some(settings.timeout * 4))
             .build()
             .into();
-        Http { agent, settings, received: AtomicU64::new(0), ranges_ignored: Default::default() }
+        Http { agent, settings, ranges_ignored: Default::default() }
     }
 
     /// Sends `method url` (with `Range: bytes=a-b` if given), retrying transient failures. With `follow`,

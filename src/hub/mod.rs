@@ -49,10 +49,6 @@ impl Hub {
         Hub { http: Http::new(settings) }
     }
 
-    pub fn settings(&self) -> &HubSettings {
-        &self.http.settings
-    }
-
     /// The commit a revision names: one API call; a 40-hex revision needs none.
     pub fn resolve_revision(&self, repo: &str, revision: &str) -> Result<String> {
         if crate::source::hf_cache::is_commit(revision) {
@@ -134,11 +130,6 @@ impl Hub {
         sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
     ) -> Result<()> {
         ranges::stream_ordered(&self.http, remote, offset, len, chunk, sink)
-    }
-
-    /// Bytes received from the network so far (bodies only).
-    pub fn bytes_received(&self) -> u64 {
-        self.http.received.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -67,7 +67,6 @@ pub fn fetch_into(
         let mut reader = resp.body_mut().as_reader();
         if skip > 0 {
             let skipped = std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink()).unwrap_or(0);
-            http.received.fetch_add(skipped, Ordering::Relaxed);
             if skipped < skip {
                 cuts += 1;
                 check_cuts(cuts, http, &ctx)?;
@@ -85,7 +84,6 @@ pub fn fetch_into(
             match reader.read(&mut buf[..room]) {
                 Ok(0) => break Some("the body ended early".to_string()),
                 Ok(n) => {
-                    http.received.fetch_add(n as u64, Ordering::Relaxed);
                     sink(&buf[..n])?;
                     this += n as u64;
                 }

@@ -61,8 +61,7 @@ pub struct Located {
 #[derive(Clone)]
 pub struct SourceOptions {
     pub hf_cache: PathBuf,
-    pub offline: bool,
-    /// `None` when offline.
+    /// `None` when offline (`--offline` or `HF_HUB_OFFLINE`).
     pub hub: Option<Arc<crate::hub::Hub>>,
 }
 
