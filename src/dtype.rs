@@ -77,7 +77,21 @@ pub fn f64_to_f32_bits(x: f64) -> u32 {
 
 /// NaNs among little-endian bf16 values (copied as they are: a bf16 source is never rewritten).
 pub fn bf16_nans(bytes: &[u8]) -> u64 {
-    bytes.chunks_exact(2).filter(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7FFF > 0x7F80).count() as u64
+    // Four lanes per u64 word: a lane is NaN when its magnitude (x & 0x7FFF) exceeds 0x7F80, that is when adding
+    // 0x7F carries into bit 15. No lane can carry into the next (0x7FFF + 0x7F < 0x10000).
+    const MAGNITUDE: u64 = 0x7FFF_7FFF_7FFF_7FFF;
+    const BIAS: u64 = 0x007F_007F_007F_007F;
+    const SIGN: u64 = 0x8000_8000_8000_8000;
+    let words = bytes.chunks_exact(8);
+    let rest = words.remainder();
+    let mut nans: u64 = words
+        .map(|w| {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            (((w & MAGNITUDE) + BIAS) & SIGN).count_ones() as u64
+        })
+        .sum();
+    nans += rest.chunks_exact(2).filter(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7FFF > 0x7F80).count() as u64;
+    nans
 }
 
 /// Bytes per source element for the float dtypes W may have.
@@ -176,5 +190,17 @@ mod tests {
         let mut dst = [0u8; 6];
         assert_eq!(to_bf16(Dtype::Bf16, &src, &mut dst), 1);
         assert_eq!(src, dst);
+    }
+
+    #[test]
+    fn nan_count_matches_the_per_element_rule_for_every_bf16_value() {
+        // Every 16-bit pattern once, at every alignment, with an odd tail: the word-at-a-time count must agree.
+        let all: Vec<u8> = (0..=u16::MAX).flat_map(|x| x.to_le_bytes()).collect();
+        let slow = |b: &[u8]| b.chunks_exact(2).filter(|e| u16::from_le_bytes([e[0], e[1]]) & 0x7FFF > 0x7F80).count();
+        assert_eq!(slow(&all), 2 * 127);
+        for skip in 0..4 {
+            let piece = &all[2 * skip..all.len() - 2];
+            assert_eq!(bf16_nans(piece), slow(piece) as u64, "offset {skip}");
+        }
     }
 }

@@ -202,22 +202,24 @@ fn write_shard(path: &std::path::Path, tensors: &[Tensor], dtype: SynthDtype, na
     let entries: Vec<safetensors_file::Entry> =
         tensors.iter().map(|t| safetensors_file::Entry { name: &t.name, dtype: name, shape: &t.shape }).collect();
     let mut sink = Sink::create(path)?;
-    let mut buf = sink.buffer();
-    buf.extend_from_slice(&safetensors_file::header(&entries));
-    sink.write(buf)?;
+    let header = safetensors_file::header(&entries);
     let width = if dtype == SynthDtype::F32 { 4 } else { 2 };
+    let elements: u64 = tensors.iter().map(|t| t.shape.iter().product::<u64>()).sum();
+    sink.reserve(header.len() as u64 + elements * width as u64)?;
+    sink.write(&header)?;
+    let mut buf = Vec::with_capacity(BUF_LEN);
     for t in tensors {
         let count: u64 = t.shape.iter().product();
         let per_chunk = (BUF_LEN / width) as u64;
         let mut i = 0;
         while i < count {
             let n = per_chunk.min(count - i);
-            let mut buf = sink.buffer();
+            buf.clear();
             for k in i..i + n {
                 let bits = element(t, k, dtype, nan);
                 buf.extend_from_slice(&bits.to_le_bytes()[..width]);
             }
-            sink.write(buf)?;
+            sink.write(&buf)?;
             i += n;
         }
     }

@@ -187,6 +187,18 @@ fn verify_catches_tampered_manifests_and_missing_dirs() {
     assert!(o.stdout.contains("differs from the manifest's 0000"), "{}", o.stdout);
     std::fs::write(&mp, "not json").unwrap();
     assert_eq!(ws.run(&["verify"]).code, 1);
+    // A huge file in a manifest's place is refused without being read whole, and `run` replaces it.
+    let mut huge = good.clone();
+    huge.resize(3 << 20, b' ');
+    std::fs::write(&mp, &huge).unwrap();
+    let o = ws.run(&["verify"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.contains("over 1048576 bytes, so not a gamma-run manifest"), "{}", o.stdout);
+    let o = ws.run(&["status", job.to_str().unwrap()]);
+    assert!(o.stdout.contains("manifest unreadable"), "{}", o.stdout);
+    assert_eq!(ws.run(&[job.to_str().unwrap()]).code, 0);
+    assert_eq!(std::fs::read(&mp).unwrap().len(), good.len());
+    assert_eq!(ws.run(&["verify"]).code, 0);
     let o = ws.run(&["verify", "nowhere"]);
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("nowhere: no such manifests directory"), "{}", o.stderr);

@@ -79,9 +79,9 @@ impl Producer for Extract {
         };
         let header =
             safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &loc.w.shape }]);
-        let mut first = out.buffer();
-        first.extend_from_slice(&header);
-        out.write(first)?;
+        let width = dtype::source_width(loc.w.dtype) as u64;
+        out.reserve(header.len() as u64 + (loc.w.end - loc.w.begin) / width * 2)?;
+        out.write(&header)?;
         let nan_count = match &loc.bytes {
             WBytes::File(path) => copy_file(&loc, path, out)?,
             WBytes::Remote(hub, remote) => copy_remote(&loc, hub, remote, out)?,
@@ -115,12 +115,15 @@ fn record(loc: &Located) -> SourceRecord {
     }
 }
 
-/// Converts one piece of W (whole elements) into an output buffer; returns the NaN count.
-fn convert(dtype: Dtype, src: &[u8], out: &mut dyn ByteSink) -> Result<u64> {
-    let width = dtype::source_width(dtype);
-    let mut buf = out.buffer();
-    buf.resize(src.len() / width * 2, 0);
-    let nans = dtype::to_bf16(dtype, src, &mut buf);
+/// Converts one piece of W (whole elements) into bf16 through `buf` and writes it; returns the NaN count. A bf16
+/// piece is written as it is.
+fn convert(dtype: Dtype, src: &[u8], buf: &mut Vec<u8>, out: &mut dyn ByteSink) -> Result<u64> {
+    if dtype == Dtype::Bf16 {
+        out.write(src)?;
+        return Ok(dtype::bf16_nans(src));
+    }
+    buf.resize(src.len() / dtype::source_width(dtype) * 2, 0);
+    let nans = dtype::to_bf16(dtype, src, buf);
     out.write(buf)?;
     Ok(nans)
 }
@@ -130,23 +133,13 @@ fn copy_file(loc: &Located, path: &std::path::Path, out: &mut dyn ByteSink) -> R
     let width = dtype::source_width(loc.w.dtype) as u64;
     let elements = (loc.w.end - loc.w.begin) / width;
     let per_chunk = (BUF_LEN / 2) as u64;
-    let mut scratch = Vec::new();
+    let (mut src, mut buf) = (Vec::new(), Vec::new());
     let (mut done, mut nans) = (0u64, 0u64);
     while done < elements {
         let n = per_chunk.min(elements - done);
-        let at = loc.w_offset + done * width;
-        if loc.w.dtype == Dtype::Bf16 {
-            // Read straight into the output buffer: no conversion, no extra copy.
-            let mut buf = out.buffer();
-            buf.resize((n * 2) as usize, 0);
-            file.read_exact_at(&mut buf, at).at(path)?;
-            nans += dtype::bf16_nans(&buf);
-            out.write(buf)?;
-        } else {
-            scratch.resize((n * width) as usize, 0);
-            file.read_exact_at(&mut scratch, at).at(path)?;
-            nans += convert(loc.w.dtype, &scratch, out)?;
-        }
+        src.resize((n * width) as usize, 0);
+        file.read_exact_at(&mut src, loc.w_offset + done * width).at(path)?;
+        nans += convert(loc.w.dtype, &src, &mut buf, out)?;
         done += n;
     }
     Ok(nans)
@@ -162,10 +155,10 @@ fn copy_remote(
     let len = loc.w.end - loc.w.begin;
     let chunk = (BUF_LEN as u64 / 2) * width;
     let bar = crate::progress::bar(len, &format!("{}:{}", remote.repo, loc.w.name));
-    let mut nans = 0u64;
+    let (mut nans, mut buf) = (0u64, Vec::new());
     hub.stream(remote, loc.w_offset, len, chunk, &mut |piece| {
         bar.inc(piece.len() as u64);
-        nans += convert(loc.w.dtype, &piece, out)?;
+        nans += convert(loc.w.dtype, &piece, &mut buf, out)?;
         Ok(())
     })?;
     bar.finish_and_clear();

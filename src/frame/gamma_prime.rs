@@ -175,36 +175,36 @@ impl Producer for Centered {
             safetensors_file::Entry { name: "W_prime", dtype: self.out_dtype(), shape: &[v as u64, d as u64] },
             safetensors_file::Entry { name: "centroid", dtype: "F32", shape: &[d as u64] },
         ];
-        let mut first = out.buffer();
-        first.extend_from_slice(&safetensors_file::header(&entries));
-        out.write(first)?;
+        let header = safetensors_file::header(&entries);
+        out.reserve((header.len() + v * d * width + d * 4) as u64)?;
+        out.write(&header)?;
 
         // Pass 2: rows in output-buffer-sized chunks, two chunks converted in parallel, written in order.
         let rows_per_buf = (BUF_LEN / (d * width)).max(1);
         let mut nans = 0u64;
         let mut row = 0;
         let mut input = Vec::new();
+        let mut bufs: Vec<Vec<u8>> = vec![Vec::with_capacity(BUF_LEN); 2];
         while row < v {
             let rows = (rows_per_buf * 2).min(v - row);
             input.resize(rows * d * 2, 0);
             file.read_exact_at(&mut input, data_start + (row * d * 2) as u64).at(&self.path)?;
-            let mut bufs: Vec<Vec<u8>> = input.chunks(rows_per_buf * d * 2).map(|_| out.buffer()).collect();
             let counts: Vec<u64> = bufs
                 .par_iter_mut()
                 .zip(input.par_chunks(rows_per_buf * d * 2))
-                .map(|(o, i)| center(i, &centroid, self.bf16_out, o))
+                .map(|(o, i)| {
+                    o.clear();
+                    center(i, &centroid, self.bf16_out, o)
+                })
                 .collect();
             nans += counts.iter().sum::<u64>();
-            for b in bufs {
+            for b in &bufs[..counts.len()] {
                 out.write(b)?;
             }
             row += rows;
         }
-        let mut tail = out.buffer();
-        for c in &centroid {
-            tail.extend_from_slice(&dtype::f64_to_f32_bits(*c).to_le_bytes());
-        }
-        out.write(tail)?;
+        let tail: Vec<u8> = centroid.iter().flat_map(|c| dtype::f64_to_f32_bits(*c).to_le_bytes()).collect();
+        out.write(&tail)?;
         if FileStat::of(&self.path)? != before {
             return Err(Error::Input {
                 input: self.path.display().to_string(),

@@ -102,9 +102,18 @@ impl Tool {
     }
 }
 
+/// Manifests are a few KiB; anything far larger is not one, and is not read whole.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
 impl Manifest {
     pub fn read(path: &Path) -> Result<Manifest> {
-        let bytes = std::fs::read(path).at(path)?;
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path).and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes)).at(path)?;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            let why = format!("over {MAX_MANIFEST_BYTES} bytes, so not a gamma-run manifest (`run` replaces it)");
+            return Err(Error::manifest(path, why));
+        }
         let m: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| Error::manifest(path, format!("not a gamma-run manifest: {e}")))?;
         if m.schema != SCHEMA {

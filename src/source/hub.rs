@@ -9,7 +9,7 @@ use crate::checkpoint::header;
 use crate::error::{Error, Result};
 use crate::hub::{Hub, Remote};
 use crate::job::Fetch;
-use crate::store::{ByteSink, Sink, sha256_bytes};
+use crate::store::{Sink, sha256_bytes};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -190,10 +190,11 @@ fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<PathBuf> {
         tracing::warn!(blob = %blob.display(), "a cached blob does not match its name; downloading it again");
     }
     let mut sink = Sink::create(&blob)?;
+    sink.reserve(remote.size)?;
     let bar = crate::progress::bar(remote.size, &format!("{}:{}", remote.repo, remote.path));
     hub.stream(remote, 0, remote.size, 4 << 20, &mut |v| {
         bar.inc(v.len() as u64);
-        ByteSink::write(&mut sink, v)
+        sink.write(&v)
     })?;
     bar.finish_and_clear();
     sink.commit_checked(|size, got| {

@@ -103,9 +103,7 @@ pub fn failpoint(step: &str) {
 /// Writes a small file (a manifest) atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<Written> {
     let mut sink = Sink::create(path)?;
-    let mut buf = sink.buffer();
-    buf.extend_from_slice(bytes);
-    sink.write(buf)?;
+    sink.write(bytes)?;
     sink.commit()
 }
 

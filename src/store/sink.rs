@@ -1,41 +1,59 @@
-//! An output being written: a temp file beside its final name, fed whole buffers by one thread while a second
-//! thread hashes them (SHA-256 comes free on a two-core machine). `commit` makes it durable and visible;
-//! dropping it uncommitted removes the temp file.
+//! An output being written: a temp file beside its final name. One thread appends whole buffers; a second thread
+//! reads back what has been written (hot in the page cache) and hashes it, so SHA-256 comes free on a two-core
+//! machine and the digest is of the bytes the file holds. The writer never waits for the hasher. `commit` makes
+//! the file durable and visible; dropping it uncommitted removes the temp file.
 
 use crate::error::{Error, IoContext, Result};
 use sha2::Digest;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-/// Buffers in flight between writer and hasher; bounds memory to `POOL × BUF_LEN`.
-const POOL: usize = 4;
+/// The size of the buffers frames fill; the hasher reads back in pieces of the same size.
 pub const BUF_LEN: usize = 4 << 20;
 
-/// Writeback is started every this many bytes, so the final fsync has little left to do.
+/// Writeback is started every this many bytes, so the disk works while we copy and the final fsync has little
+/// left to do.
 const WRITEBACK_EVERY: u64 = 32 << 20;
 
-/// Streaming-write pattern: start writing back the range just written, and wait for the one before it. Dirty
-/// pages stay bounded, the disk works while we copy, and the final fsync finds almost nothing to do. Only an
-/// optimisation: errors are ignored here and surface at the fsync.
+/// Starts writing back a range just written, without waiting for it: the disk works while we copy, and the
+/// kernel's own dirty-page limits pace the writer. Only an optimisation: errors surface at the fsync.
 #[cfg(target_os = "linux")]
-fn stream_writeback(f: &std::fs::File, offset: u64, len: u64, previous: Option<(u64, u64)>) {
+fn start_writeback(f: &std::fs::File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
-    let fd = f.as_raw_fd();
-    // SAFETY: sync_file_range only reads its integer arguments; `fd` is open for the duration of the call.
+    // SAFETY: sync_file_range only reads its integer arguments; `f` is open for the duration of the call.
     unsafe {
-        libc::sync_file_range(fd, offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
-        if let Some((o, l)) = previous {
-            let wait =
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            libc::sync_file_range(fd, o as i64, l as i64, wait);
-        }
+        libc::sync_file_range(f.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn stream_writeback(_: &std::fs::File, _: u64, _: u64, _: Option<(u64, u64)>) {}
+fn start_writeback(_: &std::fs::File, _: u64, _: u64) {}
+
+/// Allocates `len` bytes of disk for `f` up front, without changing its size: one contiguous allocation instead of
+/// many during writeback, and a full disk is found before anything is written. `Ok(false)` where the filesystem
+/// cannot (writing then allocates as it goes).
+#[cfg(target_os = "linux")]
+fn preallocate(f: &std::fs::File, len: u64) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate only reads its integer arguments; `f` is open for the duration of the call.
+    let rc = unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len as libc::off_t) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => Err(e),
+        _ => Ok(false),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn preallocate(_: &std::fs::File, _: u64) -> std::io::Result<bool> {
+    Ok(false)
+}
 
 /// The committed file: its size, SHA-256 and stat at write time.
 #[derive(Debug, Clone)]
@@ -46,17 +64,59 @@ pub struct Written {
     pub stat: super::FileStat,
 }
 
+/// What the writer tells the hasher: bytes written so far, and whether the writer is done (or gone).
+#[derive(Default)]
+struct Progress {
+    state: Mutex<(u64, bool)>,
+    moved: Condvar,
+}
+
+impl Progress {
+    fn publish(&self, written: u64, done: bool) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *s = (written, done || s.1);
+        self.moved.notify_one();
+    }
+
+    /// Blocks until more than `pos` bytes are written or the writer is done; returns the written size and `done`.
+    fn wait_past(&self, pos: u64) -> (u64, bool) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while s.0 <= pos && !s.1 {
+            s = self.moved.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        *s
+    }
+}
+
+/// Hashes `file` from its start, following the writer: reads each range once it is written.
+fn hash_behind(file: std::fs::File, progress: &Progress) -> std::io::Result<String> {
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; BUF_LEN];
+    let mut pos = 0u64;
+    loop {
+        let (written, done) = progress.wait_past(pos);
+        while pos < written {
+            let n = (written - pos).min(BUF_LEN as u64) as usize;
+            file.read_exact_at(&mut buf[..n], pos)?;
+            h.update(&buf[..n]);
+            pos += n as u64;
+        }
+        if done {
+            return Ok(super::hex(&h.finalize()));
+        }
+    }
+}
+
 pub struct Sink {
     path: PathBuf,
     file: Option<tempfile::NamedTempFile>,
-    to_hasher: Option<SyncSender<Vec<u8>>>,
-    recycled: Receiver<Vec<u8>>,
-    hasher: Option<JoinHandle<String>>,
-    allocated: usize,
+    progress: Arc<Progress>,
+    hasher: Option<JoinHandle<std::io::Result<String>>>,
     size: u64,
-    /// Bytes handed to the kernel's writeback so far, and the range handed over before that.
+    /// Bytes handed to the kernel's writeback so far.
     flushed: u64,
-    previous: Option<(u64, u64)>,
+    /// Bytes preallocated by `reserve`.
+    reserved: u64,
 }
 
 impl Sink {
@@ -72,53 +132,43 @@ impl Sink {
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .at(dir)?;
-        let (to_hasher, inbox) = mpsc::sync_channel::<Vec<u8>>(POOL);
-        let (give_back, recycled) = mpsc::sync_channel::<Vec<u8>>(POOL);
-        let hasher = std::thread::spawn(move || {
-            let mut h = sha2::Sha256::new();
-            for buf in inbox {
-                h.update(&buf);
-                let _ = give_back.try_send(buf);
-            }
-            super::hex(&h.finalize())
-        });
+        let reader = file.as_file().try_clone().at(file.path())?;
+        let progress = Arc::new(Progress::default());
+        let follow = Arc::clone(&progress);
+        let hasher = std::thread::spawn(move || hash_behind(reader, &follow));
         Ok(Sink {
             path: path.to_owned(),
             file: Some(file),
-            to_hasher: Some(to_hasher),
-            recycled,
+            progress,
             hasher: Some(hasher),
-            allocated: 0,
             size: 0,
             flushed: 0,
-            previous: None,
+            reserved: 0,
         })
     }
 
-    /// An empty buffer with `BUF_LEN` capacity, recycled from the hasher once `POOL` exist.
-    pub fn buffer(&mut self) -> Vec<u8> {
-        if self.allocated < POOL {
-            self.allocated += 1;
-            return Vec::with_capacity(BUF_LEN);
+    /// Preallocates the file's final size, when known before writing. A full disk is reported here, before
+    /// anything is written.
+    pub fn reserve(&mut self, len: u64) -> Result<()> {
+        let file = self.file.as_ref().expect("sink is open");
+        if preallocate(file.as_file(), len).map_err(|e| self.err(e))? {
+            self.reserved = self.reserved.max(len);
         }
-        let mut buf = self.recycled.recv().unwrap_or_else(|_| Vec::with_capacity(BUF_LEN));
-        buf.clear();
-        buf
+        Ok(())
     }
 
-    /// Appends `buf` to the file, then hands it to the hasher.
-    pub fn write(&mut self, buf: Vec<u8>) -> Result<()> {
+    /// Appends `buf` to the file; the hasher follows.
+    pub fn write(&mut self, buf: &[u8]) -> Result<()> {
         let file = self.file.as_mut().expect("sink is open");
-        if let Err(e) = file.as_file_mut().write_all(&buf) {
+        if let Err(e) = file.as_file_mut().write_all(buf) {
             return Err(self.err(e));
         }
         self.size += buf.len() as u64;
+        self.progress.publish(self.size, false);
         if self.size - self.flushed >= WRITEBACK_EVERY {
-            stream_writeback(file.as_file(), self.flushed, self.size - self.flushed, self.previous);
-            self.previous = Some((self.flushed, self.size - self.flushed));
+            start_writeback(file.as_file(), self.flushed, self.size - self.flushed);
             self.flushed = self.size;
         }
-        self.to_hasher.as_ref().expect("sink is open").send(buf).expect("hasher thread alive");
         Ok(())
     }
 
@@ -129,13 +179,19 @@ impl Sink {
 
     /// Like `commit`, but `check(size, sha256)` decides first; on `Err` the temp file is removed, nothing kept.
     pub fn commit_checked(mut self, check: impl FnOnce(u64, &str) -> Result<()>) -> Result<Written> {
-        drop(self.to_hasher.take());
-        let sha256 = self.hasher.take().expect("sink is open").join().expect("hasher thread panicked");
-        check(self.size, &sha256)?;
+        self.progress.publish(self.size, true);
         let file = self.file.take().expect("sink is open");
+        if self.reserved > self.size {
+            // Fewer bytes than reserved: free the rest of the allocation past the end.
+            file.as_file().set_len(self.size).map_err(|e| Error::io(&self.path, e))?;
+        }
         super::failpoint("after-temp-write");
+        // The flush to disk overlaps the hasher's last pieces; nothing is visible until the rename below.
         file.as_file().sync_all().map_err(|e| Error::io(&self.path, e))?;
         super::failpoint("after-fsync");
+        let hashed = self.hasher.take().expect("sink is open").join().expect("hasher thread panicked");
+        let sha256 = hashed.map_err(|e| self.err(e))?;
+        check(self.size, &sha256)?;
         let (path, size) = (self.path.clone(), self.size);
         file.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         super::failpoint("after-rename");
@@ -152,7 +208,7 @@ impl Sink {
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        drop(self.to_hasher.take());
+        self.progress.publish(self.size, true);
         if let Some(h) = self.hasher.take() {
             let _ = h.join();
         }
@@ -161,16 +217,19 @@ impl Drop for Sink {
 
 /// Where a frame streams its output: a file being written (`Sink`) or only a hash (`HashOnly`, for re-checks).
 pub trait ByteSink {
-    fn buffer(&mut self) -> Vec<u8>;
-    fn write(&mut self, buf: Vec<u8>) -> Result<()>;
+    /// Says how many bytes will be written in all, before the first `write` (a hint; sinks may ignore it).
+    fn reserve(&mut self, _len: u64) -> Result<()> {
+        Ok(())
+    }
+    fn write(&mut self, bytes: &[u8]) -> Result<()>;
 }
 
 impl ByteSink for Sink {
-    fn buffer(&mut self) -> Vec<u8> {
-        Sink::buffer(self)
+    fn reserve(&mut self, len: u64) -> Result<()> {
+        Sink::reserve(self, len)
     }
-    fn write(&mut self, buf: Vec<u8>) -> Result<()> {
-        Sink::write(self, buf)
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        Sink::write(self, bytes)
     }
 }
 
@@ -178,7 +237,6 @@ impl ByteSink for Sink {
 #[derive(Default)]
 pub struct HashOnly {
     hasher: sha2::Sha256,
-    spare: Option<Vec<u8>>,
 }
 
 impl HashOnly {
@@ -191,14 +249,8 @@ impl HashOnly {
 }
 
 impl ByteSink for HashOnly {
-    fn buffer(&mut self) -> Vec<u8> {
-        let mut b = self.spare.take().unwrap_or_else(|| Vec::with_capacity(BUF_LEN));
-        b.clear();
-        b
-    }
-    fn write(&mut self, buf: Vec<u8>) -> Result<()> {
-        self.hasher.update(&buf);
-        self.spare = Some(buf);
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
         Ok(())
     }
 }
