@@ -72,6 +72,23 @@ pub struct SynthArgs {
     /// Add a quantization_config to config.json
     #[arg(long)]
     pub quantized: bool,
+    /// Write a complete decoder of this many layers (every tensor transformers loads, with its real name and
+    /// shape) instead of filler, sharded as `save_pretrained` does; Llama-style architectures only
+    #[arg(long, default_value_t = 0)]
+    pub layers: u64,
+    /// With --layers: the MLP's intermediate size
+    #[arg(long, default_value_t = 128)]
+    pub intermediate: u64,
+    /// With --layers: attention heads, key/value heads and the head dimension
+    #[arg(long, default_value_t = 4)]
+    pub heads: u64,
+    #[arg(long, default_value_t = 2)]
+    pub kv_heads: u64,
+    #[arg(long, default_value_t = 16)]
+    pub head_dim: u64,
+    /// With --layers: start a new shard before one would pass this many bytes (save_pretrained's max_shard_size)
+    #[arg(long, default_value_t = 4_000_000_000)]
+    pub max_shard_bytes: u64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -97,6 +114,17 @@ pub fn execute(a: SynthArgs) -> Result<Exit> {
     };
     let (v, d) = (a.vocab, a.hidden);
     let w = |name: &str, seed| Tensor { name: name.into(), shape: vec![v, d], seed, specials: a.specials };
+    if a.layers > 0 {
+        if gemma || a.store != Stored::Embed && a.store != Stored::Head {
+            return Err(Error::Usage("--layers writes Llama-style decoders with --store embed or head".into()));
+        }
+        let mut all = vec![w(embed_key, a.seed)];
+        all.extend(decoder(&a));
+        if a.store == Stored::Head {
+            all.push(w(head_key, a.seed + 1));
+        }
+        return write_model(&a, shard_like_save_pretrained(all, &a));
+    }
     let mut shards: Vec<Vec<Tensor>> = (0..a.shards).map(|_| Vec::new()).collect();
     let last = shards.len() - 1;
     if matches!(a.store, Stored::Embed | Stored::Both | Stored::BothDiffer) {
@@ -133,19 +161,68 @@ pub fn execute(a: SynthArgs) -> Result<Exit> {
         Stored::BothDiffer => shards[last].push(w(head_key, a.seed + 1)),
         Stored::Embed => {}
     }
+    write_model(&a, shards)
+}
+
+/// The layers and final norm of a Llama-style decoder (Qwen3 adds q/k norms), in `state_dict` order.
+fn decoder(a: &SynthArgs) -> Vec<Tensor> {
+    let (d, q, kv, m) = (a.hidden, a.heads * a.head_dim, a.kv_heads * a.head_dim, a.intermediate);
+    let mut out = Vec::new();
+    for i in 0..a.layers {
+        let mut layer: Vec<(&str, Vec<u64>)> = vec![
+            ("self_attn.q_proj", vec![q, d]),
+            ("self_attn.k_proj", vec![kv, d]),
+            ("self_attn.v_proj", vec![kv, d]),
+        ];
+        layer.push(("self_attn.o_proj", vec![d, q]));
+        if a.arch == Arch::Qwen3 {
+            layer.extend([("self_attn.q_norm", vec![a.head_dim]), ("self_attn.k_norm", vec![a.head_dim])]);
+        }
+        layer.extend([("mlp.gate_proj", vec![m, d]), ("mlp.up_proj", vec![m, d]), ("mlp.down_proj", vec![d, m])]);
+        layer.extend([("input_layernorm", vec![d]), ("post_attention_layernorm", vec![d])]);
+        for (j, (name, shape)) in layer.into_iter().enumerate() {
+            let seed = a.seed + 1000 + i * 16 + j as u64;
+            out.push(Tensor { name: format!("model.layers.{i}.{name}.weight"), shape, seed, specials: false });
+        }
+    }
+    out.push(Tensor { name: "model.norm.weight".into(), shape: vec![d], seed: a.seed + 3, specials: false });
+    out
+}
+
+/// Splits tensors into shards in order, starting a new shard before one would pass `--max-shard-bytes`.
+fn shard_like_save_pretrained(all: Vec<Tensor>, a: &SynthArgs) -> Vec<Vec<Tensor>> {
+    let width = if a.dtype == SynthDtype::F32 { 4 } else { 2 };
+    let mut shards: Vec<Vec<Tensor>> = vec![Vec::new()];
+    let mut size = 0u64;
+    for t in all {
+        let bytes = t.shape.iter().product::<u64>() * width;
+        if size > 0 && size + bytes > a.max_shard_bytes {
+            shards.push(Vec::new());
+            size = 0;
+        }
+        size += bytes;
+        shards.last_mut().expect("one shard at least").push(t);
+    }
+    shards
+}
+
+/// Writes the shards, their index (when more than one) and config.json.
+fn write_model(a: &SynthArgs, shards: Vec<Vec<Tensor>>) -> Result<Exit> {
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let n = shards.len();
     let mut weight_map = serde_json::Map::new();
+    let (mut total, width) = (0u64, if a.dtype == SynthDtype::F32 { 4 } else { 2 });
     for (i, tensors) in shards.iter().enumerate() {
         let file =
             if n == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", i + 1) };
         write_shard(&a.out.join(&file), tensors, a.dtype, a.nan)?;
+        total += tensors.iter().map(|t| t.shape.iter().product::<u64>()).sum::<u64>() * width;
         for t in tensors {
             weight_map.insert(t.name.clone(), file.clone().into());
         }
     }
     if n > 1 {
-        let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
+        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
         write_atomic(&a.out.join("model.safetensors.index.json"), &pretty(&index))?;
     }
     write_atomic(&a.out.join("config.json"), &pretty(&config(&a)))?;
@@ -181,6 +258,13 @@ fn config(a: &SynthArgs) -> serde_json::Value {
     } else {
         c["vocab_size"] = a.vocab.into();
         c["hidden_size"] = a.hidden.into();
+    }
+    if a.layers > 0 {
+        c["num_hidden_layers"] = a.layers.into();
+        c["intermediate_size"] = a.intermediate.into();
+        c["num_attention_heads"] = a.heads.into();
+        c["num_key_value_heads"] = a.kv_heads.into();
+        c["head_dim"] = a.head_dim.into();
     }
     match a.tie.as_str() {
         "true" => c["tie_word_embeddings"] = true.into(),

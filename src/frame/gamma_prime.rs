@@ -184,7 +184,7 @@ impl Producer for Centered {
         let mut nans = 0u64;
         let mut row = 0;
         let mut input = Vec::new();
-        let mut bufs: Vec<Vec<u8>> = vec![Vec::with_capacity(BUF_LEN); 2];
+        let mut bufs: Vec<Vec<u8>> = (0..2).map(|_| Vec::with_capacity(BUF_LEN)).collect();
         while row < v {
             let rows = (rows_per_buf * 2).min(v - row);
             input.resize(rows * d * 2, 0);
