@@ -225,7 +225,7 @@ fn write_model(a: &SynthArgs, shards: Vec<Vec<Tensor>>) -> Result<Exit> {
         let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
         write_atomic(&a.out.join("model.safetensors.index.json"), &pretty(&index))?;
     }
-    write_atomic(&a.out.join("config.json"), &pretty(&config(&a)))?;
+    write_atomic(&a.out.join("config.json"), &pretty(&config(a)))?;
     Ok(Exit::Ok)
 }
 
