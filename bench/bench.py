@@ -59,7 +59,10 @@ qwen3 = synth("qwen3-4b", f"--arch qwen3 --vocab {V} --hidden {H} {DECODER} --ti
 f32 = synth("qwen3-f32", f"--arch qwen3 --vocab {V} --hidden {H} --dtype f32 --tie true --store embed")
 quarter = synth("qwen3-quarter", f"--arch qwen3 --vocab {V // 4} --hidden {H} --tie true --store embed")
 half = synth("qwen3-half", f"--arch qwen3 --vocab {V // 2} --hidden {H} --tie true --store embed")
-tiny = synth("tiny", "--arch qwen3 --vocab 256 --hidden 16 --tie true --store embed")
+# The control for "time independent of tensor size": the same decoder layout (same tensors, index and shards),
+# with tiny tensors.
+tiny = synth("tiny-4b-layout", "--arch qwen3 --vocab 256 --hidden 16 --layers 36 --intermediate 48 --heads 2 --kv-heads 1 "
+             "--head-dim 8 --max-shard-bytes 100000 --tie true --store embed")
 
 W = os.path.join(D, "ws")
 shutil.rmtree(W, ignore_errors=True)
@@ -132,9 +135,9 @@ case("gamma-prime", "γ′ from γ (reads 742 MiB, writes 1.48 GB f32)", f"{B} r
      note="baseline: cp of a file of γ′'s size + sync")
 under100 = lambda med, rss: (med < 0.1, f"under 100 ms: {'yes' if med < 0.1 else 'NO'}")
 case("status", "`status` on 3 fresh Qwen3-scale outputs", f"{B} status {big}", f"{B} status {small}", 1.5,
-     note="baseline: the same on 3 tiny outputs", also=under100)
+     note="baseline: the same on 3 tiny outputs of the same 36-layer layout", also=under100)
 case("noop-run", "no-op `run` on 3 fresh Qwen3-scale outputs", f"{B} run -q {big}", f"{B} run -q {small}", 1.5,
-     note="baseline: the same on 3 tiny outputs", also=under100)
+     note="baseline: the same on 3 tiny outputs of the same 36-layer layout", also=under100)
 sha_ni = "sha_ni" in open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else False
 case("sha256", "SHA-256 of one 742 MiB output (`verify`)", f"{B} verify {sha_ws}/manifests",
      f"openssl dgst -sha256 {sha_ws}/tensors/q/W.safetensors", 0,

@@ -86,3 +86,73 @@ fn outputs_load_with_python_safetensors_when_available() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The mission's contract, checked against the real thing where it is installed: for complete synthetic decoders
+/// (tied and untied; bf16, f16 and f32 sources with rounding ties, infinities, subnormals and NaNs), γ is byte for
+/// byte the file the notebook writes (NaNs aside: ours are canonical 0x7FC0, see below): `from_pretrained(dir, dtype=torch.bfloat16)`, then
+/// `save_file({"W": model.lm_head.weight.data})`. Needs a Python with torch, transformers and safetensors:
+/// `$GAMMA_RUN_TORCH_PYTHON`, else `python3`; skips without one (CI does not install torch: 5 GB).
+#[test]
+fn gamma_is_the_notebooks_file_byte_for_byte_when_torch_is_available() {
+    let python = std::env::var("GAMMA_RUN_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = std::process::Command::new(&python).args(["-c", "import torch, transformers, safetensors"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: {python} has no torch + transformers (set GAMMA_RUN_TORCH_PYTHON to run this test)");
+        return;
+    }
+    let ws = Ws::new();
+    let decoder = ["--layers", "2", "--intermediate", "96", "--heads", "4", "--kv-heads", "2", "--head-dim", "16"];
+    let cases: &[(&str, &[&str])] = &[
+        ("qwen3-tied", &["--arch", "qwen3", "--vocab", "300", "--hidden", "64", "--max-shard-bytes", "40000"]),
+        ("llama-untied", &["--arch", "llama", "--vocab", "256", "--hidden", "64", "--tie", "false", "--store", "head"]),
+        (
+            "qwen3-f32",
+            &["--arch", "qwen3", "--vocab", "128", "--hidden", "64", "--dtype", "f32", "--specials", "--nan"],
+        ),
+        ("llama-f16", &["--arch", "llama", "--vocab", "128", "--hidden", "64", "--dtype", "f16", "--specials"]),
+    ];
+    let mut yaml = String::from("version: 1\njobs:\n");
+    for (name, args) in cases {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&decoder);
+        ws.synth(name, &a);
+        yaml.push_str(&format!("  - path: ../models/{name}\n"));
+    }
+    let job = ws.job(&yaml);
+    let o = ws.run(&[job.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let script = "import sys, torch\nfrom transformers import AutoModelForCausalLM\nfrom safetensors.torch import save_file\n\
+        m, info = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.bfloat16, output_loading_info=True)\n\
+        bad = {k: v for k, v in info.items() if v}\n\
+        assert not bad, f'transformers did not load every tensor: {bad}'\n\
+        save_file({'W': m.lm_head.weight.data}, sys.argv[2])\n";
+    for (name, _) in cases {
+        let notebook = ws.path(&format!("{name}.notebook.safetensors"));
+        let out = std::process::Command::new(&python)
+            .args(["-c", script])
+            .arg(ws.path(&format!("models/{name}")))
+            .arg(&notebook)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let (ours, theirs) = (ws.read(&format!("tensors/{name}/W.safetensors")), std::fs::read(&notebook).unwrap());
+        assert_eq!(ours.len(), theirs.len(), "{name}: sizes differ");
+        let data = 8 + u64::from_le_bytes(ours[..8].try_into().unwrap()) as usize;
+        assert_eq!(ours[..data], theirs[..data], "{name}: headers differ");
+        // Every element is bit-identical, except that a NaN is written as the canonical 0x7FC0 where torch's own
+        // encoding depends on its code path (0xFFFF vectorised, 0x7FC0 scalar): the documented NaN rule.
+        let (mut nans, mut differ) = (0, Vec::new());
+        for (i, (a, b)) in ours[data..].chunks_exact(2).zip(theirs[data..].chunks_exact(2)).enumerate() {
+            let (a, b) = (u16::from_le_bytes([a[0], a[1]]), u16::from_le_bytes([b[0], b[1]]));
+            let nan = |x: u16| x & 0x7FFF > 0x7F80;
+            if nan(b) {
+                nans += 1;
+                assert_eq!(a, 0x7FC0, "{name}: element {i} is NaN in the notebook's W; ours is {a:#06x}");
+            } else if a != b {
+                differ.push((i, a, b));
+            }
+        }
+        assert!(differ.is_empty(), "{name}: (element, ours, notebook's) differ: {:?}", &differ[..differ.len().min(8)]);
+        assert_eq!(nans, if *name == "qwen3-f32" { 1 } else { 0 }, "{name}: NaNs");
+    }
+}
