@@ -181,6 +181,18 @@ floor = next((r["ratio"] for r in rows if r["id"] == "two-dd"), None)
 case("two-jobs", "two γ jobs (371 MiB each) with --jobs 2", f"{B} run -q --force --jobs 2 {twoj}", f"{B} run -q --force {onej}", 1.25,
      note="baseline: one such job" + (f"; the disk's own ratio for the same bytes (two dd vs one): {floor:.2f}" if floor else ""))
 
+# The same two jobs with the outputs on a RAM filesystem: no disk, so this shows what the CPUs allow.
+shm = "/dev/shm"
+if os.path.isdir(shm) and shutil.disk_usage(shm).free > 4 * half_n:
+    SW = os.path.join(shm, f"gamma-run-bench-{os.getpid()}")
+    try:
+        two_shm = job(os.path.join(SW, "jobs", "two.yaml"), f"  - path: {half}\n    name: h2\n  - path: {half}\n    name: h3\n")
+        one_shm = job(os.path.join(SW, "jobs", "one.yaml"), f"  - path: {half}\n    name: h2\n")
+        case("two-jobs-ram", "two γ jobs with --jobs 2, outputs in RAM (/dev/shm)", f"{B} run -q --force --jobs 2 {two_shm}",
+             f"{B} run -q --force {one_shm}", 0, note="baseline: one such job in RAM; no disk, so this is the CPUs' own ratio")
+    finally:
+        shutil.rmtree(SW, ignore_errors=True)
+
 PY = args.python
 py = subprocess.run([PY, "-c", "import torch, transformers, safetensors, accelerate"], capture_output=True)
 notebook_note = (f"the notebook and safe_open rows need torch, transformers, safetensors and accelerate (for device_map=cpu) in {PY} (or --python); skipped here"
