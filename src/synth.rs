@@ -115,8 +115,18 @@ pub fn execute(a: SynthArgs) -> Result<Exit> {
     let (v, d) = (a.vocab, a.hidden);
     let w = |name: &str, seed| Tensor { name: name.into(), shape: vec![v, d], seed, specials: a.specials };
     if a.layers > 0 {
-        if gemma || a.store != Stored::Embed && a.store != Stored::Head {
-            return Err(Error::Usage("--layers writes Llama-style decoders with --store embed or head".into()));
+        let layout = matches!((a.store, a.tie.as_str()), (Stored::Embed, "true") | (Stored::Head, "false"));
+        if !matches!(a.arch, Arch::Qwen3 | Arch::Llama) || !layout {
+            return Err(Error::Usage(
+                "--layers writes qwen3 or llama decoders, tied (--tie true --store embed) or untied (--tie false \
+                 --store head)"
+                    .into(),
+            ));
+        }
+        if a.shards != 1 || a.filler_mib.iter().any(|&m| m != 0) {
+            return Err(Error::Usage(
+                "--layers shards by --max-shard-bytes; --shards and --filler-mib do not apply".into(),
+            ));
         }
         let mut all = vec![w(embed_key, a.seed)];
         all.extend(decoder(&a));
@@ -189,7 +199,8 @@ fn decoder(a: &SynthArgs) -> Vec<Tensor> {
     out
 }
 
-/// Splits tensors into shards in order, starting a new shard before one would pass `--max-shard-bytes`.
+/// Splits tensors into shards in order, starting a new shard before one would pass `--max-shard-bytes`. (Unlike
+/// huggingface_hub, a single tensor larger than the limit is not moved into a shard of its own.)
 fn shard_like_save_pretrained(all: Vec<Tensor>, a: &SynthArgs) -> Vec<Vec<Tensor>> {
     let width = if a.dtype == SynthDtype::F32 { 4 } else { 2 };
     let mut shards: Vec<Vec<Tensor>> = vec![Vec::new()];
@@ -343,7 +354,8 @@ fn element(t: &Tensor, k: u64, dtype: SynthDtype, nan: bool) -> u32 {
     if nan && t.specials && k == 20 {
         return match dtype {
             SynthDtype::F32 => 0xFFC0_0001,
-            _ => 0x7E01,
+            SynthDtype::F16 => 0x7E01,
+            SynthDtype::Bf16 => 0xFF81,
         };
     }
     let mut z = t.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k.wrapping_mul(0xBF58_476D_1CE4_E5B9));

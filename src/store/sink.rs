@@ -64,44 +64,81 @@ pub struct Written {
     pub stat: super::FileStat,
 }
 
-/// What the writer tells the hasher: bytes written so far, and whether the writer is done (or gone).
+/// How far the writer may run ahead of the hasher. Large enough that the writer never waits when hashing keeps
+/// up on average; small enough that what the hasher reads back is still in the page cache on a small machine.
+const MAX_LAG: u64 = 256 << 20;
+
+/// The writer and the hasher, in step: bytes written and hashed so far, and whether the writer is finished, has
+/// given up (the hasher may stop), or the hasher failed (the writer may stop).
 #[derive(Default)]
 struct Progress {
-    state: Mutex<(u64, bool)>,
+    state: Mutex<Shared>,
     moved: Condvar,
+    max_lag: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Shared {
+    written: u64,
+    hashed: u64,
+    done: bool,
+    abandoned: bool,
+    hasher_failed: bool,
 }
 
 impl Progress {
-    fn publish(&self, written: u64, done: bool) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        *s = (written, done || s.1);
-        self.moved.notify_one();
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Blocks until more than `pos` bytes are written or the writer is done; returns the written size and `done`.
-    fn wait_past(&self, pos: u64) -> (u64, bool) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while s.0 <= pos && !s.1 {
+    fn update(&self, change: impl FnOnce(&mut Shared)) {
+        change(&mut self.lock());
+        self.moved.notify_all();
+    }
+
+    /// The writer: `written` bytes are in the file. Waits while the hasher is more than `MAX_LAG` behind; returns
+    /// false if the hasher has failed (its error is reported at commit).
+    fn wrote(&self, written: u64) -> bool {
+        let mut s = self.lock();
+        s.written = written;
+        self.moved.notify_all();
+        while s.written - s.hashed > self.max_lag && !s.hasher_failed {
+            s = self.moved.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        !s.hasher_failed
+    }
+
+    /// The hasher: `hashed` bytes are hashed. Then blocks until more is written or the writer is finished.
+    fn hashed(&self, hashed: u64) -> Shared {
+        let mut s = self.lock();
+        s.hashed = hashed;
+        self.moved.notify_all();
+        while s.written <= hashed && !s.done && !s.abandoned {
             s = self.moved.wait(s).unwrap_or_else(|e| e.into_inner());
         }
         *s
     }
 }
 
-/// Hashes `file` from its start, following the writer: reads each range once it is written.
+/// Hashes `file` from its start, following the writer: reads each range back once it is written.
 fn hash_behind(file: std::fs::File, progress: &Progress) -> std::io::Result<String> {
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; BUF_LEN];
     let mut pos = 0u64;
     loop {
-        let (written, done) = progress.wait_past(pos);
-        while pos < written {
-            let n = (written - pos).min(BUF_LEN as u64) as usize;
-            file.read_exact_at(&mut buf[..n], pos)?;
+        let s = progress.hashed(pos);
+        if s.abandoned {
+            return Err(std::io::Error::other("abandoned"));
+        }
+        if pos < s.written {
+            let n = (s.written - pos).min(BUF_LEN as u64) as usize;
+            if let Err(e) = file.read_exact_at(&mut buf[..n], pos) {
+                progress.update(|s| s.hasher_failed = true);
+                return Err(e);
+            }
             h.update(&buf[..n]);
             pos += n as u64;
-        }
-        if done {
+        } else if s.done {
             return Ok(super::hex(&h.finalize()));
         }
     }
@@ -117,11 +154,17 @@ pub struct Sink {
     flushed: u64,
     /// Bytes preallocated by `reserve`.
     reserved: u64,
+    /// A write failed: the file's end is unknown, so nothing more may be written or committed.
+    poisoned: bool,
 }
 
 impl Sink {
     /// Starts writing `path`: creates its directory and a uniquely named temp file beside it.
     pub fn create(path: &Path) -> Result<Sink> {
+        Self::create_with_lag(path, MAX_LAG)
+    }
+
+    fn create_with_lag(path: &Path, max_lag: u64) -> Result<Sink> {
         let dir = path.parent().expect("output paths have a parent");
         std::fs::create_dir_all(dir).at(dir)?;
         let base = path.file_name().unwrap_or_default().to_string_lossy();
@@ -133,7 +176,7 @@ impl Sink {
             .tempfile_in(dir)
             .at(dir)?;
         let reader = file.as_file().try_clone().at(file.path())?;
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(Progress { max_lag, ..Default::default() });
         let follow = Arc::clone(&progress);
         let hasher = std::thread::spawn(move || hash_behind(reader, &follow));
         Ok(Sink {
@@ -144,6 +187,7 @@ impl Sink {
             size: 0,
             flushed: 0,
             reserved: 0,
+            poisoned: false,
         })
     }
 
@@ -159,15 +203,25 @@ impl Sink {
 
     /// Appends `buf` to the file; the hasher follows.
     pub fn write(&mut self, buf: &[u8]) -> Result<()> {
+        if self.poisoned {
+            return Err(self.err(std::io::Error::other("an earlier write to this file failed")));
+        }
         let file = self.file.as_mut().expect("sink is open");
         if let Err(e) = file.as_file_mut().write_all(buf) {
+            self.poisoned = true;
             return Err(self.err(e));
         }
         self.size += buf.len() as u64;
-        self.progress.publish(self.size, false);
         if self.size - self.flushed >= WRITEBACK_EVERY {
             start_writeback(file.as_file(), self.flushed, self.size - self.flushed);
             self.flushed = self.size;
+        }
+        if !self.progress.wrote(self.size) {
+            // The hasher could not read the file back: stop here; `commit` would report its error.
+            self.poisoned = true;
+            let why = self.hasher.take().map(|h| h.join().expect("hasher thread panicked"));
+            let e = why.and_then(|r| r.err()).unwrap_or_else(|| std::io::Error::other("hashing failed"));
+            return Err(self.err(e));
         }
         Ok(())
     }
@@ -177,10 +231,20 @@ impl Sink {
         self.commit_checked(|_, _| Ok(()))
     }
 
-    /// Like `commit`, but `check(size, sha256)` decides first; on `Err` the temp file is removed, nothing kept.
+    /// Like `commit`, but `check(size, sha256)` decides before the rename; on `Err` the temp file is removed and
+    /// nothing is kept.
     pub fn commit_checked(mut self, check: impl FnOnce(u64, &str) -> Result<()>) -> Result<Written> {
-        self.progress.publish(self.size, true);
+        if self.poisoned {
+            return Err(self.err(std::io::Error::other("an earlier write to this file failed")));
+        }
+        self.progress.update(|s| s.done = true);
         let file = self.file.take().expect("sink is open");
+        debug_assert!(
+            self.reserved == 0 || self.reserved == self.size,
+            "reserved {} wrote {}",
+            self.reserved,
+            self.size
+        );
         if self.reserved > self.size {
             // Fewer bytes than reserved: free the rest of the allocation past the end.
             file.as_file().set_len(self.size).map_err(|e| Error::io(&self.path, e))?;
@@ -208,7 +272,8 @@ impl Sink {
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        self.progress.publish(self.size, true);
+        // Uncommitted (an error, or a panic): the hasher stops at its next piece instead of finishing.
+        self.progress.update(|s| s.abandoned = true);
         if let Some(h) = self.hasher.take() {
             let _ = h.join();
         }
@@ -252,5 +317,61 @@ impl ByteSink for HashOnly {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.hasher.update(bytes);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(total: usize) -> Vec<Vec<u8>> {
+        // Uneven pieces of varied bytes: some smaller than the hasher's reads, some larger.
+        let (mut out, mut made, mut x) = (Vec::new(), 0usize, 7u32);
+        while made < total {
+            let n = ((made * 7919) % (3 * BUF_LEN / 2) + 1).min(total - made);
+            out.push(
+                (0..n)
+                    .map(|_| {
+                        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                        (x >> 16) as u8
+                    })
+                    .collect(),
+            );
+            made += n;
+        }
+        out
+    }
+
+    #[test]
+    fn the_digest_is_of_the_committed_bytes_even_when_the_writer_must_wait_for_the_hasher() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        let data = pieces(5 * BUF_LEN + 12345);
+        let all: Vec<u8> = data.concat();
+        // A lag of one piece makes the writer wait on nearly every write.
+        let mut sink = Sink::create_with_lag(&path, 64 << 10).unwrap();
+        sink.reserve(all.len() as u64).unwrap();
+        for p in &data {
+            sink.write(p).unwrap();
+        }
+        let w = sink.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), all);
+        assert_eq!(w.size, all.len() as u64);
+        assert_eq!(w.sha256, crate::store::hex(&sha2::Sha256::digest(&all)));
+    }
+
+    #[test]
+    fn an_uncommitted_sink_leaves_nothing_and_a_failed_check_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        let mut sink = Sink::create(&path).unwrap();
+        sink.reserve(1 << 20).unwrap();
+        sink.write(&[1u8; 1 << 20]).unwrap();
+        drop(sink);
+        let mut sink = Sink::create(&path).unwrap();
+        sink.write(b"abc").unwrap();
+        let refused = sink.commit_checked(|_, _| Err(crate::error::Error::Usage("no".into())));
+        assert!(refused.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temp files or outputs were left");
     }
 }
