@@ -239,14 +239,9 @@ impl Sink {
         }
         self.progress.update(|s| s.done = true);
         let file = self.file.take().expect("sink is open");
-        debug_assert!(
-            self.reserved == 0 || self.reserved == self.size,
-            "reserved {} wrote {}",
-            self.reserved,
-            self.size
-        );
         if self.reserved > self.size {
-            // Fewer bytes than reserved: free the rest of the allocation past the end.
+            // Fewer bytes than reserved (a short download, refused by `check` below): free the rest of the
+            // allocation past the end.
             file.as_file().set_len(self.size).map_err(|e| Error::io(&self.path, e))?;
         }
         super::failpoint("after-temp-write");
