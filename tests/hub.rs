@@ -195,6 +195,7 @@ fn protocol_violations_fail_cleanly_and_store_nothing() {
         let o = run(&ws, &hub, &[&job]);
         assert_eq!(o.code, 2, "{what}: {}", o.all());
         assert!(o.stdout.contains(want), "{what}: {}", o.stdout);
+        assert!(o.stdout.contains("(request id req-test-ok)"), "{what}: the answer's request id: {}", o.stdout);
         assert!(!ws.path("tensors/m/W.safetensors").exists() && !ws.path("manifests/m").exists(), "{what}");
         for evil in [ws.path("evil"), ws.path("hf-cache/evil"), ws.path("hf-cache/models--org--m/evil")] {
             assert!(!evil.exists(), "{what}: wrote {}", evil.display());

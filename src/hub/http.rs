@@ -20,16 +20,28 @@ pub struct Http {
 pub struct Ctx<'a> {
     pub repo: &'a str,
     pub what: String,
+    /// The `X-Request-Id` of the answer being read, once there is one: the Hub's staff can trace a request by it.
+    pub request_id: Option<String>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    pub fn new(repo: &'a str, what: String) -> Ctx<'a> {
+        Ctx { repo, what, request_id: None }
+    }
+
+    /// The same context, naming the request that `resp` answers.
+    pub fn answered(&self, resp: &Response<Body>) -> Ctx<'a> {
+        let id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok());
+        Ctx { repo: self.repo, what: self.what.clone(), request_id: id.map(|s| s.chars().take(300).collect()) }
+    }
+
     pub fn protocol(&self, message: String) -> Error {
         Error::Hub {
             repo: self.repo.into(),
             what: self.what.clone(),
             status: None,
             code: None,
-            request_id: None,
+            request_id: self.request_id.clone(),
             message,
         }
     }

@@ -55,8 +55,9 @@ impl Hub {
             return Ok(revision.to_string());
         }
         let url = format!("{}/api/models/{repo}/revision/{}", self.http.settings.endpoint, encode_segment(revision));
-        let ctx = http::Ctx { repo, what: format!("revision {revision}") };
+        let ctx = http::Ctx::new(repo, format!("revision {revision}"));
         let mut resp = self.http.send("GET", &url, None, &ctx, true)?;
+        let ctx = ctx.answered(&resp);
         let body = http::read_limited(&mut resp, 16 << 20, &ctx)?;
         let v: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| ctx.protocol(format!("revision info is not JSON: {e}")))?;
@@ -70,7 +71,7 @@ impl Hub {
     /// Metadata of `path` at `commit`, from a HEAD on its resolve URL. `Ok(None)` if the file does not exist.
     pub fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<Remote>> {
         let url = format!("{}/{repo}/resolve/{commit}/{}", self.http.settings.endpoint, encode_path(path));
-        let ctx = http::Ctx { repo, what: path.to_string() };
+        let ctx = http::Ctx::new(repo, path.to_string());
         let resp = match self.http.send("HEAD", &url, None, &ctx, false) {
             Err(Error::Hub { status: Some(404), code, .. })
                 if code.as_deref() != Some("RepoNotFound") && code.as_deref() != Some("RevisionNotFound") =>
@@ -79,6 +80,7 @@ impl Hub {
             }
             other => other?,
         };
+        let ctx = ctx.answered(&resp);
         let h = resp.headers();
         let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
         if let Some(c) = header("x-repo-commit").filter(|c| c != commit) {

@@ -22,12 +22,13 @@ pub fn fetch_into(
     len: u64,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
-    let ctx = Ctx { repo: &remote.repo, what: remote.path.clone() };
+    let first = Ctx::new(&remote.repo, remote.path.clone());
     let mut got = 0u64;
     let mut cuts = 0;
     while got < len {
         let (a, b) = (offset + got, offset + len - 1);
-        let mut resp = http.send("GET", &remote.url, Some((a, b)), &ctx, true)?;
+        let mut resp = http.send("GET", &remote.url, Some((a, b)), &first, true)?;
+        let ctx = first.answered(&resp);
         let status = resp.status().as_u16();
         let mut skip = 0u64;
         match status {

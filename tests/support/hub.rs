@@ -343,6 +343,10 @@ fn write_response(mut conn: TcpStream, method: &str, r: Response, slow_ms: u64, 
         _ => "Status",
     };
     let mut head = format!("HTTP/1.1 {} {reason}\r\n", r.status);
+    if !r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("x-request-id")) {
+        // As the Hub does, every answer carries a request id.
+        head.push_str("X-Request-Id: req-test-ok\r\n");
+    }
     for (k, v) in &r.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
