@@ -100,6 +100,19 @@ struct Tensor {
     specials: bool,
 }
 
+impl Tensor {
+    fn elements(&self) -> u64 {
+        self.shape.iter().product()
+    }
+}
+
+impl SynthDtype {
+    /// Bytes per element.
+    fn width(self) -> u64 {
+        if self == SynthDtype::F32 { 4 } else { 2 }
+    }
+}
+
 pub fn execute(a: SynthArgs) -> Result<Exit> {
     if a.shards == 0 || a.vocab == 0 || a.hidden == 0 {
         return Err(Error::Usage("--shards, --vocab and --hidden must be positive".into()));
@@ -183,8 +196,8 @@ fn decoder(a: &SynthArgs) -> Vec<Tensor> {
             ("self_attn.q_proj", vec![q, d]),
             ("self_attn.k_proj", vec![kv, d]),
             ("self_attn.v_proj", vec![kv, d]),
+            ("self_attn.o_proj", vec![d, q]),
         ];
-        layer.push(("self_attn.o_proj", vec![d, q]));
         if a.arch == Arch::Qwen3 {
             layer.extend([("self_attn.q_norm", vec![a.head_dim]), ("self_attn.k_norm", vec![a.head_dim])]);
         }
@@ -202,11 +215,10 @@ fn decoder(a: &SynthArgs) -> Vec<Tensor> {
 /// Splits tensors into shards in order, starting a new shard before one would pass `--max-shard-bytes`. (Unlike
 /// huggingface_hub, a single tensor larger than the limit is not moved into a shard of its own.)
 fn shard_like_save_pretrained(all: Vec<Tensor>, a: &SynthArgs) -> Vec<Vec<Tensor>> {
-    let width = if a.dtype == SynthDtype::F32 { 4 } else { 2 };
     let mut shards: Vec<Vec<Tensor>> = vec![Vec::new()];
     let mut size = 0u64;
     for t in all {
-        let bytes = t.shape.iter().product::<u64>() * width;
+        let bytes = t.elements() * a.dtype.width();
         if size > 0 && size + bytes > a.max_shard_bytes {
             shards.push(Vec::new());
             size = 0;
@@ -222,12 +234,12 @@ fn write_model(a: &SynthArgs, shards: Vec<Vec<Tensor>>) -> Result<Exit> {
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let n = shards.len();
     let mut weight_map = serde_json::Map::new();
-    let (mut total, width) = (0u64, if a.dtype == SynthDtype::F32 { 4 } else { 2 });
+    let mut total = 0u64;
     for (i, tensors) in shards.iter().enumerate() {
         let file =
             if n == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", i + 1) };
         write_shard(&a.out.join(&file), tensors, a.dtype, a.nan)?;
-        total += tensors.iter().map(|t| t.shape.iter().product::<u64>()).sum::<u64>() * width;
+        total += tensors.iter().map(Tensor::elements).sum::<u64>() * a.dtype.width();
         for t in tensors {
             weight_map.insert(t.name.clone(), file.clone().into());
         }
@@ -298,13 +310,13 @@ fn write_shard(path: &std::path::Path, tensors: &[Tensor], dtype: SynthDtype, na
         tensors.iter().map(|t| safetensors_file::Entry { name: &t.name, dtype: name, shape: &t.shape }).collect();
     let mut sink = Sink::create(path)?;
     let header = safetensors_file::header(&entries);
-    let width = if dtype == SynthDtype::F32 { 4 } else { 2 };
-    let elements: u64 = tensors.iter().map(|t| t.shape.iter().product::<u64>()).sum();
-    sink.reserve(header.len() as u64 + elements * width as u64)?;
+    let width = dtype.width() as usize;
+    let elements: u64 = tensors.iter().map(Tensor::elements).sum();
+    sink.reserve(header.len() as u64 + elements * dtype.width())?;
     sink.write(&header)?;
     let mut buf = Vec::with_capacity(BUF_LEN);
     for t in tensors {
-        let count: u64 = t.shape.iter().product();
+        let count = t.elements();
         let per_chunk = (BUF_LEN / width) as u64;
         let mut i = 0;
         while i < count {

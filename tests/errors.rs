@@ -205,6 +205,24 @@ fn verify_catches_tampered_manifests_and_missing_dirs() {
 }
 
 #[test]
+fn synth_refuses_decoder_layouts_it_would_write_wrong_and_writes_nothing() {
+    let ws = Ws::new();
+    let out = ws.path("models/bad");
+    for (args, want) in [
+        (&["--arch", "qwen2"][..], "qwen3 or llama decoders"),
+        (&["--tie", "false"][..], "untied (--tie false --store head)"),
+        (&["--shards", "2"][..], "--shards and --filler-mib do not apply"),
+    ] {
+        let mut a = vec!["synth", "--out", out.to_str().unwrap(), "--layers", "2"];
+        a.extend_from_slice(args);
+        let o = ws.run(&a);
+        assert_eq!(o.code, 2, "{args:?}: {}", o.all());
+        assert!(o.stderr.contains(want), "{args:?}: {}", o.stderr);
+        assert!(!out.exists(), "{args:?} wrote something");
+    }
+}
+
+#[test]
 fn help_exists_for_every_command() {
     let ws = Ws::new();
     for cmd in [vec!["--help"], vec!["run", "--help"], vec!["status", "--help"], vec!["verify", "--help"]] {

@@ -20,6 +20,12 @@ fn run(ws: &Ws, hub: &TestHub, args: &[&str]) -> Out {
 }
 
 /// One model on the hub: (workspace, hub, job path, checkpoint dir).
+/// The file names in org/m's blob store (none if it does not exist).
+fn blobs(ws: &Ws) -> Vec<std::ffi::OsString> {
+    let dir = ws.path("hf-cache/models--org--m/blobs");
+    std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default()
+}
+
 fn one(synth: &[&str], yaml_extra: &str) -> (Ws, TestHub, String, std::path::PathBuf) {
     let ws = Ws::new();
     let hub = TestHub::start();
@@ -200,9 +206,7 @@ fn protocol_violations_fail_cleanly_and_store_nothing() {
         for evil in [ws.path("evil"), ws.path("hf-cache/evil"), ws.path("hf-cache/models--org--m/evil")] {
             assert!(!evil.exists(), "{what}: wrote {}", evil.display());
         }
-        let blobs = ws.path("hf-cache/models--org--m/blobs");
-        let kept: Vec<_> =
-            std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        let kept = blobs(&ws);
         assert!(kept.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")), "{what}: temp files left: {kept:?}");
     }
 }
@@ -295,9 +299,7 @@ fn a_corrupt_full_download_is_discarded() {
     let o = run(&ws, &hub, &[&job]);
     assert_eq!(o.code, 2, "{}", o.all());
     assert!(o.stdout.contains("discarded"), "{}", o.stdout);
-    let blobs = ws.path("hf-cache/models--org--m/blobs");
-    let kept: Vec<_> =
-        std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let kept = blobs(&ws);
     assert!(kept.is_empty(), "nothing kept: {kept:?}");
     assert!(!ws.path("tensors/m").exists());
 }
@@ -330,9 +332,7 @@ fn a_full_download_cut_until_retries_run_out_keeps_nothing() {
     let o = ws.run_env(&[&job], &[("HF_ENDPOINT", &e[0].1), ("GAMMA_RUN_HTTP_ATTEMPTS", "3")]);
     assert_eq!(o.code, 2, "{}", o.all());
     assert!(o.stdout.contains("cut 3 times"), "{}", o.stdout);
-    let blobs = ws.path("hf-cache/models--org--m/blobs");
-    let kept: Vec<_> =
-        std::fs::read_dir(&blobs).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let kept = blobs(&ws);
     assert!(kept.iter().all(|n| n.len() == 40), "only verified small files may stay: {kept:?}");
     assert!(!ws.path("tensors/m").exists() && !ws.path("manifests/m").exists());
 }

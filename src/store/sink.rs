@@ -204,7 +204,7 @@ impl Sink {
     /// Appends `buf` to the file; the hasher follows.
     pub fn write(&mut self, buf: &[u8]) -> Result<()> {
         if self.poisoned {
-            return Err(self.err(std::io::Error::other("an earlier write to this file failed")));
+            return Err(self.poisoned_error());
         }
         let file = self.file.as_mut().expect("sink is open");
         if let Err(e) = file.as_file_mut().write_all(buf) {
@@ -235,7 +235,7 @@ impl Sink {
     /// nothing is kept.
     pub fn commit_checked(mut self, check: impl FnOnce(u64, &str) -> Result<()>) -> Result<Written> {
         if self.poisoned {
-            return Err(self.err(std::io::Error::other("an earlier write to this file failed")));
+            return Err(self.poisoned_error());
         }
         self.progress.update(|s| s.done = true);
         let file = self.file.take().expect("sink is open");
@@ -258,6 +258,10 @@ impl Sink {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
         let stat = super::FileStat::of(&path)?;
         Ok(Written { path, size, sha256, stat })
+    }
+
+    fn poisoned_error(&self) -> Error {
+        self.err(std::io::Error::other("an earlier write to this file failed"))
     }
 
     fn err(&self, e: std::io::Error) -> Error {
