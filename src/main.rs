@@ -19,14 +19,17 @@ fn main() -> std::process::ExitCode {
         Command::Synth(args) => gamma_run::synth::execute(args),
     };
     let exit = result.unwrap_or_else(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", gamma_run::redact::redact(&e.to_string()));
         Exit::of_error(&e)
     });
     std::process::ExitCode::from(exit as u8)
 }
 
-/// Logs go to stderr; `-q` keeps errors only, `-v`/`-vv` add debug/trace. `RUST_LOG` overrides.
+/// Logs go to stderr; `-q` keeps errors only, `-v`/`-vv` add debug/trace. `RUST_LOG` overrides, except that the
+/// HTTP stack's wire dumps (TRACE events holding raw request headers, the token among them) are never emitted,
+/// and every line passes through `redact` on its way out.
 fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::prelude::*;
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
@@ -37,9 +40,8 @@ fn init_logging(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let progress = !quiet && !commands::truthy(std::env::var("HF_HUB_DISABLE_PROGRESS_BARS").ok());
     gamma_run::progress::init(progress);
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| gamma_run::progress::LogWriter)
-        .with_target(false)
-        .init();
+    let no_wire_dumps =
+        tracing_subscriber::filter::filter_fn(|m| gamma_run::redact::event_allowed(m.target(), m.level()));
+    let lines = tracing_subscriber::fmt::layer().with_writer(|| gamma_run::progress::LogWriter).with_target(false);
+    tracing_subscriber::registry().with(filter).with(lines.with_filter(no_wire_dumps)).init();
 }

@@ -30,10 +30,14 @@ pub fn bar(len: u64, label: &str) -> ProgressBar {
 pub struct LogWriter;
 
 impl Write for LogWriter {
+    /// tracing writes one formatted event per call; it is redacted whole before it reaches stderr.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let clean = crate::redact::redact(&text);
+        let bytes = clean.as_bytes();
         match MULTI.get() {
-            Some(Some(m)) => m.suspend(|| std::io::stderr().write_all(buf)).map(|_| buf.len()),
-            _ => std::io::stderr().write_all(buf).map(|_| buf.len()),
+            Some(Some(m)) => m.suspend(|| std::io::stderr().write_all(bytes)).map(|_| buf.len()),
+            _ => std::io::stderr().write_all(bytes).map(|_| buf.len()),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -369,3 +369,91 @@ fn a_repo_without_config_names_the_missing_file() {
     assert_eq!(o.code, 2);
     assert!(o.stdout.contains("org/m@aaaaaaaaaaaa/config.json: missing"), "{}", o.stdout);
 }
+
+/// Every byte a log could hold: the text itself, plus the bytes of any hex-dump rows (`6865 6c6c … ascii`, as
+/// the HTTP stack's wire traces print them) reassembled across lines, so a secret split over rows is found.
+fn printed_bytes(text: &str) -> Vec<u8> {
+    let mut out = text.as_bytes().to_vec();
+    let mut dump = Vec::new();
+    for line in text.lines() {
+        // A row is 8 groups of 4 hex digits (or `--` padding), after whatever prefix the logger adds.
+        let groups: Vec<&str> = line.split(' ').filter(|g| !g.is_empty()).collect();
+        let start = groups
+            .windows(8)
+            .position(|w| w.iter().all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')));
+        if let Some(s) = start {
+            for g in &groups[s..s + 8] {
+                for pair in [&g[..2], &g[2..]] {
+                    if let Ok(b) = u8::from_str_radix(pair, 16) {
+                        dump.push(b);
+                    }
+                }
+            }
+        }
+    }
+    out.push(b'\n');
+    out.extend_from_slice(&dump);
+    out
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn the_token_never_reaches_any_output_at_any_verbosity_whatever_its_length() {
+    let (ws, hub, job, _) = one(&["--shards", "2"], "");
+    // Letters that a log line is unlikely to hold by chance, in lengths around the 16-byte dump rows.
+    let lengths = [1usize, 2, 3, 5, 7, 8, 11, 15, 16, 17, 23, 31, 32, 33, 40, 47, 63, 64, 65, 99, 100];
+    let settings: [(&str, Option<&str>); 4] =
+        [("-vv", None), ("-v", Some("trace")), ("", Some("ureq=trace,ureq_proto=trace")), ("-q", Some("trace"))];
+    for (i, &n) in lengths.iter().enumerate() {
+        let token: String = (0..n).map(|k| (b'Q' + ((k * 7 + i) % 9) as u8) as char).collect();
+        let (flag, rust_log) = settings[i % settings.len()];
+        let mut env = vec![("HF_ENDPOINT", hub.endpoint.as_str()), ("HF_TOKEN", token.as_str())];
+        if let Some(l) = rust_log {
+            env.push(("RUST_LOG", l));
+        }
+        let mut args = vec![job.as_str(), "--force"];
+        if !flag.is_empty() {
+            args.push(flag);
+        }
+        let o = ws.run_env(&args, &env);
+        assert_eq!(o.code, 0, "{}", o.all());
+        let sent = format!("Bearer {token}");
+        assert!(hub.requests().iter().any(|r| r.authorization.as_deref() == Some(sent.as_str())), "token not sent");
+        let printed = printed_bytes(&o.all());
+        assert!(!holds(&printed, &sent), "token of {n} chars printed ({flag} RUST_LOG={rust_log:?})");
+        if n >= 8 {
+            assert!(!holds(&printed, &token), "token of {n} chars printed ({flag} RUST_LOG={rust_log:?})");
+        }
+        // An error about a request that carried the token: the token is in no message either.
+        let s = ws.run_env(&["status", &job, "--json", "-vv"], &env);
+        assert!(!holds(&printed_bytes(&s.all()), &sent), "token in status output");
+    }
+    for dir in ["tensors", "manifests"] {
+        for e in walk(&ws.path(dir)) {
+            assert!(!holds(&std::fs::read(&e).unwrap(), "Bearer "), "token in {}", e.display());
+        }
+    }
+}
+
+#[test]
+fn the_hex_dump_reassembly_finds_a_token_split_across_rows() {
+    // The checker above must be able to fail: a dump of `authorization: Bearer QRSTUVWXYZ` split over rows.
+    let bytes = b"authorization: Bearer QRSTUVWXYZ\r\n";
+    let mut text = String::new();
+    for row in bytes.chunks(16) {
+        let mut line = String::from("TRACE ");
+        for i in 0..16 {
+            line.push_str(&row.get(i).map(|b| format!("{b:02x}")).unwrap_or_else(|| "--".into()));
+            if i % 2 == 1 {
+                line.push(' ');
+            }
+        }
+        text.push_str(&line);
+        text.push_str(" ascii\n");
+    }
+    assert!(!text.contains("Bearer QRSTUVWXYZ"));
+    assert!(holds(&printed_bytes(&text), "Bearer QRSTUVWXYZ"));
+}

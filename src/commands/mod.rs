@@ -36,7 +36,10 @@ pub fn truthy(v: Option<String>) -> bool {
 pub fn context(jf: &JobFile, offline: bool) -> Result<Context, Error> {
     let env = |k: &str| std::env::var(k).ok();
     let offline = offline || truthy(env("HF_HUB_OFFLINE"));
-    let hub = if offline {
+    // Hub settings (endpoint, token file) are read only when a job names a Hub model: a local-only job file
+    // neither reads the token nor fails on a malformed HF_ENDPOINT.
+    let needs_hub = jf.jobs.iter().any(|j| matches!(j.source, crate::job::SourceSpec::Hub { .. }));
+    let hub = if offline || !needs_hub {
         None
     } else {
         let settings = HubSettings::from_env(env).map_err(Error::Usage)?;

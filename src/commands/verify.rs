@@ -40,7 +40,9 @@ pub fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
         }
         for f in std::fs::read_dir(&sub).at(&sub)? {
             let p = f.at(&sub)?.path();
-            if p.extension().is_some_and(|e| e == "json") && p.is_file() {
+            // Anything named *.json that is not a directory is a manifest to check: a FIFO or device there is
+            // reported (`Manifest::read` refuses it without blocking), never silently skipped.
+            if p.extension().is_some_and(|e| e == "json") && !p.is_dir() {
                 out.push(p);
             }
         }

@@ -129,7 +129,7 @@ fn convert(dtype: Dtype, src: &[u8], buf: &mut Vec<u8>, out: &mut dyn ByteSink) 
 }
 
 fn copy_file(loc: &Located, path: &std::path::Path, out: &mut dyn ByteSink) -> Result<u64> {
-    let file = std::fs::File::open(path).at(path)?;
+    let file = crate::fsread::open_regular(path)?;
     let width = dtype::source_width(loc.w.dtype) as u64;
     let elements = (loc.w.end - loc.w.begin) / width;
     let per_chunk = (BUF_LEN / 2) as u64;

@@ -159,7 +159,7 @@ fn column_sums(rows: &[u8], d: usize) -> Vec<f64> {
 impl Producer for Centered {
     fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
         let (v, d) = (self.v, self.d);
-        let file = std::fs::File::open(&self.path).at(&self.path)?;
+        let file = crate::fsread::open_regular(&self.path)?;
         let before = FileStat::of(&self.path)?;
         let (header, _) = crate::source::read_header(&self.path)?;
         let w = header.get("W").filter(|t| t.shape == [v as u64, d as u64] && t.dtype.name() == "BF16");

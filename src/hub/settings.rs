@@ -3,6 +3,9 @@
 //! timeouts and retries. The token is kept out of `Debug` output.
 
 use std::path::PathBuf;
+
+/// The token file is refused past this size.
+pub const MAX_TOKEN_FILE: u64 = 64 << 10;
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -84,18 +87,28 @@ impl HubSettings {
         let endpoint =
             set("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into()).trim_end_matches('/').to_string();
         let origin = Origin::of(&endpoint).map_err(|e| format!("HF_ENDPOINT: {e}"))?;
-        let token = set("HF_TOKEN").or_else(|| {
-            let path = set("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| {
-                let home = set("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-                    set("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| PathBuf::from(set("HOME").unwrap_or_default()).join(".cache"))
-                        .join("huggingface")
+        let token = match set("HF_TOKEN") {
+            Some(t) => Some(t),
+            None => {
+                let path = set("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| {
+                    let home = set("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
+                        set("XDG_CACHE_HOME")
+                            .map(PathBuf::from)
+                            .unwrap_or_else(|| PathBuf::from(set("HOME").unwrap_or_default()).join(".cache"))
+                            .join("huggingface")
+                    });
+                    home.join("token")
                 });
-                home.join("token")
-            });
-            std::fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
-        });
+                // A token is a few dozen bytes; the file must be a regular one (a FIFO would block, a link to
+                // /dev/zero would never end).
+                let bytes =
+                    crate::fsread::read_small_opt(&path, MAX_TOKEN_FILE).map_err(|e| format!("the token file {e}"))?;
+                bytes.map(|b| String::from_utf8_lossy(&b).trim().to_string()).filter(|t| !t.is_empty())
+            }
+        };
+        if let Some(t) = &token {
+            crate::redact::register(t);
+        }
         let num = |k: &str, default: u64| set(k).and_then(|v| v.parse().ok()).unwrap_or(default);
         Ok(HubSettings {
             endpoint,

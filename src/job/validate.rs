@@ -24,7 +24,7 @@ pub fn load(path: &Path) -> Result<JobFile> {
         let message = format!("the job file is {} bytes; the limit is {MAX_JOB_FILE_BYTES}", meta.len());
         return Err(Error::JobFile { path: path.into(), line: 1, col: 1, message });
     }
-    let bytes = std::fs::read(path).at(path)?;
+    let bytes = crate::fsread::read_small(path, MAX_JOB_FILE_BYTES)?;
     let text = String::from_utf8(bytes).map_err(|e| Error::JobFile {
         path: path.into(),
         line: 1,

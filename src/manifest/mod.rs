@@ -109,7 +109,8 @@ impl Manifest {
     pub fn read(path: &Path) -> Result<Manifest> {
         use std::io::Read;
         let mut bytes = Vec::new();
-        std::fs::File::open(path).and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes)).at(path)?;
+        let f = crate::fsread::open_regular(path)?;
+        f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes).at(path)?;
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
             let why = format!("over {MAX_MANIFEST_BYTES} bytes, so not a gamma-run manifest (`run` replaces it)");
             return Err(Error::manifest(path, why));

@@ -94,22 +94,12 @@ impl Files for Dir<'_> {
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>> {
-    let f = std::fs::File::open(path).at(path)?;
-    let len = f.metadata().at(path)?.len();
-    if len > MAX_SMALL_FILE {
-        return Err(Error::checkpoint(
-            path,
-            format!("{len} bytes is too large for this JSON file (limit {MAX_SMALL_FILE})"),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(len as usize);
-    f.take(MAX_SMALL_FILE).read_to_end(&mut bytes).at(path)?;
-    Ok(bytes)
+    crate::fsread::read_small(path, MAX_SMALL_FILE)
 }
 
 /// Reads and validates a shard's header: the prefix, then exactly the header bytes. Returns it and the file length.
 pub fn read_header(path: &Path) -> Result<(header::Header, u64)> {
-    let mut f = std::fs::File::open(path).at(path)?;
+    let mut f = crate::fsread::open_regular(path)?;
     let len = f.metadata().at(path)?.len();
     let mut prefix = [0u8; 8];
     if len < 8 {

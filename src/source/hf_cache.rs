@@ -35,11 +35,14 @@ pub fn resolve_commit(repo_dir: &Path, revision: &str) -> Result<Option<String>>
         return Ok(Some(revision.to_string()));
     }
     let ref_path = repo_dir.join("refs").join(revision);
-    match std::fs::read_to_string(&ref_path) {
-        Ok(s) if is_commit(s.trim()) => Ok(Some(s.trim().to_string())),
-        Ok(s) => Err(Error::checkpoint(&ref_path, format!("holds {:?}, not a 40-hex commit", s.trim()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(ref_path, e)),
+    // A ref is 40 hex digits and perhaps a newline; anything much larger is not one.
+    let Some(bytes) = crate::fsread::read_small_opt(&ref_path, 4096)? else { return Ok(None) };
+    let s = String::from_utf8_lossy(&bytes);
+    if is_commit(s.trim()) {
+        Ok(Some(s.trim().to_string()))
+    } else {
+        let shown: String = s.trim().chars().take(80).collect();
+        Err(Error::checkpoint(&ref_path, format!("holds {shown:?}, not a 40-hex commit")))
     }
 }
 

@@ -111,7 +111,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<Written> {
 pub fn sha256_file(path: &Path) -> Result<String> {
     use sha2::Digest;
     use std::io::Read;
-    let mut f = fs::File::open(path).at(path)?;
+    let mut f = crate::fsread::open_regular(path)?;
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
