@@ -103,9 +103,16 @@ pub struct VerifyArgs {
     /// Print JSON: one object per manifest
     #[arg(long)]
     pub json: bool,
-    /// Also recompute derived frames (e.g. gamma_prime) from their recorded inputs and compare the bytes
+    /// Also recompute derived frames (e.g. gamma_prime) from the inputs their fingerprints name
     #[arg(long)]
     pub recompute: bool,
+    /// Also re-read every recorded source file whole (local file, HF cache blob, or the Hub: streamed, not
+    /// stored), hash it, compare it with the manifest and the Hub's current digest, and re-extract W from it
+    #[arg(long)]
+    pub sources: bool,
+    /// With --sources: never touch the network (also HF_HUB_OFFLINE=1); files read from the Hub are errors
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,7 +1,7 @@
 //! All user-facing output of the commands: run summaries, the status table and JSON, verify results.
 //! Commands hand their results here; nothing else prints to stdout.
 
-use crate::commands::verify::Checked;
+use crate::commands::verify::{Checked, Problem};
 use crate::manifest::freshness::State;
 use crate::runner::{Outcome, Report, Row};
 use crate::store::Store;
@@ -212,7 +212,15 @@ pub fn verify(checked: &[Checked], as_json: bool) {
     if as_json {
         let items: Vec<_> = checked
             .iter()
-            .map(|c| json!({"manifest": c.manifest, "output": c.output, "ok": c.problem.is_none(), "problem": c.problem}))
+            .map(|c| {
+                json!({
+                    "manifest": c.manifest,
+                    "output": c.output,
+                    "ok": c.problem.is_none(),
+                    "problem": c.problem.as_ref().map(|p| p.text()),
+                    "error": matches!(c.problem, Some(Problem::Error(_))),
+                })
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&items).expect("json"));
         return;
@@ -221,11 +229,18 @@ pub fn verify(checked: &[Checked], as_json: bool) {
         let out = c.output.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         match &c.problem {
             None => println!("ok        {out}"),
-            Some(p) => println!("MISMATCH  {} ({out}): {p}", c.manifest.display()),
+            Some(Problem::Mismatch(p)) => println!("MISMATCH  {} ({out}): {p}", c.manifest.display()),
+            Some(Problem::Error(p)) => println!("ERROR     {} ({out}): {p}", c.manifest.display()),
         }
     }
-    let bad = checked.iter().filter(|c| c.problem.is_some()).count();
-    println!("{} verified, {bad} mismatched", checked.len() - bad);
+    let bad = checked.iter().filter(|c| matches!(c.problem, Some(Problem::Mismatch(_)))).count();
+    let errors = checked.iter().filter(|c| matches!(c.problem, Some(Problem::Error(_)))).count();
+    let ok = checked.len() - bad - errors;
+    if errors > 0 {
+        println!("{ok} verified, {bad} mismatched, {errors} could not be checked");
+    } else {
+        println!("{ok} verified, {bad} mismatched");
+    }
 }
 
 fn human_bytes(n: u64) -> String {

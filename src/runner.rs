@@ -239,6 +239,7 @@ fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<
         output_rel: &rel,
         fingerprint: &plan.fingerprint,
         watched: &plan.watched,
+        inputs: &plan.inputs,
         recheck: &recheck,
     };
     let a = freshness::assess(&expected)?;

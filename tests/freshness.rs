@@ -163,7 +163,11 @@ fn hf_cache_revisions_resolve_offline_and_branch_moves_are_stale() {
         shard["sha256"].as_str().unwrap(),
         sha256(&std::fs::read(m1.join(shard["path"].as_str().unwrap())).unwrap())
     );
-    assert!(files.iter().find(|f| f["path"] == "config.json").unwrap()["sha256"].is_null());
+    // The shard's digest is the blob's name (unchecked); config.json was read whole and hashed.
+    assert_eq!(shard["sha256_from"], "cache");
+    let config = files.iter().find(|f| f["path"] == "config.json").unwrap();
+    assert_eq!(config["sha256"].as_str().unwrap(), sha256(&std::fs::read(m1.join("config.json")).unwrap()));
+    assert_eq!(config["sha256_from"], "computed");
     assert_eq!(ws.read("tensors/tiny/W.safetensors"), reference_w(&m1, "lm_head.weight"));
 
     // The branch moves: the branch job is stale with both commits named; the pinned one stays fresh.

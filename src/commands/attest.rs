@@ -22,6 +22,10 @@ pub fn execute(args: AttestArgs) -> Result<Exit> {
     let mut written = Vec::new();
     for path in super::verify::find_manifests(dir)? {
         let m = Manifest::read(&path)?;
+        // A statement vouches for what the manifest says: one that contradicts itself or its inputs is refused.
+        let edited = |why: String| Error::manifest(&path, format!("manifest edited ({why}); not attested — rebuild it"));
+        crate::manifest::consistency::check(&m).map_err(edited)?;
+        crate::manifest::consistency::inputs(&m, dir).map_err(edited)?;
         // Names come from the manifest: checked before they become paths.
         crate::job::check_name(&m.name).map_err(|e| Error::manifest(&path, e))?;
         if crate::frame::by_name(&m.frame).is_none() {
@@ -58,6 +62,8 @@ pub fn statement(m: &Manifest) -> Value {
             let mut d = json!({"uri": uri, "name": f.path, "annotations": {"size": f.size}});
             if let Some(sha) = &f.sha256 {
                 d["digest"] = json!({"sha256": sha});
+                // Who vouches for the digest: computed by gamma-run, or the Hub's / the cache's unchecked word.
+                d["annotations"]["sha256_from"] = json!(f.digest_from(&s.kind).map(|d| d.as_str()));
             }
             deps.push(d);
         }

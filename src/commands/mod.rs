@@ -34,16 +34,22 @@ pub fn truthy(v: Option<String>) -> bool {
 
 /// The frames' context for a job file: its output roots and how to reach sources.
 pub fn context(jf: &JobFile, offline: bool) -> Result<Context, Error> {
-    let env = |k: &str| std::env::var(k).ok();
-    let offline = offline || truthy(env("HF_HUB_OFFLINE"));
     // Hub settings (endpoint, token file) are read only when a job names a Hub model: a local-only job file
     // neither reads the token nor fails on a malformed HF_ENDPOINT.
     let needs_hub = jf.jobs.iter().any(|j| matches!(j.source, crate::job::SourceSpec::Hub { .. }));
+    Ok(Context { store: jf.store.clone(), sources: source_options(offline, needs_hub)? })
+}
+
+/// How sources are reached: the HF cache, and the Hub unless offline (`--offline`, `HF_HUB_OFFLINE`) or not
+/// needed.
+pub fn source_options(offline: bool, needs_hub: bool) -> Result<SourceOptions, Error> {
+    let env = |k: &str| std::env::var(k).ok();
+    let offline = offline || truthy(env("HF_HUB_OFFLINE"));
     let hub = if offline || !needs_hub {
         None
     } else {
         let settings = HubSettings::from_env(env).map_err(Error::Usage)?;
         Some(std::sync::Arc::new(Hub::new(settings)))
     };
-    Ok(Context { store: jf.store.clone(), sources: SourceOptions { hf_cache: hf_cache::cache_dir(env), hub } })
+    Ok(SourceOptions { hf_cache: hf_cache::cache_dir(env), hub })
 }

@@ -1,10 +1,15 @@
 //! `gamma-run verify [MANIFESTS_DIR]`: re-hashes every output named by a manifest under the directory, checks
-//! size, SHA-256 and the tensor header against the manifest, offline. Exit 1 on any mismatch.
+//! size, SHA-256 and the tensor header against the manifest, and that the manifest agrees with itself and with
+//! its inputs' manifests. `--recompute` rebuilds derived frames from the inputs their fingerprints name;
+//! `--sources` re-reads every recorded source file whole (local, cache or Hub), hashes it, compares it with the
+//! manifest and the Hub's current digest, and re-extracts W from those bytes. Exit 1 on any mismatch, 2 when
+//! something could not be checked.
 
 use super::Exit;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{Manifest, check_output_path, fingerprint};
+use crate::manifest::{Manifest, check_output_path, consistency};
+use crate::source::SourceOptions;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +17,23 @@ use std::path::{Path, PathBuf};
 pub struct Checked {
     pub manifest: PathBuf,
     pub output: Option<PathBuf>,
-    pub problem: Option<String>,
+    pub problem: Option<Problem>,
+}
+
+/// Why a manifest did not verify.
+pub enum Problem {
+    /// The bytes (or the manifest) are not what the manifest says: exit 1.
+    Mismatch(String),
+    /// It could not be checked (a source unreadable, the Hub unreachable): exit 2.
+    Error(String),
+}
+
+impl Problem {
+    pub fn text(&self) -> &str {
+        match self {
+            Problem::Mismatch(s) | Problem::Error(s) => s,
+        }
+    }
 }
 
 pub fn execute(args: VerifyArgs) -> Result<Exit> {
@@ -24,10 +45,32 @@ pub fn execute(args: VerifyArgs) -> Result<Exit> {
         )));
     }
     let manifests = find_manifests(dir)?;
-    let root = std::fs::canonicalize(dir).at(dir)?.parent().map(Path::to_path_buf).unwrap_or_default();
-    let checked: Vec<Checked> = manifests.par_iter().map(|m| check(m, &root, args.recompute)).collect();
+    let dir = std::fs::canonicalize(dir).at(dir)?;
+    let root = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    let sources = if args.sources { Some(super::source_options(args.offline, true)?) } else { None };
+    let how = How { root: &root, manifests: &dir, recompute: args.recompute || args.sources, sources: sources.as_ref() };
+    // Re-reading sources streams whole files: one at a time, each using the cores for hashing.
+    let checked: Vec<Checked> = if args.sources {
+        manifests.iter().map(|m| check(m, &how)).collect()
+    } else {
+        manifests.par_iter().map(|m| check(m, &how)).collect()
+    };
     crate::report::verify(&checked, args.json);
-    Ok(if checked.iter().any(|c| c.problem.is_some()) { Exit::Found } else { Exit::Ok })
+    let exit = if checked.iter().any(|c| matches!(c.problem, Some(Problem::Error(_)))) {
+        Exit::Error
+    } else if checked.iter().any(|c| c.problem.is_some()) {
+        Exit::Found
+    } else {
+        Exit::Ok
+    };
+    Ok(exit)
+}
+
+struct How<'a> {
+    root: &'a Path,
+    manifests: &'a Path,
+    recompute: bool,
+    sources: Option<&'a SourceOptions>,
 }
 
 /// `<dir>/<name>/<frame>.json`, sorted.
@@ -51,73 +94,123 @@ pub fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn check(path: &Path, root: &Path, recompute: bool) -> Checked {
+fn check(path: &Path, how: &How) -> Checked {
     let mut c = Checked { manifest: path.to_owned(), output: None, problem: None };
-    match check_inner(path, root, recompute, &mut c.output) {
-        Ok(()) => {}
-        Err(problem) => c.problem = Some(problem),
+    if let Err(problem) = check_inner(path, how, &mut c.output) {
+        c.problem = Some(problem);
     }
     c
 }
 
-fn check_inner(
-    path: &Path,
-    root: &Path,
-    recompute: bool,
-    output: &mut Option<PathBuf>,
-) -> std::result::Result<(), String> {
-    let m = Manifest::read(path).map_err(|e| e.to_string())?;
+fn check_inner(path: &Path, how: &How, output: &mut Option<PathBuf>) -> std::result::Result<(), Problem> {
+    let mismatch = Problem::Mismatch;
+    let m = Manifest::read(path).map_err(|e| mismatch(e.to_string()))?;
     let name = path.parent().and_then(Path::file_name).map(|s| s.to_string_lossy().into_owned());
     let frame = path.file_stem().map(|s| s.to_string_lossy().into_owned());
     if name.as_deref() != Some(m.name.as_str()) || frame.as_deref() != Some(m.frame.as_str()) {
-        return Err(format!(
+        return Err(mismatch(format!(
             "manifest says {}/{} but is stored as {}/{}",
             m.name,
             m.frame,
             name.unwrap_or_default(),
             frame.unwrap_or_default()
-        ));
+        )));
     }
-    if m.fingerprint != fingerprint::digest(&m.fingerprint_inputs) {
-        return Err("manifest edited: its fingerprint does not match its fields".into());
-    }
-    check_output_path(&m.output.path)?;
+    consistency::check(&m).map_err(|why| mismatch(format!("manifest edited: {why}")))?;
+    let inputs = consistency::inputs(&m, how.manifests).map_err(|why| mismatch(format!("manifest edited: {why}")))?;
+    check_output_path(&m.output.path).map_err(mismatch)?;
+    let root = how.root;
     let out = root.join(&m.output.path);
     *output = Some(out.clone());
-    let real = std::fs::canonicalize(&out).map_err(|e| format!("output {}: {e}", out.display()))?;
+    let real = std::fs::canonicalize(&out).map_err(|e| mismatch(format!("output {}: {e}", out.display())))?;
     if !real.starts_with(root) {
-        return Err(format!("output {} resolves outside {}", out.display(), root.display()));
+        return Err(mismatch(format!("output {} resolves outside {}", out.display(), root.display())));
     }
-    let size = std::fs::metadata(&real).map_err(|e| e.to_string())?.len();
+    let size = std::fs::metadata(&real).map_err(|e| mismatch(e.to_string()))?.len();
     if size != m.output.size {
-        return Err(format!("size {size} differs from the manifest's {}", m.output.size));
+        return Err(mismatch(format!("size {size} differs from the manifest's {}", m.output.size)));
     }
-    let sha = crate::store::sha256_file(&real).map_err(|e| e.to_string())?;
+    let sha = crate::store::sha256_file(&real).map_err(|e| mismatch(e.to_string()))?;
     if sha != m.output.sha256 {
-        return Err(format!("sha256 {sha} differs from the manifest's {}", m.output.sha256));
+        return Err(mismatch(format!("sha256 {sha} differs from the manifest's {}", m.output.sha256)));
     }
-    let (h, _) = crate::source::read_header(&real).map_err(|e| e.to_string())?;
-    let t = h.get(&m.output.tensor).ok_or_else(|| format!("the file has no tensor {:?}", m.output.tensor))?;
+    let (h, _) = crate::source::read_header(&real).map_err(|e| mismatch(e.to_string()))?;
+    let t = h.get(&m.output.tensor).ok_or_else(|| mismatch(format!("the file has no tensor {:?}", m.output.tensor)))?;
     if t.dtype.name() != m.output.dtype || t.shape != m.output.shape {
-        return Err(format!(
+        return Err(mismatch(format!(
             "tensor {:?} is {} {:?}, the manifest says {} {:?}",
             t.name,
             t.dtype.name(),
             t.shape,
             m.output.dtype,
             m.output.shape
-        ));
+        )));
     }
-    if recompute {
-        let frame = crate::frame::by_name(&m.frame).ok_or_else(|| format!("unknown frame {:?}", m.frame))?;
-        if let Some(producer) = frame.reproduce(root, &m) {
+    if how.recompute {
+        let frame = crate::frame::by_name(&m.frame).ok_or_else(|| mismatch(format!("unknown frame {:?}", m.frame)))?;
+        if let Some(producer) = frame.reproduce(root, &m, &inputs) {
             let mut h = crate::store::HashOnly::new();
-            producer.and_then(|p| p.produce(&mut h)).map_err(|e| format!("cannot recompute: {e}"))?;
+            producer
+                .and_then(|p| p.produce(&mut h))
+                .map_err(|e| Problem::Error(format!("cannot recompute: {e}")))?;
             let again = h.finish();
             if again != m.output.sha256 {
-                return Err(format!("recomputed from its inputs, it hashes to {again}, not {}", m.output.sha256));
+                return Err(mismatch(format!(
+                    "recomputed from its inputs, it hashes to {again}, not {}",
+                    m.output.sha256
+                )));
             }
         }
     }
+    if let (Some(opts), Some(_)) = (how.sources, &m.source) {
+        check_sources(&m, opts)?;
+    }
     Ok(())
+}
+
+/// Re-reads every source file whole, compares it with the manifest (and the Hub's current digest, online), and
+/// re-extracts W from the bytes read.
+fn check_sources(m: &Manifest, opts: &SourceOptions) -> std::result::Result<(), Problem> {
+    let s = m.source.as_ref().expect("checked by the caller");
+    let mut problems = Vec::new();
+    for f in &s.files {
+        let mut w = if f.path == s.range.file {
+            Some(crate::frame::Reextract::new(s).map_err(|e| Problem::Mismatch(format!("manifest edited: {e}")))?)
+        } else {
+            None
+        };
+        let mut feed = |pos: u64, piece: &[u8]| match w.as_mut() {
+            Some(r) => r.feed(pos, piece),
+            None => Ok(()),
+        };
+        let got = crate::source::reread::reread(s, f, opts, &mut feed)
+            .map_err(|e| Problem::Error(format!("source file {}: {e}", f.path)))?;
+        let from = got.read_from;
+        if got.size != f.size {
+            problems.push(format!("source {from}: {} bytes, the manifest records {}", got.size, f.size));
+        }
+        if let Some(want) = &f.sha256
+            && got.sha256 != *want
+        {
+            let said = f.digest_from(&s.kind).map(|d| d.as_str()).unwrap_or("?");
+            problems.push(format!(
+                "source {from}: sha256 {} differs from the manifest's {want} (sha256_from: {said})",
+                got.sha256
+            ));
+        }
+        if let Some(Err(why)) = got.hub_agrees {
+            problems.push(format!("source {from}: {why}, the bytes read hash to {}", got.sha256));
+        }
+        if let Some(r) = w {
+            match r.finish() {
+                Some(h) if h == m.output.sha256 => {}
+                Some(h) => problems.push(format!(
+                    "W re-extracted from {from} gives a file with sha256 {h}, not the stored output's {}",
+                    m.output.sha256
+                )),
+                None => problems.push(format!("{from} ends before W's recorded range")),
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(Problem::Mismatch(problems.join("; "))) }
 }

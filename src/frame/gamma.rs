@@ -164,3 +164,115 @@ fn copy_remote(
     bar.finish_and_clear();
     Ok(nans)
 }
+
+/// Rebuilds γ's file hash from W's bytes as they stream past in a re-read of the whole source file
+/// (`verify --sources`): the same header, the same conversion, hashed instead of stored.
+pub struct Reextract {
+    dtype: Dtype,
+    end: u64,
+    /// Bytes of a partial element carried over between pieces.
+    carry: Vec<u8>,
+    buf: Vec<u8>,
+    next: u64,
+    sink: crate::store::HashOnly,
+}
+
+impl Reextract {
+    /// For the source a γ manifest records: W's dtype, shape and byte range in `range.file`.
+    pub fn new(src: &SourceRecord) -> std::result::Result<Reextract, String> {
+        let dtype = Dtype::parse(&src.dtype)
+            .filter(|d| matches!(d, Dtype::Bf16 | Dtype::F16 | Dtype::F32))
+            .ok_or_else(|| format!("the manifest records W as {:?}, which gamma does not convert", src.dtype))?;
+        let elements: u64 = src.shape.iter().product();
+        if elements * dtype::source_width(dtype) as u64 != src.range.length {
+            return Err(format!("the manifest's range length {} does not fit shape {:?}", src.range.length, src.shape));
+        }
+        let mut sink = crate::store::HashOnly::new();
+        let header =
+            safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &src.shape }]);
+        ByteSink::write(&mut sink, &header).map_err(|e| e.to_string())?;
+        let begin = src.range.offset;
+        Ok(Reextract {
+            dtype,
+            end: begin + src.range.length,
+            carry: Vec::new(),
+            buf: Vec::new(),
+            next: begin,
+            sink,
+        })
+    }
+
+    /// A piece of the file starting at byte `pos`; pieces must come in order.
+    pub fn feed(&mut self, pos: u64, piece: &[u8]) -> Result<()> {
+        let (lo, hi) = (pos.max(self.next), (pos + piece.len() as u64).min(self.end));
+        if lo >= hi {
+            return Ok(());
+        }
+        let mut bytes = &piece[(lo - pos) as usize..(hi - pos) as usize];
+        self.next = hi;
+        let width = dtype::source_width(self.dtype);
+        if !self.carry.is_empty() {
+            let need = (width - self.carry.len()).min(bytes.len());
+            self.carry.extend_from_slice(&bytes[..need]);
+            bytes = &bytes[need..];
+            if self.carry.len() == width {
+                let c = std::mem::take(&mut self.carry);
+                convert(self.dtype, &c, &mut self.buf, &mut self.sink)?;
+            }
+        }
+        let whole = bytes.len() / width * width;
+        convert(self.dtype, &bytes[..whole], &mut self.buf, &mut self.sink)?;
+        self.carry.extend_from_slice(&bytes[whole..]);
+        Ok(())
+    }
+
+    /// The SHA-256 of the γ file these bytes give, or `None` if the file ended before W did.
+    pub fn finish(self) -> Option<String> {
+        (self.next == self.end && self.carry.is_empty()).then(|| self.sink.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reextract_gives_the_same_hash_whatever_the_pieces() {
+        // f32 W of 3×5 at offset 13 of a 200-byte "file", fed in pieces that split elements.
+        let file: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+        let src = SourceRecord {
+            kind: "local".into(),
+            repo: None,
+            path: None,
+            revision: None,
+            commit: None,
+            fetch: None,
+            files: Vec::new(),
+            tensor: "lm_head.weight".into(),
+            dtype: "F32".into(),
+            shape: vec![3, 5],
+            reason: String::new(),
+            range: ByteRange { file: "model.safetensors".into(), offset: 13, length: 60 },
+        };
+        let whole = {
+            let mut r = Reextract::new(&src).unwrap();
+            r.feed(0, &file).unwrap();
+            r.finish().unwrap()
+        };
+        for step in [1usize, 3, 7, 64] {
+            let mut r = Reextract::new(&src).unwrap();
+            for (i, c) in file.chunks(step).enumerate() {
+                r.feed((i * step) as u64, c).unwrap();
+            }
+            assert_eq!(r.finish().unwrap(), whole, "pieces of {step}");
+        }
+        let mut short = Reextract::new(&src).unwrap();
+        short.feed(0, &file[..50]).unwrap();
+        assert!(short.finish().is_none());
+        let mut flipped = file.clone();
+        flipped[20] ^= 1;
+        let mut r = Reextract::new(&src).unwrap();
+        r.feed(0, &flipped).unwrap();
+        assert_ne!(r.finish().unwrap(), whole);
+    }
+}

@@ -62,25 +62,17 @@ impl Frame for GammaPrime {
         })
     }
 
-    fn reproduce(&self, root: &Path, m: &Manifest) -> Option<Result<Box<dyn Producer>>> {
-        let input = m.inputs.iter().find(|i| i.frame == "gamma")?;
+    fn reproduce(&self, root: &Path, m: &Manifest, inputs: &[Manifest]) -> Option<Result<Box<dyn Producer>>> {
         let dtype = m.params.get("dtype").map(String::as_str).unwrap_or("f32");
-        let gamma = Manifest {
-            output: crate::manifest::OutputRecord {
-                path: input.path.clone(),
-                sha256: input.sha256.clone(),
-                size: 0,
-                tensor: "W".into(),
-                dtype: "BF16".into(),
-                shape: m.output.shape.clone(),
-            },
-            ..m.clone()
+        let input = |message: String| Error::Input { input: format!("{}/gamma", m.name), message };
+        // The γ the fingerprint names: its digest from the fingerprint, its file from γ's own manifest.
+        let Some(named) = m.fingerprint_inputs.get("input.gamma") else {
+            return Some(Err(input("the manifest's fingerprint names no gamma input".into())));
         };
-        Some(
-            Centered::from_gamma(root, &gamma, dtype)
-                .map(|c| Box::new(c) as Box<dyn Producer>)
-                .map_err(|message| Error::Input { input: input.path.clone(), message }),
-        )
+        let Some(gamma) = inputs.iter().find(|g| g.frame == "gamma" && g.output.sha256 == *named) else {
+            return Some(Err(input(format!("no gamma manifest records the sha256 {named} the fingerprint names"))));
+        };
+        Some(Centered::from_gamma(root, gamma, dtype).map(|c| Box::new(c) as Box<dyn Producer>).map_err(input))
     }
 }
 

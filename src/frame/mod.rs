@@ -8,6 +8,8 @@
 mod gamma;
 mod gamma_prime;
 
+pub use gamma::Reextract;
+
 use crate::error::Result;
 use crate::job::Job;
 use crate::manifest::{InputRecord, Manifest, SourceRecord, fingerprint};
@@ -32,9 +34,10 @@ pub trait Frame: Sync {
     fn file_name(&self) -> &'static str;
     /// Works out what decides the output, reading no tensor bytes.
     fn prepare(&self, cx: &Context, job: &Job, params: &Params) -> Result<Plan>;
-    /// For derived frames: a producer that rebuilds the output a manifest describes from the inputs it names
-    /// (`verify --recompute`). `root` is the parent of the manifests directory.
-    fn reproduce(&self, _root: &Path, _manifest: &Manifest) -> Option<Result<Box<dyn Producer>>> {
+    /// For derived frames: a producer that rebuilds the output a manifest describes from the inputs its
+    /// fingerprint names (`verify --recompute`). `inputs` are the input frames' manifests, already checked to
+    /// agree with it; `root` is the parent of the manifests directory.
+    fn reproduce(&self, _root: &Path, _manifest: &Manifest, _inputs: &[Manifest]) -> Option<Result<Box<dyn Producer>>> {
         None
     }
 }

@@ -22,6 +22,8 @@ pub struct Expected<'a> {
     pub fingerprint: &'a fingerprint::Inputs,
     /// Source files guarded by the stat cache, by the names the manifest records them under.
     pub watched: &'a [Watched],
+    /// The inputs the output is computed from now (derived frames), as the input frames' manifests name them.
+    pub inputs: &'a [super::InputRecord],
     /// Recomputes the SHA-256 the output would have from the source's current bytes.
     pub recheck: &'a dyn Fn() -> Result<String>,
 }
@@ -49,8 +51,16 @@ pub fn assess(e: &Expected) -> Result<Assessment> {
     if m.output.path != e.output_rel {
         reasons.push(format!("output path changed {} → {}", m.output.path, e.output_rel));
     }
-    if m.fingerprint != fingerprint::digest(&m.fingerprint_inputs) {
-        reasons.push("manifest edited (its fingerprint does not match its fields)".into());
+    if let Err(why) = super::consistency::check(&m) {
+        reasons.push(format!("manifest edited ({why})"));
+    }
+    for (recorded, now) in m.inputs.iter().zip(e.inputs) {
+        if recorded.frame != now.frame || recorded.path != now.path {
+            reasons.push(format!(
+                "manifest edited (inputs[] names {} {}, but the input is {} {})",
+                recorded.frame, recorded.path, now.frame, now.path
+            ));
+        }
     }
     reasons.extend(fingerprint::diff(&m.fingerprint_inputs, e.fingerprint));
     let mut restat = false;

@@ -2,11 +2,11 @@
 //! (source or input frames), the fingerprint that decides freshness, and a stat cache. `fingerprint` encodes the
 //! key, `freshness` compares a manifest with the present.
 
+pub mod consistency;
 pub mod fingerprint;
 pub mod freshness;
 
 use crate::error::{Error, IoContext, Result};
-use crate::source::FileRecord;
 use crate::store::FileStat;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -66,6 +66,58 @@ pub struct SourceRecord {
     pub reason: String,
     /// W's bytes within `file`: `[offset, offset + length)`; only this range was read.
     pub range: ByteRange,
+}
+
+/// A source file as the manifest records it: its size, and its SHA-256 where known, with where that digest
+/// came from (`sha256_from`), so a manifest never claims a check it did not make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub path: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    /// `None` in manifests written before the field existed: read as not computed (see `digest_from`).
+    #[serde(default)]
+    pub sha256_from: Option<DigestFrom>,
+}
+
+/// Where a recorded digest came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestFrom {
+    /// gamma-run read the whole file and hashed it.
+    Computed,
+    /// The Hub's word (the LFS SHA-256 from `X-Linked-Etag`), not checked against the bytes.
+    Hub,
+    /// The name of a blob in the HF cache, not checked against the bytes.
+    Cache,
+}
+
+impl DigestFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestFrom::Computed => "computed",
+            DigestFrom::Hub => "hub",
+            DigestFrom::Cache => "cache",
+        }
+    }
+}
+
+impl FileRecord {
+    pub fn computed(path: &str, bytes: &[u8]) -> FileRecord {
+        FileRecord {
+            path: path.into(),
+            size: bytes.len() as u64,
+            sha256: Some(crate::store::sha256_bytes(bytes)),
+            sha256_from: Some(DigestFrom::Computed),
+        }
+    }
+
+    /// Where this record's digest came from; `None` when there is no digest. Manifests older than the field
+    /// are read as not computed: `cache` for HF-cache sources, `hub` otherwise.
+    pub fn digest_from(&self, source_kind: &str) -> Option<DigestFrom> {
+        self.sha256.as_ref()?;
+        Some(self.sha256_from.unwrap_or(if source_kind == "hf_cache" { DigestFrom::Cache } else { DigestFrom::Hub }))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

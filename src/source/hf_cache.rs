@@ -54,9 +54,10 @@ pub fn locate(cache: &Path, repo: &str, revision: &str, commit: &str, explicit: 
     }
     let found = files::find_w(&files::Dir(&snapshot), explicit)?;
     let w = found.w().clone();
-    let mut files = vec![record(&snapshot, "config.json", found.config_bytes.len() as u64)];
+    // Config and index were read whole: their digests are computed. The shard's is its blob's name, unchecked.
+    let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];
     if let Some(b) = &found.index_bytes {
-        files.push(record(&snapshot, "model.safetensors.index.json", b.len() as u64));
+        files.push(FileRecord::computed("model.safetensors.index.json", b));
     }
     files.push(record(&snapshot, &found.shard, found.shard_len));
     Ok(Located {
@@ -75,6 +76,20 @@ pub fn locate(cache: &Path, repo: &str, revision: &str, commit: &str, explicit: 
         files,
         watched: Vec::new(),
     })
+}
+
+/// Says which cached file an error is about and which blob holds it: "the cached file S (blob B) is damaged: …".
+pub fn damaged(e: &Error) -> String {
+    let path = match e {
+        Error::Checkpoint { path, .. } | Error::Io { path, .. } => path.clone(),
+        _ => return format!("the cache could not be read: {e}"),
+    };
+    let blob = std::fs::read_link(&path).ok().map(|t| path.parent().unwrap_or(Path::new("")).join(t));
+    let blob = blob.and_then(|b| std::fs::canonicalize(&b).ok().or(Some(b)));
+    match blob {
+        Some(b) => format!("the cached file {} (blob {}) is damaged: {e}", path.display(), b.display()),
+        None => format!("the cached file {} is damaged: {e}", path.display()),
+    }
 }
 
 /// Where a blob lives and how a snapshot links to it (relative, as the Python client does).
@@ -103,13 +118,15 @@ pub fn link(cache: &Path, repo: &str, revision: &str, commit: &str, rel: &str, e
     Ok(())
 }
 
-/// A snapshot file's record: its SHA-256 is the blob's name when the blob is an LFS file (64 hex).
+/// A snapshot file's record: its SHA-256 is the blob's name when the blob is an LFS file (64 hex) — the
+/// cache's word for it, not checked against the bytes (`sha256_from: cache`).
 fn record(snapshot: &Path, rel: &str, size: u64) -> FileRecord {
     let sha256 = std::fs::read_link(snapshot.join(rel))
         .ok()
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
-    FileRecord { path: rel.into(), size, sha256 }
+        .filter(|n| crate::hub::is_hex(n, 64));
+    let sha256_from = sha256.as_ref().map(|_| super::DigestFrom::Cache);
+    FileRecord { path: rel.into(), size, sha256, sha256_from }
 }
 
 #[cfg(test)]

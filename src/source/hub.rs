@@ -4,12 +4,12 @@
 //! SHA-256, and read from there (`fetch: full`).
 
 use super::files::{self, Files, MAX_SMALL_FILE};
-use super::{FileRecord, Located, SourceOptions, WBytes, hf_cache};
+use super::{DigestFrom, FileRecord, Located, SourceOptions, WBytes, hf_cache};
 use crate::checkpoint::header;
 use crate::error::{Error, Result};
 use crate::hub::{Hub, Remote};
 use crate::job::Fetch;
-use crate::store::{Sink, sha256_bytes};
+use crate::store::Sink;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -113,23 +113,21 @@ pub fn locate(
     let seen = hf.seen.into_inner().expect("lock");
     let shard = seen.get(&found.shard).expect("its header was read").clone();
     let w = found.w().clone();
-    let mut files = vec![FileRecord {
-        path: "config.json".into(),
-        size: found.config_bytes.len() as u64,
-        sha256: Some(sha256_bytes(&found.config_bytes)),
-    }];
+    let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];
     if let Some(b) = &found.index_bytes {
-        files.push(FileRecord {
-            path: "model.safetensors.index.json".into(),
-            size: b.len() as u64,
-            sha256: Some(sha256_bytes(b)),
-        });
+        files.push(FileRecord::computed("model.safetensors.index.json", b));
     }
-    files.push(FileRecord { path: found.shard.clone(), size: shard.size, sha256: shard.sha256.clone() });
+    // By range, the shard's digest is the Hub's word; a full download replaces it with the one computed below.
+    let from = shard.sha256.as_ref().map(|_| DigestFrom::Hub);
+    files.push(FileRecord { path: found.shard.clone(), size: shard.size, sha256: shard.sha256.clone(), sha256_from: from });
     let (bytes, how, dir) = match fetch {
         Fetch::Range => (WBytes::Remote(hub.clone(), shard), "range", None),
         Fetch::Full => {
             let blob = download(hub, &shard, cache)?;
+            // `download` hashed every byte it kept (or re-hashed the blob it reused).
+            if let Some(f) = files.last_mut() {
+                f.sha256_from = Some(DigestFrom::Computed);
+            }
             hf_cache::link(cache, repo, revision, commit, &found.shard, blob.file_name().unwrap().to_str().unwrap())?;
             for (name, bytes) in [
                 ("config.json", Some(&found.config_bytes)),

@@ -30,15 +30,12 @@ pub fn locate(dir: &Path, explicit: Option<&str>) -> Result<(Located, BTreeMap<S
     identity.insert("source.index_sha256".into(), index_sha.clone().unwrap_or_else(|| "-".into()));
     identity.insert("source.shard".into(), found.shard.clone());
     identity.insert("source.header_sha256".into(), sha256_bytes(&found.header.raw));
-    let mut files = vec![FileRecord {
-        path: "config.json".into(),
-        size: found.config_bytes.len() as u64,
-        sha256: Some(config_sha),
-    }];
+    let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];
     if let Some(b) = &found.index_bytes {
-        files.push(FileRecord { path: "model.safetensors.index.json".into(), size: b.len() as u64, sha256: index_sha });
+        files.push(FileRecord::computed("model.safetensors.index.json", b));
     }
-    files.push(FileRecord { path: found.shard.clone(), size: found.shard_len, sha256: None });
+    // W's shard is not read whole (only W's range): no digest is claimed for it.
+    files.push(FileRecord { path: found.shard.clone(), size: found.shard_len, sha256: None, sha256_from: None });
     let shard_path = dir.join(&found.shard);
     let loc = Located {
         kind: "local",

@@ -7,6 +7,7 @@ pub mod files;
 pub mod hf_cache;
 mod hub;
 mod local;
+pub mod reread;
 
 pub use files::read_header;
 
@@ -19,13 +20,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A source file as the manifest records it; `sha256` only where it is known without extra reading.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct FileRecord {
-    pub path: String,
-    pub size: u64,
-    pub sha256: Option<String>,
-}
+pub use crate::manifest::{DigestFrom, FileRecord};
 
 /// Where W's bytes can be read.
 #[derive(Clone)]
@@ -126,6 +121,26 @@ pub fn locate(resolved: &Resolved, explicit: Option<&str>, fetch: Fetch, opts: &
                         });
                     }
                 },
+                // A snapshot file that cannot be read as what it should be (a truncated or damaged blob, a special
+                // file): online, the Hub is used instead and the blob is replaced only by a verified download
+                // (`fetch: full`); offline, the error says which blob it is and how to get rid of it.
+                Err(e @ (Error::Checkpoint { .. } | Error::Io { .. })) => {
+                    let damaged = hf_cache::damaged(&e);
+                    match &opts.hub {
+                        Some(_) => tracing::warn!(
+                            "{damaged}; reading {repo}@{revision} from the Hub instead (with fetch: full the blob is \
+                             replaced once a download has been verified)"
+                        ),
+                        None => {
+                            return Err(Error::NotInCache {
+                                repo: repo.clone(),
+                                revision: revision.clone(),
+                                cache: opts.hf_cache.clone(),
+                                hint: format!("{damaged}; remove it and run online to fetch it again"),
+                            });
+                        }
+                    }
+                }
                 Err(e) => return Err(e),
             }
             let hub = opts.hub.as_ref().expect("online");

@@ -1,0 +1,97 @@
+//! Does a manifest agree with itself? Its fingerprint must be the digest of its `fingerprint_inputs`, and the
+//! fields a reader acts on — the source's repo, commit, files and range, the frame, the output dtype, the
+//! inputs' digests — must say what those fingerprint inputs say. Any disagreement means the manifest was edited
+//! by hand (`status`: stale, `verify`: a mismatch, `attest`: refused). `inputs` checks a derived manifest
+//! against the manifests of the frames it names. Someone who rewrites an output and its manifest consistently
+//! can forge both; signed attestations are the defence against that (README, "Threat model").
+
+use super::{Manifest, fingerprint};
+use std::path::Path;
+
+/// `Err(why)` when the manifest contradicts itself.
+pub fn check(m: &Manifest) -> Result<(), String> {
+    let fp = &m.fingerprint_inputs;
+    if m.fingerprint != fingerprint::digest(fp) {
+        return Err("its fingerprint is not the digest of its fingerprint_inputs".into());
+    }
+    let same = |key: &str, field: &str, value: Option<&str>| -> Result<(), String> {
+        match (fp.get(key).map(String::as_str), value) {
+            (Some(a), Some(b)) if a == b => Ok(()),
+            (a, b) => Err(format!("{field} is {b:?} but its fingerprint records {key} = {a:?}")),
+        }
+    };
+    same("frame", "frame", Some(&m.frame))?;
+    same("frame_version", "frame_version", Some(&m.frame_version.to_string()))?;
+    same("output.dtype", "output.dtype", Some(&m.output.dtype))?;
+    match (&m.source, m.inputs.is_empty()) {
+        (Some(s), true) => {
+            match fp.get("source.kind").map(String::as_str) {
+                Some("hub") => {
+                    if s.kind != "hub" && s.kind != "hf_cache" {
+                        return Err(format!("source.kind is {:?} but its fingerprint records a Hub model", s.kind));
+                    }
+                    same("source.repo", "source.repo", s.repo.as_deref())?;
+                    same("source.commit", "source.commit", s.commit.as_deref())?;
+                }
+                Some("local") => {
+                    if s.kind != "local" {
+                        return Err(format!("source.kind is {:?} but its fingerprint records a local directory", s.kind));
+                    }
+                    let digest = |name: &str| s.files.iter().find(|f| f.path == name).and_then(|f| f.sha256.as_deref());
+                    same("source.config_sha256", "source.files[config.json].sha256", digest("config.json"))?;
+                    let index = digest("model.safetensors.index.json").unwrap_or("-");
+                    same("source.index_sha256", "source.files[model.safetensors.index.json].sha256", Some(index))?;
+                    same("source.shard", "source.range.file", Some(&s.range.file))?;
+                }
+                other => return Err(format!("its fingerprint records source.kind = {other:?}")),
+            }
+            match fp.get("tensor_override").map(String::as_str) {
+                Some("-") | None => {}
+                Some(t) if t == s.tensor => {}
+                Some(t) => return Err(format!("source.tensor is {:?} but the job's tensor: override was {t:?}", s.tensor)),
+            }
+            if !s.files.iter().any(|f| f.path == s.range.file) {
+                return Err(format!("source.range.file {:?} is not among source.files", s.range.file));
+            }
+        }
+        (None, false) => {
+            for i in &m.inputs {
+                same(&format!("input.{}", i.frame), &format!("inputs[{}].sha256", i.frame), Some(&i.sha256))?;
+            }
+            let named = fp.keys().filter(|k| k.starts_with("input.")).count();
+            if named != m.inputs.len() {
+                return Err(format!("it lists {} inputs but its fingerprint names {named}", m.inputs.len()));
+            }
+        }
+        (Some(_), false) => return Err("it records both a model source and input frames".into()),
+        (None, true) => return Err("it records neither a model source nor input frames".into()),
+    }
+    Ok(())
+}
+
+/// `Err(why)` when a derived manifest's `inputs[]` disagree with the manifests of those inputs (same output
+/// name, in `manifests`): each input's path must be the one that input's manifest says it wrote (paths are
+/// fixed by the layout, so a different one was written by hand). A different SHA-256 is not an edit — the
+/// input was rebuilt since, which makes this output stale, not forged — and a missing input manifest (an
+/// interrupted rebuild) leaves nothing to compare. Returns the input manifests found.
+pub fn inputs(m: &Manifest, manifests: &Path) -> Result<Vec<Manifest>, String> {
+    let mut found = Vec::new();
+    for i in &m.inputs {
+        if i.frame.is_empty() || !i.frame.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return Err(format!("inputs[].frame {:?} is not a frame name", i.frame));
+        }
+        let path = manifests.join(&m.name).join(format!("{}.json", i.frame));
+        if !path.exists() {
+            continue;
+        }
+        let input = Manifest::read(&path).map_err(|e| format!("input {}'s manifest: {e}", i.frame))?;
+        if input.output.path != i.path {
+            return Err(format!(
+                "inputs[{}].path is {}, but {}'s manifest records its output at {}",
+                i.frame, i.path, i.frame, input.output.path
+            ));
+        }
+        found.push(input);
+    }
+    Ok(found)
+}
