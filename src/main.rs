@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
         Command::Synth(args) => gamma_run::synth::execute(args),
     };
     let exit = result.unwrap_or_else(|e| {
-        eprintln!("error: {}", gamma_run::redact::redact(&e.to_string()));
+        eprintln!("error: {}", gamma_run::report::plain(&gamma_run::redact::redact(&e.to_string())));
         Exit::of_error(&e)
     });
     std::process::ExitCode::from(exit as u8)

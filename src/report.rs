@@ -1,5 +1,7 @@
 //! All user-facing output of the commands: run summaries, the status table and JSON, verify results.
-//! Commands hand their results here; nothing else prints to stdout.
+//! Commands hand their results here; nothing else prints to stdout. Names and messages can come from
+//! checkpoints anyone can publish: human output shows their control characters escaped (`plain`), markdown
+//! escapes its own syntax too (`md`), JSON is JSON-escaped by serde.
 
 use crate::commands::verify::{Checked, Problem};
 use crate::manifest::freshness::State;
@@ -7,11 +9,41 @@ use crate::runner::{Outcome, Report, Row};
 use crate::store::Store;
 use serde_json::json;
 
+/// `s` safe for a terminal: control characters (ESC, CR, BEL, …) are shown escaped (`\u{1b}`), so a tensor
+/// name cannot move the cursor, recolour or overwrite what was printed before.
+pub fn plain(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect(),
+    )
+}
+
+/// `s` as the text of a markdown table cell: control characters escaped, markdown punctuation backslashed, and
+/// `<`, `>`, `&` as entities, so a name cannot open a comment, a heading, a link or an HTML tag.
+pub fn md(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in plain(s).chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '!' | '|' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn run(reports: &[Report], dry_run: bool) {
     let (mut built, mut fresh, mut failed) = (0, 0, 0);
     for r in reports {
         for w in &r.warnings {
-            tracing::warn!(name = %r.name, frame = r.frame, "{w}");
+            tracing::warn!(name = %r.name, frame = r.frame, "{}", plain(w));
         }
         let id = format!("{}/{}", r.name, r.frame);
         match &r.outcome {
@@ -21,7 +53,7 @@ pub fn run(reports: &[Report], dry_run: bool) {
             }
             Outcome::Built { reasons, sha256, size } => {
                 built += 1;
-                println!("built    {id}  ({})  {size} bytes  sha256 {sha256}", reasons.join("; "));
+                println!("built    {id}  ({})  {size} bytes  sha256 {sha256}", plain(&reasons.join("; ")));
             }
             Outcome::WouldBuild { reasons, reads } => {
                 built += 1;
@@ -33,15 +65,15 @@ pub fn run(reports: &[Report], dry_run: bool) {
                     }
                     None => "reads its inputs once they are rebuilt".into(),
                 };
-                println!("would build {id}  ({}); {reads}", reasons.join("; "));
+                println!("would build {id}  ({}); {reads}", plain(&reasons.join("; ")));
             }
             Outcome::Failed(e) => {
                 failed += 1;
-                println!("FAILED   {id}: {e}");
+                println!("FAILED   {id}: {}", plain(&crate::redact::redact(&e.to_string())));
             }
             Outcome::Skipped(why) => {
                 failed += 1;
-                println!("SKIPPED  {id}: {why}");
+                println!("SKIPPED  {id}: {}", plain(why));
             }
         }
     }
@@ -65,7 +97,7 @@ pub fn status_table(rows: &[Row]) {
         if reasons.is_empty() {
             println!("{state:<8} {id}");
         } else {
-            println!("{state:<8} {id}: {}", reasons.join("; "));
+            println!("{state:<8} {id}: {}", plain(&reasons.join("; ")));
         }
     }
 }
@@ -108,18 +140,27 @@ pub fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
         let m = r.manifest.as_ref();
         let source = match m.and_then(|m| m.source.as_ref()) {
             Some(s) => match (&s.repo, &s.commit) {
-                (Some(repo), Some(c)) => {
-                    format!("[{repo}@{}]({endpoint}/{repo}/tree/{c})", c.chars().take(8).collect::<String>())
-                }
-                _ => format!("local `{}`", s.path.as_deref().unwrap_or("?")),
+                // Repo ids and commits are validated (plain segments, 40 hex) before they reach a manifest.
+                (Some(repo), Some(c)) if crate::hub::is_hex(c, 40) => format!(
+                    "[{}@{}]({endpoint}/{repo}/tree/{c})",
+                    md(repo),
+                    c.chars().take(8).collect::<String>()
+                ),
+                (Some(repo), _) => md(repo),
+                _ => format!("local {}", md(s.path.as_deref().unwrap_or("?"))),
             },
             None => m
                 .map(|m| m.inputs.iter().map(|i| format!("← {}", i.frame)).collect::<Vec<_>>().join(", "))
                 .unwrap_or_default(),
         };
-        let sha = m.map(|m| format!("`{}…`", m.output.sha256.chars().take(12).collect::<String>())).unwrap_or_default();
-        let why = reasons.join("; ").replace('|', "\\|");
-        println!("| `{}` | {icon} | {why} | {source} | {sha} |", store.relative_to_root(&r.output_path));
+        let sha = m
+            .map(|m| match crate::hub::is_hex(&m.output.sha256, 64) {
+                true => format!("`{}…`", &m.output.sha256[..12]),
+                false => md(&m.output.sha256),
+            })
+            .unwrap_or_default();
+        let why = md(&reasons.join("; "));
+        println!("| {} | {icon} | {why} | {source} | {sha} |", md(&store.relative_to_root(&r.output_path)));
     }
 }
 
@@ -133,7 +174,7 @@ pub fn show(s: &crate::commands::show::Shown, as_json: bool) {
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return;
     }
-    let row = |k: &str, v: String| println!("{k:<16} {v}");
+    let row = |k: &str, v: String| println!("{k:<16} {}", plain(&v));
     row("file", s.file.display().to_string());
     row("size", format!("{} bytes", s.size));
     row("sha256", s.sha256.clone());
@@ -203,7 +244,7 @@ pub fn show(s: &crate::commands::show::Shown, as_json: bool) {
 
 pub fn attested(files: &[std::path::PathBuf]) {
     for f in files {
-        println!("wrote    {}", f.display());
+        println!("wrote    {}", plain(&f.display().to_string()));
     }
     println!("{} statements", files.len());
 }
@@ -228,9 +269,13 @@ pub fn verify(checked: &[Checked], as_json: bool) {
     for c in checked {
         let out = c.output.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         match &c.problem {
-            None => println!("ok        {out}"),
-            Some(Problem::Mismatch(p)) => println!("MISMATCH  {} ({out}): {p}", c.manifest.display()),
-            Some(Problem::Error(p)) => println!("ERROR     {} ({out}): {p}", c.manifest.display()),
+            None => println!("ok        {}", plain(&out)),
+            Some(Problem::Mismatch(p)) => {
+                println!("MISMATCH  {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p))
+            }
+            Some(Problem::Error(p)) => {
+                println!("ERROR     {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p))
+            }
         }
     }
     let bad = checked.iter().filter(|c| matches!(c.problem, Some(Problem::Mismatch(_)))).count();

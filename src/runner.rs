@@ -169,10 +169,7 @@ fn run_output(
         State::Fresh if !opts.force => {
             // Fresh after a touch: store the new stats so the next check is metadata-only again.
             if let (true, false, Some(m)) = (assessment.restat, opts.dry_run, &assessment.manifest) {
-                let path = cx.store.manifest_path(&job.name, frame.name());
-                if let Err(e) = store::write_atomic(&path, &m.to_bytes()) {
-                    return (Outcome::Failed(e), warnings);
-                }
+                refresh_stat_cache(cx, job, frame, m);
             }
             if !opts.dry_run {
                 let root = cx.store.manifests.parent().unwrap_or(std::path::Path::new("/"));
@@ -219,6 +216,31 @@ fn run_output(
             (Outcome::Built { reasons, sha256: written.sha256, size: written.size }, w)
         }
         Err(e) => (Outcome::Failed(e), warnings),
+    }
+}
+
+/// Stores a fresh output's new stats (after a touch or a copy) — an optimisation, so it never fails the run: it
+/// is done only under the output's lock (never over a manifest a concurrent builder has just written: the one
+/// on disk must still be the one judged) and skipped, with a debug line, where it cannot be written (a
+/// read-only workspace).
+fn refresh_stat_cache(cx: &Context, job: &Job, frame: &dyn Frame, judged: &Manifest) {
+    let path = cx.store.manifest_path(&job.name, frame.name());
+    let root = cx.store.manifests.parent().unwrap_or(std::path::Path::new("/"));
+    let skip = |why: String| tracing::debug!(manifest = %path.display(), "stat cache not refreshed: {why}");
+    let _lock = match store::lock::OutputLock::try_acquire(root, &job.name, frame.name()) {
+        Ok(Some(l)) => l,
+        Ok(None) => return skip("another gamma-run holds the output's lock".into()),
+        Err(e) => return skip(e.to_string()),
+    };
+    match Manifest::read(&path) {
+        Ok(now) if now.fingerprint == judged.fingerprint
+            && now.output == judged.output
+            && now.created_at == judged.created_at => {}
+        Ok(_) => return skip("the manifest changed since it was judged".into()),
+        Err(e) => return skip(e.to_string()),
+    }
+    if let Err(e) = cx.store.guard(&path).and_then(|()| store::write_atomic(&path, &judged.to_bytes()).map(|_| ())) {
+        skip(e.to_string());
     }
 }
 

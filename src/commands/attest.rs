@@ -32,6 +32,9 @@ pub fn execute(args: AttestArgs) -> Result<Exit> {
             return Err(Error::manifest(&path, format!("unknown frame {:?}", m.frame)));
         }
         let file = out.join(&m.name).join(format!("{}.intoto.json", m.frame));
+        // Never through a planted link: below the workspace for the default place, below --out otherwise.
+        let base = if args.out.is_some() { out.as_path() } else { root.as_path() };
+        crate::store::no_links_below(base, &file)?;
         let mut bytes = serde_json::to_vec_pretty(&statement(&m)).expect("json");
         bytes.push(b'\n');
         crate::store::write_atomic(&file, &bytes)?;

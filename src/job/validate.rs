@@ -114,7 +114,7 @@ impl Validator {
         let tensors = self.output_dir(tensors, "../tensors")?;
         let manifests = self.output_dir(manifests, "../manifests")?;
         let root = manifests.parent().unwrap_or(Path::new("/"));
-        if !tensors.starts_with(root) || tensors == manifests {
+        if !tensors.starts_with(root) || tensors == root || tensors.starts_with(&manifests) {
             let at =
                 raw.output.as_ref().and_then(|o| o.tensors.as_ref()).map(|t| t.referenced).unwrap_or(Location::UNKNOWN);
             return self.err(&at, format!(

@@ -181,6 +181,11 @@ fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<PathBuf> {
         )
     })?;
     let blob = hf_cache::blob_path(cache, &remote.repo, sha);
+    // One downloader per blob (gamma-run or huggingface_hub, which takes the same lock); temp files that
+    // interrupted downloads left (preallocated to the shard's full size) go while the lock is held.
+    let folder = hf_cache::repo_folder(&remote.repo);
+    let _lock = crate::store::lock::blob_lock(cache, &folder, sha)?;
+    crate::store::lock::remove_stale_downloads(cache, &folder, sha);
     if std::fs::metadata(&blob).is_ok_and(|m| m.len() == remote.size) {
         if crate::store::sha256_file(&blob)? == sha {
             return Ok(blob);

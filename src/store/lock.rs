@@ -26,10 +26,7 @@ impl OutputLock {
             return Ok((OutputLock { _file: None }, false));
         }
         let path = lock_path(root, name, frame);
-        let dir = path.parent().expect("lock files have a parent");
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let file =
-            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let file = open_lock_file(root, &path)?;
         let waited = match file.try_lock() {
             Ok(()) => false,
             Err(TryLockError::WouldBlock) => {
@@ -40,6 +37,69 @@ impl OutputLock {
             Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         };
         Ok((OutputLock { _file: Some(file) }, waited))
+    }
+
+    /// Takes the lock only if nobody holds it: `Ok(None)` when another process does. With locking off, an
+    /// empty lock.
+    pub fn try_acquire(root: &Path, name: &str, frame: &str) -> Result<Option<OutputLock>> {
+        if !Self::enabled() {
+            return Ok(Some(OutputLock { _file: None }));
+        }
+        let path = lock_path(root, name, frame);
+        let file = open_lock_file(root, &path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(OutputLock { _file: Some(file) })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
+/// Creates (or opens) a lock file under `root`, refusing symlinks on the way (`.gamma-run/`, `locks/`, the
+/// file): a planted link must not make gamma-run create files elsewhere.
+fn open_lock_file(root: &Path, path: &Path) -> Result<File> {
+    super::no_links_below(root, path)?;
+    let dir = path.parent().expect("lock files have a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    super::no_links_below(root, path)?;
+    let mut opts = OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NOFOLLOW);
+    opts.open(path).map_err(|e| Error::io(path, e))
+}
+
+/// The Python client's lock for a blob it downloads into the HF cache: `<cache>/.locks/<repo folder>/<sha>.lock`
+/// (huggingface_hub takes it with `filelock`, an flock on Unix, so the two tools exclude each other). Waits,
+/// saying so, while another process holds it.
+pub fn blob_lock(cache: &Path, repo_folder: &str, sha: &str) -> Result<File> {
+    let path = cache.join(".locks").join(repo_folder).join(format!("{sha}.lock"));
+    let file = open_lock_file(cache, &path)?;
+    if let Err(TryLockError::WouldBlock) = file.try_lock() {
+        tracing::warn!("Blocking waiting for file lock on {} (another process is downloading it)", path.display());
+        file.lock().map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(file)
+}
+
+/// Removes temp files of interrupted downloads (`blobs/.<sha>.*.tmp`, full-size preallocated) whose blob lock
+/// nobody holds; `held` is the blob whose lock the caller holds already.
+pub fn remove_stale_downloads(cache: &Path, repo_folder: &str, held: &str) {
+    let blobs = cache.join(repo_folder).join("blobs");
+    for e in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(sha) = n.strip_prefix('.').and_then(|r| r.split('.').next()) else { continue };
+        if !n.ends_with(".tmp") || !crate::hub::is_hex(sha, 64) {
+            continue;
+        }
+        let idle = sha == held || {
+            let path = cache.join(".locks").join(repo_folder).join(format!("{sha}.lock"));
+            open_lock_file(cache, &path).is_ok_and(|f| f.try_lock().is_ok())
+        };
+        if idle {
+            tracing::info!(file = %e.path().display(), "removing an interrupted download");
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -54,8 +114,9 @@ pub fn tidy_if_idle(root: &Path, name: &str, frame: &str, files: &[PathBuf]) {
         return;
     }
     let path = lock_path(root, name, frame);
-    // The file must stay open (and so locked) while the leftovers are removed.
-    let Ok(file) = OpenOptions::new().create(true).truncate(false).write(true).open(&path) else { return };
+    // The file must stay open (and so locked) while the leftovers are removed. Runs without locks never made
+    // the locks directory: it is made here, so their leftovers are tidied too.
+    let Ok(file) = open_lock_file(root, &path) else { return };
     if file.try_lock().is_ok() {
         remove_leftovers(files);
     }

@@ -27,17 +27,13 @@ impl Store {
     pub fn manifest_path(&self, name: &str, frame: &str) -> PathBuf {
         self.manifests.join(name).join(format!("{frame}.json"))
     }
-    /// Refuses to write `path` (an output or manifest of this store) when a symlink would carry the write outside
-    /// its root: the file itself may not be a symlink, and its directory must resolve inside the root.
+    /// Refuses to write `path` (an output or manifest of this store) when a symlink would carry the write
+    /// elsewhere: no component below the root (the output's directory, the file itself) may be a symlink — not
+    /// one that leaves the root, and not one that makes one output's directory alias another's — and the
+    /// nearest existing directory must resolve inside the root.
     pub fn guard(&self, path: &Path) -> Result<()> {
         let root = if path.starts_with(&self.tensors) { &self.tensors } else { &self.manifests };
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(crate::error::Error::Usage(format!(
-                "{} is a symlink; gamma-run replaces outputs only inside {}, remove the link",
-                path.display(),
-                root.display()
-            )));
-        }
+        no_links_below(root, path)?;
         // The nearest existing ancestor decides where the write lands.
         let existing = path.ancestors().skip(1).find(|a| a.exists());
         if let (Some(dir), Ok(real_root)) = (existing, std::fs::canonicalize(root)) {
@@ -61,12 +57,41 @@ impl Store {
     }
 }
 
-/// What a file looked like when we last hashed it: if all three still match, its bytes are taken as unchanged.
+/// Refuses a write to `path` when any existing component strictly below `root` (directories on the way, and
+/// the file itself) is a symlink: gamma-run writes only where it says it writes. `root` itself may be a link
+/// (the paths a job file names are the user's to place).
+pub fn no_links_below(root: &Path, path: &Path) -> Result<()> {
+    let Ok(rest) = path.strip_prefix(root) else {
+        return Err(crate::error::Error::Usage(format!("{} is not inside {}", path.display(), root.display())));
+    };
+    let mut at = root.to_path_buf();
+    for c in rest.components() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(crate::error::Error::Usage(format!(
+                    "{} is a symlink (it could lead outside {}, or onto another output); gamma-run never writes through links: remove the symlink",
+                    at.display(),
+                    root.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+/// What a file looked like when we last hashed it: if all of it still matches, its bytes are taken as
+/// unchanged. The ctime is one that `touch -d` cannot set back, so an in-place edit with its mtime restored is
+/// still seen; manifests written before it was recorded read 0 (a mismatch: the file is re-hashed once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStat {
     pub size: u64,
     pub mtime_ns: i128,
     pub inode: u64,
+    #[serde(default)]
+    pub ctime_ns: i128,
 }
 
 /// A source file whose bytes are guarded by the stat cache, with its stat when it was first looked at.
@@ -85,6 +110,7 @@ impl FileStat {
             size: m.len(),
             mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
             inode: m.ino(),
+            ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
         })
     }
 }

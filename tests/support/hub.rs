@@ -45,6 +45,15 @@ pub struct Faults {
     pub bad_commit: bool,
     /// The CDN serves bytes that do not match the blob's sha256.
     pub corrupt_blob: bool,
+    /// Ranges that start past the file's first byte (W's, not the header's) come back with one byte flipped,
+    /// with correct framing (206, matching Content-Range, the right length): a lying CDN or proxy.
+    pub lie_in_ranges: bool,
+    /// The revision API and small files' resolve URLs answer with a redirect to the third origin, which serves
+    /// the same answer: a request that starts at the endpoint and leaves it.
+    pub redirect_endpoint_to_third: bool,
+    /// 206 answers carry a Content-Range for another range (`1`) or another total size (`2`); the bytes are
+    /// the ones asked for.
+    pub wrong_content_range: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +68,8 @@ pub struct Req {
 #[derive(Default)]
 pub struct State {
     pub endpoint: String,
+    pub cdn: String,
+    pub third: String,
     pub repos: HashMap<String, Repo>,
     pub faults: Faults,
     pub served: u64,
@@ -102,7 +113,12 @@ impl TestHub {
                 }
             });
         }
-        state.lock().unwrap().endpoint = endpoint.clone();
+        {
+        let mut s = state.lock().unwrap();
+        s.endpoint = endpoint.clone();
+        s.cdn = cdn_url.clone();
+        s.third = third_url.clone();
+    }
         TestHub { endpoint, cdn: cdn_url, third: third_url, state }
     }
 
@@ -208,6 +224,9 @@ fn serve(conn: TcpStream, origin: &'static str, st: &Mutex<State>, urls: &(Strin
 }
 
 fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, String>, cdn: &str) -> Response {
+    if s.faults.redirect_endpoint_to_third && !path.starts_with("/cdn-return/") && !path.ends_with(".safetensors") {
+        return resp(302, &[("Location", format!("{}/relay{path}", s.third))], Vec::new());
+    }
     if path.starts_with("/cdn-return/") {
         return cdn_route(s, "hub", path.trim_start_matches("/cdn-return"), headers, "");
     }
@@ -260,6 +279,14 @@ fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, 
 }
 
 fn cdn_route(s: &mut State, origin: &str, path: &str, headers: &HashMap<String, String>, third: &str) -> Response {
+    if let Some(rest) = path.strip_prefix("/relay") {
+        // The third origin relays what the hub would answer, without redirecting again.
+        let saved = std::mem::take(&mut s.faults.redirect_endpoint_to_third);
+        let cdn = s.cdn.clone();
+        let r = hub_route(s, "GET", rest, headers, &cdn);
+        s.faults.redirect_endpoint_to_third = saved;
+        return r;
+    }
     let sha = path.trim_start_matches("/blobs/").split('?').next().unwrap_or("").to_string();
     if origin == "cdn" && s.faults.redirect_chain {
         return resp(302, &[("Location", format!("{third}/blobs/{sha}?sig=def"))], Vec::new());
@@ -313,8 +340,17 @@ fn ranged(
             resp(416, &h, Vec::new())
         }
         Some((a, b)) if !f.ignore_range => {
-            h.push(("Content-Range", format!("bytes {a}-{b}/{total}")));
+            let range = match f.wrong_content_range {
+                1 => format!("bytes {}-{}/{total}", a + 1, b + 1),
+                2 => format!("bytes {a}-{b}/{}", total + 1),
+                _ => format!("bytes {a}-{b}/{total}"),
+            };
+            h.push(("Content-Range", range));
             let mut body = bytes[a..=b].to_vec();
+            if f.lie_in_ranges && a > 0 && !body.is_empty() {
+                let mid = body.len() / 2;
+                body[mid] ^= 0x10;
+            }
             if f.extra_bytes {
                 body.extend_from_slice(&[0u8; 16]);
             }
