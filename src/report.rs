@@ -221,15 +221,12 @@ pub fn show(s: &crate::commands::show::Shown, as_json: bool) {
             ),
         );
         for f in &src.files {
-            row(
-                "source file",
-                format!(
-                    "{}  {} bytes  sha256 {}",
-                    f.path,
-                    f.size,
-                    f.sha256.as_deref().unwrap_or("(not known without reading it)")
-                ),
-            );
+            let digest = match (&f.sha256, f.digest_from(&src.kind)) {
+                (Some(sha), Some(crate::manifest::DigestFrom::Computed)) => format!("sha256 {sha} (computed)"),
+                (Some(sha), Some(from)) => format!("sha256 {sha} ({}, not checked)", from.as_str()),
+                _ => "sha256 not known (the file was not read whole)".into(),
+            };
+            row("source file", format!("{}  {} bytes  {digest}", f.path, f.size));
         }
     }
     for i in &m.inputs {

@@ -64,6 +64,55 @@ impl Ws {
             stderr: String::from_utf8_lossy(&o.stderr).into(),
         }
     }
+    /// `run_env`, but the test fails (instead of hanging) when the binary is still running after `secs`.
+    pub fn run_within(&self, secs: u64, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut cmd = self.command(args, env);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let read = |r: &mut dyn std::io::Read| {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        };
+        let (tout, terr) = std::thread::scope(|s| {
+            let a = s.spawn(|| read(&mut so));
+            let b = s.spawn(|| read(&mut se));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+            let status = loop {
+                if let Some(st) = child.try_wait().unwrap() {
+                    break Some(st);
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            let (o, e) = (a.join().unwrap(), b.join().unwrap());
+            let status = status.unwrap_or_else(|| panic!("gamma-run {args:?} still ran after {secs} s (hung): {o}{e}"));
+            (status.code().unwrap_or(-1), (o, e))
+        });
+        Out { code: tout, stdout: terr.0, stderr: terr.1 }
+    }
+    /// The binary with `args` and the test environment (see `run_env`), not started.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gamma-run"));
+        cmd.args(args).current_dir(self.dir.path());
+        cmd.env("HF_HUB_CACHE", self.path("hf-cache"))
+            .env("HF_HOME", self.path("hf-home"))
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .env("GAMMA_RUN_HTTP_BACKOFF_MS", "20")
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_TOKEN_PATH")
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
     /// `gamma-run synth --out models/<name> <args>`
     pub fn synth(&self, name: &str, args: &[&str]) -> PathBuf {
         let out = self.path(&format!("models/{name}"));
