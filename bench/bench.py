@@ -9,6 +9,8 @@ ap.add_argument("--bin", required=True)
 ap.add_argument("--runs", type=int, default=5)
 ap.add_argument("--smoke", action="store_true")
 ap.add_argument("--only", default="", help="comma-separated case ids")
+ap.add_argument("--before", default="", help="another gamma-run binary (e.g. the last release): adds before/after "
+                "rows that time the same commands with both binaries, alternately, in this one invocation")
 ap.add_argument("--python", default=os.environ.get("BENCH_PYTHON", sys.executable),
                 help="a Python with torch, transformers and safetensors for the notebook rows (env BENCH_PYTHON)")
 args = ap.parse_args()
@@ -80,7 +82,10 @@ small = job(os.path.join(small_ws, "jobs", "tiny.yaml"), "".join(f"  - path: {ti
 sha_ws = os.path.join(D, "ws-sha")
 shutil.rmtree(sha_ws, ignore_errors=True)
 one_out = job(os.path.join(sha_ws, "jobs", "one.yaml"), f"  - path: {qwen3}\n    name: q\n")
-for j in (one, conv, prime, big, small, one_out, onej):
+src_ws = os.path.join(D, "ws-sources")
+shutil.rmtree(src_ws, ignore_errors=True)
+src_job = job(os.path.join(src_ws, "jobs", "one.yaml"), f"  - path: {qwen3}\n    name: q\n")
+for j in (one, conv, prime, big, small, one_out, onej, src_job):
     sh(f"{B} run -q {j}", stdout=subprocess.DEVNULL)
 
 qm, fm = manifest(W, "q"), manifest(W, "f")
@@ -138,6 +143,15 @@ case("status", "`status` on 3 fresh Qwen3-scale outputs", f"{B} status {big}", f
      note="baseline: the same on 3 tiny outputs of the same 36-layer layout", also=under100)
 case("noop-run", "no-op `run` on 3 fresh Qwen3-scale outputs", f"{B} run -q {big}", f"{B} run -q {small}", 1.5,
      note="baseline: the same on 3 tiny outputs of the same 36-layer layout", also=under100)
+# The other binary works in a workspace of its own: manifests from another version must not make either binary
+# do work the other does not (an older manifest lacks fields the newer one re-checks once).
+WB = os.path.join(D, "ws-before")
+if args.before:
+    shutil.rmtree(WB, ignore_errors=True)
+    one_b = job(os.path.join(WB, "jobs", "one.yaml"), f"  - path: {qwen3}\n    name: q\n")
+    sh(f"{args.before} run -q {one_b}", stdout=subprocess.DEVNULL)
+    case("before-gamma-bf16", "γ, bf16 source: this binary vs --before", f"{B} run -q --force {one}",
+         f"{args.before} run -q --force {one_b}", 1.1, note=f"baseline: {args.before}, in a workspace of its own")
 sha_ni = "sha_ni" in open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else False
 case("sha256", "SHA-256 of one 742 MiB output (`verify`)", f"{B} verify {sha_ws}/manifests",
      f"openssl dgst -sha256 {sha_ws}/tensors/q/W.safetensors", 0,
@@ -145,6 +159,13 @@ case("sha256", "SHA-256 of one 742 MiB output (`verify`)", f"{B} verify {sha_ws}
           "a ratio near 1 shows the sha2 crate picked them at run time (software SHA-256 is ~3× slower)")
 case("verify", "`verify` of 6 outputs (5.2 GB: 4 × γ, 1 × f32-sourced γ, 1 × γ′)", f"{B} verify {W}/manifests", f"openssl dgst -sha256 {big_files} {W}/tensors/q/W.safetensors {W}/tensors/f/W.safetensors {wprime}",
      1.25, note="baseline: openssl dgst -sha256 over the same files")
+# verify --sources re-reads what the manifest records (config, index and W's shard) whole, hashes it and
+# re-extracts W: against sha256sum of the same files.
+src_files = " ".join(os.path.join(qwen3, f["path"]) for f in qm["source"]["files"])
+src_bytes = sum(f["size"] for f in qm["source"]["files"])
+case("verify-sources", f"`verify --sources` of γ from the local checkpoint (re-reads config, index and W's shard: {src_bytes / 1e9:.2f} GB)",
+     f"{B} verify --sources --offline {src_ws}/manifests", f"sha256sum {src_files}", 1.25,
+     note="baseline: sha256sum of the same files; target ≥ 0.8 × its speed, i.e. a ratio ≤ 1.25")
 
 # From a loopback hub: range fetch with an empty cache, against curl of the same byte range from the same server.
 port = socket.socket(); port.bind(("127.0.0.1", 0)); PORT = port.getsockname()[1]; port.close()
@@ -164,6 +185,13 @@ try:
          note=f"baseline: curl of W's range from the same server + sync; bytes moved {moved} = {moved / n:.4f} × W "
               f"(≤ 1.01 × W + 1 MiB: {'yes' if fits else 'NO'})",
          also=lambda med, rss: (fits, ""))
+    if args.before:
+        # The same command with the other binary as the baseline: the ratio is after ÷ before.
+        hub_b = job(os.path.join(WB, "jobs", "hub.yaml"), f"  - model: bench/qwen3-4b\n    name: hq\n    revision: c0ffee{'0' * 34}\n")
+        case("before-hub-range", "γ from the loopback hub: this binary vs --before", f"{B} run -q --force {hubjob}",
+             f"env HF_ENDPOINT=http://127.0.0.1:{PORT} HF_HUB_CACHE={WB}/empty-cache {args.before} run -q --force {hub_b}",
+             1.1, env=env, prepare=f"rm -rf {W}/empty-cache {WB}/empty-cache",
+             note=f"baseline: {args.before}, in a workspace of its own")
 finally:
     server.send_signal(signal.SIGTERM)
 

@@ -40,8 +40,13 @@ fn init_logging(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let progress = !quiet && !commands::truthy(std::env::var("HF_HUB_DISABLE_PROGRESS_BARS").ok());
     gamma_run::progress::init(progress);
+    // The hint keeps disabled levels cheap: the `log` crate's global maximum follows it, so the HTTP library's
+    // per-16-bytes `trace!` calls stop at one comparison instead of reaching the filter.
+    let hint = tracing_subscriber::layer::Filter::<tracing_subscriber::Registry>::max_level_hint(&filter)
+        .unwrap_or(tracing::level_filters::LevelFilter::TRACE);
     let no_wire_dumps =
-        tracing_subscriber::filter::filter_fn(|m| gamma_run::redact::event_allowed(m.target(), m.level()));
+        tracing_subscriber::filter::filter_fn(|m| gamma_run::redact::event_allowed(m.target(), m.level()))
+            .with_max_level_hint(hint);
     let lines = tracing_subscriber::fmt::layer().with_writer(|| gamma_run::progress::LogWriter).with_target(false);
     tracing_subscriber::registry().with(filter).with(lines.with_filter(no_wire_dumps)).init();
 }

@@ -10,7 +10,6 @@ use crate::job::{Fetch, Job};
 use crate::manifest::{ByteRange, SourceRecord, fingerprint};
 use crate::source::{self, Located, Resolved, SourceOptions, WBytes};
 use crate::store::{BUF_LEN, ByteSink, safetensors_file};
-use std::os::unix::fs::FileExt;
 
 pub struct Gamma;
 
@@ -138,7 +137,7 @@ fn copy_file(loc: &Located, path: &std::path::Path, out: &mut dyn ByteSink) -> R
     while done < elements {
         let n = per_chunk.min(elements - done);
         src.resize((n * width) as usize, 0);
-        file.read_exact_at(&mut src, loc.w_offset + done * width).at(path)?;
+        crate::fsread::read_exact_at(&file, &mut src, loc.w_offset + done * width).at(path)?;
         nans += convert(loc.w.dtype, &src, &mut buf, out)?;
         done += n;
     }

@@ -11,7 +11,6 @@ use crate::manifest::{InputRecord, Manifest, check_output_path, fingerprint};
 use crate::store::{BUF_LEN, ByteSink, FileStat, safetensors_file};
 use rayon::prelude::*;
 use sha2::Digest;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Rows per partial sum: fixed, so the summation order never depends on threads or buffer sizes.
@@ -116,7 +115,7 @@ impl Centered {
         while row < v {
             let rows = (CHUNK_ROWS * BATCH_CHUNKS).min(v - row);
             buf.resize(rows * d * 2, 0);
-            file.read_exact_at(&mut buf, data_start + (row * d * 2) as u64).at(&self.path)?;
+            crate::fsread::read_exact_at(&file, &mut buf, data_start + (row * d * 2) as u64).at(&self.path)?;
             let (_, partials) = rayon::join(
                 || hasher.update(&buf),
                 || buf.par_chunks(CHUNK_ROWS * d * 2).map(|c| column_sums(c, d)).collect::<Vec<_>>(),
@@ -180,7 +179,7 @@ impl Producer for Centered {
         while row < v {
             let rows = (rows_per_buf * 2).min(v - row);
             input.resize(rows * d * 2, 0);
-            file.read_exact_at(&mut input, data_start + (row * d * 2) as u64).at(&self.path)?;
+            crate::fsread::read_exact_at(&file, &mut input, data_start + (row * d * 2) as u64).at(&self.path)?;
             let counts: Vec<u64> = bufs
                 .par_iter_mut()
                 .zip(input.par_chunks(rows_per_buf * d * 2))
@@ -224,4 +223,37 @@ fn center(rows: &[u8], centroid: &[f64], bf16_out: bool, out: &mut Vec<u8>) -> u
         }
     }
     nans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::HashOnly;
+
+    /// A γ file of `v`×`d` bf16 values in `dir`, and its SHA-256.
+    fn gamma_file(dir: &Path, v: u64, d: u64) -> (PathBuf, String) {
+        let header = safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &[v, d] }]);
+        let mut bytes = header.clone();
+        for i in 0..v * d {
+            bytes.extend_from_slice(&dtype::f64_to_bf16((i % 7) as f64 - 3.0).to_le_bytes());
+        }
+        let path = dir.join("W.safetensors");
+        std::fs::write(&path, &bytes).unwrap();
+        (path, crate::store::sha256_bytes(&bytes))
+    }
+
+    #[test]
+    fn gamma_bytes_that_differ_from_its_manifest_are_refused_whatever_the_digest_looks_like() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, sha) = gamma_file(dir.path(), 300, 5);
+        let centered = |sha256: String| Centered { path: path.clone(), sha256, v: 300, d: 5, bf16_out: false };
+        assert!(centered(sha.clone()).produce(&mut HashOnly::new()).is_ok());
+        // Same length, one digit different: a check that compares lengths (or prefixes) would pass it.
+        let mut other = sha.clone().into_bytes();
+        other[40] = if other[40] == b'0' { b'1' } else { b'0' };
+        let Err(err) = centered(String::from_utf8(other).unwrap()).produce(&mut HashOnly::new()) else {
+            panic!("γ′ was built from bytes that differ from γ's manifest");
+        };
+        assert!(err.to_string().contains("differs from gamma's manifest"), "{err}");
+    }
 }

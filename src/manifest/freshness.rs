@@ -67,13 +67,18 @@ pub fn assess(e: &Expected) -> Result<Assessment> {
     match FileStat::of(e.output_path) {
         Err(_) => reasons.push("output missing".into()),
         Ok(stat) if stat.size != m.output.size => reasons.push("output modified (size differs)".into()),
-        Ok(stat) if stat != m.stat.output => {
+        Ok(stat) if !m.stat.output.unchanged(&stat) => {
             if sha256_file(e.output_path)? != m.output.sha256 {
                 reasons.push("output modified (sha256 differs)".into());
             } else {
                 m.stat.output = stat;
                 restat = true;
             }
+        }
+        Ok(stat) if stat != m.stat.output => {
+            // The same file, recorded without its ctime: record it.
+            m.stat.output = stat;
+            restat = true;
         }
         Ok(_) => {}
     }
@@ -84,11 +89,14 @@ pub fn assess(e: &Expected) -> Result<Assessment> {
             m.stat.sources = e.watched.iter().map(|w| (w.name.clone(), w.stat)).collect();
             restat = true;
         }
+    } else if reasons.is_empty() && e.watched.iter().any(|w| m.stat.sources.get(&w.name) != Some(&w.stat)) {
+        m.stat.sources = e.watched.iter().map(|w| (w.name.clone(), w.stat)).collect();
+        restat = true;
     }
     let state = if reasons.is_empty() { State::Fresh } else { State::Stale(reasons) };
     Ok(Assessment { restat: restat && state == State::Fresh, state, manifest: Some(m) })
 }
 
 fn source_touched(m: &Manifest, watched: &[Watched]) -> bool {
-    watched.iter().any(|w| m.stat.sources.get(&w.name) != Some(&w.stat))
+    watched.iter().any(|w| !m.stat.sources.get(&w.name).is_some_and(|s| s.unchanged(&w.stat)))
 }

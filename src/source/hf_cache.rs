@@ -110,12 +110,24 @@ pub fn link(cache: &Path, repo: &str, revision: &str, commit: &str, rel: &str, e
     let name = link.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.{n}.link", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&target, &tmp).map_err(|e| Error::io(&tmp, e))?;
+    symlink_file(&target, &tmp, &dir.join(&target)).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))?;
     if !is_commit(revision) {
         crate::store::write_atomic(&root.join("refs").join(revision), commit.as_bytes())?;
     }
     Ok(())
+}
+
+/// A relative symlink `link` → `target` (as the Python client makes them). On Windows, where creating symlinks
+/// needs a privilege, a hard link to the blob instead (the Python client copies in that case).
+#[cfg(unix)]
+fn symlink_file(target: &str, link: &Path, _resolved: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(windows)]
+fn symlink_file(target: &str, link: &Path, resolved: &Path) -> std::io::Result<()> {
+    std::os::windows::fs::symlink_file(target.replace('/', "\\"), link).or_else(|_| std::fs::hard_link(resolved, link))
 }
 
 /// A snapshot file's record: its SHA-256 is the blob's name when the blob is an LFS file (64 hex) — the

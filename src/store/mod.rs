@@ -10,7 +10,6 @@ pub use sink::{BUF_LEN, ByteSink, HashOnly, Sink, Written};
 
 use crate::error::{IoContext, Result};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The two output roots of a job file.
@@ -84,7 +83,7 @@ pub fn no_links_below(root: &Path, path: &Path) -> Result<()> {
 
 /// What a file looked like when we last hashed it: if all of it still matches, its bytes are taken as
 /// unchanged. The ctime is one that `touch -d` cannot set back, so an in-place edit with its mtime restored is
-/// still seen; manifests written before it was recorded read 0 (a mismatch: the file is re-hashed once).
+/// still seen; manifests written before it was recorded read 0 (see `unchanged`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStat {
     pub size: u64,
@@ -104,14 +103,40 @@ pub struct Watched {
 }
 
 impl FileStat {
+    /// Whether `now` shows the same file as this recorded stat: size, mtime, inode and — where it was recorded
+    /// (manifests from before it was read 0) — ctime. A stat that matches but lacks the ctime is refreshed by
+    /// the caller, so the check grows stronger without re-reading anything.
+    pub fn unchanged(&self, now: &FileStat) -> bool {
+        self.size == now.size
+            && self.mtime_ns == now.mtime_ns
+            && self.inode == now.inode
+            && (self.ctime_ns == 0 || self.ctime_ns == now.ctime_ns)
+    }
+
     pub fn of(path: &Path) -> Result<FileStat> {
         let m = fs::metadata(path).at(path)?;
-        Ok(FileStat {
+        Ok(Self::from_metadata(&m))
+    }
+
+    #[cfg(unix)]
+    fn from_metadata(m: &fs::Metadata) -> FileStat {
+        use std::os::unix::fs::MetadataExt;
+        FileStat {
             size: m.len(),
             mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
             inode: m.ino(),
             ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
-        })
+        }
+    }
+
+    /// Elsewhere: size and modification time (nanoseconds since the epoch); no inode or change time is exposed
+    /// by the standard library, so those read 0 and the stat cache rests on size and mtime.
+    #[cfg(not(unix))]
+    fn from_metadata(m: &fs::Metadata) -> FileStat {
+        let ns = |t: std::io::Result<std::time::SystemTime>| {
+            t.ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as i128)
+        };
+        FileStat { size: m.len(), mtime_ns: ns(m.modified()), inode: 0, ctime_ns: 0 }
     }
 }
 

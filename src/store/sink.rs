@@ -6,7 +6,6 @@
 use crate::error::{Error, IoContext, Result};
 use sha2::Digest;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -53,6 +52,18 @@ fn preallocate(f: &std::fs::File, len: u64) -> std::io::Result<bool> {
 #[cfg(not(target_os = "linux"))]
 fn preallocate(_: &std::fs::File, _: u64) -> std::io::Result<bool> {
     Ok(false)
+}
+
+/// 0o666 through the umask, as any file the user creates (Unix); the default elsewhere.
+#[cfg(unix)]
+fn mode_666() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o666)
+}
+
+#[cfg(not(unix))]
+fn mode_666() -> std::fs::Permissions {
+    let f = tempfile::tempfile().expect("a temp file to read default permissions from");
+    f.metadata().expect("its metadata").permissions()
 }
 
 /// The committed file: its size, SHA-256 and stat at write time.
@@ -132,7 +143,7 @@ fn hash_behind(file: std::fs::File, progress: &Progress) -> std::io::Result<Stri
         }
         if pos < s.written {
             let n = (s.written - pos).min(BUF_LEN as u64) as usize;
-            if let Err(e) = file.read_exact_at(&mut buf[..n], pos) {
+            if let Err(e) = crate::fsread::read_exact_at(&file, &mut buf[..n], pos) {
                 progress.update(|s| s.hasher_failed = true);
                 return Err(e);
             }
@@ -172,7 +183,7 @@ impl Sink {
         let file = tempfile::Builder::new()
             .prefix(&format!(".{base}."))
             .suffix(".tmp")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .permissions(mode_666())
             .tempfile_in(dir)
             .at(dir)?;
         let reader = file.as_file().try_clone().at(file.path())?;

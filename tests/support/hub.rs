@@ -48,8 +48,8 @@ pub struct Faults {
     /// Ranges that start past the file's first byte (W's, not the header's) come back with one byte flipped,
     /// with correct framing (206, matching Content-Range, the right length): a lying CDN or proxy.
     pub lie_in_ranges: bool,
-    /// The revision API and small files' resolve URLs answer with a redirect to the third origin, which serves
-    /// the same answer: a request that starts at the endpoint and leaves it.
+    /// GETs of the revision API and of small files' resolve URLs answer with a redirect to the third origin,
+    /// which serves the same answer: a request that starts at the endpoint, carrying the token, and leaves it.
     pub redirect_endpoint_to_third: bool,
     /// 206 answers carry a Content-Range for another range (`1`) or another total size (`2`); the bytes are
     /// the ones asked for.
@@ -224,7 +224,12 @@ fn serve(conn: TcpStream, origin: &'static str, st: &Mutex<State>, urls: &(Strin
 }
 
 fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, String>, cdn: &str) -> Response {
-    if s.faults.redirect_endpoint_to_third && !path.starts_with("/cdn-return/") && !path.ends_with(".safetensors") {
+    // GETs only: HEADs of small files keep answering at the endpoint (their metadata), their bodies are moved.
+    if s.faults.redirect_endpoint_to_third
+        && method == "GET"
+        && !path.starts_with("/cdn-return/")
+        && !path.ends_with(".safetensors")
+    {
         return resp(302, &[("Location", format!("{}/relay{path}", s.third))], Vec::new());
     }
     if path.starts_with("/cdn-return/") {
