@@ -16,7 +16,7 @@ fn fixtures() -> Option<PathBuf> {
 #[test]
 fn reference_fixtures_give_the_reference_bytes() {
     let Some(dir) = fixtures() else {
-        eprintln!("skipped: no ../shared/fixtures (set GAMMA_RUN_FIXTURES to run this test)");
+        skip("reference_fixtures_give_the_reference_bytes", "no ../shared/fixtures (set GAMMA_RUN_FIXTURES to run this test)");
         return;
     };
     let expected: serde_json::Value =
@@ -66,7 +66,7 @@ fn reference_fixtures_give_the_reference_bytes() {
 fn outputs_load_with_python_safetensors_when_available() {
     let probe = std::process::Command::new("python3").args(["-c", "import safetensors.numpy"]).output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: python3 with safetensors is not installed");
+        skip("outputs_load_with_python_safetensors_when_available", "python3 with safetensors is not installed");
         return;
     }
     let ws = Ws::new();
@@ -97,7 +97,10 @@ fn gamma_is_the_notebooks_file_byte_for_byte_when_torch_is_available() {
     let python = std::env::var("GAMMA_RUN_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = std::process::Command::new(&python).args(["-c", "import torch, transformers, safetensors"]).output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: {python} has no torch + transformers (set GAMMA_RUN_TORCH_PYTHON to run this test)");
+        skip(
+            "gamma_is_the_notebooks_file_byte_for_byte_when_torch_is_available",
+            &format!("{python} has no torch + transformers (set GAMMA_RUN_TORCH_PYTHON to run this test)"),
+        );
         return;
     }
     let ws = Ws::new();
@@ -155,4 +158,34 @@ fn gamma_is_the_notebooks_file_byte_for_byte_when_torch_is_available() {
         assert!(differ.is_empty(), "{name}: (element, ours, notebook's) differ: {:?}", &differ[..differ.len().min(8)]);
         assert_eq!(nans, if *name == "qwen3-f32" { 1 } else { 0 }, "{name}: NaNs");
     }
+}
+
+/// The README's Python example (`examples/python/read_outputs.py`) on a real workspace: every manifest read with
+/// json, every output's SHA-256 checked against it, every tensor loaded with safetensors (torch, or numpy with
+/// ml_dtypes for bf16) with the recorded shape; and a tampered output makes it fail.
+#[test]
+fn the_python_reading_example_reads_outputs_and_checks_their_manifests() {
+    let probe = "import safetensors\ntry:\n import safetensors.torch\nexcept ImportError:\n import numpy, ml_dtypes";
+    let ok = std::process::Command::new("python3").args(["-c", probe]).output();
+    if !ok.is_ok_and(|o| o.status.success()) {
+        skip(
+            "the_python_reading_example_reads_outputs_and_checks_their_manifests",
+            "python3 lacks safetensors with torch or with numpy + ml_dtypes (pip install safetensors numpy ml_dtypes)",
+        );
+        return;
+    }
+    let ws = Ws::new();
+    ws.synth("m", &["--vocab", "100", "--hidden", "16", "--tie", "false", "--store", "head"]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n");
+    assert_eq!(ws.run(&[job.to_str().unwrap()]).code, 0);
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python/read_outputs.py");
+    let run = || std::process::Command::new("python3").arg(example).arg(ws.dir.path()).output().unwrap();
+    let o = run();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("2 of 2 outputs match their manifests"), "{text}");
+    assert!(text.contains("m/gamma  W BF16 [100, 16]"), "{text}");
+    flip(&ws.path("tensors/m/W_prime.safetensors"), 300);
+    let o = run();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
 }

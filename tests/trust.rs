@@ -500,7 +500,7 @@ fn a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error() {
         std::process::Command::new("mount").args(args).arg(&manifests).status().is_ok_and(|s| s.success())
     };
     if root && !mount(&["-t", "tmpfs", "-o", "size=1m", "tmpfs"]) {
-        eprintln!("SKIPPED a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error: root without mount rights");
+        skip("a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error", "root without the right to mount a tmpfs");
         return;
     }
     assert_eq!(ws.run(&[job]).code, 0);
