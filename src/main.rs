@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
         Command::Synth(args) => gamma_run::synth::execute(args),
     };
     let exit = result.unwrap_or_else(|e| {
-        eprintln!("error: {}", gamma_run::report::plain(&gamma_run::redact::redact(&e.to_string())));
+        eprintln!("error: {}", gamma_run::text::plain(&gamma_run::redact::redact(&e.to_string())));
         Exit::of_error(&e)
     });
     std::process::ExitCode::from(exit as u8)
@@ -47,6 +47,14 @@ fn init_logging(verbose: u8, quiet: bool) {
     let no_wire_dumps =
         tracing_subscriber::filter::filter_fn(|m| gamma_run::redact::event_allowed(m.target(), m.level()))
             .with_max_level_hint(hint);
-    let lines = tracing_subscriber::fmt::layer().with_writer(|| gamma_run::progress::LogWriter).with_target(false);
+    // Colour only on a terminal, and not with NO_COLOR; without colour, LogWriter escapes every control character
+    // (a name from a checkpoint cannot rewrite the terminal through a log line).
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    gamma_run::progress::set_plain(!color);
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(|| gamma_run::progress::LogWriter)
+        .with_target(false)
+        .with_ansi(color);
     tracing_subscriber::registry().with(filter).with(lines.with_filter(no_wire_dumps)).init();
 }

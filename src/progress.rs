@@ -26,6 +26,13 @@ pub fn bar(len: u64, label: &str) -> ProgressBar {
     bar
 }
 
+static PLAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether log lines are written without colour (then every control character in them is shown escaped).
+pub fn set_plain(plain: bool) {
+    PLAIN.store(plain, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// stderr for tracing, printed above the bars.
 pub struct LogWriter;
 
@@ -33,7 +40,10 @@ impl Write for LogWriter {
     /// tracing writes one formatted event per call; it is redacted whole before it reaches stderr.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        let clean = crate::redact::redact(&text);
+        let mut clean = crate::redact::redact(&text).into_owned();
+        if PLAIN.load(std::sync::atomic::Ordering::Relaxed) && clean.chars().any(|c| c.is_control() && c != '\n') {
+            clean = clean.split('\n').map(|l| crate::text::plain(l).into_owned()).collect::<Vec<_>>().join("\n");
+        }
         let bytes = clean.as_bytes();
         match MULTI.get() {
             Some(Some(m)) => m.suspend(|| std::io::stderr().write_all(bytes)).map(|_| buf.len()),

@@ -7,37 +7,8 @@ use crate::commands::verify::{Checked, Problem};
 use crate::manifest::freshness::State;
 use crate::runner::{Outcome, Report, Row};
 use crate::store::Store;
+use crate::text::{md, plain};
 use serde_json::json;
-
-/// `s` safe for a terminal: control characters (ESC, CR, BEL, …) are shown escaped (`\u{1b}`), so a tensor
-/// name cannot move the cursor, recolour or overwrite what was printed before.
-pub fn plain(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    std::borrow::Cow::Owned(
-        s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect(),
-    )
-}
-
-/// `s` as the text of a markdown table cell: control characters escaped, markdown punctuation backslashed, and
-/// `<`, `>`, `&` as entities, so a name cannot open a comment, a heading, a link or an HTML tag.
-pub fn md(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in plain(s).chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '!' | '|' | '~' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 pub fn run(reports: &[Report], dry_run: bool) {
     let (mut built, mut fresh, mut failed) = (0, 0, 0);
@@ -141,11 +112,9 @@ pub fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
         let source = match m.and_then(|m| m.source.as_ref()) {
             Some(s) => match (&s.repo, &s.commit) {
                 // Repo ids and commits are validated (plain segments, 40 hex) before they reach a manifest.
-                (Some(repo), Some(c)) if crate::hub::is_hex(c, 40) => format!(
-                    "[{}@{}]({endpoint}/{repo}/tree/{c})",
-                    md(repo),
-                    c.chars().take(8).collect::<String>()
-                ),
+                (Some(repo), Some(c)) if crate::hub::is_hex(c, 40) => {
+                    format!("[{}@{}]({endpoint}/{repo}/tree/{c})", md(repo), c.chars().take(8).collect::<String>())
+                }
                 (Some(repo), _) => md(repo),
                 _ => format!("local {}", md(s.path.as_deref().unwrap_or("?"))),
             },

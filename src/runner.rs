@@ -233,9 +233,10 @@ fn refresh_stat_cache(cx: &Context, job: &Job, frame: &dyn Frame, judged: &Manif
         Err(e) => return skip(e.to_string()),
     };
     match Manifest::read(&path) {
-        Ok(now) if now.fingerprint == judged.fingerprint
-            && now.output == judged.output
-            && now.created_at == judged.created_at => {}
+        Ok(now)
+            if now.fingerprint == judged.fingerprint
+                && now.output == judged.output
+                && now.created_at == judged.created_at => {}
         Ok(_) => return skip("the manifest changed since it was judged".into()),
         Err(e) => return skip(e.to_string()),
     }

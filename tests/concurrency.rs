@@ -161,7 +161,10 @@ fn a_full_disk_is_a_clear_error_that_keeps_the_previous_output() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !mounted {
-        skip("a_full_disk_is_a_clear_error_that_keeps_the_previous_output", "cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)");
+        skip(
+            "a_full_disk_is_a_clear_error_that_keeps_the_previous_output",
+            "cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)",
+        );
         return;
     }
     let result = std::panic::catch_unwind(|| {

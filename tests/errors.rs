@@ -274,7 +274,10 @@ fn a_read_only_output_directory_is_a_clear_error_that_keeps_what_is_stored() {
         std::process::Command::new("mount").args(args).arg(&tensors).status().is_ok_and(|s| s.success())
     };
     if root && !mount(&["-t", "tmpfs", "-o", "size=4m", "tmpfs"]) {
-        skip("a_read_only_output_directory_is_a_clear_error_that_keeps_what_is_stored", "running as root and cannot mount a tmpfs");
+        skip(
+            "a_read_only_output_directory_is_a_clear_error_that_keeps_what_is_stored",
+            "running as root and cannot mount a tmpfs",
+        );
         return;
     }
     assert_eq!(ws.run(&[job]).code, 0);

@@ -16,7 +16,10 @@ fn fixtures() -> Option<PathBuf> {
 #[test]
 fn reference_fixtures_give_the_reference_bytes() {
     let Some(dir) = fixtures() else {
-        skip("reference_fixtures_give_the_reference_bytes", "no ../shared/fixtures (set GAMMA_RUN_FIXTURES to run this test)");
+        skip(
+            "reference_fixtures_give_the_reference_bytes",
+            "no ../shared/fixtures (set GAMMA_RUN_FIXTURES to run this test)",
+        );
         return;
     };
     let expected: serde_json::Value =

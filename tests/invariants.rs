@@ -7,7 +7,7 @@ use support::*;
 
 const C1: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
-/// 1. A request that starts at the endpoint (the revision API, a small file's resolve) and is redirected to a
+/// Bug 1: A request that starts at the endpoint (the revision API, a small file's resolve) and is redirected to a
 /// third origin must not carry the token there.
 #[test]
 fn the_token_is_dropped_when_a_request_that_starts_at_the_endpoint_is_redirected_away() {
@@ -30,7 +30,7 @@ fn the_token_is_dropped_when_a_request_that_starts_at_the_endpoint_is_redirected
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, &key));
 }
 
-/// 2. A 206 whose Content-Range names another range, or another total size, is refused (the bytes themselves
+/// Bug 2: A 206 whose Content-Range names another range, or another total size, is refused (the bytes themselves
 /// are the ones asked for, so only the header can tell).
 #[test]
 fn a_content_range_for_another_range_or_total_is_refused() {
@@ -48,7 +48,7 @@ fn a_content_range_for_another_range_or_total_is_refused() {
     }
 }
 
-/// 3. A crash at each step of a rebuild whose bytes differ from the old output's: no manifest may describe
+/// Bug 3: A crash at each step of a rebuild whose bytes differ from the old output's: no manifest may describe
 /// bytes other than the ones beside it (the old manifest goes before the new output is renamed into place).
 #[test]
 fn a_crash_at_each_commit_step_of_a_rebuild_with_new_bytes_leaves_no_manifest_lying() {
@@ -68,7 +68,11 @@ fn a_crash_at_each_commit_step_of_a_rebuild_with_new_bytes_leaves_no_manifest_ly
         let now = ws.read("tensors/m/W.safetensors");
         if ws.path("manifests/m/gamma.json").exists() {
             let m = ws.manifest("m", "gamma");
-            assert_eq!(m["output"]["sha256"].as_str().unwrap(), sha256(&now), "{step}: a manifest describes other bytes");
+            assert_eq!(
+                m["output"]["sha256"].as_str().unwrap(),
+                sha256(&now),
+                "{step}: a manifest describes other bytes"
+            );
             assert_eq!(now, old, "{step}: a manifest survived beside new bytes");
             assert_eq!(ws.run(&["verify"]).code, 0, "{step}");
         }
@@ -97,7 +101,7 @@ fn handmade(ws: &Ws, name: &str, rows: &[Vec<f32>]) -> std::path::PathBuf {
     dir
 }
 
-/// 4. γ′'s centroid must not depend on the thread count: a W whose column sums change with the order of
+/// Bug 4: γ′'s centroid must not depend on the thread count: a W whose column sums change with the order of
 /// summation (±2^99 in alternate 256-row chunks, 1.0 between them) gives the same bytes for 1, 2 and 5 threads.
 #[test]
 fn the_centroid_is_the_same_for_any_thread_count_even_when_order_decides_it() {
@@ -138,7 +142,7 @@ fn the_centroid_is_the_same_for_any_thread_count_even_when_order_decides_it() {
     assert_ne!(sequential, halves[0] + halves[1], "the data must make the summation order visible");
 }
 
-/// 6. The stat caches compare more than the mtime: a same-size replacement with different bytes, renamed over
+/// Bug 6: The stat caches compare more than the mtime: a same-size replacement with different bytes, renamed over
 /// the old file (a new inode) with the old mtime restored — as `cp -p` or `rsync -a` leave it — is a change,
 /// for the output and for a local source's shard.
 #[test]

@@ -28,7 +28,7 @@ fn edit_manifest(ws: &Ws, name: &str, frame: &str, f: impl FnOnce(&mut serde_jso
     std::fs::write(ws.path(&format!("manifests/{name}/{frame}.json")), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }
 
-fn file_record<'a>(m: &'a serde_json::Value, pred: impl Fn(&str) -> bool) -> &'a serde_json::Value {
+fn file_record(m: &serde_json::Value, pred: impl Fn(&str) -> bool) -> &serde_json::Value {
     m["source"]["files"].as_array().unwrap().iter().find(|f| pred(f["path"].as_str().unwrap())).unwrap()
 }
 
@@ -275,7 +275,8 @@ fn special_files_where_files_are_expected_fail_fast_naming_the_path() {
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
     let job = job.to_str().unwrap();
     assert_eq!(ws.run(&[job]).code, 0);
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("model.safetensors.index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.safetensors.index.json")).unwrap()).unwrap();
     let shard = index["weight_map"].as_object().unwrap().values().next().unwrap().as_str().unwrap().to_string();
     for name in ["config.json", "model.safetensors.index.json", shard.as_str()] {
         let path = dir.join(name);
@@ -349,14 +350,20 @@ fn refs_and_token_files_are_regular_bounded_and_read_only_when_needed() {
 fn an_interrupted_full_download_is_removed_by_the_next_run() {
     let ws = Ws::new();
     let hub = TestHub::start();
-    let dir = ws.synth("m", &["--vocab", "8192", "--hidden", "256", "--dtype", "f32", "--tie", "false", "--store", "head"]);
+    let dir =
+        ws.synth("m", &["--vocab", "8192", "--hidden", "256", "--dtype", "f32", "--tie", "false", "--store", "head"]);
     hub.publish("org/m", C1, &dir, Some("main"));
     let job = ws.job("version: 1\njobs:\n  - model: org/m\n    fetch: full\n");
     let job = job.to_str().unwrap();
     let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
     hub.faults(Faults { slow_ms: 40, ..Default::default() });
     let blobs = ws.path("hf-cache/models--org--m/blobs");
-    let mut child = ws.command(&[job], &env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = ws
+        .command(&[job], &env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let started = std::time::Instant::now();
     while tmp_files(&blobs).is_empty() && started.elapsed().as_secs() < 20 {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -479,7 +486,8 @@ fn an_in_place_edit_with_its_mtime_restored_is_seen_and_rebuilt_before_its_depen
     drop(f);
     assert_eq!(mtime(&out), when);
     // γ′ made stale by a parameter change: it must be built from a γ that matches γ's manifest.
-    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, {name: gamma_prime, dtype: bf16}]\n");
+    let job =
+        ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, {name: gamma_prime, dtype: bf16}]\n");
     let o = ws.run(&[job.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}", o.all());
     assert!(o.stdout.contains("built    m/gamma  (output modified (sha256 differs))"), "{}", o.stdout);
@@ -500,7 +508,10 @@ fn a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error() {
         std::process::Command::new("mount").args(args).arg(&manifests).status().is_ok_and(|s| s.success())
     };
     if root && !mount(&["-t", "tmpfs", "-o", "size=1m", "tmpfs"]) {
-        skip("a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error", "root without the right to mount a tmpfs");
+        skip(
+            "a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error",
+            "root without the right to mount a tmpfs",
+        );
         return;
     }
     assert_eq!(ws.run(&[job]).code, 0);
@@ -539,7 +550,9 @@ fn hostile_names(ws: &Ws) -> std::path::PathBuf {
     let names = ["evil\u{1b}[2J\u{1b}[1;1H.embed.weight", "x\r<!-- hidden -->\n# Fake heading | col.embed.weight"];
     let views: Vec<(String, safetensors::tensor::TensorView)> = names
         .iter()
-        .map(|n| (n.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, vec![8, 4], &data).unwrap()))
+        .map(|n| {
+            (n.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, vec![8, 4], &data).unwrap())
+        })
         .collect();
     std::fs::write(dir.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
     dir
@@ -554,7 +567,9 @@ fn names_from_checkpoints_cannot_rewrite_the_terminal_or_the_markdown_report() {
     let o = ws.run(&[job]);
     assert_eq!(o.code, 2, "{}", o.all());
     assert!(o.stdout.contains("nearest keys present"), "{}", o.stdout);
-    for (what, text) in [("run", o.all()), ("status", ws.run(&["status", job]).all())] {
+    let verbose = ws.run(&[job, "-vv"]);
+    assert!(verbose.stderr.contains("nearest keys present"), "the error is logged too: {}", verbose.stderr);
+    for (what, text) in [("run", o.all()), ("status", ws.run(&["status", job]).all()), ("run -vv", verbose.all())] {
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{what}: raw control characters: {text:?}");
     }
     let md = ws.run(&["status", job, "--format", "markdown"]);

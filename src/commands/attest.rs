@@ -23,7 +23,8 @@ pub fn execute(args: AttestArgs) -> Result<Exit> {
     for path in super::verify::find_manifests(dir)? {
         let m = Manifest::read(&path)?;
         // A statement vouches for what the manifest says: one that contradicts itself or its inputs is refused.
-        let edited = |why: String| Error::manifest(&path, format!("manifest edited ({why}); not attested — rebuild it"));
+        let edited =
+            |why: String| Error::manifest(&path, format!("manifest edited ({why}); not attested — rebuild it"));
         crate::manifest::consistency::check(&m).map_err(edited)?;
         crate::manifest::consistency::inputs(&m, dir).map_err(edited)?;
         // Names come from the manifest: checked before they become paths.

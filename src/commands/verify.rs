@@ -48,7 +48,8 @@ pub fn execute(args: VerifyArgs) -> Result<Exit> {
     let dir = std::fs::canonicalize(dir).at(dir)?;
     let root = dir.parent().map(Path::to_path_buf).unwrap_or_default();
     let sources = if args.sources { Some(super::source_options(args.offline, true)?) } else { None };
-    let how = How { root: &root, manifests: &dir, recompute: args.recompute || args.sources, sources: sources.as_ref() };
+    let how =
+        How { root: &root, manifests: &dir, recompute: args.recompute || args.sources, sources: sources.as_ref() };
     // Re-reading sources streams whole files: one at a time, each using the cores for hashing.
     let checked: Vec<Checked> = if args.sources {
         manifests.iter().map(|m| check(m, &how)).collect()
@@ -150,9 +151,7 @@ fn check_inner(path: &Path, how: &How, output: &mut Option<PathBuf>) -> std::res
         let frame = crate::frame::by_name(&m.frame).ok_or_else(|| mismatch(format!("unknown frame {:?}", m.frame)))?;
         if let Some(producer) = frame.reproduce(root, &m, &inputs) {
             let mut h = crate::store::HashOnly::new();
-            producer
-                .and_then(|p| p.produce(&mut h))
-                .map_err(|e| Problem::Error(format!("cannot recompute: {e}")))?;
+            producer.and_then(|p| p.produce(&mut h)).map_err(|e| Problem::Error(format!("cannot recompute: {e}")))?;
             let again = h.finish();
             if again != m.output.sha256 {
                 return Err(mismatch(format!(

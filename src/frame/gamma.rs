@@ -191,14 +191,7 @@ impl Reextract {
             safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &src.shape }]);
         ByteSink::write(&mut sink, &header).map_err(|e| e.to_string())?;
         let begin = src.range.offset;
-        Ok(Reextract {
-            dtype,
-            end: begin + src.range.length,
-            carry: Vec::new(),
-            buf: Vec::new(),
-            next: begin,
-            sink,
-        })
+        Ok(Reextract { dtype, end: begin + src.range.length, carry: Vec::new(), buf: Vec::new(), next: begin, sink })
     }
 
     /// A piece of the file starting at byte `pos`; pieces must come in order.

@@ -115,7 +115,7 @@ impl Centered {
         while row < v {
             let rows = (CHUNK_ROWS * BATCH_CHUNKS).min(v - row);
             buf.resize(rows * d * 2, 0);
-            crate::fsread::read_exact_at(&file, &mut buf, data_start + (row * d * 2) as u64).at(&self.path)?;
+            crate::fsread::read_exact_at(file, &mut buf, data_start + (row * d * 2) as u64).at(&self.path)?;
             let (_, partials) = rayon::join(
                 || hasher.update(&buf),
                 || buf.par_chunks(CHUNK_ROWS * d * 2).map(|c| column_sums(c, d)).collect::<Vec<_>>(),

@@ -35,7 +35,10 @@ pub fn check(m: &Manifest) -> Result<(), String> {
                 }
                 Some("local") => {
                     if s.kind != "local" {
-                        return Err(format!("source.kind is {:?} but its fingerprint records a local directory", s.kind));
+                        return Err(format!(
+                            "source.kind is {:?} but its fingerprint records a local directory",
+                            s.kind
+                        ));
                     }
                     let digest = |name: &str| s.files.iter().find(|f| f.path == name).and_then(|f| f.sha256.as_deref());
                     same("source.config_sha256", "source.files[config.json].sha256", digest("config.json"))?;
@@ -48,7 +51,9 @@ pub fn check(m: &Manifest) -> Result<(), String> {
             match fp.get("tensor_override").map(String::as_str) {
                 Some("-") | None => {}
                 Some(t) if t == s.tensor => {}
-                Some(t) => return Err(format!("source.tensor is {:?} but the job's tensor: override was {t:?}", s.tensor)),
+                Some(t) => {
+                    return Err(format!("source.tensor is {:?} but the job's tensor: override was {t:?}", s.tensor));
+                }
             }
             if !s.files.iter().any(|f| f.path == s.range.file) {
                 return Err(format!("source.range.file {:?} is not among source.files", s.range.file));

@@ -119,7 +119,12 @@ pub fn locate(
     }
     // By range, the shard's digest is the Hub's word; a full download replaces it with the one computed below.
     let from = shard.sha256.as_ref().map(|_| DigestFrom::Hub);
-    files.push(FileRecord { path: found.shard.clone(), size: shard.size, sha256: shard.sha256.clone(), sha256_from: from });
+    files.push(FileRecord {
+        path: found.shard.clone(),
+        size: shard.size,
+        sha256: shard.sha256.clone(),
+        sha256_from: from,
+    });
     let (bytes, how, dir) = match fetch {
         Fetch::Range => (WBytes::Remote(hub.clone(), shard), "range", None),
         Fetch::Full => {

@@ -97,7 +97,10 @@ pub fn reread(
                 repo: repo.clone(),
                 revision: commit.clone(),
                 cache: opts.hf_cache.clone(),
-                hint: format!("{} was read from the Hub; re-reading it needs the Hub (run without --offline)", file.path),
+                hint: format!(
+                    "{} was read from the Hub; re-reading it needs the Hub (run without --offline)",
+                    file.path
+                ),
             })?;
             let r = remote.clone().ok_or_else(|| Error::Hub {
                 repo: repo.clone(),

@@ -64,9 +64,17 @@ fn open_lock_file(root: &Path, path: &Path) -> Result<File> {
     super::no_links_below(root, path)?;
     let mut opts = OpenOptions::new();
     opts.create(true).truncate(false).write(true);
+    // Not through a link, and never blocking: a FIFO planted as a lock file fails the open (ENXIO) at once.
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NOFOLLOW);
-    opts.open(path).map_err(|e| Error::io(path, e))
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let file = opts.open(path).map_err(|e| Error::io(path, e))?;
+    if !file.metadata().map_err(|e| Error::io(path, e))?.is_file() {
+        return Err(Error::Usage(format!(
+            "{}: not a regular file; remove it (gamma-run recreates its locks)",
+            path.display()
+        )));
+    }
+    Ok(file)
 }
 
 /// The Python client's lock for a blob it downloads into the HF cache: `<cache>/.locks/<repo folder>/<sha>.lock`

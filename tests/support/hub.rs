@@ -114,11 +114,11 @@ impl TestHub {
             });
         }
         {
-        let mut s = state.lock().unwrap();
-        s.endpoint = endpoint.clone();
-        s.cdn = cdn_url.clone();
-        s.third = third_url.clone();
-    }
+            let mut s = state.lock().unwrap();
+            s.endpoint = endpoint.clone();
+            s.cdn = cdn_url.clone();
+            s.third = third_url.clone();
+        }
         TestHub { endpoint, cdn: cdn_url, third: third_url, state }
     }
 
