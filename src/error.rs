@@ -27,6 +27,11 @@ pub enum Error {
     #[error("{input} is not available: {message}")]
     Input { input: String, message: String },
 
+    /// An input frame's file does not hold the bytes its manifest records (edited in place, bit rot): the input
+    /// is stale whatever its stat cache says, and the runner rebuilds it before trying again.
+    #[error("{path}: {message}", path = path.display())]
+    InputChanged { frame: &'static str, path: PathBuf, message: String },
+
     #[error("{repo}: {what}: {message}{}", hub_context(*status, request_id))]
     Hub {
         repo: String,

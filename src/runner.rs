@@ -140,7 +140,18 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
             (None, Some(i)) => {
                 (Outcome::WouldBuild { reasons: vec![format!("input {i} would be rebuilt")], reads: None }, Vec::new())
             }
-            (None, None) => run_output(frame, job, &req.params, cx, opts),
+            (None, None) => match run_output(frame, job, &req.params, cx, opts) {
+                // An input judged fresh by its stat cache whose bytes turn out to differ from its manifest: it
+                // is stale after all. Rebuild it, then build this output from the rebuilt bytes (once).
+                (Outcome::Failed(Error::InputChanged { frame: input, path, message }), w) if !opts.dry_run => {
+                    tracing::warn!("{}: {message}; rebuilding {input} first", path.display());
+                    match rebuild_input(job, input, &mut reports, cx, opts) {
+                        true => run_output(frame, job, &req.params, cx, opts),
+                        false => (Outcome::Skipped(format!("its input {input} failed")), w),
+                    }
+                }
+                other => other,
+            },
         };
         let _span = tracing::info_span!("output", name = %job.name, frame = frame.name()).entered();
         match &outcome {
@@ -151,6 +162,25 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
         reports.push(Report { name: job.name.clone(), frame: frame.name(), outcome, warnings });
     }
     reports
+}
+
+/// Rebuilds input frame `input` of `job` (it was judged fresh, but its bytes differ from its manifest) and
+/// puts the outcome in place of its report. Whether it was built.
+fn rebuild_input(job: &Job, input: &str, reports: &mut [Report], cx: &Context, opts: &RunOptions) -> bool {
+    let (Some(req), Some(frame)) = (job.frames.iter().find(|r| r.name == input), frame::by_name(input)) else {
+        return false;
+    };
+    let forced = RunOptions { force: true, ..opts.clone() };
+    let (mut outcome, warnings) = run_output(frame, job, &req.params, cx, &forced);
+    if let Outcome::Built { reasons, .. } = &mut outcome {
+        *reasons = vec!["output modified (its bytes differ from its manifest)".into()];
+    }
+    let built = matches!(outcome, Outcome::Built { .. });
+    if let Some(r) = reports.iter_mut().find(|r| r.frame == input) {
+        r.outcome = outcome;
+        r.warnings.extend(warnings);
+    }
+    built
 }
 
 fn run_output(

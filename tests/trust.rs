@@ -496,6 +496,40 @@ fn an_in_place_edit_with_its_mtime_restored_is_seen_and_rebuilt_before_its_depen
 }
 
 #[test]
+fn an_input_whose_bytes_differ_from_its_manifest_is_rebuilt_before_its_dependent() {
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n");
+    assert_eq!(ws.run(&[job.to_str().unwrap()]).code, 0);
+    let good = ws.read("tensors/m/W.safetensors");
+    let out = ws.path("tensors/m/W.safetensors");
+    flip(&out, 300);
+    // Its stat cache says nothing changed (edited to the file's new stat): only its bytes tell.
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&out).unwrap();
+    edit_manifest(&ws, "m", "gamma", |m| {
+        m["stat"]["output"] = serde_json::json!({
+            "size": md.len(),
+            "mtime_ns": md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+            "inode": md.ino(),
+            "ctime_ns": md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128,
+        });
+    });
+    let job =
+        ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, {name: gamma_prime, dtype: bf16}]\n");
+    let o = ws.run(&[job.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    assert!(
+        o.stdout.contains("built    m/gamma  (output modified (its bytes differ from its manifest))"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("built    m/gamma_prime"), "{}", o.stdout);
+    assert_eq!(ws.read("tensors/m/W.safetensors"), good);
+    assert_eq!(ws.run(&["verify", "--recompute"]).code, 0);
+}
+
+#[test]
 fn a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error() {
     let ws = Ws::new();
     ws.synth("m", &[]);

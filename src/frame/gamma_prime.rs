@@ -127,8 +127,9 @@ impl Centered {
         }
         let got = crate::store::hex(&hasher.finalize());
         if got != self.sha256 {
-            return Err(Error::Input {
-                input: self.path.display().to_string(),
+            return Err(Error::InputChanged {
+                frame: "gamma",
+                path: self.path.clone(),
                 message: format!("its sha256 {got} differs from gamma's manifest ({}); rebuild gamma", self.sha256),
             });
         }
