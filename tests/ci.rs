@@ -248,3 +248,23 @@ fn shipped_ci_examples_use_the_shard_contract() {
     let o = std::process::Command::new("bash").arg("-n").arg(root.join("slurm/gamma-run.sbatch")).output().unwrap();
     assert!(o.status.success(), "the Slurm script parses");
 }
+
+#[test]
+fn the_release_workflow_builds_wheels_for_the_three_platforms_and_smoke_tests_them() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("examples/github-actions/release-wheels.yml")).unwrap();
+    let wf: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let matrix = wf["jobs"]["wheels"]["strategy"]["matrix"]["include"].as_array().unwrap();
+    for os in ["ubuntu", "macos", "windows"] {
+        assert!(matrix.iter().any(|m| m["os"].as_str().unwrap().starts_with(os)), "no {os} wheel");
+    }
+    let steps = wf["jobs"]["wheels"]["steps"].to_string();
+    assert!(steps.contains("PyO3/maturin-action") && steps.contains("--release --locked"), "{steps}");
+    for cmd in ["gamma-run\\\" jobs/example.yaml", "status jobs/example.yaml --check", "verify manifests"] {
+        assert!(steps.contains(cmd), "the smoke test runs {cmd}: {steps}");
+    }
+    assert!(wf["jobs"]["publish"]["permissions"]["id-token"] == "write", "trusted publishing");
+    // The wheel is built from this Cargo.toml with maturin's binary bindings.
+    let py = std::fs::read_to_string(root.join("pyproject.toml")).unwrap();
+    assert!(py.contains("build-backend = \"maturin\"") && py.contains("bindings = \"bin\""), "{py}");
+}
