@@ -44,7 +44,7 @@ pub enum Command {
     Man,
     /// Write a synthetic checkpoint (for examples, tests and benchmarks)
     #[command(hide = true)]
-    Synth(crate::synth::SynthArgs),
+    Synth(crate::dev::synth::SynthArgs),
 }
 
 #[derive(Debug, Args)]

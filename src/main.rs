@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
         Command::Attest(args) => commands::attest::execute(args),
         Command::Completions(args) => commands::docs::completions(args),
         Command::Man => commands::docs::man(),
-        Command::Synth(args) => gamma_run::synth::execute(args),
+        Command::Synth(args) => gamma_run::dev::synth::execute(args).map(|()| Exit::Ok),
     };
     let exit = result.unwrap_or_else(|e| {
         eprintln!("error: {}", gamma_run::text::plain(&gamma_run::redact::redact(&e.to_string())));
@@ -38,7 +38,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let progress = !quiet && !commands::truthy(std::env::var("HF_HUB_DISABLE_PROGRESS_BARS").ok());
+    let progress = !quiet && !gamma_run::env::truthy(std::env::var("HF_HUB_DISABLE_PROGRESS_BARS").ok());
     gamma_run::progress::init(progress);
     // The hint keeps disabled levels cheap: the `log` crate's global maximum follows it, so the HTTP library's
     // per-16-bytes `trace!` calls stop at one comparison instead of reaching the filter.

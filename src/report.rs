@@ -3,12 +3,48 @@
 //! checkpoints anyone can publish: human output shows their control characters escaped (`plain`), markdown
 //! escapes its own syntax too (`md`), JSON is JSON-escaped by serde.
 
-use crate::commands::verify::{Checked, Problem};
+use crate::manifest::Manifest;
 use crate::manifest::freshness::State;
 use crate::runner::{Outcome, Report, Row};
 use crate::store::Store;
 use crate::text::{md, plain};
 use serde_json::json;
+use std::path::PathBuf;
+
+/// One manifest's verdict.
+pub struct Checked {
+    pub manifest: PathBuf,
+    pub output: Option<PathBuf>,
+    pub problem: Option<Problem>,
+}
+
+/// Why a manifest did not verify.
+pub enum Problem {
+    /// The bytes (or the manifest) are not what the manifest says: exit 1.
+    Mismatch(String),
+    /// It could not be checked (a source unreadable, the Hub unreachable): exit 2.
+    Error(String),
+}
+
+impl Problem {
+    pub fn text(&self) -> &str {
+        match self {
+            Problem::Mismatch(s) | Problem::Error(s) => s,
+        }
+    }
+}
+
+/// What `show` found, for the report.
+pub struct Shown {
+    pub file: PathBuf,
+    pub manifest_path: Option<PathBuf>,
+    pub manifest: Option<Manifest>,
+    /// The file's own header: (tensor, dtype, shape) in file order.
+    pub tensors: Vec<(String, String, Vec<u64>)>,
+    pub size: u64,
+    pub sha256: String,
+    pub matches: bool,
+}
 
 pub fn run(reports: &[Report], dry_run: bool) {
     let (mut built, mut fresh, mut failed) = (0, 0, 0);
@@ -112,7 +148,7 @@ pub fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
         let source = match m.and_then(|m| m.source.as_ref()) {
             Some(s) => match (&s.repo, &s.commit) {
                 // Repo ids and commits are validated (plain segments, 40 hex) before they reach a manifest.
-                (Some(repo), Some(c)) if crate::hub::is_hex(c, 40) => {
+                (Some(repo), Some(c)) if crate::names::is_hex(c, 40) => {
                     format!("[{}@{}]({endpoint}/{repo}/tree/{c})", md(repo), c.chars().take(8).collect::<String>())
                 }
                 (Some(repo), _) => md(repo),
@@ -123,7 +159,7 @@ pub fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
                 .unwrap_or_default(),
         };
         let sha = m
-            .map(|m| match crate::hub::is_hex(&m.output.sha256, 64) {
+            .map(|m| match crate::names::is_hex(&m.output.sha256, 64) {
                 true => format!("`{}…`", &m.output.sha256[..12]),
                 false => md(&m.output.sha256),
             })
@@ -133,7 +169,7 @@ pub fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
     }
 }
 
-pub fn show(s: &crate::commands::show::Shown, as_json: bool) {
+pub fn show(s: &Shown, as_json: bool) {
     if as_json {
         let v = json!({
             "file": s.file, "size": s.size, "sha256": s.sha256, "matches_manifest": s.matches,

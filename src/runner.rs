@@ -277,7 +277,7 @@ fn refresh_stat_cache(cx: &Context, job: &Job, frame: &dyn Frame, judged: &Manif
 
 /// Plans an output and compares it with what is stored.
 fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<(Plan, freshness::Assessment)> {
-    let plan = frame.prepare(cx, job, params)?;
+    let plan = frame.prepare(cx, &job.target(), params)?;
     let output_path = cx.store.output_path(&job.name, frame.file_name());
     let manifest_path = cx.store.manifest_path(&job.name, frame.name());
     let rel = cx.store.relative_to_root(&output_path);

@@ -24,7 +24,8 @@ impl Index {
         let mut weight_map = BTreeMap::new();
         for (tensor, shard) in map.0 {
             let shard = shard.as_str().ok_or_else(|| format!("weight_map[{tensor:?}] is not a string"))?.to_string();
-            check_relative_file(&shard).map_err(|e| format!("weight_map[{tensor:?}] = {shard:?}: {e}"))?;
+            crate::names::check_relative_file(&shard)
+                .map_err(|e| format!("weight_map[{tensor:?}] = {shard:?}: {e}"))?;
             weight_map.insert(tensor, shard);
         }
         Ok(Index { weight_map })
@@ -33,20 +34,6 @@ impl Index {
     pub fn shard_of(&self, tensor: &str) -> Option<&str> {
         self.weight_map.get(tensor).map(String::as_str)
     }
-}
-
-/// A file name from untrusted input that will be joined to a directory: plain relative segments only.
-pub fn check_relative_file(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("empty file name".into());
-    }
-    if name.starts_with('/') || name.contains('\\') || name.contains('\0') || name.contains('%') || name.contains(':') {
-        return Err("not a plain relative file name".into());
-    }
-    if name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
-        return Err("path segments must not be empty, '.' or '..'".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -28,9 +28,7 @@ impl Exit {
     }
 }
 
-pub fn truthy(v: Option<String>) -> bool {
-    v.is_some_and(|v| matches!(v.to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
-}
+pub use crate::env::truthy;
 
 /// The frames' context for a job file: its output roots and how to reach sources.
 pub fn context(jf: &JobFile, offline: bool) -> Result<Context, Error> {

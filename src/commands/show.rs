@@ -6,19 +6,8 @@ use super::Exit;
 use crate::cli::ShowArgs;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Manifest, check_output_path};
+use crate::report::Shown;
 use std::path::{Path, PathBuf};
-
-/// What `show` found, for the report.
-pub struct Shown {
-    pub file: PathBuf,
-    pub manifest_path: Option<PathBuf>,
-    pub manifest: Option<Manifest>,
-    /// The file's own header: (tensor, dtype, shape) in file order.
-    pub tensors: Vec<(String, String, Vec<u64>)>,
-    pub size: u64,
-    pub sha256: String,
-    pub matches: bool,
-}
 
 pub fn execute(args: ShowArgs) -> Result<Exit> {
     let path = &args.path;

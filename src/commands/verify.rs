@@ -9,32 +9,10 @@ use super::Exit;
 use crate::cli::VerifyArgs;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Manifest, check_output_path, consistency};
+use crate::report::{Checked, Problem};
 use crate::source::SourceOptions;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
-
-/// One manifest's verdict.
-pub struct Checked {
-    pub manifest: PathBuf,
-    pub output: Option<PathBuf>,
-    pub problem: Option<Problem>,
-}
-
-/// Why a manifest did not verify.
-pub enum Problem {
-    /// The bytes (or the manifest) are not what the manifest says: exit 1.
-    Mismatch(String),
-    /// It could not be checked (a source unreadable, the Hub unreachable): exit 2.
-    Error(String),
-}
-
-impl Problem {
-    pub fn text(&self) -> &str {
-        match self {
-            Problem::Mismatch(s) | Problem::Error(s) => s,
-        }
-    }
-}
 
 pub fn execute(args: VerifyArgs) -> Result<Exit> {
     let dir = &args.manifests;

@@ -6,9 +6,8 @@ use super::{Context, Frame, Plan, Produced, Producer};
 use crate::checkpoint::header::Dtype;
 use crate::dtype;
 use crate::error::{IoContext, Result};
-use crate::job::{Fetch, Job};
 use crate::manifest::{ByteRange, SourceRecord, fingerprint};
-use crate::source::{self, Located, Resolved, SourceOptions, WBytes};
+use crate::source::{self, Fetch, Located, Resolved, SourceOptions, WBytes};
 use crate::store::{BUF_LEN, ByteSink, safetensors_file};
 
 pub struct Gamma;
@@ -27,25 +26,30 @@ impl Frame for Gamma {
         "W.safetensors"
     }
 
-    fn prepare(&self, cx: &Context, job: &Job, _params: &super::Params) -> Result<Plan> {
-        let resolved = source::resolve(&job.source, job.tensor.as_deref(), &cx.sources)?;
+    fn prepare(&self, cx: &Context, job: &super::Target, _params: &super::Params) -> Result<Plan> {
+        let resolved = source::resolve(job.source, job.tensor, &cx.sources)?;
         let mut fp = fingerprint::base(self.name(), self.version(), "BF16");
         fp.insert("rules_version".into(), fingerprint::RULES_VERSION.to_string());
-        fp.insert("tensor_override".into(), job.tensor.clone().unwrap_or_else(|| "-".into()));
+        fp.insert("tensor_override".into(), job.tensor.unwrap_or("-").to_string());
         fp.extend(resolved.identity());
         // W's place when it can be known without the network: a local directory, or a Hub model whose snapshot is
         // in the cache (small files and one header on disk). Building reuses it; otherwise W is located then.
         let located = match &resolved {
             Resolved::Local(loc, _) => Some((**loc).clone()),
             Resolved::Hub { repo, revision, commit } => {
-                source::hf_cache::locate(&cx.sources.hf_cache, repo, revision, commit, job.tensor.as_deref()).ok()
+                source::hf_cache::locate(&cx.sources.hf_cache, repo, revision, commit, job.tensor).ok()
             }
         };
         let watched = located.as_ref().map(|l| l.watched.clone()).unwrap_or_default();
         let warnings = located.iter().flat_map(|l| l.choice.warning.clone()).collect();
         let reads = located.as_ref().map(|l| l.w.end - l.w.begin);
-        let producer =
-            Extract { resolved, located, tensor: job.tensor.clone(), fetch: job.fetch, sources: cx.sources.clone() };
+        let producer = Extract {
+            resolved,
+            located,
+            tensor: job.tensor.map(str::to_string),
+            fetch: job.fetch,
+            sources: cx.sources.clone(),
+        };
         Ok(Plan {
             fingerprint: fp,
             tensor: "W".into(),

@@ -6,7 +6,6 @@
 use super::{Context, Frame, Param, Params, Plan, Produced, Producer};
 use crate::dtype;
 use crate::error::{Error, IoContext, Result};
-use crate::job::Job;
 use crate::manifest::{InputRecord, Manifest, check_output_path, fingerprint};
 use crate::store::{BUF_LEN, ByteSink, FileStat, safetensors_file};
 use rayon::prelude::*;
@@ -37,8 +36,8 @@ impl Frame for GammaPrime {
         "W_prime.safetensors"
     }
 
-    fn prepare(&self, cx: &Context, job: &Job, params: &Params) -> Result<Plan> {
-        let gamma_manifest = cx.store.manifest_path(&job.name, "gamma");
+    fn prepare(&self, cx: &Context, job: &super::Target, params: &Params) -> Result<Plan> {
+        let gamma_manifest = cx.store.manifest_path(job.name, "gamma");
         let input = |message: String| Error::Input { input: format!("{}/gamma", job.name), message };
         let m = Manifest::read(&gamma_manifest).map_err(|e| input(format!("{e}; build gamma first")))?;
         let root = cx.store.manifests.parent().unwrap_or(Path::new("/"));
@@ -125,7 +124,7 @@ impl Centered {
             }
             row += rows;
         }
-        let got = crate::store::hex(&hasher.finalize());
+        let got = crate::names::hex(&hasher.finalize());
         if got != self.sha256 {
             return Err(Error::InputChanged {
                 frame: "gamma",

@@ -11,9 +11,9 @@ mod gamma_prime;
 pub use gamma::Reextract;
 
 use crate::error::Result;
-use crate::job::Job;
 use crate::manifest::{InputRecord, Manifest, SourceRecord, fingerprint};
 use crate::source::SourceOptions;
+use crate::source::{Fetch, SourceSpec};
 use crate::store::{ByteSink, Store};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,7 +33,7 @@ pub trait Frame: Sync {
     /// File name under `<tensors>/<name>/`.
     fn file_name(&self) -> &'static str;
     /// Works out what decides the output, reading no tensor bytes.
-    fn prepare(&self, cx: &Context, job: &Job, params: &Params) -> Result<Plan>;
+    fn prepare(&self, cx: &Context, target: &Target, params: &Params) -> Result<Plan>;
     /// For derived frames: a producer that rebuilds the output a manifest describes from the inputs its
     /// fingerprint names (`verify --recompute`). `inputs` are the input frames' manifests, already checked to
     /// agree with it; `root` is the parent of the manifests directory.
@@ -47,6 +47,16 @@ pub struct Param {
     pub name: &'static str,
     pub default: &'static str,
     pub allowed: &'static [&'static str],
+}
+
+/// What a frame is asked to build: one output of a job (its name, the model source, the job's `tensor:`
+/// override and fetch mode). Frames see this, not the job file's types.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub source: &'a SourceSpec,
+    pub tensor: Option<&'a str>,
+    pub fetch: Fetch,
 }
 
 /// Everything frames may consult.

@@ -51,7 +51,7 @@ impl Hub {
 
     /// The commit a revision names: one API call; a 40-hex revision needs none.
     pub fn resolve_revision(&self, repo: &str, revision: &str) -> Result<String> {
-        if crate::source::hf_cache::is_commit(revision) {
+        if crate::names::is_commit(revision) {
             return Ok(revision.to_string());
         }
         let url = format!("{}/api/models/{repo}/revision/{}", self.http.settings.endpoint, encode_segment(revision));
@@ -62,7 +62,7 @@ impl Hub {
         let v: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| ctx.protocol(format!("revision info is not JSON: {e}")))?;
         let sha = v["sha"].as_str().unwrap_or_default();
-        if !crate::source::hf_cache::is_commit(sha) {
+        if !crate::names::is_commit(sha) {
             return Err(ctx.protocol(format!("the Hub answered commit {sha:?}, not 40 lowercase hex")));
         }
         Ok(sha.to_string())
@@ -96,14 +96,14 @@ impl Hub {
         let (url, sha256, git_etag) = if resp.status().is_redirection() {
             let loc = header("location").ok_or_else(|| ctx.protocol("a redirect without Location".into()))?;
             let sha = linked.ok_or_else(|| ctx.protocol("a large-file redirect without X-Linked-Etag".into()))?;
-            if !is_hex(&sha, 64) {
+            if !crate::names::is_hex(&sha, 64) {
                 return Err(ctx.protocol(format!("X-Linked-Etag {sha:?} is not a SHA-256 (64 hex); refusing it")));
             }
             (settings::join_url(&url, &loc).map_err(|e| ctx.protocol(e))?, Some(sha), None)
         } else {
             let etag = header("etag").map(strip);
-            let sha = linked.filter(|s| is_hex(s, 64));
-            let git = etag.filter(|e| is_hex(e, 40));
+            let sha = linked.filter(|s| crate::names::is_hex(s, 64));
+            let git = etag.filter(|e| crate::names::is_hex(e, 40));
             (url, sha, git)
         };
         Ok(Some(Remote { repo: repo.into(), path: path.into(), url, size, sha256, git_etag }))
@@ -135,10 +135,6 @@ impl Hub {
     }
 }
 
-pub fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 /// Percent-encodes one path segment (a revision: `/` becomes `%2F`).
 pub fn encode_segment(s: &str) -> String {
     s.bytes()
@@ -162,6 +158,5 @@ mod tests {
     fn encodes_revisions_and_paths() {
         assert_eq!(encode_segment("refs/pr/1"), "refs%2Fpr%2F1");
         assert_eq!(encode_path("sub dir/model.safetensors"), "sub%20dir/model.safetensors");
-        assert!(is_hex(&"a".repeat(64), 64) && !is_hex("../../x", 64) && !is_hex(&"A".repeat(40), 40));
     }
 }

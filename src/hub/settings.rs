@@ -90,15 +90,8 @@ impl HubSettings {
         let token = match set("HF_TOKEN") {
             Some(t) => Some(t),
             None => {
-                let path = set("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| {
-                    let home = set("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-                        set("XDG_CACHE_HOME")
-                            .map(PathBuf::from)
-                            .unwrap_or_else(|| PathBuf::from(set("HOME").unwrap_or_default()).join(".cache"))
-                            .join("huggingface")
-                    });
-                    home.join("token")
-                });
+                let path =
+                    set("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| crate::env::hf_home(&env).join("token"));
                 // A token is a few dozen bytes; the file must be a regular one (a FIFO would block, a link to
                 // /dev/zero would never end).
                 let bytes =

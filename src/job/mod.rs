@@ -6,6 +6,7 @@ mod validate;
 
 pub use validate::{check_name, from_text, load};
 
+pub use crate::source::{Fetch, SourceSpec};
 use std::path::PathBuf;
 
 /// A validated job file: where its outputs go and what to build.
@@ -31,14 +32,6 @@ pub struct Job {
     pub at: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceSpec {
-    /// A Hub repo at a revision (branch, tag or 40-hex commit), read from the HF cache or the Hub.
-    Hub { repo: String, revision: String },
-    /// A local checkpoint directory (absolute).
-    Local { dir: PathBuf },
-}
-
 /// A frame to build for a job, with its parameters (defaults filled in).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameReq {
@@ -46,11 +39,14 @@ pub struct FrameReq {
     pub params: std::collections::BTreeMap<String, String>,
 }
 
-/// `fetch: range` (default) reads only W's bytes from the Hub; `fetch: full` downloads the shard holding W into
-/// the HF cache, where transformers and huggingface_hub reuse it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Fetch {
-    #[default]
-    Range,
-    Full,
+impl Job {
+    /// What a frame is asked to build for this job.
+    pub fn target(&self) -> crate::frame::Target<'_> {
+        crate::frame::Target {
+            name: &self.name,
+            source: &self.source,
+            tensor: self.tensor.as_deref(),
+            fetch: self.fetch,
+        }
+    }
 }

@@ -184,5 +184,5 @@ impl Manifest {
 
 /// Checks a manifest's `output.path` before it is joined to a directory: relative, no `..`.
 pub fn check_output_path(p: &str) -> std::result::Result<(), String> {
-    crate::checkpoint::index::check_relative_file(p).map_err(|e| format!("output.path {p:?} is unsafe: {e}"))
+    crate::names::check_relative_file(p).map_err(|e| format!("output.path {p:?} is unsafe: {e}"))
 }

@@ -11,13 +11,7 @@ pub fn cache_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
     if let Some(c) = set("HF_HUB_CACHE") {
         return PathBuf::from(c);
     }
-    let home = set("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = set("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(set("HOME").unwrap_or_else(|| "/".into())).join(".cache"));
-        cache.join("huggingface")
-    });
-    home.join("hub")
+    crate::env::hf_home(&env).join("hub")
 }
 
 /// `models--org--name`
@@ -25,9 +19,7 @@ pub fn repo_folder(repo: &str) -> String {
     format!("models--{}", repo.replace('/', "--"))
 }
 
-pub fn is_commit(rev: &str) -> bool {
-    rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
+pub use crate::names::is_commit;
 
 /// The commit a revision names in the cache: itself if 40-hex, else the content of `refs/<revision>`.
 pub fn resolve_commit(repo_dir: &Path, revision: &str) -> Result<Option<String>> {
@@ -136,7 +128,7 @@ fn record(snapshot: &Path, rel: &str, size: u64) -> FileRecord {
     let sha256 = std::fs::read_link(snapshot.join(rel))
         .ok()
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| crate::hub::is_hex(n, 64));
+        .filter(|n| crate::names::is_hex(n, 64));
     let sha256_from = sha256.as_ref().map(|_| super::DigestFrom::Cache);
     FileRecord { path: rel.into(), size, sha256, sha256_from }
 }

@@ -3,12 +3,12 @@
 //! Hub (`fetch: range`, the default) or the shard is downloaded into the HF cache, checked against its size and
 //! SHA-256, and read from there (`fetch: full`).
 
+use super::Fetch;
 use super::files::{self, Files, MAX_SMALL_FILE};
 use super::{DigestFrom, FileRecord, Located, SourceOptions, WBytes, hf_cache};
 use crate::checkpoint::header;
 use crate::error::{Error, Result};
 use crate::hub::{Hub, Remote};
-use crate::job::Fetch;
 use crate::store::Sink;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ impl HubFiles<'_> {
         if let Some(r) = self.seen.lock().expect("lock").get(name) {
             return Ok(Some(r.clone()));
         }
-        crate::checkpoint::index::check_relative_file(name).map_err(|m| Error::checkpoint(self.describe(name), m))?;
+        crate::names::check_relative_file(name).map_err(|m| Error::checkpoint(self.describe(name), m))?;
         let r = self.hub.file(self.repo, self.commit, name)?;
         if let Some(r) = &r {
             self.seen.lock().expect("lock").insert(name.into(), r.clone());
@@ -223,5 +223,5 @@ fn git_blob_id(bytes: &[u8]) -> String {
     let mut h = sha1::Sha1::new();
     h.update(format!("blob {}\0", bytes.len()).as_bytes());
     h.update(bytes);
-    crate::store::hex(&h.finalize())
+    crate::names::hex(&h.finalize())
 }

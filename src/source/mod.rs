@@ -7,6 +7,9 @@ pub mod files;
 pub mod hf_cache;
 mod hub;
 mod local;
+mod spec;
+
+pub use spec::{Fetch, SourceSpec};
 pub mod reread;
 
 pub use files::read_header;
@@ -14,7 +17,6 @@ pub use files::read_header;
 use crate::checkpoint::config::ModelConfig;
 use crate::checkpoint::header::TensorInfo;
 use crate::error::{Error, Result};
-use crate::job::{Fetch, SourceSpec};
 use crate::unembedding::Choice;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

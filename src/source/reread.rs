@@ -36,7 +36,7 @@ pub fn reread(
     opts: &SourceOptions,
     feed: &mut (dyn FnMut(u64, &[u8]) -> Result<()> + Send),
 ) -> Result<Reread> {
-    crate::checkpoint::index::check_relative_file(&file.path)
+    crate::names::check_relative_file(&file.path)
         .map_err(|m| Error::Usage(format!("the manifest names source file {:?}: {m}", file.path)))?;
     let at = match (src.kind.as_str(), &src.repo, &src.commit, &src.path) {
         ("local", _, _, Some(dir)) => At::Disk(PathBuf::from(dir).join(&file.path)),
@@ -119,12 +119,12 @@ pub fn reread(
             format!("hf://{repo}@{commit}/{}", file.path)
         }
     };
-    let sha256 = crate::store::hex(&hasher.finalize());
+    let sha256 = crate::names::hex(&hasher.finalize());
     let hub_agrees = remote.map(|r| match (&r.sha256, &r.git_etag, git) {
         (Some(lfs), _, _) if *lfs == sha256 && r.size == size => Ok(()),
         (Some(lfs), _, _) => Err(format!("the Hub now says {} bytes with sha256 {lfs}", r.size)),
         (None, Some(etag), Some(g)) => {
-            let id = crate::store::hex(&sha1::Digest::finalize(g));
+            let id = crate::names::hex(&sha1::Digest::finalize(g));
             if *etag == id { Ok(()) } else { Err(format!("the Hub's git id is {etag}, the bytes read give {id}")) }
         }
         _ => Err("the Hub gave no digest for this file".into()),

@@ -16,7 +16,7 @@ pub struct OutputLock {
 impl OutputLock {
     /// Whether locking is on (it is unless `GAMMA_RUN_NO_LOCK` is set to a true value).
     pub fn enabled() -> bool {
-        !crate::commands::truthy(std::env::var("GAMMA_RUN_NO_LOCK").ok())
+        !crate::env::truthy(std::env::var("GAMMA_RUN_NO_LOCK").ok())
     }
 
     /// Takes the lock of output `name`/`frame` in workspace `root`, waiting (and saying so) if another process
@@ -97,7 +97,7 @@ pub fn remove_stale_downloads(cache: &Path, repo_folder: &str, held: &str) {
     for e in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
         let Some(sha) = n.strip_prefix('.').and_then(|r| r.split('.').next()) else { continue };
-        if !n.ends_with(".tmp") || !crate::hub::is_hex(sha, 64) {
+        if !n.ends_with(".tmp") || !crate::names::is_hex(sha, 64) {
             continue;
         }
         let idle = sha == held || {

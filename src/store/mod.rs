@@ -180,6 +180,4 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex(&sha2::Sha256::digest(bytes))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::names::hex;

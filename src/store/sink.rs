@@ -367,7 +367,7 @@ mod tests {
         let w = sink.commit().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), all);
         assert_eq!(w.size, all.len() as u64);
-        assert_eq!(w.sha256, crate::store::hex(&sha2::Sha256::digest(&all)));
+        assert_eq!(w.sha256, crate::names::hex(&sha2::Sha256::digest(&all)));
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! key layouts, bf16/f16/f32 with edge values), written with gamma-run's own deterministic safetensors writer.
 //! The bundled example, the tests and the benchmark are built with it (`gamma-run synth`, a hidden command).
 
-use crate::commands::Exit;
 use crate::error::{Error, Result};
 use crate::store::{BUF_LEN, Sink, safetensors_file, write_atomic};
 use clap::{Args, ValueEnum};
@@ -113,7 +112,7 @@ impl SynthDtype {
     }
 }
 
-pub fn execute(a: SynthArgs) -> Result<Exit> {
+pub fn execute(a: SynthArgs) -> Result<()> {
     if a.shards == 0 || a.vocab == 0 || a.hidden == 0 {
         return Err(Error::Usage("--shards, --vocab and --hidden must be positive".into()));
     }
@@ -230,7 +229,7 @@ fn shard_like_save_pretrained(all: Vec<Tensor>, a: &SynthArgs) -> Vec<Vec<Tensor
 }
 
 /// Writes the shards, their index (when more than one) and config.json.
-fn write_model(a: &SynthArgs, shards: Vec<Vec<Tensor>>) -> Result<Exit> {
+fn write_model(a: &SynthArgs, shards: Vec<Vec<Tensor>>) -> Result<()> {
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let n = shards.len();
     let mut weight_map = serde_json::Map::new();
@@ -249,7 +248,7 @@ fn write_model(a: &SynthArgs, shards: Vec<Vec<Tensor>>) -> Result<Exit> {
         write_atomic(&a.out.join("model.safetensors.index.json"), &pretty(&index))?;
     }
     write_atomic(&a.out.join("config.json"), &pretty(&config(a)))?;
-    Ok(Exit::Ok)
+    Ok(())
 }
 
 fn pretty(v: &serde_json::Value) -> Vec<u8> {
