@@ -3,7 +3,7 @@
 //! frame whose input failed is skipped and says why.
 
 use crate::error::{Error, Result};
-use crate::frame::{self, Context, Frame, Params, Plan};
+use crate::frame::{Context, Frame, Params, Plan};
 use crate::job::{Job, JobFile};
 use crate::manifest::freshness::{self, State};
 use crate::manifest::{Manifest, OutputRecord, SCHEMA, StatCache, Tool, fingerprint};
@@ -90,10 +90,13 @@ pub fn status(jf: &JobFile, cx: &Context, only: &[String], shard: Option<crate::
 fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     for req in &job.frames {
-        let frame = frame::by_name(req.name).expect("validated frame");
+        let frame = req.frame;
         let manifest_path = cx.store.manifest_path(&job.name, frame.name());
-        let stale_input =
-            frame.inputs().iter().find(|i| rows.iter().any(|r| r.frame == **i && !matches!(r.state, Ok(State::Fresh))));
+        let stale_input = frame
+            .inputs()
+            .iter()
+            .map(|i| i.name())
+            .find(|i| rows.iter().any(|r| r.frame == *i && !matches!(r.state, Ok(State::Fresh))));
         let judged = judge(frame, job, &req.params, cx).map(|(_, a)| (a.state, a.manifest));
         let (state, manifest) = match (judged, stale_input) {
             (Ok((state, m)), None) => (Ok(state), m),
@@ -129,9 +132,9 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
 fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
     let mut reports: Vec<Report> = Vec::new();
     for req in &job.frames {
-        let frame = frame::by_name(req.name).expect("validated frame");
+        let frame = req.frame;
         let input_report = |pred: fn(&Outcome) -> bool| {
-            frame.inputs().iter().copied().find(|i| reports.iter().any(|r| r.frame == *i && pred(&r.outcome)))
+            frame.inputs().iter().map(|i| i.name()).find(|i| reports.iter().any(|r| r.frame == *i && pred(&r.outcome)))
         };
         let failed = input_report(|o| matches!(o, Outcome::Failed(_) | Outcome::Skipped(_)));
         let pending = input_report(|o| matches!(o, Outcome::WouldBuild { .. }));
@@ -167,9 +170,8 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
 /// Rebuilds input frame `input` of `job` (it was judged fresh, but its bytes differ from its manifest) and
 /// puts the outcome in place of its report. Whether it was built.
 fn rebuild_input(job: &Job, input: &str, reports: &mut [Report], cx: &Context, opts: &RunOptions) -> bool {
-    let (Some(req), Some(frame)) = (job.frames.iter().find(|r| r.name == input), frame::by_name(input)) else {
-        return false;
-    };
+    let Some(req) = job.frames.iter().find(|r| r.name() == input) else { return false };
+    let frame = req.frame;
     let forced = RunOptions { force: true, ..opts.clone() };
     let (mut outcome, warnings) = run_output(frame, job, &req.params, cx, &forced);
     if let Outcome::Built { reasons, .. } = &mut outcome {
@@ -337,7 +339,7 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
             sha256: written.sha256.clone(),
             size: written.size,
             tensor: plan.tensor,
-            dtype: plan.dtype,
+            dtype: plan.dtype.name().into(),
             shape: produced.shape,
         },
         source: produced.source,

@@ -49,7 +49,7 @@ pub fn select(jf: &JobFile, only: &[String], shard: Option<Shard>) -> Result<Vec
         let hit = jf.jobs.iter().any(|j| {
             j.frames.iter().any(|f| {
                 let p = glob::Pattern::new(raw).expect("compiled above");
-                if raw.contains('/') { p.matches(&format!("{}/{}", j.name, f.name)) } else { p.matches(&j.name) }
+                if raw.contains('/') { p.matches(&format!("{}/{}", j.name, f.name())) } else { p.matches(&j.name) }
             })
         });
         if !hit {
@@ -66,17 +66,15 @@ pub fn select(jf: &JobFile, only: &[String], shard: Option<Shard>) -> Result<Vec
         if shard.is_some_and(|s| shard_of(&job.name, s.count) != s.index) {
             continue;
         }
-        let wanted: Vec<&str> = job.frames.iter().filter(|f| matches(job, f.name)).map(|f| f.name).collect();
+        let wanted: Vec<&crate::job::FrameReq> = job.frames.iter().filter(|f| matches(job, f.name())).collect();
         if wanted.is_empty() {
             continue;
         }
         // Keep a frame if it was selected or is an input of one that was (frames are in dependency order).
-        let needed: Vec<&str> = wanted
-            .iter()
-            .flat_map(|w| crate::frame::with_inputs(crate::frame::by_name(w).expect("validated frame")))
-            .collect();
+        let needed: Vec<&str> =
+            wanted.iter().flat_map(|w| crate::frame::with_inputs(w.frame)).map(|f| f.name()).collect();
         let mut j = job.clone();
-        j.frames.retain(|f| needed.contains(&f.name));
+        j.frames.retain(|f| needed.contains(&f.name()));
         out.push(j);
     }
     Ok(out)

@@ -301,9 +301,9 @@ fn config(a: &SynthArgs) -> serde_json::Value {
 
 fn write_shard(path: &std::path::Path, tensors: &[Tensor], dtype: SynthDtype, nan: bool) -> Result<()> {
     let name = match dtype {
-        SynthDtype::Bf16 => "BF16",
-        SynthDtype::F16 => "F16",
-        SynthDtype::F32 => "F32",
+        SynthDtype::Bf16 => safetensors_file::OutDtype::Bf16,
+        SynthDtype::F16 => safetensors_file::OutDtype::F16,
+        SynthDtype::F32 => safetensors_file::OutDtype::F32,
     };
     let entries: Vec<safetensors_file::Entry> =
         tensors.iter().map(|t| safetensors_file::Entry { name: &t.name, dtype: name, shape: &t.shape }).collect();

@@ -8,7 +8,8 @@ use crate::dtype;
 use crate::error::{IoContext, Result};
 use crate::manifest::{ByteRange, SourceRecord, fingerprint};
 use crate::source::{self, Fetch, Located, Resolved, SourceOptions, WBytes};
-use crate::store::{BUF_LEN, ByteSink, safetensors_file};
+use crate::store::safetensors_file::{self, OutDtype};
+use crate::store::{BUF_LEN, ByteSink};
 
 pub struct Gamma;
 
@@ -19,7 +20,7 @@ impl Frame for Gamma {
     fn version(&self) -> u32 {
         1
     }
-    fn inputs(&self) -> &'static [&'static str] {
+    fn inputs(&self) -> &'static [&'static dyn super::Frame] {
         &[]
     }
     fn file_name(&self) -> &'static str {
@@ -28,7 +29,7 @@ impl Frame for Gamma {
 
     fn prepare(&self, cx: &Context, job: &super::Target, _params: &super::Params) -> Result<Plan> {
         let resolved = source::resolve(job.source, job.tensor, &cx.sources)?;
-        let mut fp = fingerprint::base(self.name(), self.version(), "BF16");
+        let mut fp = fingerprint::base(self.name(), self.version(), OutDtype::Bf16.name());
         fp.insert("rules_version".into(), fingerprint::RULES_VERSION.to_string());
         fp.insert("tensor_override".into(), job.tensor.unwrap_or("-").to_string());
         fp.extend(resolved.identity());
@@ -53,7 +54,7 @@ impl Frame for Gamma {
         Ok(Plan {
             fingerprint: fp,
             tensor: "W".into(),
-            dtype: "BF16".into(),
+            dtype: OutDtype::Bf16,
             inputs: Vec::new(),
             params: Default::default(),
             watched,
@@ -80,8 +81,11 @@ impl Producer for Extract {
             Some(loc) => loc.clone(),
             None => source::locate(&self.resolved, self.tensor.as_deref(), self.fetch, &self.sources)?,
         };
-        let header =
-            safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &loc.w.shape }]);
+        let header = safetensors_file::header(&[safetensors_file::Entry {
+            name: "W",
+            dtype: OutDtype::Bf16,
+            shape: &loc.w.shape,
+        }]);
         let width = dtype::source_width(loc.w.dtype) as u64;
         out.reserve(header.len() as u64 + (loc.w.end - loc.w.begin) / width * 2)?;
         out.write(&header)?;
@@ -191,8 +195,11 @@ impl Reextract {
             return Err(format!("the manifest's range length {} does not fit shape {:?}", src.range.length, src.shape));
         }
         let mut sink = crate::store::HashOnly::new();
-        let header =
-            safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &src.shape }]);
+        let header = safetensors_file::header(&[safetensors_file::Entry {
+            name: "W",
+            dtype: OutDtype::Bf16,
+            shape: &src.shape,
+        }]);
         ByteSink::write(&mut sink, &header).map_err(|e| e.to_string())?;
         let begin = src.range.offset;
         Ok(Reextract { dtype, end: begin + src.range.length, carry: Vec::new(), buf: Vec::new(), next: begin, sink })

@@ -7,7 +7,8 @@ use super::{Context, Frame, Param, Params, Plan, Produced, Producer};
 use crate::dtype;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{InputRecord, Manifest, check_output_path, fingerprint};
-use crate::store::{BUF_LEN, ByteSink, FileStat, safetensors_file};
+use crate::store::safetensors_file::{self, OutDtype};
+use crate::store::{BUF_LEN, ByteSink, FileStat};
 use rayon::prelude::*;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
@@ -26,8 +27,8 @@ impl Frame for GammaPrime {
     fn version(&self) -> u32 {
         1
     }
-    fn inputs(&self) -> &'static [&'static str] {
-        &["gamma"]
+    fn inputs(&self) -> &'static [&'static dyn Frame] {
+        &[&super::gamma::Gamma]
     }
     fn params(&self) -> &'static [Param] {
         &[Param { name: "dtype", default: "f32", allowed: &["f32", "bf16"] }]
@@ -41,8 +42,9 @@ impl Frame for GammaPrime {
         let input = |message: String| Error::Input { input: format!("{}/gamma", job.name), message };
         let m = Manifest::read(&gamma_manifest).map_err(|e| input(format!("{e}; build gamma first")))?;
         let root = cx.store.manifests.parent().unwrap_or(Path::new("/"));
-        let centered = Centered::from_gamma(root, &m, &params["dtype"]).map_err(input)?;
-        let mut fp = fingerprint::base(self.name(), self.version(), centered.out_dtype());
+        let dtype = params.get("dtype").map(String::as_str).unwrap_or("f32");
+        let centered = Centered::from_gamma(root, &m, dtype).map_err(input)?;
+        let mut fp = fingerprint::base(self.name(), self.version(), centered.out_dtype().name());
         fp.insert("input.gamma".into(), m.output.sha256.clone());
         for (k, v) in params {
             fp.insert(format!("param.{k}"), v.clone());
@@ -50,7 +52,7 @@ impl Frame for GammaPrime {
         Ok(Plan {
             fingerprint: fp,
             tensor: "W_prime".into(),
-            dtype: centered.out_dtype().into(),
+            dtype: centered.out_dtype(),
             inputs: vec![InputRecord { frame: "gamma".into(), path: m.output.path.clone(), sha256: m.output.sha256 }],
             params: params.clone(),
             watched: Vec::new(),
@@ -99,8 +101,8 @@ impl Centered {
         Ok(Centered { path, sha256: m.output.sha256.clone(), v: v as usize, d: d as usize, bf16_out: dtype == "bf16" })
     }
 
-    fn out_dtype(&self) -> &'static str {
-        if self.bf16_out { "BF16" } else { "F32" }
+    fn out_dtype(&self) -> OutDtype {
+        if self.bf16_out { OutDtype::Bf16 } else { OutDtype::F32 }
     }
 
     /// Pass 1: the f64 column sums in a fixed order, hashing the whole file on the side to check it.
@@ -161,10 +163,10 @@ impl Producer for Centered {
         let data_start = header.data_start();
         let centroid = self.centroid(&file, data_start, &header.raw)?;
 
-        let width = if self.bf16_out { 2 } else { 4 };
+        let width = self.out_dtype().width() as usize;
         let entries = [
             safetensors_file::Entry { name: "W_prime", dtype: self.out_dtype(), shape: &[v as u64, d as u64] },
-            safetensors_file::Entry { name: "centroid", dtype: "F32", shape: &[d as u64] },
+            safetensors_file::Entry { name: "centroid", dtype: OutDtype::F32, shape: &[d as u64] },
         ];
         let header = safetensors_file::header(&entries);
         out.reserve((header.len() + v * d * width + d * 4) as u64)?;
@@ -232,7 +234,8 @@ mod tests {
 
     /// A γ file of `v`×`d` bf16 values in `dir`, and its SHA-256.
     fn gamma_file(dir: &Path, v: u64, d: u64) -> (PathBuf, String) {
-        let header = safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: "BF16", shape: &[v, d] }]);
+        let header =
+            safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: OutDtype::Bf16, shape: &[v, d] }]);
         let mut bytes = header.clone();
         for i in 0..v * d {
             bytes.extend_from_slice(&dtype::f64_to_bf16((i % 7) as f64 - 3.0).to_le_bytes());

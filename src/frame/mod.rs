@@ -25,7 +25,7 @@ pub trait Frame: Sync {
     /// Bump when the bytes this frame writes for the same inputs change.
     fn version(&self) -> u32;
     /// Frames this one is computed from (empty: from the model source).
-    fn inputs(&self) -> &'static [&'static str];
+    fn inputs(&self) -> &'static [&'static dyn Frame];
     /// Parameters a job may set, with their defaults.
     fn params(&self) -> &'static [Param] {
         &[]
@@ -69,7 +69,7 @@ pub struct Context {
 pub struct Plan {
     pub fingerprint: fingerprint::Inputs,
     pub tensor: String,
-    pub dtype: String,
+    pub dtype: crate::store::safetensors_file::OutDtype,
     pub inputs: Vec<InputRecord>,
     pub params: Params,
     /// Source files guarded by a stat cache (their content is not in the fingerprint).
@@ -106,16 +106,16 @@ pub fn names() -> Vec<&'static str> {
 }
 
 /// `frame`'s inputs, transitively, then `frame` itself: the order to build them in.
-pub fn with_inputs(frame: &dyn Frame) -> Vec<&'static str> {
-    let mut out = Vec::new();
+pub fn with_inputs(frame: &'static dyn Frame) -> Vec<&'static dyn Frame> {
+    let mut out: Vec<&'static dyn Frame> = Vec::new();
     for input in frame.inputs() {
-        for f in with_inputs(by_name(input).expect("registered input")) {
-            if !out.contains(&f) {
+        for f in with_inputs(*input) {
+            if !out.iter().any(|o| o.name() == f.name()) {
                 out.push(f);
             }
         }
     }
-    out.push(frame.name());
+    out.push(frame);
     out
 }
 

@@ -32,11 +32,30 @@ pub struct Job {
     pub at: String,
 }
 
-/// A frame to build for a job, with its parameters (defaults filled in).
-#[derive(Debug, Clone, PartialEq)]
+/// A frame to build for a job — the frame itself, from the registry — with its parameters (checked against
+/// the frame's, defaults filled in).
+#[derive(Clone)]
 pub struct FrameReq {
-    pub name: &'static str,
-    pub params: std::collections::BTreeMap<String, String>,
+    pub frame: &'static dyn crate::frame::Frame,
+    pub params: crate::frame::Params,
+}
+
+impl FrameReq {
+    pub fn name(&self) -> &'static str {
+        self.frame.name()
+    }
+}
+
+impl std::fmt::Debug for FrameReq {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("FrameReq").field("frame", &self.name()).field("params", &self.params).finish()
+    }
+}
+
+impl PartialEq for FrameReq {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name() && self.params == other.params
+    }
 }
 
 impl Job {

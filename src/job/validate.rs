@@ -227,7 +227,10 @@ impl Validator {
                 let at = spec.dtype.as_ref().map(|d| d.referenced).unwrap_or(at);
                 return self.err(&at, DTYPE_ONLY_DERIVED);
             }
-            None => vec![FrameReq { name: "gamma", params: Default::default() }],
+            None => {
+                let gamma = crate::frame::by_name("gamma").ok_or_else(|| Error::Usage("no gamma frame".into()))?;
+                vec![FrameReq { frame: gamma, params: Default::default() }]
+            }
             Some(list) => self.frames(list, spec.dtype.as_ref())?,
         };
         let tensor = match &spec.tensor {
@@ -276,16 +279,16 @@ impl Validator {
             }
             let params = crate::frame::resolve_params(frame, &given).or_else(|e| self.err(&item.referenced, e))?;
             for dep in crate::frame::with_inputs(frame) {
-                let req = if dep == frame.name() {
-                    FrameReq { name: dep, params: params.clone() }
+                let req = if dep.name() == frame.name() {
+                    FrameReq { frame: dep, params: params.clone() }
                 } else {
-                    let dep_frame = crate::frame::by_name(dep).expect("registered input");
-                    let defaults =
-                        crate::frame::resolve_params(dep_frame, &Default::default()).expect("defaults are valid");
-                    FrameReq { name: dep, params: defaults }
+                    // An input listed implicitly takes its defaults, which its own declaration makes valid.
+                    let defaults = crate::frame::resolve_params(dep, &Default::default())
+                        .or_else(|e| self.err(&item.referenced, e))?;
+                    FrameReq { frame: dep, params: defaults }
                 };
-                match out.iter().position(|r| r.name == dep) {
-                    Some(i) if dep == frame.name() => out[i] = req,
+                match out.iter().position(|r| r.name() == dep.name()) {
+                    Some(i) if dep.name() == frame.name() => out[i] = req,
                     Some(_) => {}
                     None => out.push(req),
                 }

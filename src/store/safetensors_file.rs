@@ -1,21 +1,42 @@
 //! The bytes of a safetensors header exactly as `safetensors.torch.save_file` writes them: tensors in the given
 //! order, compact JSON, no `__metadata__`, padded with spaces to a multiple of 8. Deterministic by construction.
 
+/// The dtypes gamma-run writes (F16 only in synthetic checkpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutDtype {
+    Bf16,
+    F16,
+    F32,
+}
+
+impl OutDtype {
+    /// The name in safetensors headers and manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutDtype::Bf16 => "BF16",
+            OutDtype::F16 => "F16",
+            OutDtype::F32 => "F32",
+        }
+    }
+    /// Bytes per element.
+    pub fn width(self) -> u64 {
+        match self {
+            OutDtype::Bf16 | OutDtype::F16 => 2,
+            OutDtype::F32 => 4,
+        }
+    }
+}
+
 /// One tensor of an output file, in file order.
 pub struct Entry<'a> {
     pub name: &'a str,
-    pub dtype: &'a str,
+    pub dtype: OutDtype,
     pub shape: &'a [u64],
 }
 
 impl Entry<'_> {
     pub fn byte_len(&self) -> u64 {
-        let width = match self.dtype {
-            "F32" => 4,
-            "F64" => 8,
-            _ => 2,
-        };
-        self.shape.iter().product::<u64>() * width
+        self.shape.iter().product::<u64>() * self.dtype.width()
     }
 }
 
@@ -32,7 +53,7 @@ pub fn header(entries: &[Entry]) -> Vec<u8> {
         json.push_str(&format!(
             "{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{offset},{end}]}}",
             serde_json::to_string(e.name).expect("names serialise"),
-            e.dtype,
+            e.dtype.name(),
             shape.join(",")
         ));
         offset = end;
@@ -53,7 +74,7 @@ mod tests {
     #[test]
     fn matches_the_reference_header_byte_for_byte() {
         // From ../shared/fixtures/expected.json (qwen3-tied): the notebook's save_file output.
-        let h = header(&[Entry { name: "W", dtype: "BF16", shape: &[1031, 64] }]);
+        let h = header(&[Entry { name: "W", dtype: OutDtype::Bf16, shape: &[1031, 64] }]);
         let expected = "{\"W\":{\"dtype\":\"BF16\",\"shape\":[1031,64],\"data_offsets\":[0,131968]}}      ";
         assert_eq!(&h[8..], expected.as_bytes());
         assert_eq!(u64::from_le_bytes(h[..8].try_into().unwrap()), expected.len() as u64);
@@ -62,8 +83,8 @@ mod tests {
     #[test]
     fn lays_out_several_tensors_back_to_back() {
         let h = header(&[
-            Entry { name: "W_prime", dtype: "F32", shape: &[3, 2] },
-            Entry { name: "centroid", dtype: "F32", shape: &[2] },
+            Entry { name: "W_prime", dtype: OutDtype::F32, shape: &[3, 2] },
+            Entry { name: "centroid", dtype: OutDtype::F32, shape: &[2] },
         ]);
         let text = std::str::from_utf8(&h[8..]).unwrap();
         assert!(text.contains("\"data_offsets\":[0,24]") && text.contains("\"data_offsets\":[24,32]"), "{text}");
