@@ -91,7 +91,7 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     for req in &job.frames {
         let frame = req.frame;
-        let manifest_path = cx.store.manifest_path(&job.name, frame.name());
+        let manifest_path = manifest_path(cx, job, frame);
         let stale_input = frame
             .inputs()
             .iter()
@@ -122,7 +122,7 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
             frame: frame.name(),
             state,
             manifest,
-            output_path: cx.store.output_path(&job.name, frame.file_name()),
+            output_path: output_path(cx, job, frame),
             manifest_path,
         });
     }
@@ -204,10 +204,10 @@ fn run_output(
                 refresh_stat_cache(cx, job, frame, m);
             }
             if !opts.dry_run {
-                let root = cx.store.manifests.parent().unwrap_or(std::path::Path::new("/"));
+                let root = cx.store.root();
                 let files = [
-                    cx.store.output_path(&job.name, frame.file_name()),
-                    cx.store.manifest_path(&job.name, frame.name()),
+                    output_path(cx, job, frame),
+                    manifest_path(cx, job, frame),
                 ];
                 store::lock::tidy_if_idle(root, &job.name, frame.name(), &files);
             }
@@ -221,7 +221,7 @@ fn run_output(
         return (Outcome::WouldBuild { reasons, reads: plan.reads }, warnings);
     }
     // Stale: take the output's lock. If another process held it, it may have just built this output.
-    let root = cx.store.manifests.parent().unwrap_or(std::path::Path::new("/"));
+    let root = cx.store.root();
     let (_lock, waited) = match store::lock::OutputLock::acquire(root, &job.name, frame.name()) {
         Ok(l) => l,
         Err(e) => return (Outcome::Failed(e), warnings),
@@ -237,8 +237,8 @@ fn run_output(
     };
     if store::lock::OutputLock::enabled() {
         store::lock::remove_leftovers(&[
-            cx.store.output_path(&job.name, frame.file_name()),
-            cx.store.manifest_path(&job.name, frame.name()),
+            output_path(cx, job, frame),
+            manifest_path(cx, job, frame),
         ]);
     }
     match build(frame, job, cx, plan) {
@@ -256,8 +256,8 @@ fn run_output(
 /// on disk must still be the one judged) and skipped, with a debug line, where it cannot be written (a
 /// read-only workspace).
 fn refresh_stat_cache(cx: &Context, job: &Job, frame: &dyn Frame, judged: &Manifest) {
-    let path = cx.store.manifest_path(&job.name, frame.name());
-    let root = cx.store.manifests.parent().unwrap_or(std::path::Path::new("/"));
+    let path = manifest_path(cx, job, frame);
+    let root = cx.store.root();
     let skip = |why: String| tracing::debug!(manifest = %path.display(), "stat cache not refreshed: {why}");
     let _lock = match store::lock::OutputLock::try_acquire(root, &job.name, frame.name()) {
         Ok(Some(l)) => l,
@@ -277,11 +277,20 @@ fn refresh_stat_cache(cx: &Context, job: &Job, frame: &dyn Frame, judged: &Manif
     }
 }
 
+/// Where output `job`/`frame` and its manifest live.
+fn output_path(cx: &Context, job: &Job, frame: &dyn Frame) -> std::path::PathBuf {
+    cx.store.output_path(&job.name, frame.file_name())
+}
+
+fn manifest_path(cx: &Context, job: &Job, frame: &dyn Frame) -> std::path::PathBuf {
+    cx.store.manifest_path(&job.name, frame.name())
+}
+
 /// Plans an output and compares it with what is stored.
 fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<(Plan, freshness::Assessment)> {
     let plan = frame.prepare(cx, &job.target(), params)?;
-    let output_path = cx.store.output_path(&job.name, frame.file_name());
-    let manifest_path = cx.store.manifest_path(&job.name, frame.name());
+    let output_path = output_path(cx, job, frame);
+    let manifest_path = manifest_path(cx, job, frame);
     let rel = cx.store.relative_to_root(&output_path);
     let recheck = || {
         let mut h = store::HashOnly::new();
@@ -304,8 +313,8 @@ fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<
 /// Writes the output, then its manifest. The old manifest is removed first, so no manifest ever describes
 /// bytes other than the ones beside it; a crash in between leaves an output without a manifest (stale).
 fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(store::Written, Vec<String>)> {
-    let output_path = cx.store.output_path(&job.name, frame.file_name());
-    let manifest_path = cx.store.manifest_path(&job.name, frame.name());
+    let output_path = output_path(cx, job, frame);
+    let manifest_path = manifest_path(cx, job, frame);
     let before: BTreeMap<String, FileStat> = plan.watched.iter().map(|w| (w.name.clone(), w.stat)).collect();
     cx.store.guard(&output_path)?;
     cx.store.guard(&manifest_path)?;

@@ -5,9 +5,9 @@
 use super::{Context, Frame, Plan, Produced, Producer};
 use crate::checkpoint::header::Dtype;
 use crate::dtype;
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::manifest::{ByteRange, SourceRecord, fingerprint};
-use crate::source::{self, Fetch, Located, Resolved, SourceOptions, WBytes};
+use crate::source::{self, Fetch, Located, Resolved, SourceOptions};
 use crate::store::safetensors_file::{self, OutDtype};
 use crate::store::{BUF_LEN, ByteSink};
 
@@ -37,9 +37,7 @@ impl Frame for Gamma {
         // in the cache (small files and one header on disk). Building reuses it; otherwise W is located then.
         let located = match &resolved {
             Resolved::Local(loc, _) => Some((**loc).clone()),
-            Resolved::Hub { repo, revision, commit } => {
-                source::hf_cache::locate(&cx.sources.hf_cache, repo, revision, commit, job.tensor).ok()
-            }
+            Resolved::Hub { .. } => source::locate_cached(&resolved, job.tensor, &cx.sources),
         };
         let watched = located.as_ref().map(|l| l.watched.clone()).unwrap_or_default();
         let warnings = located.iter().flat_map(|l| l.choice.warning.clone()).collect();
@@ -89,10 +87,13 @@ impl Producer for Extract {
         let width = dtype::source_width(loc.w.dtype) as u64;
         out.reserve(header.len() as u64 + (loc.w.end - loc.w.begin) / width * 2)?;
         out.write(&header)?;
-        let nan_count = match &loc.bytes {
-            WBytes::File(path) => copy_file(&loc, path, out)?,
-            WBytes::Remote(hub, remote) => copy_remote(&loc, hub, remote, out)?,
-        };
+        // Pieces of whole elements, each converting into one output buffer.
+        let piece = (BUF_LEN as u64 / 2) * width;
+        let (mut nan_count, mut buf) = (0u64, Vec::new());
+        loc.read_w(piece, &mut |bytes| {
+            nan_count += convert(loc.w.dtype, bytes, &mut buf, out)?;
+            Ok(())
+        })?;
         // The plan already reported the choice's warning when it located W itself.
         let mut warnings: Vec<String> =
             if self.located.is_some() { Vec::new() } else { loc.choice.warning.iter().cloned().collect() };
@@ -107,12 +108,12 @@ impl Producer for Extract {
 
 fn record(loc: &Located) -> SourceRecord {
     SourceRecord {
-        kind: loc.kind.into(),
+        kind: loc.kind.as_str().into(),
         repo: loc.repo.clone(),
         path: loc.repo.is_none().then(|| loc.dir.as_ref().map(|d| d.display().to_string())).flatten(),
         revision: loc.revision.clone(),
         commit: loc.commit.clone(),
-        fetch: Some(loc.fetch.into()),
+        fetch: Some(loc.fetch.as_str().into()),
         files: loc.files.clone(),
         tensor: loc.w.name.clone(),
         dtype: loc.w.dtype.name().into(),
@@ -132,43 +133,6 @@ fn convert(dtype: Dtype, src: &[u8], buf: &mut Vec<u8>, out: &mut dyn ByteSink) 
     buf.resize(src.len() / dtype::source_width(dtype) * 2, 0);
     let nans = dtype::to_bf16(dtype, src, buf);
     out.write(buf)?;
-    Ok(nans)
-}
-
-fn copy_file(loc: &Located, path: &std::path::Path, out: &mut dyn ByteSink) -> Result<u64> {
-    let file = crate::fsread::open_regular(path)?;
-    let width = dtype::source_width(loc.w.dtype) as u64;
-    let elements = (loc.w.end - loc.w.begin) / width;
-    let per_chunk = (BUF_LEN / 2) as u64;
-    let (mut src, mut buf) = (Vec::new(), Vec::new());
-    let (mut done, mut nans) = (0u64, 0u64);
-    while done < elements {
-        let n = per_chunk.min(elements - done);
-        src.resize((n * width) as usize, 0);
-        crate::fsread::read_exact_at(&file, &mut src, loc.w_offset + done * width).at(path)?;
-        nans += convert(loc.w.dtype, &src, &mut buf, out)?;
-        done += n;
-    }
-    Ok(nans)
-}
-
-fn copy_remote(
-    loc: &Located,
-    hub: &crate::hub::Hub,
-    remote: &crate::hub::Remote,
-    out: &mut dyn ByteSink,
-) -> Result<u64> {
-    let width = dtype::source_width(loc.w.dtype) as u64;
-    let len = loc.w.end - loc.w.begin;
-    let chunk = (BUF_LEN as u64 / 2) * width;
-    let bar = crate::progress::bar(len, &format!("{}:{}", remote.repo, loc.w.name));
-    let (mut nans, mut buf) = (0u64, Vec::new());
-    hub.stream(remote, loc.w_offset, len, chunk, &mut |piece| {
-        bar.inc(piece.len() as u64);
-        nans += convert(loc.w.dtype, &piece, &mut buf, out)?;
-        Ok(())
-    })?;
-    bar.finish_and_clear();
     Ok(nans)
 }
 

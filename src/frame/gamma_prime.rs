@@ -41,7 +41,7 @@ impl Frame for GammaPrime {
         let gamma_manifest = cx.store.manifest_path(job.name, "gamma");
         let input = |message: String| Error::Input { input: format!("{}/gamma", job.name), message };
         let m = Manifest::read(&gamma_manifest).map_err(|e| input(format!("{e}; build gamma first")))?;
-        let root = cx.store.manifests.parent().unwrap_or(Path::new("/"));
+        let root = cx.store.root();
         let dtype = params.get("dtype").map(String::as_str).unwrap_or("f32");
         let centered = Centered::from_gamma(root, &m, dtype).map_err(input)?;
         let mut fp = fingerprint::base(self.name(), self.version(), centered.out_dtype().name());

@@ -16,6 +16,13 @@ pub struct Http {
     pub ranges_ignored: std::sync::atomic::AtomicBool,
 }
 
+/// The two requests gamma-run makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+}
+
 /// What a request is for, to name it in errors.
 pub struct Ctx<'a> {
     pub repo: &'a str,
@@ -67,7 +74,7 @@ impl Http {
     /// redirects are followed by hand; without, a 3xx is returned as is. Error statuses become `Error::Hub`.
     pub fn send(
         &self,
-        method: &str,
+        method: Method,
         url: &str,
         range: Option<(u64, u64)>,
         ctx: &Ctx,
@@ -96,7 +103,7 @@ impl Http {
 
     fn send_once_with_retry(
         &self,
-        method: &str,
+        method: Method,
         url: &str,
         range: Option<(u64, u64)>,
         ctx: &Ctx,
@@ -106,8 +113,8 @@ impl Http {
         loop {
             attempt += 1;
             let mut req = match method {
-                "HEAD" => self.agent.head(url),
-                _ => self.agent.get(url),
+                Method::Head => self.agent.head(url),
+                Method::Get => self.agent.get(url),
             };
             if let (true, Some(token)) = (with_token, &self.settings.token) {
                 req = req.header("Authorization", format!("Bearer {token}"));

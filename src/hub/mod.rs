@@ -56,7 +56,7 @@ impl Hub {
         }
         let url = format!("{}/api/models/{repo}/revision/{}", self.http.settings.endpoint, encode_segment(revision));
         let ctx = http::Ctx::new(repo, format!("revision {revision}"));
-        let mut resp = self.http.send("GET", &url, None, &ctx, true)?;
+        let mut resp = self.http.send(http::Method::Get, &url, None, &ctx, true)?;
         let ctx = ctx.answered(&resp);
         let body = http::read_limited(&mut resp, 16 << 20, &ctx)?;
         let v: serde_json::Value =
@@ -72,7 +72,7 @@ impl Hub {
     pub fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<Remote>> {
         let url = format!("{}/{repo}/resolve/{commit}/{}", self.http.settings.endpoint, encode_path(path));
         let ctx = http::Ctx::new(repo, path.to_string());
-        let resp = match self.http.send("HEAD", &url, None, &ctx, false) {
+        let resp = match self.http.send(http::Method::Head, &url, None, &ctx, false) {
             Err(Error::Hub { status: Some(404), code, .. })
                 if code.as_deref() != Some("RepoNotFound") && code.as_deref() != Some("RevisionNotFound") =>
             {

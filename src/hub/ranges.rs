@@ -27,7 +27,7 @@ pub fn fetch_into(
     let mut cuts = 0;
     while got < len {
         let (a, b) = (offset + got, offset + len - 1);
-        let mut resp = http.send("GET", &remote.url, Some((a, b)), &first, true)?;
+        let mut resp = http.send(super::http::Method::Get, &remote.url, Some((a, b)), &first, true)?;
         let ctx = first.answered(&resp);
         let status = resp.status().as_u16();
         let mut skip = 0u64;

@@ -53,12 +53,12 @@ pub fn locate(cache: &Path, repo: &str, revision: &str, commit: &str, explicit: 
     }
     files.push(record(&snapshot, &found.shard, found.shard_len));
     Ok(Located {
-        kind: "hf_cache",
+        kind: super::SourceKind::HfCache,
         repo: Some(repo.into()),
         dir: Some(snapshot.clone()),
         revision: Some(revision.into()),
         commit: Some(commit.into()),
-        fetch: "cache",
+        fetch: super::FetchMode::Cache,
         w_offset: found.header.data_start() + w.begin,
         w,
         config: found.config,

@@ -126,7 +126,7 @@ pub fn locate(
         sha256_from: from,
     });
     let (bytes, how, dir) = match fetch {
-        Fetch::Range => (WBytes::Remote(hub.clone(), shard), "range", None),
+        Fetch::Range => (WBytes::Remote(hub.clone(), shard), super::FetchMode::Range, None),
         Fetch::Full => {
             let blob = download(hub, &shard, cache)?;
             // `download` hashed every byte it kept (or re-hashed the blob it reused).
@@ -157,11 +157,11 @@ pub fn locate(
                 hf_cache::link(cache, repo, revision, commit, name, &etag)?;
             }
             let snapshot = cache.join(hf_cache::repo_folder(repo)).join("snapshots").join(commit);
-            (WBytes::File(blob), "full", Some(snapshot))
+            (WBytes::File(blob), super::FetchMode::Full, Some(snapshot))
         }
     };
     Ok(Located {
-        kind: "hub",
+        kind: super::SourceKind::Hub,
         repo: Some(repo.into()),
         dir,
         revision: Some(revision.into()),

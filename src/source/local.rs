@@ -38,12 +38,12 @@ pub fn locate(dir: &Path, explicit: Option<&str>) -> Result<(Located, BTreeMap<S
     files.push(FileRecord { path: found.shard.clone(), size: found.shard_len, sha256: None, sha256_from: None });
     let shard_path = dir.join(&found.shard);
     let loc = Located {
-        kind: "local",
+        kind: super::SourceKind::Local,
         repo: None,
         dir: Some(dir.to_owned()),
         revision: None,
         commit: None,
-        fetch: "local",
+        fetch: super::FetchMode::Local,
         w_offset: found.header.data_start() + w.begin,
         w,
         config: found.config,

@@ -31,16 +31,60 @@ pub enum WBytes {
     Remote(Arc<crate::hub::Hub>, crate::hub::Remote),
 }
 
+/// What holds a located W.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Local,
+    HfCache,
+    Hub,
+}
+
+/// How W's bytes were obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchMode {
+    /// From a local checkpoint directory.
+    Local,
+    /// From a snapshot in the HF cache.
+    Cache,
+    /// Only W's byte range, from the Hub.
+    Range,
+    /// The shard downloaded into the HF cache, then read there.
+    Full,
+}
+
+impl SourceKind {
+    /// As the manifest records it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Local => "local",
+            SourceKind::HfCache => "hf_cache",
+            SourceKind::Hub => "hub",
+        }
+    }
+}
+
+impl FetchMode {
+    /// As the manifest records it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchMode::Local => "local",
+            FetchMode::Cache => "cache",
+            FetchMode::Range => "range",
+            FetchMode::Full => "full",
+        }
+    }
+}
+
 /// W found: which file holds it, where, and everything the manifest says about the source.
 #[derive(Clone)]
 pub struct Located {
-    pub kind: &'static str,
+    pub kind: SourceKind,
     pub repo: Option<String>,
     pub dir: Option<PathBuf>,
     pub revision: Option<String>,
     pub commit: Option<String>,
-    /// How the bytes were obtained: `local`, `cache`, `range` (only W's range fetched) or `full` (shard downloaded).
-    pub fetch: &'static str,
+    /// How the bytes were obtained.
+    pub fetch: FetchMode,
     pub config: ModelConfig,
     pub choice: Choice,
     pub w: TensorInfo,
@@ -98,6 +142,51 @@ pub fn resolve(spec: &SourceSpec, explicit: Option<&str>, opts: &SourceOptions) 
         SourceSpec::Hub { repo, revision } => {
             let commit = hub::resolve_commit(repo, revision, opts)?;
             Ok(Resolved::Hub { repo: repo.clone(), revision: revision.clone(), commit })
+        }
+    }
+}
+
+impl Located {
+    /// Streams W's bytes in order, in pieces of at most `piece` bytes (whole elements when `piece` is a multiple
+    /// of the element width): from the local file or cache blob by positional reads, or from the Hub by range.
+    /// This and `locate` are the only places that decide where W's bytes come from; frames only transform them.
+    pub fn read_w(&self, piece: u64, take: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        let len = self.w.end - self.w.begin;
+        match &self.bytes {
+            WBytes::File(path) => {
+                let file = crate::fsread::open_regular(path)?;
+                let mut buf = Vec::new();
+                let mut done = 0u64;
+                while done < len {
+                    let n = piece.min(len - done);
+                    buf.resize(n as usize, 0);
+                    crate::fsread::read_exact_at(&file, &mut buf, self.w_offset + done)
+                        .map_err(|e| Error::io(path, e))?;
+                    take(&buf)?;
+                    done += n;
+                }
+                Ok(())
+            }
+            WBytes::Remote(hub, remote) => {
+                let bar = crate::progress::bar(len, &format!("{}:{}", remote.repo, self.w.name));
+                hub.stream(remote, self.w_offset, len, piece, &mut |bytes| {
+                    bar.inc(bytes.len() as u64);
+                    take(&bytes)
+                })?;
+                bar.finish_and_clear();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// W located without the network, if it can be: a local directory, or a Hub model whose snapshot in the HF
+/// cache has the files (small files and one header on disk). `None` when the Hub would be needed.
+pub fn locate_cached(resolved: &Resolved, explicit: Option<&str>, opts: &SourceOptions) -> Option<Located> {
+    match resolved {
+        Resolved::Local(loc, _) => Some((**loc).clone()),
+        Resolved::Hub { repo, revision, commit } => {
+            hf_cache::locate(&opts.hf_cache, repo, revision, commit, explicit).ok()
         }
     }
 }

@@ -20,6 +20,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// The workspace: the parent of the manifests directory, which manifests name outputs relative to, and
+    /// where `.gamma-run/` (locks) and `attestations/` live. Validation makes it the parent of both roots.
+    pub fn root(&self) -> &Path {
+        self.manifests.parent().unwrap_or(&self.manifests)
+    }
     pub fn output_path(&self, name: &str, file: &str) -> PathBuf {
         self.tensors.join(name).join(file)
     }
@@ -51,8 +56,7 @@ impl Store {
 
     /// `path` as the manifest records it: relative to the parent of the manifests directory.
     pub fn relative_to_root(&self, path: &Path) -> String {
-        let root = self.manifests.parent().unwrap_or(Path::new(""));
-        path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned()
+        path.strip_prefix(self.root()).unwrap_or(path).to_string_lossy().into_owned()
     }
 }
 
