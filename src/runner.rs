@@ -205,10 +205,7 @@ fn run_output(
             }
             if !opts.dry_run {
                 let root = cx.store.root();
-                let files = [
-                    output_path(cx, job, frame),
-                    manifest_path(cx, job, frame),
-                ];
+                let files = [output_path(cx, job, frame), manifest_path(cx, job, frame)];
                 store::lock::tidy_if_idle(root, &job.name, frame.name(), &files);
             }
             return (Outcome::Fresh, warnings);
@@ -236,10 +233,7 @@ fn run_output(
         plan
     };
     if store::lock::OutputLock::enabled() {
-        store::lock::remove_leftovers(&[
-            output_path(cx, job, frame),
-            manifest_path(cx, job, frame),
-        ]);
+        store::lock::remove_leftovers(&[output_path(cx, job, frame), manifest_path(cx, job, frame)]);
     }
     match build(frame, job, cx, plan) {
         Ok((written, mut more)) => {
@@ -318,14 +312,14 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
     let before: BTreeMap<String, FileStat> = plan.watched.iter().map(|w| (w.name.clone(), w.stat)).collect();
     cx.store.guard(&output_path)?;
     cx.store.guard(&manifest_path)?;
-    let created = missing_dirs(&output_path, &cx.store.tensors);
+    let created = store::missing_dirs(&output_path, &cx.store.tensors);
     let mut sink = Sink::create(&output_path)?;
     let produced = match plan.producer.produce(&mut sink) {
         Ok(p) => p,
         Err(e) => {
             // Leave no trace of a failed first build: the temp file goes with the sink, empty new dirs here.
             drop(sink);
-            created.iter().for_each(|d| drop(std::fs::remove_dir(d)));
+            store::remove_empty_dirs(&created);
             return Err(e);
         }
     };
@@ -334,7 +328,7 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
             return Err(Error::checkpoint(&w.path, "changed while it was being read; nothing was stored, run again"));
         }
     }
-    remove_if_present(&manifest_path)?;
+    store::remove_durably(&manifest_path)?;
     store::failpoint("after-manifest-removed");
     let written = sink.commit()?;
     store::failpoint("before-manifest");
@@ -364,21 +358,4 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
     store::write_atomic(&manifest_path, &manifest.to_bytes())?;
     let warnings = produced.warnings;
     Ok((written, warnings))
-}
-
-/// The directories between `root` (included) and `path` (excluded) that do not exist yet, deepest first.
-fn missing_dirs(path: &std::path::Path, root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let stop = root.parent().unwrap_or(root);
-    path.ancestors().skip(1).take_while(|d| *d != stop && !d.exists()).map(|d| d.to_path_buf()).collect()
-}
-
-fn remove_if_present(path: &std::path::Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {
-            let dir = path.parent().expect("manifest paths have a parent");
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(path, e)),
-    }
 }

@@ -25,12 +25,7 @@ pub fn execute(args: StatusArgs) -> Result<Exit> {
     Ok(if args.check && stale { Exit::Found } else { Exit::Ok })
 }
 
-/// Where commit links point: `HF_ENDPOINT`, as the Hub client uses it.
+/// Where commit links point: `HF_ENDPOINT`, read as the Hub client reads it.
 fn hub_endpoint() -> String {
-    std::env::var("HF_ENDPOINT")
-        .ok()
-        .filter(|e| !e.trim().is_empty())
-        .unwrap_or_else(|| "https://huggingface.co".into())
-        .trim_end_matches('/')
-        .to_string()
+    crate::hub::HubSettings::endpoint(&|k| std::env::var(k).ok())
 }

@@ -37,7 +37,7 @@ impl Frame for Gamma {
         // in the cache (small files and one header on disk). Building reuses it; otherwise W is located then.
         let located = match &resolved {
             Resolved::Local(loc, _) => Some((**loc).clone()),
-            Resolved::Hub { .. } => source::locate_cached(&resolved, job.tensor, &cx.sources),
+            Resolved::Hub(_) => source::locate_cached(&resolved, job.tensor, &cx.sources),
         };
         let watched = located.as_ref().map(|l| l.watched.clone()).unwrap_or_default();
         let warnings = located.iter().flat_map(|l| l.choice.warning.clone()).collect();

@@ -82,10 +82,18 @@ pub fn join_url(base: &str, location: &str) -> Result<String, String> {
 }
 
 impl HubSettings {
+    /// `HF_ENDPOINT` without a trailing slash, or the Hub's own address.
+    pub fn endpoint(env: &dyn Fn(&str) -> Option<String>) -> String {
+        env("HF_ENDPOINT")
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| "https://huggingface.co".into())
+            .trim_end_matches('/')
+            .to_string()
+    }
+
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<HubSettings, String> {
         let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        let endpoint =
-            set("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into()).trim_end_matches('/').to_string();
+        let endpoint = Self::endpoint(&env);
         let origin = Origin::of(&endpoint).map_err(|e| format!("HF_ENDPOINT: {e}"))?;
         let token = match set("HF_TOKEN") {
             Some(t) => Some(t),

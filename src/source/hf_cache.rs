@@ -39,7 +39,8 @@ pub fn resolve_commit(repo_dir: &Path, revision: &str) -> Result<Option<String>>
 }
 
 /// W from the snapshot of `commit`. `Err(MissingFile)` when the snapshot lacks a file that is needed.
-pub fn locate(cache: &Path, repo: &str, revision: &str, commit: &str, explicit: Option<&str>) -> Result<Located> {
+pub fn locate(cache: &Path, at: &super::HubRef, explicit: Option<&str>) -> Result<Located> {
+    let (repo, revision, commit) = (at.repo.as_str(), at.revision.as_str(), at.commit.as_str());
     let snapshot = cache.join(repo_folder(repo)).join("snapshots").join(commit);
     if !snapshot.is_dir() {
         return Err(Error::MissingFile { path: snapshot });
@@ -89,37 +90,18 @@ pub fn blob_path(cache: &Path, repo: &str, etag: &str) -> PathBuf {
     cache.join(repo_folder(repo)).join("blobs").join(etag)
 }
 
-/// Links `snapshots/<commit>/<rel>` to `blobs/<etag>` and, for a branch, points `refs/<revision>` at the commit.
-pub fn link(cache: &Path, repo: &str, revision: &str, commit: &str, rel: &str, etag: &str) -> Result<()> {
+/// Links `snapshots/<commit>/<rel>` to `blobs/<etag>` and, for a branch, points `refs/<revision>` at the commit
+/// (through `store`, which does the writing).
+pub fn link(cache: &Path, at: &super::HubRef, rel: &str, etag: &str) -> Result<()> {
+    let (repo, revision, commit) = (at.repo.as_str(), at.revision.as_str(), at.commit.as_str());
     let root = cache.join(repo_folder(repo));
     let link = root.join("snapshots").join(commit).join(rel);
-    let dir = link.parent().expect("snapshot files have a parent");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let depth = rel.matches('/').count() + 2;
-    let target = format!("{}blobs/{etag}", "../".repeat(depth));
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = link.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.{n}.link", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    symlink_file(&target, &tmp, &dir.join(&target)).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))?;
+    crate::store::symlink_atomic(&format!("{}blobs/{etag}", "../".repeat(depth)), &link)?;
     if !is_commit(revision) {
         crate::store::write_atomic(&root.join("refs").join(revision), commit.as_bytes())?;
     }
     Ok(())
-}
-
-/// A relative symlink `link` → `target` (as the Python client makes them). On Windows, where creating symlinks
-/// needs a privilege, a hard link to the blob instead (the Python client copies in that case).
-#[cfg(unix)]
-fn symlink_file(target: &str, link: &Path, _resolved: &Path) -> std::io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
-}
-
-#[cfg(windows)]
-fn symlink_file(target: &str, link: &Path, resolved: &Path) -> std::io::Result<()> {
-    std::os::windows::fs::symlink_file(target.replace('/', "\\"), link).or_else(|_| std::fs::hard_link(resolved, link))
 }
 
 /// A snapshot file's record: its SHA-256 is the blob's name when the blob is an LFS file (64 hex) — the

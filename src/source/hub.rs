@@ -101,13 +101,12 @@ impl Files for HubFiles<'_> {
 
 pub fn locate(
     hub: &Arc<Hub>,
-    repo: &str,
-    revision: &str,
-    commit: &str,
+    at: &super::HubRef,
     explicit: Option<&str>,
     fetch: Fetch,
     cache: &Path,
 ) -> Result<Located> {
+    let (repo, revision, commit) = (at.repo.as_str(), at.revision.as_str(), at.commit.as_str());
     let hf = HubFiles { hub, repo, commit, seen: Mutex::new(BTreeMap::new()) };
     let found = files::find_w(&hf, explicit)?;
     let seen = hf.seen.into_inner().expect("lock");
@@ -128,12 +127,12 @@ pub fn locate(
     let (bytes, how, dir) = match fetch {
         Fetch::Range => (WBytes::Remote(hub.clone(), shard), super::FetchMode::Range, None),
         Fetch::Full => {
-            let blob = download(hub, &shard, cache)?;
+            let (blob, sha) = download(hub, &shard, cache)?;
             // `download` hashed every byte it kept (or re-hashed the blob it reused).
             if let Some(f) = files.last_mut() {
                 f.sha256_from = Some(DigestFrom::Computed);
             }
-            hf_cache::link(cache, repo, revision, commit, &found.shard, blob.file_name().unwrap().to_str().unwrap())?;
+            hf_cache::link(cache, at, &found.shard, &sha)?;
             for (name, bytes) in [
                 ("config.json", Some(&found.config_bytes)),
                 ("model.safetensors.index.json", found.index_bytes.as_ref()),
@@ -154,7 +153,7 @@ pub fn locate(
                     });
                 }
                 crate::store::write_atomic(&hf_cache::blob_path(cache, repo, &etag), bytes)?;
-                hf_cache::link(cache, repo, revision, commit, name, &etag)?;
+                hf_cache::link(cache, at, name, &etag)?;
             }
             let snapshot = cache.join(hf_cache::repo_folder(repo)).join("snapshots").join(commit);
             (WBytes::File(blob), super::FetchMode::Full, Some(snapshot))
@@ -179,7 +178,8 @@ pub fn locate(
 }
 
 /// Downloads a whole LFS file into `blobs/<sha256>`, checked against its size and SHA-256 before it is kept.
-fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<PathBuf> {
+/// Returns the blob's path and its SHA-256 (its name).
+fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<(PathBuf, String)> {
     let sha = remote.sha256.as_deref().ok_or_else(|| {
         remote.error(
             "the Hub gave no SHA-256 for this file, so a full download could not be checked; use fetch: range".into(),
@@ -193,7 +193,7 @@ fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<PathBuf> {
     crate::store::lock::remove_stale_downloads(cache, &folder, sha);
     if std::fs::metadata(&blob).is_ok_and(|m| m.len() == remote.size) {
         if crate::store::sha256_file(&blob)? == sha {
-            return Ok(blob);
+            return Ok((blob, sha.to_string()));
         }
         tracing::warn!(blob = %blob.display(), "a cached blob does not match its name; downloading it again");
     }
@@ -214,7 +214,7 @@ fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<PathBuf> {
         }
         Ok(())
     })?;
-    Ok(blob)
+    Ok((blob, sha.to_string()))
 }
 
 /// Git's blob id of `bytes`: SHA-1 of `blob <len>\0` and the content (what the Hub sends as a small file's ETag).

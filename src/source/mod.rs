@@ -110,11 +110,15 @@ pub struct SourceOptions {
 pub enum Resolved {
     /// Local directories are located at once (their identity is their content).
     Local(Box<Located>, BTreeMap<String, String>),
-    Hub {
-        repo: String,
-        revision: String,
-        commit: String,
-    },
+    Hub(HubRef),
+}
+
+/// A Hub model at a revision, and the commit that revision named when it was resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubRef {
+    pub repo: String,
+    pub revision: String,
+    pub commit: String,
 }
 
 impl Resolved {
@@ -122,10 +126,10 @@ impl Resolved {
     pub fn identity(&self) -> BTreeMap<String, String> {
         match self {
             Resolved::Local(_, id) => id.clone(),
-            Resolved::Hub { repo, commit, .. } => BTreeMap::from([
+            Resolved::Hub(at) => BTreeMap::from([
                 ("source.kind".to_string(), "hub".to_string()),
-                ("source.repo".to_string(), repo.clone()),
-                ("source.commit".to_string(), commit.clone()),
+                ("source.repo".to_string(), at.repo.clone()),
+                ("source.commit".to_string(), at.commit.clone()),
             ]),
         }
     }
@@ -141,7 +145,7 @@ pub fn resolve(spec: &SourceSpec, explicit: Option<&str>, opts: &SourceOptions) 
         }
         SourceSpec::Hub { repo, revision } => {
             let commit = hub::resolve_commit(repo, revision, opts)?;
-            Ok(Resolved::Hub { repo: repo.clone(), revision: revision.clone(), commit })
+            Ok(Resolved::Hub(HubRef { repo: repo.clone(), revision: revision.clone(), commit }))
         }
     }
 }
@@ -185,9 +189,7 @@ impl Located {
 pub fn locate_cached(resolved: &Resolved, explicit: Option<&str>, opts: &SourceOptions) -> Option<Located> {
     match resolved {
         Resolved::Local(loc, _) => Some((**loc).clone()),
-        Resolved::Hub { repo, revision, commit } => {
-            hf_cache::locate(&opts.hf_cache, repo, revision, commit, explicit).ok()
-        }
+        Resolved::Hub(at) => hf_cache::locate(&opts.hf_cache, at, explicit).ok(),
     }
 }
 
@@ -195,8 +197,9 @@ pub fn locate_cached(resolved: &Resolved, explicit: Option<&str>, opts: &SourceO
 pub fn locate(resolved: &Resolved, explicit: Option<&str>, fetch: Fetch, opts: &SourceOptions) -> Result<Located> {
     match resolved {
         Resolved::Local(loc, _) => Ok((**loc).clone()),
-        Resolved::Hub { repo, revision, commit } => {
-            match hf_cache::locate(&opts.hf_cache, repo, revision, commit, explicit) {
+        Resolved::Hub(at) => {
+            let (repo, revision) = (&at.repo, &at.revision);
+            match hf_cache::locate(&opts.hf_cache, at, explicit) {
                 Ok(loc) => return Ok(loc),
                 Err(Error::MissingFile { path }) => match &opts.hub {
                     Some(_) => tracing::debug!(missing = %path.display(), "not (fully) in the HF cache; using the Hub"),
@@ -235,7 +238,7 @@ pub fn locate(resolved: &Resolved, explicit: Option<&str>, fetch: Fetch, opts: &
                 Err(e) => return Err(e),
             }
             let hub = opts.hub.as_ref().expect("online");
-            hub::locate(hub, repo, revision, commit, explicit, fetch, &opts.hf_cache)
+            hub::locate(hub, at, explicit, fetch, &opts.hf_cache)
         }
     }
 }

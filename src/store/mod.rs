@@ -162,6 +162,59 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<Written> {
     sink.commit()
 }
 
+/// Removes `path` if it is there, durably: its directory is fsynced, so the removal survives a crash that
+/// follows (the old manifest must be gone before a new output takes its place).
+pub fn remove_durably(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(crate::error::Error::io(path, e)),
+    }
+}
+
+/// The directories between `root` (included) and `path` (excluded) that do not exist yet, deepest first: what
+/// writing `path` will create, so that a failed first build can leave no trace.
+pub fn missing_dirs(path: &Path, root: &Path) -> Vec<PathBuf> {
+    let stop = root.parent().unwrap_or(root);
+    path.ancestors().skip(1).take_while(|d| *d != stop && !d.exists()).map(Path::to_path_buf).collect()
+}
+
+/// Removes these directories if they are empty (deepest first); a directory that is not empty is kept.
+pub fn remove_empty_dirs(dirs: &[PathBuf]) {
+    for d in dirs {
+        let _ = fs::remove_dir(d);
+    }
+}
+
+/// Points `link` at `target` (a relative path, as the Python client's snapshot links are), atomically: a
+/// temp link beside it is renamed over it, then the directory is fsynced. Where symlinks cannot be made
+/// (Windows without the privilege), a hard link to the resolved target instead.
+pub fn symlink_atomic(target: &str, link: &Path) -> Result<()> {
+    let dir = link.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).at(dir)?;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = link.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.{n}.link", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    make_symlink(target, &tmp, &dir.join(target)).at(&tmp)?;
+    fs::rename(&tmp, link).at(link)?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+#[cfg(unix)]
+fn make_symlink(target: &str, link: &Path, _resolved: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(windows)]
+fn make_symlink(target: &str, link: &Path, resolved: &Path) -> std::io::Result<()> {
+    std::os::windows::fs::symlink_file(target.replace('/', "\\"), link).or_else(|_| fs::hard_link(resolved, link))
+}
+
 /// SHA-256 of a whole file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
     use sha2::Digest;
