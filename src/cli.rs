@@ -50,73 +50,73 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The job file (YAML)
-    pub jobfile: PathBuf,
+    pub(crate) jobfile: PathBuf,
     /// Rebuild outputs even when they are fresh
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Show what would be built and why; write nothing
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Only outputs matching this glob: a name (`Qwen*`) or name/frame (`*/gamma_prime`); repeatable
     #[arg(long, value_name = "PATTERN")]
-    pub only: Vec<String>,
+    pub(crate) only: Vec<String>,
     /// Only shard K of N (0-based): a stable partition of the jobs for CI matrices and array jobs
     #[arg(long, value_name = "K/N")]
-    pub shard: Option<crate::selection::Shard>,
+    pub(crate) shard: Option<crate::selection::Shard>,
     /// Jobs to run in parallel
     #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    pub jobs: u16,
+    pub(crate) jobs: u16,
     /// Never touch the network: read Hub models from the HF cache only (also HF_HUB_OFFLINE=1)
     #[arg(long)]
-    pub offline: bool,
+    pub(crate) offline: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The job file (YAML)
-    pub jobfile: PathBuf,
+    pub(crate) jobfile: PathBuf,
     /// Print JSON: one object per output (same as --format json)
     #[arg(long, conflicts_with = "format")]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Output format: a plain table, JSON (a stable schema, see the README) or a markdown table for CI summaries
     #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    pub(crate) format: Format,
     /// Exit 1 when anything is stale or missing (for CI)
     #[arg(long)]
-    pub check: bool,
+    pub(crate) check: bool,
     /// Only outputs matching this glob: a name (`Qwen*`) or name/frame (`*/gamma_prime`); repeatable
     #[arg(long, value_name = "PATTERN")]
-    pub only: Vec<String>,
+    pub(crate) only: Vec<String>,
     /// Only shard K of N (0-based)
     #[arg(long, value_name = "K/N")]
-    pub shard: Option<crate::selection::Shard>,
+    pub(crate) shard: Option<crate::selection::Shard>,
     /// Never touch the network (also HF_HUB_OFFLINE=1)
     #[arg(long)]
-    pub offline: bool,
+    pub(crate) offline: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The manifests directory
     #[arg(default_value = "manifests")]
-    pub manifests: PathBuf,
+    pub(crate) manifests: PathBuf,
     /// Print JSON: one object per manifest
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Also recompute derived frames (e.g. gamma_prime) from the inputs their fingerprints name
     #[arg(long)]
-    pub recompute: bool,
+    pub(crate) recompute: bool,
     /// Also re-read every recorded source file whole (local file, HF cache blob, or the Hub: streamed, not
     /// stored), hash it, compare it with the manifest and the Hub's current digest, and re-extract W from it
     #[arg(long)]
-    pub sources: bool,
+    pub(crate) sources: bool,
     /// With --sources: never touch the network (also HF_HUB_OFFLINE=1); files read from the Hub are errors
     #[arg(long)]
-    pub offline: bool,
+    pub(crate) offline: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Table,
     Json,
     Markdown,
@@ -125,25 +125,25 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// A stored output (e.g. tensors/NAME/W.safetensors) or its manifest (manifests/NAME/FRAME.json)
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Print JSON instead of a table
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct AttestArgs {
     /// The manifests directory
     #[arg(default_value = "manifests")]
-    pub manifests: PathBuf,
+    pub(crate) manifests: PathBuf,
     /// Where to write `<name>/<frame>.intoto.json` (default: `attestations/` beside the manifests directory)
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
-    pub shell: clap_complete::Shell,
+    pub(crate) shell: clap_complete::Shell,
 }
 
 const SUBCOMMANDS: &[&str] = &["run", "status", "verify", "show", "attest", "completions", "man", "synth", "help"];

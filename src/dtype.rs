@@ -3,7 +3,7 @@
 
 use crate::checkpoint::header::Dtype;
 
-pub const CANONICAL_NAN: u16 = 0x7FC0;
+pub(crate) const CANONICAL_NAN: u16 = 0x7FC0;
 
 /// f32 bits → bf16 bits, round to nearest, ties to even (matches `half::bf16::from_f32` for every non-NaN).
 #[inline(always)]
@@ -17,7 +17,7 @@ fn f32_bits_to_bf16(bits: u32) -> u16 {
 
 /// Converts little-endian `src` elements of `dtype` into little-endian bf16 `dst`; returns the number of NaNs.
 /// `src.len()` must be a whole number of elements and `dst.len()` the matching number of bf16 bytes.
-pub fn to_bf16(dtype: Dtype, src: &[u8], dst: &mut [u8]) -> u64 {
+pub(crate) fn to_bf16(dtype: Dtype, src: &[u8], dst: &mut [u8]) -> u64 {
     match dtype {
         Dtype::Bf16 => {
             dst.copy_from_slice(src);
@@ -48,13 +48,13 @@ pub fn to_bf16(dtype: Dtype, src: &[u8], dst: &mut [u8]) -> u64 {
 
 /// bf16 bits → f32, exactly.
 #[inline(always)]
-pub fn bf16_to_f32(bits: u16) -> f32 {
+pub(crate) fn bf16_to_f32(bits: u16) -> f32 {
     f32::from_bits((bits as u32) << 16)
 }
 
 /// f64 → bf16 with one correct rounding (nearest, ties to even): via f32 rounded to odd, which cannot
 /// double-round since f32 keeps more than bf16's 8 bits + 2. NaN → the canonical NaN.
-pub fn f64_to_bf16(x: f64) -> u16 {
+pub(crate) fn f64_to_bf16(x: f64) -> u16 {
     if x.is_nan() {
         return CANONICAL_NAN;
     }
@@ -71,12 +71,12 @@ pub fn f64_to_bf16(x: f64) -> u16 {
 
 /// f64 → f32 (nearest, ties to even), NaN → the canonical quiet NaN, so bytes never depend on the platform.
 #[inline(always)]
-pub fn f64_to_f32_bits(x: f64) -> u32 {
+pub(crate) fn f64_to_f32_bits(x: f64) -> u32 {
     if x.is_nan() { 0x7FC0_0000 } else { (x as f32).to_bits() }
 }
 
 /// NaNs among little-endian bf16 values (copied as they are: a bf16 source is never rewritten).
-pub fn bf16_nans(bytes: &[u8]) -> u64 {
+pub(crate) fn bf16_nans(bytes: &[u8]) -> u64 {
     // Four lanes per u64 word: a lane is NaN when its magnitude (x & 0x7FFF) exceeds 0x7F80, that is when adding
     // 0x7F carries into bit 15. No lane can carry into the next (0x7FFF + 0x7F < 0x10000).
     const MAGNITUDE: u64 = 0x7FFF_7FFF_7FFF_7FFF;
@@ -95,7 +95,7 @@ pub fn bf16_nans(bytes: &[u8]) -> u64 {
 }
 
 /// Bytes per source element for the float dtypes W may have.
-pub fn source_width(dtype: Dtype) -> usize {
+pub(crate) fn source_width(dtype: Dtype) -> usize {
     (dtype.bits() / 8) as usize
 }
 
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn nan_count_matches_the_per_element_rule_for_every_bf16_value() {
         // Every 16-bit pattern once, at every alignment, with an odd tail: the word-at-a-time count must agree.
-        let all: Vec<u8> = (0..=u16::MAX).flat_map(|x| x.to_le_bytes()).collect();
+        let all: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
         let slow = |b: &[u8]| b.chunks_exact(2).filter(|e| u16::from_le_bytes([e[0], e[1]]) & 0x7FFF > 0x7F80).count();
         assert_eq!(slow(&all), 2 * 127);
         for skip in 0..4 {

@@ -11,14 +11,16 @@ pub fn truthy(v: Option<String>) -> bool {
 
 /// `$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface` — where the Python client keeps
 /// its cache and token. `env` reads a variable (empty values count as unset).
-pub fn hf_home(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+pub(crate) fn hf_home(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-    set("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = set("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(set("HOME").unwrap_or_else(|| "/".into())).join(".cache"));
-        cache.join("huggingface")
-    })
+    set("HF_HOME").map_or_else(
+        || {
+            let cache = set("XDG_CACHE_HOME")
+                .map_or_else(|| PathBuf::from(set("HOME").unwrap_or_else(|| "/".into())).join(".cache"), PathBuf::from);
+            cache.join("huggingface")
+        },
+        PathBuf::from,
+    )
 }
 
 #[cfg(test)]

@@ -58,19 +58,19 @@ fn hub_context(status: Option<u16>, request_id: &Option<String>) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
-    pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    pub(crate) fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Checkpoint { path: path.into(), message: message.into() }
     }
-    pub fn manifest(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    pub(crate) fn manifest(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Manifest { path: path.into(), message: message.into() }
     }
 }
 
 /// Attach a path to `std::io::Result`s: `fs::read(p).at(p)?`.
-pub trait IoContext<T> {
+pub(crate) trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// Opens `path` for reading if it is a regular file. The open itself cannot block: on Unix it is done with
 /// `O_NONBLOCK` (which a FIFO honours), the type is checked on the open descriptor, then the flag is cleared.
-pub fn open_regular(path: &Path) -> Result<File> {
+pub(crate) fn open_regular(path: &Path) -> Result<File> {
     let file = open_nonblocking(path).map_err(|e| Error::io(path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
@@ -28,7 +28,7 @@ pub fn open_regular(path: &Path) -> Result<File> {
 }
 
 /// The whole of a small file (a config, an index, a ref, a token, a manifest), refused unread past `max` bytes.
-pub fn read_small(path: &Path, max: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_small(path: &Path, max: u64) -> Result<Vec<u8>> {
     let file = open_regular(path)?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let too_big = |n: u64| {
@@ -52,7 +52,7 @@ pub fn read_small(path: &Path, max: u64) -> Result<Vec<u8>> {
 }
 
 /// `read_small`, with `Ok(None)` when nothing is at `path`.
-pub fn read_small_opt(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_small_opt(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
     match read_small(path, max) {
         Ok(b) => Ok(Some(b)),
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -61,7 +61,7 @@ pub fn read_small_opt(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, without moving a shared cursor (so threads can read one file).
-pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)

@@ -4,7 +4,7 @@
 //! This module only checks and encodes strings.
 
 /// A file name from untrusted input that will be joined to a directory: plain relative segments only.
-pub fn check_relative_file(name: &str) -> Result<(), String> {
+pub(crate) fn check_relative_file(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty file name".into());
     }
@@ -18,17 +18,17 @@ pub fn check_relative_file(name: &str) -> Result<(), String> {
 }
 
 /// `len` lowercase hex digits: a SHA-256 (64), a git commit or blob id (40).
-pub fn is_hex(s: &str, len: usize) -> bool {
+pub(crate) fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A 40-hex git commit, as the Hub and the HF cache name them.
-pub fn is_commit(s: &str) -> bool {
+pub(crate) fn is_commit(s: &str) -> bool {
     is_hex(s, 40)
 }
 
 /// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");

@@ -15,7 +15,7 @@ pub fn init(enabled: bool) {
 }
 
 /// A byte-progress bar labelled `label`, or a hidden one when bars are off.
-pub fn bar(len: u64, label: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, label: &str) -> ProgressBar {
     let Some(Some(multi)) = MULTI.get() else { return ProgressBar::hidden() };
     let style = ProgressStyle::with_template(
         "{msg:30!} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} eta {eta:>4} {wide_bar}",

@@ -13,11 +13,11 @@ static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 const MIN_LITERAL: usize = 6;
 
 /// Remembers `secret` so that `redact` removes it from anything printed later.
-pub fn register(secret: &str) {
+pub(crate) fn register(secret: &str) {
     if secret.len() < MIN_LITERAL {
         return;
     }
-    let mut s = SECRETS.write().unwrap_or_else(|p| p.into_inner());
+    let mut s = SECRETS.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !s.iter().any(|x| x == secret) {
         s.push(secret.to_string());
         // Longest first, so a secret that contains another is replaced whole.
@@ -27,7 +27,7 @@ pub fn register(secret: &str) {
 
 /// `text` with every registered secret replaced by `<redacted>`.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
-    let s = SECRETS.read().unwrap_or_else(|p| p.into_inner());
+    let s = SECRETS.read().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !s.iter().any(|x| text.contains(x.as_str())) {
         return std::borrow::Cow::Borrowed(text);
     }

@@ -12,14 +12,14 @@ use serde_json::json;
 use std::path::PathBuf;
 
 /// One manifest's verdict.
-pub struct Checked {
-    pub manifest: PathBuf,
-    pub output: Option<PathBuf>,
-    pub problem: Option<Problem>,
+pub(crate) struct Checked {
+    pub(crate) manifest: PathBuf,
+    pub(crate) output: Option<PathBuf>,
+    pub(crate) problem: Option<Problem>,
 }
 
 /// Why a manifest did not verify.
-pub enum Problem {
+pub(crate) enum Problem {
     /// The bytes (or the manifest) are not what the manifest says: exit 1.
     Mismatch(String),
     /// It could not be checked (a source unreadable, the Hub unreachable): exit 2.
@@ -27,7 +27,7 @@ pub enum Problem {
 }
 
 impl Problem {
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         match self {
             Problem::Mismatch(s) | Problem::Error(s) => s,
         }
@@ -35,18 +35,18 @@ impl Problem {
 }
 
 /// What `show` found, for the report.
-pub struct Shown {
-    pub file: PathBuf,
-    pub manifest_path: Option<PathBuf>,
-    pub manifest: Option<Manifest>,
+pub(crate) struct Shown {
+    pub(crate) file: PathBuf,
+    pub(crate) manifest_path: Option<PathBuf>,
+    pub(crate) manifest: Option<Manifest>,
     /// The file's own header: (tensor, dtype, shape) in file order.
-    pub tensors: Vec<(String, String, Vec<u64>)>,
-    pub size: u64,
-    pub sha256: String,
-    pub matches: bool,
+    pub(crate) tensors: Vec<(String, String, Vec<u64>)>,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
+    pub(crate) matches: bool,
 }
 
-pub fn run(reports: &[Report], dry_run: bool) {
+pub(crate) fn run(reports: &[Report], dry_run: bool) {
     let (mut built, mut fresh, mut failed) = (0, 0, 0);
     for r in reports {
         for w in &r.warnings {
@@ -97,7 +97,7 @@ fn state_words(state: &Result<State, crate::error::Error>) -> (&'static str, Vec
     }
 }
 
-pub fn status_table(rows: &[Row]) {
+pub(crate) fn status_table(rows: &[Row]) {
     for r in rows {
         let (state, reasons) = state_words(&r.state);
         let id = format!("{}/{}", r.name, r.frame);
@@ -109,7 +109,7 @@ pub fn status_table(rows: &[Row]) {
     }
 }
 
-pub fn status_json(rows: &[Row], store: &Store) {
+pub(crate) fn status_json(rows: &[Row], store: &Store) {
     let items: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -131,7 +131,7 @@ pub fn status_json(rows: &[Row], store: &Store) {
 }
 
 /// A markdown table for CI job summaries and pull-request comments; commits link to the Hub's tree.
-pub fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
+pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
     let (fresh, total) = (rows.iter().filter(|r| matches!(r.state, Ok(State::Fresh))).count(), rows.len());
     println!("### gamma-run status: {fresh} of {total} outputs fresh\n");
     println!("| output | state | why | source | sha256 |");
@@ -169,7 +169,7 @@ pub fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
     }
 }
 
-pub fn show(s: &Shown, as_json: bool) {
+pub(crate) fn show(s: &Shown, as_json: bool) {
     if as_json {
         let v = json!({
             "file": s.file, "size": s.size, "sha256": s.sha256, "matches_manifest": s.matches,
@@ -244,14 +244,14 @@ pub fn show(s: &Shown, as_json: bool) {
     row("built", format!("{} by {} {}", m.created_at, m.tool.name, m.tool.version));
 }
 
-pub fn attested(files: &[std::path::PathBuf]) {
+pub(crate) fn attested(files: &[std::path::PathBuf]) {
     for f in files {
         println!("wrote    {}", plain(&f.display().to_string()));
     }
     println!("{} statements", files.len());
 }
 
-pub fn verify(checked: &[Checked], as_json: bool) {
+pub(crate) fn verify(checked: &[Checked], as_json: bool) {
     if as_json {
         let items: Vec<_> = checked
             .iter()
@@ -260,7 +260,7 @@ pub fn verify(checked: &[Checked], as_json: bool) {
                     "manifest": c.manifest,
                     "output": c.output,
                     "ok": c.problem.is_none(),
-                    "problem": c.problem.as_ref().map(|p| p.text()),
+                    "problem": c.problem.as_ref().map(Problem::text),
                     "error": matches!(c.problem, Some(Problem::Error(_))),
                 })
             })
@@ -273,10 +273,10 @@ pub fn verify(checked: &[Checked], as_json: bool) {
         match &c.problem {
             None => println!("ok        {}", plain(&out)),
             Some(Problem::Mismatch(p)) => {
-                println!("MISMATCH  {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p))
+                println!("MISMATCH  {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p));
             }
             Some(Problem::Error(p)) => {
-                println!("ERROR     {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p))
+                println!("ERROR     {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p));
             }
         }
     }

@@ -12,16 +12,16 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    pub force: bool,
-    pub dry_run: bool,
-    pub only: Vec<String>,
-    pub shard: Option<crate::selection::Shard>,
-    pub jobs: usize,
+pub(crate) struct RunOptions {
+    pub(crate) force: bool,
+    pub(crate) dry_run: bool,
+    pub(crate) only: Vec<String>,
+    pub(crate) shard: Option<crate::selection::Shard>,
+    pub(crate) jobs: usize,
 }
 
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Fresh,
     Built {
         reasons: Vec<String>,
@@ -38,22 +38,22 @@ pub enum Outcome {
 }
 
 #[derive(Debug)]
-pub struct Report {
-    pub name: String,
-    pub frame: &'static str,
-    pub outcome: Outcome,
-    pub warnings: Vec<String>,
+pub(crate) struct Report {
+    pub(crate) name: String,
+    pub(crate) frame: &'static str,
+    pub(crate) outcome: Outcome,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// One output's state as `status` shows it.
 #[derive(Debug)]
-pub struct Row {
-    pub name: String,
-    pub frame: &'static str,
-    pub state: Result<State>,
-    pub manifest: Option<Manifest>,
-    pub output_path: std::path::PathBuf,
-    pub manifest_path: std::path::PathBuf,
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) frame: &'static str,
+    pub(crate) state: Result<State>,
+    pub(crate) manifest: Option<Manifest>,
+    pub(crate) output_path: std::path::PathBuf,
+    pub(crate) manifest_path: std::path::PathBuf,
 }
 
 /// Runs `f` over `items` on `workers` threads, results in input order. Jobs get their own threads so that
@@ -75,13 +75,18 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> 
     results.into_iter().map(|r| r.into_inner().expect("no poisoned results").expect("every item ran")).collect()
 }
 
-pub fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
+pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
     let selected = crate::selection::select(jf, &opts.only, opts.shard)?;
     let per_job = in_parallel(&selected, opts.jobs, |job| run_job(job, cx, opts));
     Ok(per_job.into_iter().flatten().collect())
 }
 
-pub fn status(jf: &JobFile, cx: &Context, only: &[String], shard: Option<crate::selection::Shard>) -> Result<Vec<Row>> {
+pub(crate) fn status(
+    jf: &JobFile,
+    cx: &Context,
+    only: &[String],
+    shard: Option<crate::selection::Shard>,
+) -> Result<Vec<Row>> {
     let selected = crate::selection::select(jf, only, shard)?;
     let rows: Vec<Vec<Row>> = selected.par_iter().map(|job| status_job(job, cx)).collect();
     Ok(rows.into_iter().flatten().collect())

@@ -9,9 +9,9 @@ use sha2::Digest;
 
 /// `K/N`: the K-th (0-based, as `SLURM_ARRAY_TASK_ID` and `JOB_COMPLETION_INDEX` count) of N shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
+pub(crate) struct Shard {
+    pub(crate) index: u32,
+    pub(crate) count: u32,
 }
 
 impl std::str::FromStr for Shard {
@@ -28,13 +28,13 @@ impl std::str::FromStr for Shard {
 }
 
 /// The shard a job belongs to: the first 8 bytes of SHA-256 of its output name, modulo N.
-pub fn shard_of(name: &str, count: u32) -> u32 {
+pub(crate) fn shard_of(name: &str, count: u32) -> u32 {
     let h = sha2::Sha256::digest(name.as_bytes());
     (u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) % count as u64) as u32
 }
 
 /// The jobs (with only their selected frames, inputs included) that `only` and `shard` select.
-pub fn select(jf: &JobFile, only: &[String], shard: Option<Shard>) -> Result<Vec<Job>> {
+pub(crate) fn select(jf: &JobFile, only: &[String], shard: Option<Shard>) -> Result<Vec<Job>> {
     let patterns: Vec<(String, glob::Pattern)> = only
         .iter()
         .map(|o| glob::Pattern::new(o).map(|p| (o.clone(), p)).map_err(|e| Error::Usage(format!("--only {o:?}: {e}"))))
@@ -72,7 +72,7 @@ pub fn select(jf: &JobFile, only: &[String], shard: Option<Shard>) -> Result<Vec
         }
         // Keep a frame if it was selected or is an input of one that was (frames are in dependency order).
         let needed: Vec<&str> =
-            wanted.iter().flat_map(|w| crate::frame::with_inputs(w.frame)).map(|f| f.name()).collect();
+            wanted.iter().flat_map(|w| crate::frame::with_inputs(w.frame)).map(super::frame::Frame::name).collect();
         let mut j = job.clone();
         j.frames.retain(|f| needed.contains(&f.name()));
         out.push(j);

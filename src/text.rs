@@ -16,7 +16,7 @@ pub fn plain(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// `s` as the text of a markdown table cell: control characters escaped, markdown punctuation backslashed, and
 /// `<`, `>`, `&` as entities, so a name cannot open a comment, a heading, a link or an HTML tag.
-pub fn md(s: &str) -> String {
+pub(crate) fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in plain(s).chars() {
         match c {

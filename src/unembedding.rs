@@ -4,8 +4,8 @@
 use crate::checkpoint::config::ModelConfig;
 use crate::checkpoint::header::{Dtype, TensorInfo};
 
-pub const HEAD_KEYS: &[&str] = &["lm_head.weight", "language_model.lm_head.weight"];
-pub const EMBED_KEYS: &[&str] = &[
+pub(crate) const HEAD_KEYS: &[&str] = &["lm_head.weight", "language_model.lm_head.weight"];
+pub(crate) const EMBED_KEYS: &[&str] = &[
     "model.embed_tokens.weight",
     "model.language_model.embed_tokens.weight",
     "language_model.model.embed_tokens.weight",
@@ -13,14 +13,14 @@ pub const EMBED_KEYS: &[&str] = &[
 
 /// The decision: the key to read, a sentence for the manifest, and a warning when transformers versions disagree.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Choice {
-    pub key: String,
-    pub reason: String,
-    pub warning: Option<String>,
+pub(crate) struct Choice {
+    pub(crate) key: String,
+    pub(crate) reason: String,
+    pub(crate) warning: Option<String>,
 }
 
 /// Decides W's key from the config and the checkpoint's key names; `explicit` (the job's `tensor:`) wins.
-pub fn choose(cfg: &ModelConfig, keys: &[&str], explicit: Option<&str>) -> Result<Choice, String> {
+pub(crate) fn choose(cfg: &ModelConfig, keys: &[&str], explicit: Option<&str>) -> Result<Choice, String> {
     if cfg.quantized {
         return Err("the checkpoint is quantized (config.json has quantization_config): W is stored packed, \
                     not as a float matrix; use an unquantized revision of the model"
@@ -76,7 +76,7 @@ pub fn choose(cfg: &ModelConfig, keys: &[&str], explicit: Option<&str>) -> Resul
 }
 
 /// W must be a bf16/f16/f32 matrix of shape [vocab_size, hidden_size].
-pub fn check(cfg: &ModelConfig, w: &TensorInfo) -> Result<(), String> {
+pub(crate) fn check(cfg: &ModelConfig, w: &TensorInfo) -> Result<(), String> {
     if !matches!(w.dtype, Dtype::Bf16 | Dtype::F16 | Dtype::F32) {
         return Err(format!(
             "{} is stored as {}, not BF16, F16 or F32 (a quantized or integer tensor)",

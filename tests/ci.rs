@@ -59,7 +59,7 @@ fn only_takes_globs_over_names_and_frames() {
     let o = ws.run(&["status", &job, "--only", "m[0-2]"]);
     assert_eq!(
         outputs(&o.stdout),
-        ["m0/gamma", "m0/gamma_prime", "m1/gamma", "m2/gamma"].iter().map(|s| s.to_string()).collect()
+        ["m0/gamma", "m0/gamma_prime", "m1/gamma", "m2/gamma"].iter().map(std::string::ToString::to_string).collect()
     );
     // A derived frame brings its input along.
     let o = ws.run(&["status", &job, "--only", "*/gamma_prime"]);
@@ -224,7 +224,7 @@ fn shipped_ci_examples_use_the_shard_contract() {
     let shards = gha["jobs"]["build"]["strategy"]["matrix"]["shard"].as_array().unwrap();
     assert_eq!(
         shards.len().to_string(),
-        gha["env"]["SHARDS"].as_str().map(str::to_string).unwrap_or_else(|| gha["env"]["SHARDS"].to_string())
+        gha["env"]["SHARDS"].as_str().map_or_else(|| gha["env"]["SHARDS"].to_string(), str::to_string)
     );
     let steps = gha["jobs"]["build"]["steps"].to_string();
     assert!(steps.contains("--shard \\\"${{ matrix.shard }}/$SHARDS\\\""), "{steps}");

@@ -446,7 +446,7 @@ fn the_hex_dump_reassembly_finds_a_token_split_across_rows() {
     for row in bytes.chunks(16) {
         let mut line = String::from("TRACE ");
         for i in 0..16 {
-            line.push_str(&row.get(i).map(|b| format!("{b:02x}")).unwrap_or_else(|| "--".into()));
+            line.push_str(&row.get(i).map_or_else(|| "--".into(), |b| format!("{b:02x}")));
             if i % 2 == 1 {
                 line.push(' ');
             }

@@ -8,8 +8,7 @@ use support::*;
 
 fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("GAMMA_RUN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"), PathBuf::from);
     if dir.join("expected.json").exists() { Some(dir) } else { None }
 }
 

@@ -4,14 +4,14 @@
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModelConfig {
-    pub model_type: String,
-    pub vocab_size: u64,
-    pub hidden_size: u64,
-    pub tied: bool,
+pub(crate) struct ModelConfig {
+    pub(crate) model_type: String,
+    pub(crate) vocab_size: u64,
+    pub(crate) hidden_size: u64,
+    pub(crate) tied: bool,
     /// Where `tied` came from, for the manifest's `reason`.
-    pub tied_from: String,
-    pub quantized: bool,
+    pub(crate) tied_from: String,
+    pub(crate) quantized: bool,
 }
 
 /// Class defaults transformers applies when a key is absent: (model_type, vocab_size, hidden_size, tied).
@@ -26,7 +26,7 @@ const DEFAULTS: &[(&str, Option<u64>, Option<u64>, bool)] = &[
 ];
 
 impl ModelConfig {
-    pub fn parse(bytes: &[u8]) -> Result<ModelConfig, String> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<ModelConfig, String> {
         let top: Map<String, Value> = match super::StrictObject::parse(bytes) {
             Ok(obj) => obj.0.into_iter().collect(),
             Err(e) => return Err(format!("not a valid config: {e}")),

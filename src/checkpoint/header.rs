@@ -6,11 +6,11 @@ use super::StrictObject;
 use serde::Deserialize;
 
 /// Headers larger than this are refused (the Python client caps at 25 MB; real ones are well under 1 MB).
-pub const MAX_HEADER_LEN: u64 = 100 * 1024 * 1024;
+pub(crate) const MAX_HEADER_LEN: u64 = 100 * 1024 * 1024;
 
 /// Element types that may appear in a checkpoint; W must be one of the float ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dtype {
+pub(crate) enum Dtype {
     Bf16,
     F16,
     F32,
@@ -38,7 +38,7 @@ const OTHERS: &[(&str, u64)] = &[
 ];
 
 impl Dtype {
-    pub fn parse(s: &str) -> Option<Dtype> {
+    pub(crate) fn parse(s: &str) -> Option<Dtype> {
         match s {
             "BF16" => Some(Dtype::Bf16),
             "F16" => Some(Dtype::F16),
@@ -46,7 +46,7 @@ impl Dtype {
             _ => OTHERS.iter().find(|(n, _)| *n == s).map(|&(name, bits)| Dtype::Other { name, bits }),
         }
     }
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Dtype::Bf16 => "BF16",
             Dtype::F16 => "F16",
@@ -54,7 +54,7 @@ impl Dtype {
             Dtype::Other { name, .. } => name,
         }
     }
-    pub fn bits(&self) -> u64 {
+    pub(crate) fn bits(&self) -> u64 {
         match self {
             Dtype::Bf16 | Dtype::F16 => 16,
             Dtype::F32 => 32,
@@ -66,9 +66,9 @@ impl Dtype {
 /// One tensor's entry: where its bytes are, relative to the start of the data section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {
-    pub name: String,
-    pub dtype: Dtype,
-    pub shape: Vec<u64>,
+    pub(crate) name: String,
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<u64>,
     pub begin: u64,
     pub end: u64,
 }
@@ -77,22 +77,22 @@ pub struct TensorInfo {
 #[derive(Debug, Clone)]
 pub struct Header {
     /// The 8-byte length prefix plus the JSON, exactly as stored.
-    pub raw: Vec<u8>,
+    pub(crate) raw: Vec<u8>,
     pub tensors: Vec<TensorInfo>,
 }
 
 impl Header {
     /// Offset of the data section from the start of the file.
-    pub fn data_start(&self) -> u64 {
+    pub(crate) fn data_start(&self) -> u64 {
         self.raw.len() as u64
     }
-    pub fn get(&self, name: &str) -> Option<&TensorInfo> {
+    pub(crate) fn get(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
     }
 }
 
 /// Reads the length prefix; `Err` explains why it cannot be a header of a file of `file_len` bytes.
-pub fn header_len(prefix: [u8; 8], file_len: u64) -> Result<u64, String> {
+pub(crate) fn header_len(prefix: [u8; 8], file_len: u64) -> Result<u64, String> {
     let n = u64::from_le_bytes(prefix);
     if n > MAX_HEADER_LEN {
         return Err(format!("header length {n} exceeds the {MAX_HEADER_LEN}-byte limit"));

@@ -4,9 +4,6 @@
 use super::StrictObject;
 use std::collections::BTreeMap;
 
-/// Index files larger than this are refused (real ones are tens of KB).
-pub const MAX_INDEX_LEN: u64 = 64 * 1024 * 1024;
-
 #[derive(Debug, Clone)]
 pub struct Index {
     /// tensor name → shard file name (relative to the checkpoint root).
@@ -31,7 +28,7 @@ impl Index {
         Ok(Index { weight_map })
     }
 
-    pub fn shard_of(&self, tensor: &str) -> Option<&str> {
+    pub(crate) fn shard_of(&self, tensor: &str) -> Option<&str> {
         self.weight_map.get(tensor).map(String::as_str)
     }
 }

@@ -1,7 +1,7 @@
 //! What a safetensors checkpoint is made of, parsed strictly: the per-file header (`header`), the shard index
 //! (`index`) and `config.json` (`config`). Parsing only: nothing here opens files or decides which tensor is W.
 
-pub mod config;
+pub(crate) mod config;
 pub mod header;
 pub mod index;
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::fmt;
 
 /// A JSON object as an ordered list of entries; a key that appears twice is an error, not "last wins".
-pub struct StrictObject(pub Vec<(String, Value)>);
+pub(crate) struct StrictObject(pub Vec<(String, Value)>);
 
 impl<'de> serde::Deserialize<'de> for StrictObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -37,7 +37,7 @@ impl<'de> serde::Deserialize<'de> for StrictObject {
 }
 
 impl StrictObject {
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, String> {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
 }

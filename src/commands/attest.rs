@@ -9,15 +9,15 @@ use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
 use serde_json::{Value, json};
 
-pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
-pub const PREDICATE_TYPE: &str = "https://gamma-run.dev/provenance/v1";
+pub(crate) const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub(crate) const PREDICATE_TYPE: &str = "https://gamma-run.dev/provenance/v1";
 
 pub fn execute(args: AttestArgs) -> Result<Exit> {
     let dir = &args.manifests;
     if !dir.is_dir() {
         return Err(Error::Usage(format!("{}: no such manifests directory", dir.display())));
     }
-    let root = std::fs::canonicalize(dir).at(dir)?.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let root = std::fs::canonicalize(dir).at(dir)?.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let out = args.out.clone().unwrap_or_else(|| root.join("attestations"));
     let mut written = Vec::new();
     for path in super::verify::find_manifests(dir)? {
@@ -46,7 +46,7 @@ pub fn execute(args: AttestArgs) -> Result<Exit> {
 }
 
 /// The statement for one manifest.
-pub fn statement(m: &Manifest) -> Value {
+pub(crate) fn statement(m: &Manifest) -> Value {
     let mut deps: Vec<Value> = Vec::new();
     let mut external = json!({
         "name": m.name,
@@ -67,7 +67,8 @@ pub fn statement(m: &Manifest) -> Value {
             if let Some(sha) = &f.sha256 {
                 d["digest"] = json!({"sha256": sha});
                 // Who vouches for the digest: computed by gamma-run, or the Hub's / the cache's unchecked word.
-                d["annotations"]["sha256_from"] = json!(f.digest_from(&s.kind).map(|d| d.as_str()));
+                d["annotations"]["sha256_from"] =
+                    json!(f.digest_from(&s.kind).map(super::super::manifest::DigestFrom::as_str));
             }
             deps.push(d);
         }

@@ -28,10 +28,10 @@ impl Exit {
     }
 }
 
-pub use crate::env::truthy;
+pub(crate) use crate::env::truthy;
 
 /// The frames' context for a job file: its output roots and how to reach sources.
-pub fn context(jf: &JobFile, offline: bool) -> Result<Context, Error> {
+pub(crate) fn context(jf: &JobFile, offline: bool) -> Result<Context, Error> {
     // Hub settings (endpoint, token file) are read only when a job names a Hub model: a local-only job file
     // neither reads the token nor fails on a malformed HF_ENDPOINT.
     let needs_hub = jf.jobs.iter().any(|j| matches!(j.source, crate::job::SourceSpec::Hub { .. }));
@@ -40,7 +40,7 @@ pub fn context(jf: &JobFile, offline: bool) -> Result<Context, Error> {
 
 /// How sources are reached: the HF cache, and the Hub unless offline (`--offline`, `HF_HUB_OFFLINE`) or not
 /// needed.
-pub fn source_options(offline: bool, needs_hub: bool) -> Result<SourceOptions, Error> {
+pub(crate) fn source_options(offline: bool, needs_hub: bool) -> Result<SourceOptions, Error> {
     let env = |k: &str| std::env::var(k).ok();
     let offline = offline || truthy(env("HF_HUB_OFFLINE"));
     let hub = if offline || !needs_hub {

@@ -53,7 +53,7 @@ struct How<'a> {
 }
 
 /// `<dir>/<name>/<frame>.json`, sorted.
-pub fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let sub = entry.at(dir)?.path();
@@ -169,7 +169,7 @@ fn check_sources(m: &Manifest, opts: &SourceOptions) -> std::result::Result<(), 
         if let Some(want) = &f.sha256
             && got.sha256 != *want
         {
-            let said = f.digest_from(&s.kind).map(|d| d.as_str()).unwrap_or("?");
+            let said = f.digest_from(&s.kind).map_or("?", super::super::manifest::DigestFrom::as_str);
             problems.push(format!(
                 "source {from}: sha256 {} differs from the manifest's {want} (sha256_from: {said})",
                 got.sha256

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Arch {
+pub(crate) enum Arch {
     Qwen3,
     Qwen2,
     Llama,
@@ -21,7 +21,7 @@ pub enum Arch {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Stored {
+pub(crate) enum Stored {
     Embed,
     Head,
     /// Both, with identical bytes
@@ -31,7 +31,7 @@ pub enum Stored {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SynthDtype {
+pub(crate) enum SynthDtype {
     Bf16,
     F16,
     F32,
@@ -41,55 +41,55 @@ pub enum SynthDtype {
 pub struct SynthArgs {
     /// Directory to write (created)
     #[arg(long)]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     #[arg(long, value_enum, default_value = "qwen3")]
-    pub arch: Arch,
+    pub(crate) arch: Arch,
     #[arg(long, default_value_t = 512)]
-    pub vocab: u64,
+    pub(crate) vocab: u64,
     #[arg(long, default_value_t = 64)]
-    pub hidden: u64,
+    pub(crate) hidden: u64,
     #[arg(long, value_enum, default_value = "bf16")]
-    pub dtype: SynthDtype,
+    pub(crate) dtype: SynthDtype,
     /// Number of shards; more than one writes model.safetensors.index.json
     #[arg(long, default_value_t = 1)]
-    pub shards: u32,
+    pub(crate) shards: u32,
     /// config's tie_word_embeddings: true, false, or absent (class default)
     #[arg(long, default_value = "true")]
-    pub tie: String,
+    pub(crate) tie: String,
     /// Which of embedding and head are stored
     #[arg(long, value_enum, default_value = "embed")]
-    pub store: Stored,
+    pub(crate) store: Stored,
     /// Put rounding ties, ±Inf, overflow, subnormals and -0 into the first rows
     #[arg(long)]
-    pub specials: bool,
+    pub(crate) specials: bool,
     /// Also put NaNs into the first row
     #[arg(long)]
-    pub nan: bool,
+    pub(crate) nan: bool,
     /// Bulk (MiB) added to each shard as other layers' weights: one value for all shards, or one per shard
     #[arg(long, value_delimiter = ',', default_value = "0")]
-    pub filler_mib: Vec<u64>,
+    pub(crate) filler_mib: Vec<u64>,
     /// Add a quantization_config to config.json
     #[arg(long)]
-    pub quantized: bool,
+    pub(crate) quantized: bool,
     /// Write a complete decoder of this many layers (every tensor transformers loads, with its real name and
     /// shape) instead of filler, sharded as `save_pretrained` does; Llama-style architectures only
     #[arg(long, default_value_t = 0)]
-    pub layers: u64,
+    pub(crate) layers: u64,
     /// With --layers: the MLP's intermediate size
     #[arg(long, default_value_t = 128)]
-    pub intermediate: u64,
+    pub(crate) intermediate: u64,
     /// With --layers: attention heads, key/value heads and the head dimension
     #[arg(long, default_value_t = 4)]
-    pub heads: u64,
+    pub(crate) heads: u64,
     #[arg(long, default_value_t = 2)]
-    pub kv_heads: u64,
+    pub(crate) kv_heads: u64,
     #[arg(long, default_value_t = 16)]
-    pub head_dim: u64,
+    pub(crate) head_dim: u64,
     /// With --layers: start a new shard before one would pass this many bytes (save_pretrained's max_shard_size)
     #[arg(long, default_value_t = 4_000_000_000)]
-    pub max_shard_bytes: u64,
+    pub(crate) max_shard_bytes: u64,
     #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    pub(crate) seed: u64,
 }
 
 struct Tensor {
@@ -178,9 +178,9 @@ pub fn execute(a: SynthArgs) -> Result<()> {
         specials: false,
     });
     match a.store {
-        Stored::Head => shards[last].push(w(head_key, a.seed + 1)),
+        // The head's own values (differing from the embedding's); `both` stores the embedding's values twice.
+        Stored::Head | Stored::BothDiffer => shards[last].push(w(head_key, a.seed + 1)),
         Stored::Both => shards[last].push(w(head_key, a.seed)),
-        Stored::BothDiffer => shards[last].push(w(head_key, a.seed + 1)),
         Stored::Embed => {}
     }
     write_model(&a, shards)

@@ -11,7 +11,7 @@ use crate::source::{self, Fetch, Located, Resolved, SourceOptions};
 use crate::store::safetensors_file::{self, OutDtype};
 use crate::store::{BUF_LEN, ByteSink};
 
-pub struct Gamma;
+pub(crate) struct Gamma;
 
 impl Frame for Gamma {
     fn name(&self) -> &'static str {
@@ -138,7 +138,7 @@ fn convert(dtype: Dtype, src: &[u8], buf: &mut Vec<u8>, out: &mut dyn ByteSink) 
 
 /// Rebuilds γ's file hash from W's bytes as they stream past in a re-read of the whole source file
 /// (`verify --sources`): the same header, the same conversion, hashed instead of stored.
-pub struct Reextract {
+pub(crate) struct Reextract {
     dtype: Dtype,
     end: u64,
     /// Bytes of a partial element carried over between pieces.
@@ -150,7 +150,7 @@ pub struct Reextract {
 
 impl Reextract {
     /// For the source a γ manifest records: W's dtype, shape and byte range in `range.file`.
-    pub fn new(src: &SourceRecord) -> std::result::Result<Reextract, String> {
+    pub(crate) fn new(src: &SourceRecord) -> std::result::Result<Reextract, String> {
         let dtype = Dtype::parse(&src.dtype)
             .filter(|d| matches!(d, Dtype::Bf16 | Dtype::F16 | Dtype::F32))
             .ok_or_else(|| format!("the manifest records W as {:?}, which gamma does not convert", src.dtype))?;
@@ -170,7 +170,7 @@ impl Reextract {
     }
 
     /// A piece of the file starting at byte `pos`; pieces must come in order.
-    pub fn feed(&mut self, pos: u64, piece: &[u8]) -> Result<()> {
+    pub(crate) fn feed(&mut self, pos: u64, piece: &[u8]) -> Result<()> {
         let (lo, hi) = (pos.max(self.next), (pos + piece.len() as u64).min(self.end));
         if lo >= hi {
             return Ok(());
@@ -194,7 +194,7 @@ impl Reextract {
     }
 
     /// The SHA-256 of the γ file these bytes give, or `None` if the file ended before W did.
-    pub fn finish(self) -> Option<String> {
+    pub(crate) fn finish(self) -> Option<String> {
         (self.next == self.end && self.carry.is_empty()).then(|| self.sink.finish())
     }
 }

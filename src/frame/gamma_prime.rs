@@ -18,7 +18,7 @@ const CHUNK_ROWS: usize = 256;
 /// Chunks read per batch in the centroid pass (bounds memory: 8 × 256 rows).
 const BATCH_CHUNKS: usize = 8;
 
-pub struct GammaPrime;
+pub(crate) struct GammaPrime;
 
 impl Frame for GammaPrime {
     fn name(&self) -> &'static str {
@@ -42,7 +42,7 @@ impl Frame for GammaPrime {
         let input = |message: String| Error::Input { input: format!("{}/gamma", job.name), message };
         let m = Manifest::read(&gamma_manifest).map_err(|e| input(format!("{e}; build gamma first")))?;
         let root = cx.store.root();
-        let dtype = params.get("dtype").map(String::as_str).unwrap_or("f32");
+        let dtype = params.get("dtype").map_or("f32", String::as_str);
         let centered = Centered::from_gamma(root, &m, dtype).map_err(input)?;
         let mut fp = fingerprint::base(self.name(), self.version(), centered.out_dtype().name());
         fp.insert("input.gamma".into(), m.output.sha256.clone());
@@ -63,7 +63,7 @@ impl Frame for GammaPrime {
     }
 
     fn reproduce(&self, root: &Path, m: &Manifest, inputs: &[Manifest]) -> Option<Result<Box<dyn Producer>>> {
-        let dtype = m.params.get("dtype").map(String::as_str).unwrap_or("f32");
+        let dtype = m.params.get("dtype").map_or("f32", String::as_str);
         let input = |message: String| Error::Input { input: format!("{}/gamma", m.name), message };
         // The γ the fingerprint names: its digest from the fingerprint, its file from γ's own manifest.
         let Some(named) = m.fingerprint_inputs.get("input.gamma") else {

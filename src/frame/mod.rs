@@ -8,7 +8,7 @@
 mod gamma;
 mod gamma_prime;
 
-pub use gamma::Reextract;
+pub(crate) use gamma::Reextract;
 
 use crate::error::Result;
 use crate::manifest::{InputRecord, Manifest, SourceRecord, fingerprint};
@@ -18,9 +18,9 @@ use crate::store::{ByteSink, Store};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub type Params = BTreeMap<String, String>;
+pub(crate) type Params = BTreeMap<String, String>;
 
-pub trait Frame: Sync {
+pub(crate) trait Frame: Sync {
     fn name(&self) -> &'static str;
     /// Bump when the bytes this frame writes for the same inputs change.
     fn version(&self) -> u32;
@@ -43,70 +43,70 @@ pub trait Frame: Sync {
 }
 
 /// A frame parameter: its name, default and allowed values.
-pub struct Param {
-    pub name: &'static str,
-    pub default: &'static str,
-    pub allowed: &'static [&'static str],
+pub(crate) struct Param {
+    pub(crate) name: &'static str,
+    pub(crate) default: &'static str,
+    pub(crate) allowed: &'static [&'static str],
 }
 
 /// What a frame is asked to build: one output of a job (its name, the model source, the job's `tensor:`
 /// override and fetch mode). Frames see this, not the job file's types.
 #[derive(Debug, Clone, Copy)]
-pub struct Target<'a> {
-    pub name: &'a str,
-    pub source: &'a SourceSpec,
-    pub tensor: Option<&'a str>,
-    pub fetch: Fetch,
+pub(crate) struct Target<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) source: &'a SourceSpec,
+    pub(crate) tensor: Option<&'a str>,
+    pub(crate) fetch: Fetch,
 }
 
 /// Everything frames may consult.
-pub struct Context {
-    pub store: Store,
-    pub sources: SourceOptions,
+pub(crate) struct Context {
+    pub(crate) store: Store,
+    pub(crate) sources: SourceOptions,
 }
 
 /// A planned output: its identity, provenance, and how to produce it.
-pub struct Plan {
-    pub fingerprint: fingerprint::Inputs,
-    pub tensor: String,
-    pub dtype: crate::store::safetensors_file::OutDtype,
-    pub inputs: Vec<InputRecord>,
-    pub params: Params,
+pub(crate) struct Plan {
+    pub(crate) fingerprint: fingerprint::Inputs,
+    pub(crate) tensor: String,
+    pub(crate) dtype: crate::store::safetensors_file::OutDtype,
+    pub(crate) inputs: Vec<InputRecord>,
+    pub(crate) params: Params,
     /// Source files guarded by a stat cache (their content is not in the fingerprint).
-    pub watched: Vec<crate::store::Watched>,
-    pub warnings: Vec<String>,
+    pub(crate) watched: Vec<crate::store::Watched>,
+    pub(crate) warnings: Vec<String>,
     /// Bytes of tensor data building this output reads, when known without building it (for `--dry-run`).
-    pub reads: Option<u64>,
-    pub producer: Box<dyn Producer>,
+    pub(crate) reads: Option<u64>,
+    pub(crate) producer: Box<dyn Producer>,
 }
 
-pub trait Producer: Send + Sync {
+pub(crate) trait Producer: Send + Sync {
     /// Streams the whole output file into `out`.
     fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced>;
 }
 
 /// What producing an output found out: facts for its manifest.
-pub struct Produced {
-    pub shape: Vec<u64>,
+pub(crate) struct Produced {
+    pub(crate) shape: Vec<u64>,
     /// NaNs in the output (canonicalised where a conversion made them).
-    pub nan_count: u64,
+    pub(crate) nan_count: u64,
     /// Where the bytes came from, for frames read from a model source.
-    pub source: Option<SourceRecord>,
-    pub warnings: Vec<String>,
+    pub(crate) source: Option<SourceRecord>,
+    pub(crate) warnings: Vec<String>,
 }
 
 static FRAMES: &[&dyn Frame] = &[&gamma::Gamma, &gamma_prime::GammaPrime];
 
-pub fn by_name(name: &str) -> Option<&'static dyn Frame> {
+pub(crate) fn by_name(name: &str) -> Option<&'static dyn Frame> {
     FRAMES.iter().copied().find(|f| f.name() == name)
 }
 
-pub fn names() -> Vec<&'static str> {
+pub(crate) fn names() -> Vec<&'static str> {
     FRAMES.iter().map(|f| f.name()).collect()
 }
 
 /// `frame`'s inputs, transitively, then `frame` itself: the order to build them in.
-pub fn with_inputs(frame: &'static dyn Frame) -> Vec<&'static dyn Frame> {
+pub(crate) fn with_inputs(frame: &'static dyn Frame) -> Vec<&'static dyn Frame> {
     let mut out: Vec<&'static dyn Frame> = Vec::new();
     for input in frame.inputs() {
         for f in with_inputs(*input) {
@@ -120,7 +120,7 @@ pub fn with_inputs(frame: &'static dyn Frame) -> Vec<&'static dyn Frame> {
 }
 
 /// Checks `given` against the frame's parameters and fills in defaults.
-pub fn resolve_params(frame: &dyn Frame, given: &Params) -> std::result::Result<Params, String> {
+pub(crate) fn resolve_params(frame: &dyn Frame, given: &Params) -> std::result::Result<Params, String> {
     let specs = frame.params();
     for (k, v) in given {
         let Some(p) = specs.iter().find(|p| p.name == k) else {

@@ -9,40 +9,40 @@ use std::time::Duration;
 use ureq::Body;
 use ureq::http::Response;
 
-pub struct Http {
+pub(crate) struct Http {
     agent: ureq::Agent,
-    pub settings: HubSettings,
+    pub(crate) settings: HubSettings,
     /// Set when a server answered a range request with the whole file.
-    pub ranges_ignored: std::sync::atomic::AtomicBool,
+    pub(crate) ranges_ignored: std::sync::atomic::AtomicBool,
 }
 
 /// The two requests gamma-run makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     Get,
     Head,
 }
 
 /// What a request is for, to name it in errors.
-pub struct Ctx<'a> {
-    pub repo: &'a str,
-    pub what: String,
+pub(crate) struct Ctx<'a> {
+    pub(crate) repo: &'a str,
+    pub(crate) what: String,
     /// The `X-Request-Id` of the answer being read, once there is one: the Hub's staff can trace a request by it.
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(repo: &'a str, what: String) -> Ctx<'a> {
+    pub(crate) fn new(repo: &'a str, what: String) -> Ctx<'a> {
         Ctx { repo, what, request_id: None }
     }
 
     /// The same context, naming the request that `resp` answers.
-    pub fn answered(&self, resp: &Response<Body>) -> Ctx<'a> {
+    pub(crate) fn answered(&self, resp: &Response<Body>) -> Ctx<'a> {
         let id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok());
         Ctx { repo: self.repo, what: self.what.clone(), request_id: id.map(|s| s.chars().take(300).collect()) }
     }
 
-    pub fn protocol(&self, message: String) -> Error {
+    pub(crate) fn protocol(&self, message: String) -> Error {
         Error::Hub {
             repo: self.repo.into(),
             what: self.what.clone(),
@@ -57,7 +57,7 @@ impl<'a> Ctx<'a> {
 const MAX_REDIRECTS: usize = 8;
 
 impl Http {
-    pub fn new(settings: HubSettings) -> Http {
+    pub(crate) fn new(settings: HubSettings) -> Http {
         let agent = ureq::Agent::config_builder()
             .max_redirects(0)
             .http_status_as_error(false)
@@ -72,7 +72,7 @@ impl Http {
 
     /// Sends `method url` (with `Range: bytes=a-b` if given), retrying transient failures. With `follow`,
     /// redirects are followed by hand; without, a 3xx is returned as is. Error statuses become `Error::Hub`.
-    pub fn send(
+    pub(crate) fn send(
         &self,
         method: Method,
         url: &str,
@@ -81,7 +81,7 @@ impl Http {
         follow: bool,
     ) -> Result<Response<Body>> {
         let mut url = url.to_string();
-        let home = |u: &str| Origin::of(u).map(|o| o == self.settings.origin).unwrap_or(false);
+        let home = |u: &str| Origin::of(u).is_ok_and(|o| o == self.settings.origin);
         // Once a redirect has left the endpoint's origin, the token is never attached again, even if it returns.
         let mut with_token = home(&url);
         for _ in 0..=MAX_REDIRECTS {
@@ -150,7 +150,7 @@ impl Http {
     }
 }
 
-pub fn is_transient(e: &ureq::Error) -> bool {
+pub(crate) fn is_transient(e: &ureq::Error) -> bool {
     matches!(
         e,
         ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound
@@ -158,7 +158,7 @@ pub fn is_transient(e: &ureq::Error) -> bool {
 }
 
 /// Reads a whole body of at most `max` bytes.
-pub fn read_limited(resp: &mut Response<Body>, max: u64, ctx: &Ctx) -> Result<Vec<u8>> {
+pub(crate) fn read_limited(resp: &mut Response<Body>, max: u64, ctx: &Ctx) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     resp.body_mut()
         .as_reader()

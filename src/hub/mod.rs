@@ -7,28 +7,28 @@ mod http;
 mod ranges;
 mod settings;
 
-pub use settings::{HubSettings, Origin};
+pub(crate) use settings::HubSettings;
 
 use crate::error::{Error, Result};
 use http::Http;
 
 /// A file on the Hub at a commit: where its bytes are and what the Hub says about them.
 #[derive(Debug, Clone)]
-pub struct Remote {
-    pub repo: String,
-    pub path: String,
+pub(crate) struct Remote {
+    pub(crate) repo: String,
+    pub(crate) path: String,
     /// Where to GET the bytes (after the resolve redirect, if any).
-    pub url: String,
-    pub size: u64,
+    pub(crate) url: String,
+    pub(crate) size: u64,
     /// The whole file's SHA-256 (LFS files: `X-Linked-Etag`), validated as 64 hex.
-    pub sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
     /// The git blob id of small files (`ETag`), validated as 40 hex.
-    pub git_etag: Option<String>,
+    pub(crate) git_etag: Option<String>,
 }
 
 impl Remote {
     /// An error about this file that no HTTP status explains (a protocol or integrity problem).
-    pub fn error(&self, message: String) -> Error {
+    pub(crate) fn error(&self, message: String) -> Error {
         Error::Hub {
             repo: self.repo.clone(),
             what: self.path.clone(),
@@ -40,17 +40,17 @@ impl Remote {
     }
 }
 
-pub struct Hub {
+pub(crate) struct Hub {
     http: Http,
 }
 
 impl Hub {
-    pub fn new(settings: HubSettings) -> Hub {
+    pub(crate) fn new(settings: HubSettings) -> Hub {
         Hub { http: Http::new(settings) }
     }
 
     /// The commit a revision names: one API call; a 40-hex revision needs none.
-    pub fn resolve_revision(&self, repo: &str, revision: &str) -> Result<String> {
+    pub(crate) fn resolve_revision(&self, repo: &str, revision: &str) -> Result<String> {
         if crate::names::is_commit(revision) {
             return Ok(revision.to_string());
         }
@@ -69,7 +69,7 @@ impl Hub {
     }
 
     /// Metadata of `path` at `commit`, from a HEAD on its resolve URL. `Ok(None)` if the file does not exist.
-    pub fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<Remote>> {
+    pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<Remote>> {
         let url = format!("{}/{repo}/resolve/{commit}/{}", self.http.settings.endpoint, encode_path(path));
         let ctx = http::Ctx::new(repo, path.to_string());
         let resp = match self.http.send(http::Method::Head, &url, None, &ctx, false) {
@@ -110,7 +110,7 @@ impl Hub {
     }
 
     /// A whole small file (at most `max` bytes).
-    pub fn get_small(&self, remote: &Remote, max: u64) -> Result<Vec<u8>> {
+    pub(crate) fn get_small(&self, remote: &Remote, max: u64) -> Result<Vec<u8>> {
         if remote.size > max {
             return Err(remote.error(format!("{} bytes is more than the {max} allowed for this file", remote.size)));
         }
@@ -118,12 +118,12 @@ impl Hub {
     }
 
     /// Exactly `len` bytes at `offset`, retried and resumed until complete.
-    pub fn range(&self, remote: &Remote, offset: u64, len: u64) -> Result<Vec<u8>> {
+    pub(crate) fn range(&self, remote: &Remote, offset: u64, len: u64) -> Result<Vec<u8>> {
         ranges::fetch_vec(&self.http, remote, offset, len)
     }
 
     /// Streams `[offset, offset + len)` to `sink` in order, in `chunk`-byte pieces fetched a few at a time.
-    pub fn stream(
+    pub(crate) fn stream(
         &self,
         remote: &Remote,
         offset: u64,
@@ -136,7 +136,7 @@ impl Hub {
 }
 
 /// Percent-encodes one path segment (a revision: `/` becomes `%2F`).
-pub fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -146,7 +146,7 @@ pub fn encode_segment(s: &str) -> String {
 }
 
 /// Percent-encodes a relative file path, segment by segment.
-pub fn encode_path(p: &str) -> String {
+pub(crate) fn encode_path(p: &str) -> String {
     p.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
 }
 

@@ -15,7 +15,7 @@ use std::sync::{Condvar, Mutex};
 const WINDOW: u64 = 4;
 
 /// Fetches `[offset, offset + len)` into `sink`, resuming after cuts, until every byte has arrived.
-pub fn fetch_into(
+pub(crate) fn fetch_into(
     http: &Http,
     remote: &Remote,
     offset: u64,
@@ -117,7 +117,7 @@ fn check_cuts(cuts: u32, http: &Http, ctx: &Ctx) -> Result<()> {
 }
 
 /// `fetch_into` collected in memory.
-pub fn fetch_vec(http: &Http, remote: &Remote, offset: u64, len: u64) -> Result<Vec<u8>> {
+pub(crate) fn fetch_vec(http: &Http, remote: &Remote, offset: u64, len: u64) -> Result<Vec<u8>> {
     let mut v = Vec::with_capacity(len as usize);
     fetch_into(http, remote, offset, len, &mut |b| {
         v.extend_from_slice(b);
@@ -127,7 +127,7 @@ pub fn fetch_vec(http: &Http, remote: &Remote, offset: u64, len: u64) -> Result<
 }
 
 /// Streams a large range as `chunk`-sized pieces fetched by up to `WINDOW` threads, delivered in order.
-pub fn stream_ordered(
+pub(crate) fn stream_ordered(
     http: &Http,
     remote: &Remote,
     offset: u64,

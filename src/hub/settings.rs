@@ -5,17 +5,17 @@
 use std::path::PathBuf;
 
 /// The token file is refused past this size.
-pub const MAX_TOKEN_FILE: u64 = 64 << 10;
+pub(crate) const MAX_TOKEN_FILE: u64 = 64 << 10;
 use std::time::Duration;
 
 #[derive(Clone)]
-pub struct HubSettings {
-    pub endpoint: String,
-    pub origin: Origin,
-    pub token: Option<String>,
-    pub attempts: u32,
-    pub backoff: Duration,
-    pub timeout: Duration,
+pub(crate) struct HubSettings {
+    pub(crate) endpoint: String,
+    pub(crate) origin: Origin,
+    pub(crate) token: Option<String>,
+    pub(crate) attempts: u32,
+    pub(crate) backoff: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl std::fmt::Debug for HubSettings {
@@ -29,14 +29,14 @@ impl std::fmt::Debug for HubSettings {
 
 /// scheme, host and port: where the token may go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub scheme: String,
-    pub host: String,
-    pub port: u16,
+pub(crate) struct Origin {
+    pub(crate) scheme: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl Origin {
-    pub fn of(url: &str) -> Result<Origin, String> {
+    pub(crate) fn of(url: &str) -> Result<Origin, String> {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("{url:?} is not an absolute http(s) URL"))?;
         let scheme = scheme.to_ascii_lowercase();
         let default_port = match scheme.as_str() {
@@ -62,7 +62,7 @@ impl Origin {
 }
 
 /// Resolves a `Location` header against the URL that sent it.
-pub fn join_url(base: &str, location: &str) -> Result<String, String> {
+pub(crate) fn join_url(base: &str, location: &str) -> Result<String, String> {
     if location.contains("://") {
         Origin::of(location)?;
         return Ok(location.to_string());
@@ -75,15 +75,15 @@ pub fn join_url(base: &str, location: &str) -> Result<String, String> {
     if location.starts_with('/') {
         return Ok(format!("{root}{location}"));
     }
-    let path = base.split_once("://").map(|(_, r)| r).unwrap_or(base);
-    let path = path.find('/').map(|i| &path[i..]).unwrap_or("/");
-    let dir = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(1)];
+    let path = base.split_once("://").map_or(base, |(_, r)| r);
+    let path = path.find('/').map_or("/", |i| &path[i..]);
+    let dir = &path[..path.rfind('/').map_or(1, |i| i + 1)];
     Ok(format!("{root}{dir}{location}"))
 }
 
 impl HubSettings {
     /// `HF_ENDPOINT` without a trailing slash, or the Hub's own address.
-    pub fn endpoint(env: &dyn Fn(&str) -> Option<String>) -> String {
+    pub(crate) fn endpoint(env: &dyn Fn(&str) -> Option<String>) -> String {
         env("HF_ENDPOINT")
             .filter(|v| !v.trim().is_empty())
             .unwrap_or_else(|| "https://huggingface.co".into())
@@ -91,15 +91,14 @@ impl HubSettings {
             .to_string()
     }
 
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<HubSettings, String> {
+    pub(crate) fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<HubSettings, String> {
         let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let endpoint = Self::endpoint(&env);
         let origin = Origin::of(&endpoint).map_err(|e| format!("HF_ENDPOINT: {e}"))?;
         let token = match set("HF_TOKEN") {
             Some(t) => Some(t),
             None => {
-                let path =
-                    set("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| crate::env::hf_home(&env).join("token"));
+                let path = set("HF_TOKEN_PATH").map_or_else(|| crate::env::hf_home(&env).join("token"), PathBuf::from);
                 // A token is a few dozen bytes; the file must be a regular one (a FIFO would block, a link to
                 // /dev/zero would never end).
                 let bytes =

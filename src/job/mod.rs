@@ -4,44 +4,43 @@
 mod spec;
 mod validate;
 
-pub use validate::{check_name, from_text, load};
+pub use validate::from_text;
+pub(crate) use validate::{check_name, load};
 
-pub use crate::source::{Fetch, SourceSpec};
+pub(crate) use crate::source::{Fetch, SourceSpec};
 use std::path::PathBuf;
 
 /// A validated job file: where its outputs go and what to build.
 #[derive(Debug, Clone)]
 pub struct JobFile {
-    pub path: PathBuf,
-    pub store: crate::store::Store,
-    pub jobs: Vec<Job>,
+    pub(crate) path: PathBuf,
+    pub(crate) store: crate::store::Store,
+    pub(crate) jobs: Vec<Job>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Job {
+pub(crate) struct Job {
     /// Output name: a single safe path segment, unique in the file.
-    pub name: String,
-    pub source: SourceSpec,
+    pub(crate) name: String,
+    pub(crate) source: SourceSpec,
     /// Frames to build, dependencies first (γ′ implies γ).
-    pub frames: Vec<FrameReq>,
+    pub(crate) frames: Vec<FrameReq>,
     /// The job's `tensor:` override.
-    pub tensor: Option<String>,
+    pub(crate) tensor: Option<String>,
     /// How a Hub model's bytes are read when they are not in the HF cache.
-    pub fetch: Fetch,
-    /// `file:line:col` of the job's entry, for messages.
-    pub at: String,
+    pub(crate) fetch: Fetch,
 }
 
 /// A frame to build for a job — the frame itself, from the registry — with its parameters (checked against
 /// the frame's, defaults filled in).
 #[derive(Clone)]
-pub struct FrameReq {
-    pub frame: &'static dyn crate::frame::Frame,
-    pub params: crate::frame::Params,
+pub(crate) struct FrameReq {
+    pub(crate) frame: &'static dyn crate::frame::Frame,
+    pub(crate) params: crate::frame::Params,
 }
 
 impl FrameReq {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.frame.name()
     }
 }
@@ -60,7 +59,7 @@ impl PartialEq for FrameReq {
 
 impl Job {
     /// What a frame is asked to build for this job.
-    pub fn target(&self) -> crate::frame::Target<'_> {
+    pub(crate) fn target(&self) -> crate::frame::Target<'_> {
         crate::frame::Target {
             name: &self.name,
             source: &self.source,

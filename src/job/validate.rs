@@ -12,10 +12,10 @@ use std::path::{Component, Path, PathBuf};
 const DTYPE_ONLY_DERIVED: &str = "`dtype:` applies to derived frames such as gamma_prime; gamma is always bf16";
 
 /// Job files larger than this are refused before parsing (real ones are a few KB).
-pub const MAX_JOB_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_JOB_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Reads, parses and validates the job file at `path`.
-pub fn load(path: &Path) -> Result<JobFile> {
+pub(crate) fn load(path: &Path) -> Result<JobFile> {
     let meta = std::fs::metadata(path).at(path)?;
     if !meta.is_file() {
         return Err(Error::Usage(format!("{}: not a job file (a directory or special file)", path.display())));
@@ -72,7 +72,7 @@ fn parse(path: &Path, text: &str) -> Result<JobFileSpec> {
 /// the snippet naming the file rather than `<input>`.
 fn tidy(msg: &str, path: &Path) -> String {
     let body = match (msg.strip_prefix("error: line "), msg.find(": ")) {
-        (Some(rest), Some(_)) => rest.split_once(": ").map(|(_, m)| m).unwrap_or(msg),
+        (Some(rest), Some(_)) => rest.split_once(": ").map_or(msg, |(_, m)| m),
         _ => msg,
     };
     body.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
@@ -115,8 +115,7 @@ impl Validator {
         let manifests = self.output_dir(manifests, "../manifests")?;
         let root = manifests.parent().unwrap_or(Path::new("/"));
         if !tensors.starts_with(root) || tensors == root || tensors.starts_with(&manifests) {
-            let at =
-                raw.output.as_ref().and_then(|o| o.tensors.as_ref()).map(|t| t.referenced).unwrap_or(Location::UNKNOWN);
+            let at = raw.output.as_ref().and_then(|o| o.tensors.as_ref()).map_or(Location::UNKNOWN, |t| t.referenced);
             return self.err(&at, format!(
                 "output.tensors ({}) must be a separate directory inside {} (the parent of output.manifests), so manifests can name outputs by relative path",
                 tensors.display(), root.display()
@@ -190,7 +189,7 @@ impl Validator {
                 if let Some(r) = revision {
                     self.revision(r)?;
                 }
-                let revision = revision.map(|r| r.value.clone()).unwrap_or_else(|| "main".into());
+                let revision = revision.map_or_else(|| "main".into(), |r| r.value.clone());
                 SourceSpec::Hub { repo: m.value.clone(), revision }
             }
             (None, Some(p)) => {
@@ -224,7 +223,7 @@ impl Validator {
         };
         let frames = match spec.frames.as_ref().or(default_frames) {
             None if spec.dtype.is_some() => {
-                let at = spec.dtype.as_ref().map(|d| d.referenced).unwrap_or(at);
+                let at = spec.dtype.as_ref().map_or(at, |d| d.referenced);
                 return self.err(&at, DTYPE_ONLY_DERIVED);
             }
             None => {
@@ -247,8 +246,7 @@ impl Validator {
             (Some(f), _) => self.fetch(f)?,
             (None, _) => default_fetch.map(|f| self.fetch(f)).transpose()?.unwrap_or_default(),
         };
-        let where_ = format!("{}:{}:{}", self.path.display(), at.line(), at.column());
-        Ok((Job { name, source, frames, tensor, fetch, at: where_ }, at))
+        Ok((Job { name, source, frames, tensor, fetch }, at))
     }
 
     /// The frames to build, inputs first, each with its parameters checked and defaults filled in. A job-level
@@ -322,7 +320,7 @@ impl Validator {
 }
 
 /// Output names become one directory level under `tensors/` and `manifests/`.
-pub fn check_name(name: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')

@@ -9,7 +9,7 @@ use super::{Manifest, fingerprint};
 use std::path::Path;
 
 /// `Err(why)` when the manifest contradicts itself.
-pub fn check(m: &Manifest) -> Result<(), String> {
+pub(crate) fn check(m: &Manifest) -> Result<(), String> {
     let fp = &m.fingerprint_inputs;
     if m.fingerprint != fingerprint::digest(fp) {
         return Err("its fingerprint is not the digest of its fingerprint_inputs".into());
@@ -79,7 +79,7 @@ pub fn check(m: &Manifest) -> Result<(), String> {
 /// fixed by the layout, so a different one was written by hand). A different SHA-256 is not an edit — the
 /// input was rebuilt since, which makes this output stale, not forged — and a missing input manifest (an
 /// interrupted rebuild) leaves nothing to compare. Returns the input manifests found.
-pub fn inputs(m: &Manifest, manifests: &Path) -> Result<Vec<Manifest>, String> {
+pub(crate) fn inputs(m: &Manifest, manifests: &Path) -> Result<Vec<Manifest>, String> {
     let mut found = Vec::new();
     for i in &m.inputs {
         if i.frame.is_empty() || !i.frame.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 /// Bump when the bytes gamma-run writes for the same inputs change (header layout, rounding, NaN rule).
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 /// Bump when the rules that decide which tensor is W change.
-pub const RULES_VERSION: u32 = 1;
+pub(crate) const RULES_VERSION: u32 = 1;
 
-pub type Inputs = BTreeMap<String, String>;
+pub(crate) type Inputs = BTreeMap<String, String>;
 
-pub fn digest(inputs: &Inputs) -> String {
+pub(crate) fn digest(inputs: &Inputs) -> String {
     let mut text = String::from("gamma-run fingerprint v1\n");
     for (k, v) in inputs {
         text.push_str(k);
@@ -22,7 +22,7 @@ pub fn digest(inputs: &Inputs) -> String {
 }
 
 /// The fields every output's fingerprint starts from.
-pub fn base(frame: &str, version: u32, dtype: &str) -> Inputs {
+pub(crate) fn base(frame: &str, version: u32, dtype: &str) -> Inputs {
     let mut m = Inputs::new();
     m.insert("format_version".into(), FORMAT_VERSION.to_string());
     m.insert("frame".into(), frame.into());
@@ -32,14 +32,14 @@ pub fn base(frame: &str, version: u32, dtype: &str) -> Inputs {
 }
 
 /// Human reasons for the differences between a recorded and a current fingerprint.
-pub fn diff(old: &Inputs, new: &Inputs) -> Vec<String> {
+pub(crate) fn diff(old: &Inputs, new: &Inputs) -> Vec<String> {
     let short = |s: &str| {
         if s.len() == 40 || s.len() == 64 { s.chars().take(8).collect::<String>() + "…" } else { s.to_string() }
     };
     let mut reasons = Vec::new();
     let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
     for k in keys {
-        let (a, b) = (old.get(k).map(String::as_str).unwrap_or("-"), new.get(k).map(String::as_str).unwrap_or("-"));
+        let (a, b) = (old.get(k).map_or("-", String::as_str), new.get(k).map_or("-", String::as_str));
         if a == b {
             continue;
         }

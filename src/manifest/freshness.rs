@@ -7,7 +7,7 @@ use crate::store::{FileStat, Watched, sha256_file};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum State {
+pub(crate) enum State {
     Fresh,
     Stale(Vec<String>),
     /// Never built: neither manifest nor output exists.
@@ -15,29 +15,29 @@ pub enum State {
 }
 
 /// What the output should be now.
-pub struct Expected<'a> {
-    pub manifest_path: &'a Path,
-    pub output_path: &'a Path,
-    pub output_rel: &'a str,
-    pub fingerprint: &'a fingerprint::Inputs,
+pub(crate) struct Expected<'a> {
+    pub(crate) manifest_path: &'a Path,
+    pub(crate) output_path: &'a Path,
+    pub(crate) output_rel: &'a str,
+    pub(crate) fingerprint: &'a fingerprint::Inputs,
     /// Source files guarded by the stat cache, by the names the manifest records them under.
-    pub watched: &'a [Watched],
+    pub(crate) watched: &'a [Watched],
     /// The inputs the output is computed from now (derived frames), as the input frames' manifests name them.
-    pub inputs: &'a [super::InputRecord],
+    pub(crate) inputs: &'a [super::InputRecord],
     /// Recomputes the SHA-256 the output would have from the source's current bytes.
-    pub recheck: &'a dyn Fn() -> Result<String>,
+    pub(crate) recheck: &'a dyn Fn() -> Result<String>,
 }
 
 /// The judgement, and the manifest it was made against. `restat` is set when the output is fresh but a file's
 /// stat changed (a touch, a copy): the manifest's stat cache in `manifest` is updated so `run` can store it and
 /// later checks stay metadata-only.
-pub struct Assessment {
-    pub state: State,
-    pub manifest: Option<Manifest>,
-    pub restat: bool,
+pub(crate) struct Assessment {
+    pub(crate) state: State,
+    pub(crate) manifest: Option<Manifest>,
+    pub(crate) restat: bool,
 }
 
-pub fn assess(e: &Expected) -> Result<Assessment> {
+pub(crate) fn assess(e: &Expected) -> Result<Assessment> {
     let done = |state, manifest| Ok(Assessment { state, manifest, restat: false });
     if !e.manifest_path.exists() {
         let state = if e.output_path.exists() { State::Stale(vec!["manifest missing".into()]) } else { State::Missing };

@@ -9,10 +9,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Small JSON files larger than this are refused.
-pub const MAX_SMALL_FILE: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_SMALL_FILE: u64 = 64 * 1024 * 1024;
 
 /// Where a checkpoint's files come from. `Ok(None)`: the file does not exist there.
-pub trait Files {
+pub(crate) trait Files {
     fn small(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// A shard's validated header and the shard's length.
     fn header(&self, name: &str) -> Result<Option<(header::Header, u64)>>;
@@ -20,23 +20,22 @@ pub trait Files {
     fn describe(&self, name: &str) -> PathBuf;
 }
 
-pub struct Found {
-    pub config: ModelConfig,
-    pub config_bytes: Vec<u8>,
-    pub index_bytes: Option<Vec<u8>>,
-    pub choice: unembedding::Choice,
-    pub header: header::Header,
-    pub shard: String,
-    pub shard_len: u64,
+pub(crate) struct Found {
+    pub(crate) config_bytes: Vec<u8>,
+    pub(crate) index_bytes: Option<Vec<u8>>,
+    pub(crate) choice: unembedding::Choice,
+    pub(crate) header: header::Header,
+    pub(crate) shard: String,
+    pub(crate) shard_len: u64,
 }
 
 impl Found {
-    pub fn w(&self) -> &header::TensorInfo {
+    pub(crate) fn w(&self) -> &header::TensorInfo {
         self.header.get(&self.choice.key).expect("checked by find_w")
     }
 }
 
-pub fn find_w(files: &dyn Files, explicit: Option<&str>) -> Result<Found> {
+pub(crate) fn find_w(files: &dyn Files, explicit: Option<&str>) -> Result<Found> {
     let missing = |name: &str| Error::MissingFile { path: files.describe(name) };
     let config_bytes = files.small("config.json")?.ok_or_else(|| missing("config.json"))?;
     let config = ModelConfig::parse(&config_bytes).map_err(|m| Error::checkpoint(files.describe("config.json"), m))?;
@@ -67,11 +66,11 @@ pub fn find_w(files: &dyn Files, explicit: Option<&str>) -> Result<Found> {
         return Err(Error::checkpoint(files.describe(&shard), message));
     };
     unembedding::check(&config, w).map_err(|m| Error::checkpoint(files.describe(&shard), m))?;
-    Ok(Found { config, config_bytes, index_bytes, choice, header, shard, shard_len })
+    Ok(Found { config_bytes, index_bytes, choice, header, shard, shard_len })
 }
 
 /// A checkpoint directory on disk.
-pub struct Dir<'a>(pub &'a Path);
+pub(crate) struct Dir<'a>(pub &'a Path);
 
 impl Files for Dir<'_> {
     fn small(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -98,7 +97,7 @@ fn read_small(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Reads and validates a shard's header: the prefix, then exactly the header bytes. Returns it and the file length.
-pub fn read_header(path: &Path) -> Result<(header::Header, u64)> {
+pub(crate) fn read_header(path: &Path) -> Result<(header::Header, u64)> {
     let mut f = crate::fsread::open_regular(path)?;
     let len = f.metadata().at(path)?.len();
     let mut prefix = [0u8; 8];

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
-pub fn cache_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+pub(crate) fn cache_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
     let set = |k: &str| env(k).filter(|v| !v.is_empty());
     if let Some(c) = set("HF_HUB_CACHE") {
         return PathBuf::from(c);
@@ -15,14 +15,14 @@ pub fn cache_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
 }
 
 /// `models--org--name`
-pub fn repo_folder(repo: &str) -> String {
+pub(crate) fn repo_folder(repo: &str) -> String {
     format!("models--{}", repo.replace('/', "--"))
 }
 
-pub use crate::names::is_commit;
+pub(crate) use crate::names::is_commit;
 
 /// The commit a revision names in the cache: itself if 40-hex, else the content of `refs/<revision>`.
-pub fn resolve_commit(repo_dir: &Path, revision: &str) -> Result<Option<String>> {
+pub(crate) fn resolve_commit(repo_dir: &Path, revision: &str) -> Result<Option<String>> {
     if is_commit(revision) {
         return Ok(Some(revision.to_string()));
     }
@@ -39,7 +39,7 @@ pub fn resolve_commit(repo_dir: &Path, revision: &str) -> Result<Option<String>>
 }
 
 /// W from the snapshot of `commit`. `Err(MissingFile)` when the snapshot lacks a file that is needed.
-pub fn locate(cache: &Path, at: &super::HubRef, explicit: Option<&str>) -> Result<Located> {
+pub(crate) fn locate(cache: &Path, at: &super::HubRef, explicit: Option<&str>) -> Result<Located> {
     let (repo, revision, commit) = (at.repo.as_str(), at.revision.as_str(), at.commit.as_str());
     let snapshot = cache.join(repo_folder(repo)).join("snapshots").join(commit);
     if !snapshot.is_dir() {
@@ -62,7 +62,6 @@ pub fn locate(cache: &Path, at: &super::HubRef, explicit: Option<&str>) -> Resul
         fetch: super::FetchMode::Cache,
         w_offset: found.header.data_start() + w.begin,
         w,
-        config: found.config,
         choice: found.choice,
         bytes: WBytes::File(snapshot.join(&found.shard)),
         shard: found.shard,
@@ -72,7 +71,7 @@ pub fn locate(cache: &Path, at: &super::HubRef, explicit: Option<&str>) -> Resul
 }
 
 /// Says which cached file an error is about and which blob holds it: "the cached file S (blob B) is damaged: …".
-pub fn damaged(e: &Error) -> String {
+pub(crate) fn damaged(e: &Error) -> String {
     let path = match e {
         Error::Checkpoint { path, .. } | Error::Io { path, .. } => path.clone(),
         _ => return format!("the cache could not be read: {e}"),
@@ -86,13 +85,13 @@ pub fn damaged(e: &Error) -> String {
 }
 
 /// Where a blob lives and how a snapshot links to it (relative, as the Python client does).
-pub fn blob_path(cache: &Path, repo: &str, etag: &str) -> PathBuf {
+pub(crate) fn blob_path(cache: &Path, repo: &str, etag: &str) -> PathBuf {
     cache.join(repo_folder(repo)).join("blobs").join(etag)
 }
 
 /// Links `snapshots/<commit>/<rel>` to `blobs/<etag>` and, for a branch, points `refs/<revision>` at the commit
 /// (through `store`, which does the writing).
-pub fn link(cache: &Path, at: &super::HubRef, rel: &str, etag: &str) -> Result<()> {
+pub(crate) fn link(cache: &Path, at: &super::HubRef, rel: &str, etag: &str) -> Result<()> {
     let (repo, revision, commit) = (at.repo.as_str(), at.revision.as_str(), at.commit.as_str());
     let root = cache.join(repo_folder(repo));
     let link = root.join("snapshots").join(commit).join(rel);

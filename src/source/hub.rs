@@ -19,7 +19,7 @@ const FIRST_HEADER_READ: u64 = 100_000;
 
 /// The commit `revision` names: itself if 40-hex; offline, the cache's `refs/`; online, one API call (falling back
 /// to the cache's ref, with a warning, when the Hub cannot be reached).
-pub fn resolve_commit(repo: &str, revision: &str, opts: &SourceOptions) -> Result<String> {
+pub(crate) fn resolve_commit(repo: &str, revision: &str, opts: &SourceOptions) -> Result<String> {
     if hf_cache::is_commit(revision) {
         return Ok(revision.to_string());
     }
@@ -99,7 +99,7 @@ impl Files for HubFiles<'_> {
     }
 }
 
-pub fn locate(
+pub(crate) fn locate(
     hub: &Arc<Hub>,
     at: &super::HubRef,
     explicit: Option<&str>,
@@ -168,7 +168,6 @@ pub fn locate(
         fetch: how,
         w_offset: found.header.data_start() + w.begin,
         w,
-        config: found.config,
         choice: found.choice,
         shard: found.shard,
         bytes,

@@ -8,7 +8,7 @@ use crate::store::{FileStat, Watched, sha256_bytes};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub fn locate(dir: &Path, explicit: Option<&str>) -> Result<(Located, BTreeMap<String, String>)> {
+pub(crate) fn locate(dir: &Path, explicit: Option<&str>) -> Result<(Located, BTreeMap<String, String>)> {
     if !dir.is_dir() {
         return Err(Error::checkpoint(dir, "not a directory; `path:` must name a local checkpoint directory"));
     }
@@ -46,7 +46,6 @@ pub fn locate(dir: &Path, explicit: Option<&str>) -> Result<(Located, BTreeMap<S
         fetch: super::FetchMode::Local,
         w_offset: found.header.data_start() + w.begin,
         w,
-        config: found.config,
         choice: found.choice,
         watched: vec![Watched {
             name: found.shard.clone(),

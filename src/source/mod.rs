@@ -3,18 +3,17 @@
 //! itself (`hub`: W's byte range read over HTTP, or `fetch: full` into the cache). All three find W through
 //! `files::find_w`, so the rules and checks are the same whatever holds the bytes.
 
-pub mod files;
-pub mod hf_cache;
+pub(crate) mod files;
+pub(crate) mod hf_cache;
 mod hub;
 mod local;
 mod spec;
 
-pub use spec::{Fetch, SourceSpec};
-pub mod reread;
+pub(crate) use spec::{Fetch, SourceSpec};
+pub(crate) mod reread;
 
-pub use files::read_header;
+pub(crate) use files::read_header;
 
-use crate::checkpoint::config::ModelConfig;
 use crate::checkpoint::header::TensorInfo;
 use crate::error::{Error, Result};
 use crate::unembedding::Choice;
@@ -22,18 +21,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use crate::manifest::{DigestFrom, FileRecord};
+pub(crate) use crate::manifest::{DigestFrom, FileRecord};
 
 /// Where W's bytes can be read.
 #[derive(Clone)]
-pub enum WBytes {
+pub(crate) enum WBytes {
     File(PathBuf),
     Remote(Arc<crate::hub::Hub>, crate::hub::Remote),
 }
 
 /// What holds a located W.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     Local,
     HfCache,
     Hub,
@@ -41,7 +40,7 @@ pub enum SourceKind {
 
 /// How W's bytes were obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FetchMode {
+pub(crate) enum FetchMode {
     /// From a local checkpoint directory.
     Local,
     /// From a snapshot in the HF cache.
@@ -54,7 +53,7 @@ pub enum FetchMode {
 
 impl SourceKind {
     /// As the manifest records it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SourceKind::Local => "local",
             SourceKind::HfCache => "hf_cache",
@@ -65,7 +64,7 @@ impl SourceKind {
 
 impl FetchMode {
     /// As the manifest records it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FetchMode::Local => "local",
             FetchMode::Cache => "cache",
@@ -77,37 +76,36 @@ impl FetchMode {
 
 /// W found: which file holds it, where, and everything the manifest says about the source.
 #[derive(Clone)]
-pub struct Located {
-    pub kind: SourceKind,
-    pub repo: Option<String>,
-    pub dir: Option<PathBuf>,
-    pub revision: Option<String>,
-    pub commit: Option<String>,
+pub(crate) struct Located {
+    pub(crate) kind: SourceKind,
+    pub(crate) repo: Option<String>,
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) revision: Option<String>,
+    pub(crate) commit: Option<String>,
     /// How the bytes were obtained.
-    pub fetch: FetchMode,
-    pub config: ModelConfig,
-    pub choice: Choice,
-    pub w: TensorInfo,
+    pub(crate) fetch: FetchMode,
+    pub(crate) choice: Choice,
+    pub(crate) w: TensorInfo,
     /// The shard holding W, relative to the checkpoint root.
-    pub shard: String,
-    pub bytes: WBytes,
+    pub(crate) shard: String,
+    pub(crate) bytes: WBytes,
     /// Offset of W's first byte in the shard file.
-    pub w_offset: u64,
-    pub files: Vec<FileRecord>,
+    pub(crate) w_offset: u64,
+    pub(crate) files: Vec<FileRecord>,
     /// Files whose bytes the fingerprint does not cover by content; guarded by a stat cache (local sources).
-    pub watched: Vec<crate::store::Watched>,
+    pub(crate) watched: Vec<crate::store::Watched>,
 }
 
 /// Settings that decide how sources are reached.
 #[derive(Clone)]
-pub struct SourceOptions {
-    pub hf_cache: PathBuf,
+pub(crate) struct SourceOptions {
+    pub(crate) hf_cache: PathBuf,
     /// `None` when offline (`--offline` or `HF_HUB_OFFLINE`).
-    pub hub: Option<Arc<crate::hub::Hub>>,
+    pub(crate) hub: Option<Arc<crate::hub::Hub>>,
 }
 
 /// A source resolved as far as freshness needs: its identity, and what is needed to locate W later.
-pub enum Resolved {
+pub(crate) enum Resolved {
     /// Local directories are located at once (their identity is their content).
     Local(Box<Located>, BTreeMap<String, String>),
     Hub(HubRef),
@@ -115,15 +113,15 @@ pub enum Resolved {
 
 /// A Hub model at a revision, and the commit that revision named when it was resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HubRef {
-    pub repo: String,
-    pub revision: String,
-    pub commit: String,
+pub(crate) struct HubRef {
+    pub(crate) repo: String,
+    pub(crate) revision: String,
+    pub(crate) commit: String,
 }
 
 impl Resolved {
     /// The source's part of the fingerprint.
-    pub fn identity(&self) -> BTreeMap<String, String> {
+    pub(crate) fn identity(&self) -> BTreeMap<String, String> {
         match self {
             Resolved::Local(_, id) => id.clone(),
             Resolved::Hub(at) => BTreeMap::from([
@@ -137,7 +135,7 @@ impl Resolved {
 
 /// Resolves `spec`: a local directory is read (small files and one header); a Hub revision becomes a commit
 /// (no network for a 40-hex revision or offline, where the cache's refs answer; one API call otherwise).
-pub fn resolve(spec: &SourceSpec, explicit: Option<&str>, opts: &SourceOptions) -> Result<Resolved> {
+pub(crate) fn resolve(spec: &SourceSpec, explicit: Option<&str>, opts: &SourceOptions) -> Result<Resolved> {
     match spec {
         SourceSpec::Local { dir } => {
             let (loc, id) = local::locate(dir, explicit)?;
@@ -154,7 +152,7 @@ impl Located {
     /// Streams W's bytes in order, in pieces of at most `piece` bytes (whole elements when `piece` is a multiple
     /// of the element width): from the local file or cache blob by positional reads, or from the Hub by range.
     /// This and `locate` are the only places that decide where W's bytes come from; frames only transform them.
-    pub fn read_w(&self, piece: u64, take: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    pub(crate) fn read_w(&self, piece: u64, take: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         let len = self.w.end - self.w.begin;
         match &self.bytes {
             WBytes::File(path) => {
@@ -186,7 +184,7 @@ impl Located {
 
 /// W located without the network, if it can be: a local directory, or a Hub model whose snapshot in the HF
 /// cache has the files (small files and one header on disk). `None` when the Hub would be needed.
-pub fn locate_cached(resolved: &Resolved, explicit: Option<&str>, opts: &SourceOptions) -> Option<Located> {
+pub(crate) fn locate_cached(resolved: &Resolved, explicit: Option<&str>, opts: &SourceOptions) -> Option<Located> {
     match resolved {
         Resolved::Local(loc, _) => Some((**loc).clone()),
         Resolved::Hub(at) => hf_cache::locate(&opts.hf_cache, at, explicit).ok(),
@@ -194,7 +192,12 @@ pub fn locate_cached(resolved: &Resolved, explicit: Option<&str>, opts: &SourceO
 }
 
 /// Finds W for a resolved source: from the HF cache when the snapshot has the files, else from the Hub.
-pub fn locate(resolved: &Resolved, explicit: Option<&str>, fetch: Fetch, opts: &SourceOptions) -> Result<Located> {
+pub(crate) fn locate(
+    resolved: &Resolved,
+    explicit: Option<&str>,
+    fetch: Fetch,
+    opts: &SourceOptions,
+) -> Result<Located> {
     match resolved {
         Resolved::Local(loc, _) => Ok((**loc).clone()),
         Resolved::Hub(at) => {

@@ -14,14 +14,14 @@ use std::path::PathBuf;
 const PIECE: usize = 8 << 20;
 
 /// What a re-read found.
-pub struct Reread {
+pub(crate) struct Reread {
     /// Where the bytes were read: a path, or `hf://repo@commit/file`.
-    pub read_from: String,
-    pub size: u64,
-    pub sha256: String,
+    pub(crate) read_from: String,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
     /// The Hub's current word on the file, when online and the source is a Hub model: `Ok(true)` if it agrees
     /// with the bytes read, `Ok(false)` with what it says otherwise.
-    pub hub_agrees: Option<std::result::Result<(), String>>,
+    pub(crate) hub_agrees: Option<std::result::Result<(), String>>,
 }
 
 /// Where a recorded file's bytes are now: a file on disk, or the Hub.
@@ -30,7 +30,7 @@ enum At {
     Hub { repo: String, commit: String },
 }
 
-pub fn reread(
+pub(crate) fn reread(
     src: &SourceRecord,
     file: &FileRecord,
     opts: &SourceOptions,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum SourceSpec {
+pub(crate) enum SourceSpec {
     /// A Hub repo at a revision (branch, tag or 40-hex commit), read from the HF cache or the Hub.
     Hub { repo: String, revision: String },
     /// A local checkpoint directory (absolute).
@@ -14,7 +14,7 @@ pub enum SourceSpec {
 /// `fetch: range` (default) reads only W's bytes from the Hub; `fetch: full` downloads the shard holding W into
 /// the HF cache, where transformers and huggingface_hub reuse it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Fetch {
+pub(crate) enum Fetch {
     #[default]
     Range,
     Full,

@@ -9,19 +9,19 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 /// Held while an output is being built; dropping it releases the lock.
-pub struct OutputLock {
+pub(crate) struct OutputLock {
     _file: Option<File>,
 }
 
 impl OutputLock {
     /// Whether locking is on (it is unless `GAMMA_RUN_NO_LOCK` is set to a true value).
-    pub fn enabled() -> bool {
+    pub(crate) fn enabled() -> bool {
         !crate::env::truthy(std::env::var("GAMMA_RUN_NO_LOCK").ok())
     }
 
     /// Takes the lock of output `name`/`frame` in workspace `root`, waiting (and saying so) if another process
     /// holds it. Returns the lock and whether we had to wait.
-    pub fn acquire(root: &Path, name: &str, frame: &str) -> Result<(OutputLock, bool)> {
+    pub(crate) fn acquire(root: &Path, name: &str, frame: &str) -> Result<(OutputLock, bool)> {
         if !Self::enabled() {
             return Ok((OutputLock { _file: None }, false));
         }
@@ -41,7 +41,7 @@ impl OutputLock {
 
     /// Takes the lock only if nobody holds it: `Ok(None)` when another process does. With locking off, an
     /// empty lock.
-    pub fn try_acquire(root: &Path, name: &str, frame: &str) -> Result<Option<OutputLock>> {
+    pub(crate) fn try_acquire(root: &Path, name: &str, frame: &str) -> Result<Option<OutputLock>> {
         if !Self::enabled() {
             return Ok(Some(OutputLock { _file: None }));
         }
@@ -80,7 +80,7 @@ fn open_lock_file(root: &Path, path: &Path) -> Result<File> {
 /// The Python client's lock for a blob it downloads into the HF cache: `<cache>/.locks/<repo folder>/<sha>.lock`
 /// (huggingface_hub takes it with `filelock`, an flock on Unix, so the two tools exclude each other). Waits,
 /// saying so, while another process holds it.
-pub fn blob_lock(cache: &Path, repo_folder: &str, sha: &str) -> Result<File> {
+pub(crate) fn blob_lock(cache: &Path, repo_folder: &str, sha: &str) -> Result<File> {
     let path = cache.join(".locks").join(repo_folder).join(format!("{sha}.lock"));
     let file = open_lock_file(cache, &path)?;
     if let Err(TryLockError::WouldBlock) = file.try_lock() {
@@ -92,7 +92,7 @@ pub fn blob_lock(cache: &Path, repo_folder: &str, sha: &str) -> Result<File> {
 
 /// Removes temp files of interrupted downloads (`blobs/.<sha>.*.tmp`, full-size preallocated) whose blob lock
 /// nobody holds; `held` is the blob whose lock the caller holds already.
-pub fn remove_stale_downloads(cache: &Path, repo_folder: &str, held: &str) {
+pub(crate) fn remove_stale_downloads(cache: &Path, repo_folder: &str, held: &str) {
     let blobs = cache.join(repo_folder).join("blobs");
     for e in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
@@ -112,12 +112,12 @@ pub fn remove_stale_downloads(cache: &Path, repo_folder: &str, held: &str) {
 }
 
 /// `<root>/.gamma-run/locks/<name>.<frame>.lock` — beside `tensors/` and `manifests/`, never inside them.
-pub fn lock_path(root: &Path, name: &str, frame: &str) -> PathBuf {
+pub(crate) fn lock_path(root: &Path, name: &str, frame: &str) -> PathBuf {
     root.join(".gamma-run").join("locks").join(format!("{name}.{frame}.lock"))
 }
 
 /// On a fresh output: removes temp files a killed run left beside its files, if any, when nobody holds its lock.
-pub fn tidy_if_idle(root: &Path, name: &str, frame: &str, files: &[PathBuf]) {
+pub(crate) fn tidy_if_idle(root: &Path, name: &str, frame: &str, files: &[PathBuf]) {
     if !OutputLock::enabled() || files.iter().all(|f| leftovers(f).is_empty()) {
         return;
     }
@@ -148,7 +148,7 @@ fn leftovers(output: &Path) -> Vec<PathBuf> {
 
 /// Removes temp files a killed run left for `files` (`.<file>.*.tmp` beside each). Only called under the
 /// output's lock, when no other process can be writing them.
-pub fn remove_leftovers(files: &[PathBuf]) {
+pub(crate) fn remove_leftovers(files: &[PathBuf]) {
     for path in files.iter().flat_map(|f| leftovers(f)) {
         tracing::info!(file = %path.display(), "removing a temp file left by an interrupted run");
         let _ = std::fs::remove_file(path);

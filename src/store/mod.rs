@@ -2,11 +2,11 @@
 //! a unique temp file in the target directory, hashed while it is written, fsync, rename, fsync the directory.
 //! A crash leaves either the old file or the new one under the final name, never a mix.
 
-pub mod lock;
-pub mod safetensors_file;
+pub(crate) mod lock;
+pub(crate) mod safetensors_file;
 mod sink;
 
-pub use sink::{BUF_LEN, ByteSink, HashOnly, Sink, Written};
+pub(crate) use sink::{BUF_LEN, ByteSink, HashOnly, Sink, Written};
 
 use crate::error::{IoContext, Result};
 use std::fs;
@@ -14,28 +14,28 @@ use std::path::{Path, PathBuf};
 
 /// The two output roots of a job file.
 #[derive(Debug, Clone)]
-pub struct Store {
-    pub tensors: PathBuf,
-    pub manifests: PathBuf,
+pub(crate) struct Store {
+    pub(crate) tensors: PathBuf,
+    pub(crate) manifests: PathBuf,
 }
 
 impl Store {
     /// The workspace: the parent of the manifests directory, which manifests name outputs relative to, and
     /// where `.gamma-run/` (locks) and `attestations/` live. Validation makes it the parent of both roots.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.manifests.parent().unwrap_or(&self.manifests)
     }
-    pub fn output_path(&self, name: &str, file: &str) -> PathBuf {
+    pub(crate) fn output_path(&self, name: &str, file: &str) -> PathBuf {
         self.tensors.join(name).join(file)
     }
-    pub fn manifest_path(&self, name: &str, frame: &str) -> PathBuf {
+    pub(crate) fn manifest_path(&self, name: &str, frame: &str) -> PathBuf {
         self.manifests.join(name).join(format!("{frame}.json"))
     }
     /// Refuses to write `path` (an output or manifest of this store) when a symlink would carry the write
     /// elsewhere: no component below the root (the output's directory, the file itself) may be a symlink — not
     /// one that leaves the root, and not one that makes one output's directory alias another's — and the
     /// nearest existing directory must resolve inside the root.
-    pub fn guard(&self, path: &Path) -> Result<()> {
+    pub(crate) fn guard(&self, path: &Path) -> Result<()> {
         let root = if path.starts_with(&self.tensors) { &self.tensors } else { &self.manifests };
         no_links_below(root, path)?;
         // The nearest existing ancestor decides where the write lands.
@@ -55,7 +55,7 @@ impl Store {
     }
 
     /// `path` as the manifest records it: relative to the parent of the manifests directory.
-    pub fn relative_to_root(&self, path: &Path) -> String {
+    pub(crate) fn relative_to_root(&self, path: &Path) -> String {
         path.strip_prefix(self.root()).unwrap_or(path).to_string_lossy().into_owned()
     }
 }
@@ -63,7 +63,7 @@ impl Store {
 /// Refuses a write to `path` when any existing component strictly below `root` (directories on the way, and
 /// the file itself) is a symlink: gamma-run writes only where it says it writes. `root` itself may be a link
 /// (the paths a job file names are the user's to place).
-pub fn no_links_below(root: &Path, path: &Path) -> Result<()> {
+pub(crate) fn no_links_below(root: &Path, path: &Path) -> Result<()> {
     let Ok(rest) = path.strip_prefix(root) else {
         return Err(crate::error::Error::Usage(format!("{} is not inside {}", path.display(), root.display())));
     };
@@ -89,35 +89,35 @@ pub fn no_links_below(root: &Path, path: &Path) -> Result<()> {
 /// unchanged. The ctime is one that `touch -d` cannot set back, so an in-place edit with its mtime restored is
 /// still seen; manifests written before it was recorded read 0 (see `unchanged`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileStat {
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub inode: u64,
+pub(crate) struct FileStat {
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i128,
+    pub(crate) inode: u64,
     #[serde(default)]
-    pub ctime_ns: i128,
+    pub(crate) ctime_ns: i128,
 }
 
 /// A source file whose bytes are guarded by the stat cache, with its stat when it was first looked at.
 #[derive(Debug, Clone)]
-pub struct Watched {
+pub(crate) struct Watched {
     /// The name the manifest records it under.
-    pub name: String,
-    pub path: PathBuf,
-    pub stat: FileStat,
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) stat: FileStat,
 }
 
 impl FileStat {
     /// Whether `now` shows the same file as this recorded stat: size, mtime, inode and — where it was recorded
     /// (manifests from before it was read 0) — ctime. A stat that matches but lacks the ctime is refreshed by
     /// the caller, so the check grows stronger without re-reading anything.
-    pub fn unchanged(&self, now: &FileStat) -> bool {
+    pub(crate) fn unchanged(&self, now: &FileStat) -> bool {
         self.size == now.size
             && self.mtime_ns == now.mtime_ns
             && self.inode == now.inode
             && (self.ctime_ns == 0 || self.ctime_ns == now.ctime_ns)
     }
 
-    pub fn of(path: &Path) -> Result<FileStat> {
+    pub(crate) fn of(path: &Path) -> Result<FileStat> {
         let m = fs::metadata(path).at(path)?;
         Ok(Self::from_metadata(&m))
     }
@@ -147,7 +147,7 @@ impl FileStat {
 /// A crash-test hook: when `GAMMA_RUN_FAILPOINT` names this step, the process aborts here, as a power cut or
 /// `kill -9` would stop it. Steps: `after-temp-write`, `after-fsync`, `after-rename` (each write, outputs and
 /// manifests alike), `after-manifest-removed`, `before-manifest` (an output's commit sequence).
-pub fn failpoint(step: &str) {
+pub(crate) fn failpoint(step: &str) {
     static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     if ARMED.get_or_init(|| std::env::var("GAMMA_RUN_FAILPOINT").ok()).as_deref() == Some(step) {
         eprintln!("gamma-run: failpoint {step}: aborting");
@@ -156,7 +156,7 @@ pub fn failpoint(step: &str) {
 }
 
 /// Writes a small file (a manifest) atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<Written> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<Written> {
     let mut sink = Sink::create(path)?;
     sink.write(bytes)?;
     sink.commit()
@@ -164,7 +164,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<Written> {
 
 /// Removes `path` if it is there, durably: its directory is fsynced, so the removal survives a crash that
 /// follows (the old manifest must be gone before a new output takes its place).
-pub fn remove_durably(path: &Path) -> Result<()> {
+pub(crate) fn remove_durably(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {
             let dir = path.parent().unwrap_or(Path::new("."));
@@ -177,13 +177,13 @@ pub fn remove_durably(path: &Path) -> Result<()> {
 
 /// The directories between `root` (included) and `path` (excluded) that do not exist yet, deepest first: what
 /// writing `path` will create, so that a failed first build can leave no trace.
-pub fn missing_dirs(path: &Path, root: &Path) -> Vec<PathBuf> {
+pub(crate) fn missing_dirs(path: &Path, root: &Path) -> Vec<PathBuf> {
     let stop = root.parent().unwrap_or(root);
     path.ancestors().skip(1).take_while(|d| *d != stop && !d.exists()).map(Path::to_path_buf).collect()
 }
 
 /// Removes these directories if they are empty (deepest first); a directory that is not empty is kept.
-pub fn remove_empty_dirs(dirs: &[PathBuf]) {
+pub(crate) fn remove_empty_dirs(dirs: &[PathBuf]) {
     for d in dirs {
         let _ = fs::remove_dir(d);
     }
@@ -192,7 +192,7 @@ pub fn remove_empty_dirs(dirs: &[PathBuf]) {
 /// Points `link` at `target` (a relative path, as the Python client's snapshot links are), atomically: a
 /// temp link beside it is renamed over it, then the directory is fsynced. Where symlinks cannot be made
 /// (Windows without the privilege), a hard link to the resolved target instead.
-pub fn symlink_atomic(target: &str, link: &Path) -> Result<()> {
+pub(crate) fn symlink_atomic(target: &str, link: &Path) -> Result<()> {
     let dir = link.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).at(dir)?;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -216,7 +216,7 @@ fn make_symlink(target: &str, link: &Path, resolved: &Path) -> std::io::Result<(
 }
 
 /// SHA-256 of a whole file, streamed.
-pub fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     use sha2::Digest;
     use std::io::Read;
     let mut f = crate::fsread::open_regular(path)?;
@@ -232,9 +232,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex(&h.finalize()))
 }
 
-pub fn sha256_bytes(bytes: &[u8]) -> String {
+pub(crate) fn sha256_bytes(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex(&sha2::Sha256::digest(bytes))
 }
 
-pub use crate::names::hex;
+pub(crate) use crate::names::hex;

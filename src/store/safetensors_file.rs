@@ -3,7 +3,7 @@
 
 /// The dtypes gamma-run writes (F16 only in synthetic checkpoints).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutDtype {
+pub(crate) enum OutDtype {
     Bf16,
     F16,
     F32,
@@ -11,7 +11,7 @@ pub enum OutDtype {
 
 impl OutDtype {
     /// The name in safetensors headers and manifests.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             OutDtype::Bf16 => "BF16",
             OutDtype::F16 => "F16",
@@ -19,7 +19,7 @@ impl OutDtype {
         }
     }
     /// Bytes per element.
-    pub fn width(self) -> u64 {
+    pub(crate) fn width(self) -> u64 {
         match self {
             OutDtype::Bf16 | OutDtype::F16 => 2,
             OutDtype::F32 => 4,
@@ -28,20 +28,20 @@ impl OutDtype {
 }
 
 /// One tensor of an output file, in file order.
-pub struct Entry<'a> {
-    pub name: &'a str,
-    pub dtype: OutDtype,
-    pub shape: &'a [u64],
+pub(crate) struct Entry<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) dtype: OutDtype,
+    pub(crate) shape: &'a [u64],
 }
 
 impl Entry<'_> {
-    pub fn byte_len(&self) -> u64 {
+    pub(crate) fn byte_len(&self) -> u64 {
         self.shape.iter().product::<u64>() * self.dtype.width()
     }
 }
 
 /// The 8-byte length prefix and padded JSON header for `entries`, laid out back to back.
-pub fn header(entries: &[Entry]) -> Vec<u8> {
+pub(crate) fn header(entries: &[Entry]) -> Vec<u8> {
     let mut json = String::from("{");
     let mut offset = 0u64;
     for (i, e) in entries.iter().enumerate() {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 /// The size of the buffers frames fill; the hasher reads back in pieces of the same size.
-pub const BUF_LEN: usize = 4 << 20;
+pub(crate) const BUF_LEN: usize = 4 << 20;
 
 /// Writeback is started every this many bytes, so the disk works while we copy and the final fsync has little
 /// left to do.
@@ -68,11 +68,10 @@ fn mode_666() -> std::fs::Permissions {
 
 /// The committed file: its size, SHA-256 and stat at write time.
 #[derive(Debug, Clone)]
-pub struct Written {
-    pub path: PathBuf,
-    pub size: u64,
-    pub sha256: String,
-    pub stat: super::FileStat,
+pub(crate) struct Written {
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
+    pub(crate) stat: super::FileStat,
 }
 
 /// How far the writer may run ahead of the hasher. Large enough that the writer never waits when hashing keeps
@@ -99,7 +98,7 @@ struct Shared {
 
 impl Progress {
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn update(&self, change: impl FnOnce(&mut Shared)) {
@@ -114,7 +113,7 @@ impl Progress {
         s.written = written;
         self.moved.notify_all();
         while s.written - s.hashed > self.max_lag && !s.hasher_failed {
-            s = self.moved.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = self.moved.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         !s.hasher_failed
     }
@@ -125,7 +124,7 @@ impl Progress {
         s.hashed = hashed;
         self.moved.notify_all();
         while s.written <= hashed && !s.done && !s.abandoned {
-            s = self.moved.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = self.moved.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         *s
     }
@@ -155,7 +154,7 @@ fn hash_behind(file: std::fs::File, progress: &Progress) -> std::io::Result<Stri
     }
 }
 
-pub struct Sink {
+pub(crate) struct Sink {
     path: PathBuf,
     file: Option<tempfile::NamedTempFile>,
     progress: Arc<Progress>,
@@ -171,7 +170,7 @@ pub struct Sink {
 
 impl Sink {
     /// Starts writing `path`: creates its directory and a uniquely named temp file beside it.
-    pub fn create(path: &Path) -> Result<Sink> {
+    pub(crate) fn create(path: &Path) -> Result<Sink> {
         Self::create_with_lag(path, MAX_LAG)
     }
 
@@ -204,7 +203,7 @@ impl Sink {
 
     /// Preallocates the file's final size, when known before writing. A full disk is reported here, before
     /// anything is written.
-    pub fn reserve(&mut self, len: u64) -> Result<()> {
+    pub(crate) fn reserve(&mut self, len: u64) -> Result<()> {
         let file = self.file.as_ref().expect("sink is open");
         if preallocate(file.as_file(), len).map_err(|e| self.err(e))? {
             self.reserved = self.reserved.max(len);
@@ -213,7 +212,7 @@ impl Sink {
     }
 
     /// Appends `buf` to the file; the hasher follows.
-    pub fn write(&mut self, buf: &[u8]) -> Result<()> {
+    pub(crate) fn write(&mut self, buf: &[u8]) -> Result<()> {
         if self.poisoned {
             return Err(self.poisoned_error());
         }
@@ -231,20 +230,20 @@ impl Sink {
             // The hasher could not read the file back: stop here; `commit` would report its error.
             self.poisoned = true;
             let why = self.hasher.take().map(|h| h.join().expect("hasher thread panicked"));
-            let e = why.and_then(|r| r.err()).unwrap_or_else(|| std::io::Error::other("hashing failed"));
+            let e = why.and_then(std::result::Result::err).unwrap_or_else(|| std::io::Error::other("hashing failed"));
             return Err(self.err(e));
         }
         Ok(())
     }
 
     /// fsync, rename over the final name, fsync the directory. Returns what was written.
-    pub fn commit(self) -> Result<Written> {
+    pub(crate) fn commit(self) -> Result<Written> {
         self.commit_checked(|_, _| Ok(()))
     }
 
     /// Like `commit`, but `check(size, sha256)` decides before the rename; on `Err` the temp file is removed and
     /// nothing is kept.
-    pub fn commit_checked(mut self, check: impl FnOnce(u64, &str) -> Result<()>) -> Result<Written> {
+    pub(crate) fn commit_checked(mut self, check: impl FnOnce(u64, &str) -> Result<()>) -> Result<Written> {
         if self.poisoned {
             return Err(self.poisoned_error());
         }
@@ -268,7 +267,7 @@ impl Sink {
         let dir = path.parent().expect("output paths have a parent");
         std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
         let stat = super::FileStat::of(&path)?;
-        Ok(Written { path, size, sha256, stat })
+        Ok(Written { size, sha256, stat })
     }
 
     fn poisoned_error(&self) -> Error {
@@ -291,7 +290,7 @@ impl Drop for Sink {
 }
 
 /// Where a frame streams its output: a file being written (`Sink`) or only a hash (`HashOnly`, for re-checks).
-pub trait ByteSink {
+pub(crate) trait ByteSink {
     /// Says how many bytes will be written in all, before the first `write` (a hint; sinks may ignore it).
     fn reserve(&mut self, _len: u64) -> Result<()> {
         Ok(())
@@ -310,15 +309,15 @@ impl ByteSink for Sink {
 
 /// Hashes what it is given and keeps nothing: "what SHA-256 would this output have?".
 #[derive(Default)]
-pub struct HashOnly {
+pub(crate) struct HashOnly {
     hasher: sha2::Sha256,
 }
 
 impl HashOnly {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         super::hex(&self.hasher.finalize())
     }
 }

@@ -2,7 +2,7 @@
 //! URLs with X-Repo-Commit, small files with ETag, LFS files as a 302 to a second origin (the "CDN", another port)
 //! with X-Linked-Etag/X-Linked-Size, Range → 206/416, the Hub's error codes, and switches that inject faults.
 //! It counts the body bytes it serves and records every request's origin, path and whether it carried a token.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

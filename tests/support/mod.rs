@@ -1,7 +1,7 @@
 //! Test support: a workspace in a temp dir, the real binary, synthetic checkpoints made by `gamma-run synth`,
 //! and an independent reference for W (the safetensors crate to read, `half` to convert, the safetensors
 //! crate's writer for the expected file).
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 pub mod hub;
 
