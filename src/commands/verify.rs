@@ -139,16 +139,19 @@ fn check_inner(path: &Path, how: &How, output: &mut Option<PathBuf>) -> std::res
             }
         }
     }
-    if let (Some(opts), Some(_)) = (how.sources, &m.source) {
-        check_sources(&m, opts)?;
+    if let (Some(opts), Some(s)) = (how.sources, &m.source) {
+        check_sources(&m, s, opts)?;
     }
     Ok(())
 }
 
 /// Re-reads every source file whole, compares it with the manifest (and the Hub's current digest, online), and
 /// re-extracts W from the bytes read.
-fn check_sources(m: &Manifest, opts: &SourceOptions) -> std::result::Result<(), Problem> {
-    let s = m.source.as_ref().expect("checked by the caller");
+fn check_sources(
+    m: &Manifest,
+    s: &crate::manifest::SourceRecord,
+    opts: &SourceOptions,
+) -> std::result::Result<(), Problem> {
     let mut problems = Vec::new();
     for f in &s.files {
         let mut w = if f.path == s.range.file {

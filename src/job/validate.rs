@@ -214,7 +214,8 @@ impl Validator {
                     (_, Some(p)) => {
                         Path::new(&p.value).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
                     }
-                    _ => unreachable!(),
+                    // One source per job was checked above; a job without one never gets here.
+                    _ => return self.err(&at, "a job needs `model:` or `path:`"),
                 };
                 check_name(&from)
                     .or_else(|e| self.err(&at, format!("cannot derive an output name: {e}; add `name:`")))?;

@@ -240,7 +240,14 @@ pub(crate) fn locate(
                 }
                 Err(e) => return Err(e),
             }
-            let hub = opts.hub.as_ref().expect("online");
+            let Some(hub) = opts.hub.as_ref() else {
+                return Err(Error::NotInCache {
+                    repo: at.repo.clone(),
+                    revision: at.revision.clone(),
+                    cache: opts.hf_cache.clone(),
+                    hint: "the Hub is not to be used (offline)".into(),
+                });
+            };
             hub::locate(hub, at, explicit, fetch, &opts.hf_cache)
         }
     }

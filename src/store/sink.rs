@@ -54,17 +54,15 @@ fn preallocate(_: &std::fs::File, _: u64) -> std::io::Result<bool> {
     Ok(false)
 }
 
-/// 0o666 through the umask, as any file the user creates (Unix); the default elsewhere.
+/// 0o666 through the umask, as any file the user creates (Unix; tempfile's default is 0o600).
 #[cfg(unix)]
-fn mode_666() -> std::fs::Permissions {
-    std::os::unix::fs::PermissionsExt::from_mode(0o666)
+fn with_user_mode(b: &mut tempfile::Builder) {
+    b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
 }
 
+/// Elsewhere, the platform's default permissions.
 #[cfg(not(unix))]
-fn mode_666() -> std::fs::Permissions {
-    let f = tempfile::tempfile().expect("a temp file to read default permissions from");
-    f.metadata().expect("its metadata").permissions()
-}
+fn with_user_mode(_: &mut tempfile::Builder) {}
 
 /// The committed file: its size, SHA-256 and stat at write time.
 #[derive(Debug, Clone)]
@@ -175,16 +173,14 @@ impl Sink {
     }
 
     fn create_with_lag(path: &Path, max_lag: u64) -> Result<Sink> {
-        let dir = path.parent().expect("output paths have a parent");
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).at(dir)?;
         let base = path.file_name().unwrap_or_default().to_string_lossy();
-        // 0o666 through the umask, as any file the user creates (tempfile's default is 0o600).
-        let file = tempfile::Builder::new()
-            .prefix(&format!(".{base}."))
-            .suffix(".tmp")
-            .permissions(mode_666())
-            .tempfile_in(dir)
-            .at(dir)?;
+        let prefix = format!(".{base}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        with_user_mode(&mut builder);
+        let file = builder.tempfile_in(dir).at(dir)?;
         let reader = file.as_file().try_clone().at(file.path())?;
         let progress = Arc::new(Progress { max_lag, ..Default::default() });
         let follow = Arc::clone(&progress);
@@ -264,7 +260,7 @@ impl Sink {
         let (path, size) = (self.path.clone(), self.size);
         file.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         super::failpoint("after-rename");
-        let dir = path.parent().expect("output paths have a parent");
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
         let stat = super::FileStat::of(&path)?;
         Ok(Written { size, sha256, stat })
