@@ -2,9 +2,8 @@
 //! bit-identical to the reference, bytes transferred ≈ W, revisions and freshness with and without network,
 //! faults recovered from or failed cleanly with nothing partial stored, and the token kept to its origin.
 
-mod support;
-use support::hub::{Faults, GOOD_TOKEN, TestHub};
-use support::*;
+use crate::support::hub::{Faults, GOOD_TOKEN, TestHub};
+use crate::support::*;
 
 const C1: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const C2: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -13,6 +12,7 @@ fn env(hub: &TestHub) -> Vec<(&'static str, String)> {
     vec![("HF_ENDPOINT", hub.endpoint.clone()), ("HF_TOKEN", GOOD_TOKEN.to_string())]
 }
 
+#[track_caller]
 fn run(ws: &Ws, hub: &TestHub, args: &[&str]) -> Out {
     let e = env(hub);
     let pairs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -68,7 +68,7 @@ fn every_seed_layout_is_fetched_by_range_bit_identical() {
     }
     let job = ws.job(&yaml);
     let o = run(&ws, &hub, &[job.to_str().unwrap()]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     let mut w_total = 0u64;
     for (name, _, key) in layouts {
         let dir = ws.path(&format!("models/{name}"));
@@ -99,7 +99,7 @@ fn every_seed_layout_is_fetched_by_range_bit_identical() {
 fn large_ranges_are_split_and_bytes_stay_close_to_w() {
     let (ws, hub, job, dir) = one(&["--vocab", "24000", "--hidden", "256", "--shards", "2", "--filler-mib", "2"], "");
     let o = run(&ws, &hub, &[&job]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"));
     let w = 24000u64 * 256 * 2;
     assert!(hub.served() <= w + w / 100 + (1 << 20), "served {} for W {w}", hub.served());
@@ -111,10 +111,10 @@ fn large_ranges_are_split_and_bytes_stay_close_to_w() {
 fn a_second_run_makes_no_data_requests_and_pinned_commits_need_no_network() {
     let (ws, hub, job, _) =
         one(&["--shards", "2"], &format!("  - model: org/m\n    name: pinned\n    revision: {C1}\n"));
-    assert_eq!(run(&ws, &hub, &[&job]).code, 0);
+    assert_eq!(run(&ws, &hub, &[&job]).code(), 0);
     hub.reset_counters();
     let o = run(&ws, &hub, &[&job]);
-    assert_eq!(o.code, 0);
+    assert_eq!(o.code(), 0);
     assert!(o.stdout.contains("fresh    m/gamma") && o.stdout.contains("fresh    pinned/gamma"), "{}", o.stdout);
     let reqs = hub.requests();
     assert!(reqs.iter().all(|r| r.path.starts_with("/api/models/org/m/revision/main")), "{reqs:?}");
@@ -123,20 +123,20 @@ fn a_second_run_makes_no_data_requests_and_pinned_commits_need_no_network() {
     // The branch moves: the branch job is stale with both commits named; the pinned one stays fresh.
     let dir2 = ws.synth("m2", &["--seed", "5", "--shards", "2"]);
     hub.publish("org/m", C2, &dir2, Some("main"));
-    let o = run(&ws, &hub, &["status", &job]);
+    let o = run(&ws, &hub, &["status", &job]).ok();
     assert!(o.stdout.contains("stale    m/gamma: revision moved aaaaaaaa… → bbbbbbbb…"), "{}", o.all());
     assert!(o.stdout.contains("fresh    pinned/gamma"));
 
     // With no network at all, the pinned job is still judged; the branch job cannot be resolved.
     let o = ws.run(&["status", &job, "--only", "pinned"]);
-    assert_eq!((o.code, o.stdout.as_str()), (0, "fresh    pinned/gamma\n"), "{}", o.stderr);
+    assert_eq!((o.code(), o.stdout.as_str()), (0, "fresh    pinned/gamma\n"), "{}", o.stderr);
     let o = ws.run(&["status", &job, "--only", "pinned", "--offline"]);
-    assert_eq!(o.code, 0);
+    assert_eq!(o.code(), 0);
     let o = ws.run(&["status", &job, "--only", "m", "--offline"]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code(), 2);
     assert!(o.stdout.contains("offline, and the cache has no refs/main"), "{}", o.stdout);
 
-    let o = run(&ws, &hub, &[&job]);
+    let o = run(&ws, &hub, &[&job]).ok();
     assert!(o.stdout.contains("built    m/gamma  (revision moved"), "{}", o.stdout);
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir2, "model.embed_tokens.weight"));
 }
@@ -146,7 +146,7 @@ fn offline_with_nothing_cached_names_what_is_missing() {
     let (ws, hub, _, _) = one(&[], "");
     let job = ws.job(&format!("version: 1\njobs:\n  - model: org/m\n    revision: {C1}\n"));
     let o = ws.run_env(&[job.to_str().unwrap()], &[("HF_HUB_OFFLINE", "1"), ("HF_ENDPOINT", &hub.endpoint)]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code(), 2);
     assert!(o.stdout.contains("org/m@aaaaaaaa") && o.stdout.contains("not in the Hugging Face cache"), "{}", o.stdout);
     assert!(o.stdout.contains("offline"), "{}", o.stdout);
     assert!(hub.requests().is_empty(), "offline means no requests");
@@ -165,7 +165,7 @@ fn transient_faults_are_retried_and_resumed() {
         let (ws, hub, job, dir) = one(&["--vocab", "3000", "--hidden", "128"], "");
         hub.faults(faults);
         let o = run(&ws, &hub, &[&job]);
-        assert_eq!(o.code, 0, "{what}: {}", o.all());
+        assert_eq!(o.code(), 0, "{what}: {}", o.all());
         assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"), "{what}");
         if what.starts_with("cut") {
             assert!(o.stderr.contains("resuming"), "{what}: {}", o.stderr);
@@ -183,7 +183,7 @@ fn a_server_that_ignores_range_still_gives_correct_bytes_with_a_warning() {
     let (ws, hub, job, dir) = one(&["--shards", "2"], "");
     hub.faults(Faults { ignore_range: true, ..Default::default() });
     let o = run(&ws, &hub, &[&job]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert!(o.stderr.contains("ignored a Range request"), "{}", o.stderr);
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"));
 }
@@ -199,7 +199,7 @@ fn protocol_violations_fail_cleanly_and_store_nothing() {
         let (ws, hub, job, _) = one(&[], "    fetch: full\n");
         hub.faults(faults);
         let o = run(&ws, &hub, &[&job]);
-        assert_eq!(o.code, 2, "{what}: {}", o.all());
+        assert_eq!(o.code(), 2, "{what}: {}", o.all());
         assert!(o.stdout.contains(want), "{what}: {}", o.stdout);
         assert!(o.stdout.contains("(request id req-test-ok)"), "{what}: the answer's request id: {}", o.stdout);
         assert!(!ws.path("tensors/m/W.safetensors").exists() && !ws.path("manifests/m").exists(), "{what}");
@@ -219,7 +219,7 @@ fn hub_errors_say_what_to_do() {
         "version: 1\njobs:\n  - model: org/m\n  - model: org/missing\n  - model: org/m\n    name: norev\n    revision: v9\n  - model: org/m\n    name: nofile\n    revision: {C1}\n    tensor: x\n"
     ));
     let o = ws.run_env(&[job.to_str().unwrap()], &[("HF_ENDPOINT", &hub.endpoint), ("HF_TOKEN", "hf_wrong")]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code(), 2);
     let line = |n: &str| o.stdout.lines().find(|l| l.contains(&format!(" {n}/gamma"))).unwrap_or_default().to_string();
     assert!(
         line("m").contains("gated repo: accept its terms on") && line("m").contains("set HF_TOKEN"),
@@ -231,7 +231,7 @@ fn hub_errors_say_what_to_do() {
     assert!(line("norev").contains("revision not found"), "{}", line("norev"));
     // With the right token the gated repo reads fine.
     let o = run(&ws, &hub, &[job.to_str().unwrap(), "--only", "m"]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn the_token_goes_only_to_the_endpoint_origin_and_is_never_written() {
     let (ws, hub, job, _) = one(&["--shards", "2"], "");
     hub.faults(Faults { redirect_chain: true, ..Default::default() });
     let o = run(&ws, &hub, &[&job, "-vv"]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     let reqs = hub.requests();
     assert!(
         reqs.iter()
@@ -249,7 +249,7 @@ fn the_token_goes_only_to_the_endpoint_origin_and_is_never_written() {
     assert!(reqs.iter().any(|r| r.origin == "cdn") && reqs.iter().any(|r| r.origin == "third"));
     assert!(reqs.iter().filter(|r| r.origin != "hub").all(|r| r.authorization.is_none()), "{reqs:?}");
     assert!(!o.all().contains(GOOD_TOKEN), "token in the logs");
-    let s = run(&ws, &hub, &["status", &job, "--json", "-vv"]);
+    let s = run(&ws, &hub, &["status", &job, "--json", "-vv"]).ok();
     assert!(!s.all().contains(GOOD_TOKEN));
     for dir in ["tensors", "manifests"] {
         for e in walk(&ws.path(dir)) {
@@ -263,7 +263,7 @@ fn the_token_goes_only_to_the_endpoint_origin_and_is_never_written() {
 fn fetch_full_downloads_into_the_cache_checked_and_reused() {
     let (ws, hub, job, dir) = one(&["--shards", "2"], "    fetch: full\n");
     let o = run(&ws, &hub, &[&job]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"));
     let m = ws.manifest("m", "gamma");
     assert_eq!(m["source"]["fetch"], "full");
@@ -282,14 +282,14 @@ fn fetch_full_downloads_into_the_cache_checked_and_reused() {
     std::fs::remove_dir_all(ws.path("tensors")).unwrap();
     hub.reset_counters();
     let o = run(&ws, &hub, &[&job]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     let reqs = hub.requests();
     assert!(reqs.len() == 1 && reqs[0].path.starts_with("/api/models/"), "{reqs:?}");
     assert_eq!(ws.manifest("m", "gamma")["source"]["kind"], "hf_cache");
     // And offline too, with the branch resolved from refs/.
     std::fs::remove_dir_all(ws.path("tensors")).unwrap();
     let o = ws.run_env(&[&job, "--offline"], &[]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
 }
 
 #[test]
@@ -297,7 +297,7 @@ fn a_corrupt_full_download_is_discarded() {
     let (ws, hub, job, _) = one(&[], "    fetch: full\n");
     hub.faults(Faults { corrupt_blob: true, ..Default::default() });
     let o = run(&ws, &hub, &[&job]);
-    assert_eq!(o.code, 2, "{}", o.all());
+    assert_eq!(o.code(), 2, "{}", o.all());
     assert!(o.stdout.contains("discarded"), "{}", o.stdout);
     let kept = blobs(&ws);
     assert!(kept.is_empty(), "nothing kept: {kept:?}");
@@ -318,7 +318,7 @@ fn the_token_is_not_sent_again_when_a_redirect_returns_to_the_endpoint() {
     let (ws, hub, job, _) = one(&[], "");
     hub.faults(Faults { redirect_back: true, ..Default::default() });
     let o = run(&ws, &hub, &[&job]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     let back: Vec<_> = hub.requests().into_iter().filter(|r| r.path.starts_with("/cdn-return/")).collect();
     assert!(!back.is_empty());
     assert!(back.iter().all(|r| r.authorization.is_none()), "{back:?}");
@@ -330,7 +330,7 @@ fn a_full_download_cut_until_retries_run_out_keeps_nothing() {
     hub.faults(Faults { drop_mid_body: 1000, ..Default::default() });
     let e = env(&hub);
     let o = ws.run_env(&[&job], &[("HF_ENDPOINT", &e[0].1), ("GAMMA_RUN_HTTP_ATTEMPTS", "3")]);
-    assert_eq!(o.code, 2, "{}", o.all());
+    assert_eq!(o.code(), 2, "{}", o.all());
     assert!(o.stdout.contains("cut 3 times"), "{}", o.stdout);
     let kept = blobs(&ws);
     assert!(kept.iter().all(|n| n.len() == 40), "only verified small files may stay: {kept:?}");
@@ -346,14 +346,14 @@ fn a_snapshot_without_weights_is_completed_from_the_hub() {
     std::fs::copy(dir.join("config.json"), only_config.join("config.json")).unwrap();
     cache_model(&ws, &only_config, "org/m", C1, Some("main"));
     let o = run(&ws, &hub, &[&job]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert_eq!(ws.manifest("m", "gamma")["source"]["fetch"], "range");
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"));
     // Offline, the same gap is a clear error naming the missing file.
     std::fs::remove_dir_all(ws.path("tensors")).unwrap();
     std::fs::remove_dir_all(ws.path("manifests")).unwrap();
     let o = ws.run(&[&job, "--offline"]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code(), 2);
     assert!(o.stdout.contains("model.safetensors") && o.stdout.contains("missing"), "{}", o.stdout);
 }
 
@@ -366,7 +366,7 @@ fn a_repo_without_config_names_the_missing_file() {
     hub.publish("org/m", C1, &dir, Some("main"));
     let job = ws.job("version: 1\njobs:\n  - model: org/m\n");
     let o = run(&ws, &hub, &[job.to_str().unwrap()]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code(), 2);
     assert!(o.stdout.contains("org/m@aaaaaaaaaaaa/config.json: missing"), "{}", o.stdout);
 }
 
@@ -419,7 +419,7 @@ fn the_token_never_reaches_any_output_at_any_verbosity_whatever_its_length() {
             args.push(flag);
         }
         let o = ws.run_env(&args, &env);
-        assert_eq!(o.code, 0, "{}", o.all());
+        assert_eq!(o.code(), 0, "{}", o.all());
         let sent = format!("Bearer {token}");
         assert!(hub.requests().iter().any(|r| r.authorization.as_deref() == Some(sent.as_str())), "token not sent");
         let printed = printed_bytes(&o.all());
@@ -428,7 +428,7 @@ fn the_token_never_reaches_any_output_at_any_verbosity_whatever_its_length() {
             assert!(!holds(&printed, &token), "token of {n} chars printed ({flag} RUST_LOG={rust_log:?})");
         }
         // An error about a request that carried the token: the token is in no message either.
-        let s = ws.run_env(&["status", &job, "--json", "-vv"], &env);
+        let s = ws.run_env(&["status", &job, "--json", "-vv"], &env).ok();
         assert!(!holds(&printed_bytes(&s.all()), &sent), "token in status output");
     }
     for dir in ["tensors", "manifests"] {

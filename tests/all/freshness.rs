@@ -1,8 +1,7 @@
 //! Reruns on the same workspace: fresh outputs are skipped without writing, each kind of change gives its own
 //! stale reason and is rebuilt, `status --check` and `verify` exit codes, HF-cache revisions.
 
-mod support;
-use support::*;
+use crate::support::*;
 
 const C1: &str = "1111111111111111111111111111111111111111";
 const C2: &str = "2222222222222222222222222222222222222222";
@@ -12,13 +11,13 @@ fn setup() -> (Ws, String) {
     ws.synth("m", &["--shards", "2", "--dtype", "f32"]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n").to_str().unwrap().to_string();
     let out = ws.run(&[&job]);
-    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.code(), 0, "{}", out.all());
     (ws, job)
 }
 
 fn status(ws: &Ws, job: &str) -> (i32, String) {
     let o = ws.run(&["status", job, "--check"]);
-    (o.code, o.stdout)
+    (o.code(), o.stdout.clone())
 }
 
 #[test]
@@ -28,7 +27,7 @@ fn a_second_run_writes_nothing_and_says_fresh() {
     let before = (mtime(&w), mtime(&m), ws.read("manifests/m/gamma.json"));
     std::thread::sleep(std::time::Duration::from_millis(20));
     let out = ws.run(&[&job]);
-    assert_eq!(out.code, 0);
+    assert_eq!(out.code(), 0);
     assert!(out.stdout.contains("fresh    m/gamma"), "{}", out.stdout);
     assert_eq!(before, (mtime(&w), mtime(&m), ws.read("manifests/m/gamma.json")));
     assert_eq!(status(&ws, &job), (0, "fresh    m/gamma\n".to_string()));
@@ -50,7 +49,7 @@ fn each_change_is_stale_for_its_own_reason_and_rebuilt() {
     assert_eq!(status(&ws, &job).0, 0);
     // `run` stores the new stat, so later checks are metadata-only again.
     let old = m["stat"]["sources"]["model-00001-of-00002.safetensors"]["mtime_ns"].clone();
-    assert!(ws.run(&[&job]).stdout.contains("fresh    m/gamma"));
+    assert!(ws.run(&[&job]).ok().stdout.contains("fresh    m/gamma"));
     let new = ws.manifest("m", "gamma")["stat"]["sources"]["model-00001-of-00002.safetensors"]["mtime_ns"].clone();
     assert_ne!(old, new, "the stat cache was not refreshed");
     assert_eq!(ws.manifest("m", "gamma")["output"], m["output"]);
@@ -60,7 +59,7 @@ fn each_change_is_stale_for_its_own_reason_and_rebuilt() {
     let (code, out) = status(&ws, &job);
     assert_eq!(code, 1);
     assert!(out.contains("stale    m/gamma: tensor changed (W's bytes differ)"), "{out}");
-    let run = ws.run(&[&job]);
+    let run = ws.run(&[&job]).ok();
     assert!(run.stdout.contains("built    m/gamma  (tensor changed"), "{}", run.stdout);
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&ws.path("models/m"), "model.embed_tokens.weight"));
     assert_eq!(status(&ws, &job).0, 0);
@@ -70,25 +69,25 @@ fn each_change_is_stale_for_its_own_reason_and_rebuilt() {
     let text = std::fs::read_to_string(&cfg).unwrap().replace("\"dtype\"", "\"note\": 1, \"dtype\"");
     std::fs::write(&cfg, text).unwrap();
     assert!(status(&ws, &job).1.contains("config.json changed"));
-    ws.run(&[&job]);
+    ws.run(&[&job]).ok();
 
     // The output is tampered with: status says so, verify names it, run repairs it.
     let out_file = ws.path("tensors/m/W.safetensors");
     flip(&out_file, 500);
     assert!(status(&ws, &job).1.contains("output modified (sha256 differs)"));
     let v = ws.run(&["verify"]);
-    assert_eq!(v.code, 1, "{}", v.all());
+    assert_eq!(v.code(), 1, "{}", v.all());
     assert!(v.stdout.contains("MISMATCH") && v.stdout.contains("sha256"), "{}", v.stdout);
-    ws.run(&[&job]);
-    assert_eq!(ws.run(&["verify"]).code, 0);
+    ws.run(&[&job]).ok();
+    assert_eq!(ws.run(&["verify"]).code(), 0);
 
     // Output or manifest gone.
     std::fs::remove_file(&out_file).unwrap();
     assert!(status(&ws, &job).1.contains("output missing"));
-    ws.run(&[&job]);
+    ws.run(&[&job]).ok();
     std::fs::remove_file(ws.path("manifests/m/gamma.json")).unwrap();
     assert!(status(&ws, &job).1.contains("manifest missing"));
-    ws.run(&[&job]);
+    ws.run(&[&job]).ok();
 
     // A manifest from an older format.
     let mp = ws.path("manifests/m/gamma.json");
@@ -97,7 +96,7 @@ fn each_change_is_stale_for_its_own_reason_and_rebuilt() {
     std::fs::write(&mp, serde_json::to_vec(&v).unwrap()).unwrap();
     let out = status(&ws, &job).1;
     assert!(out.contains("format version changed 0 → 1") && out.contains("manifest edited"), "{out}");
-    ws.run(&[&job]);
+    ws.run(&[&job]).ok();
     assert_eq!(status(&ws, &job), (0, "fresh    m/gamma\n".into()));
 }
 
@@ -107,9 +106,9 @@ fn never_built_is_missing_and_check_fails() {
     ws.synth("m", &[]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
     let o = ws.run(&["status", job.to_str().unwrap()]);
-    assert_eq!((o.code, o.stdout.as_str()), (0, "missing  m/gamma: never built\n"));
+    assert_eq!((o.code(), o.stdout.as_str()), (0, "missing  m/gamma: never built\n"));
     let o = ws.run(&["status", job.to_str().unwrap(), "--check", "--json"]);
-    assert_eq!(o.code, 1);
+    assert_eq!(o.code(), 1);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v[0]["state"], "missing");
     assert_eq!(v[0]["output"], "tensors/m/W.safetensors");
@@ -123,18 +122,18 @@ fn force_dry_run_and_only() {
     ws.synth("b", &["--seed", "2"]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/a\n  - path: ../models/b\n");
     let job = job.to_str().unwrap();
-    let o = ws.run(&[job, "--dry-run"]);
+    let o = ws.run(&[job, "--dry-run"]).ok();
     assert!(o.stdout.contains("would build a/gamma  (never built)"), "{}", o.stdout);
     assert!(!ws.path("tensors").exists() && !ws.path("manifests").exists());
-    let o = ws.run(&[job, "--only", "b"]);
+    let o = ws.run(&[job, "--only", "b"]).ok();
     assert!(o.stdout.contains("b/gamma") && !o.stdout.contains("a/gamma"), "{}", o.stdout);
     assert!(ws.path("tensors/b/W.safetensors").exists() && !ws.path("tensors/a").exists());
     let o = ws.run(&[job, "--only", "nope"]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code(), 2);
     assert!(o.stderr.contains("--only \"nope\" matches no output"), "{}", o.stderr);
     let before = mtime(&ws.path("tensors/b/W.safetensors"));
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let o = ws.run(&[job, "--force", "--only", "b"]);
+    let o = ws.run(&[job, "--force", "--only", "b"]).ok();
     assert!(o.stdout.contains("built    b/gamma  (--force)"), "{}", o.stdout);
     assert_ne!(before, mtime(&ws.path("tensors/b/W.safetensors")));
 }
@@ -151,7 +150,7 @@ fn hf_cache_revisions_resolve_offline_and_branch_moves_are_stale() {
     ));
     let job = job.to_str().unwrap();
     let o = ws.run_env(&[job], &[("HF_HUB_OFFLINE", "1")]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     let m = ws.manifest("tiny", "gamma");
     assert_eq!(m["source"]["kind"], "hf_cache");
     assert_eq!(m["source"]["repo"], "org/tiny");
@@ -172,17 +171,17 @@ fn hf_cache_revisions_resolve_offline_and_branch_moves_are_stale() {
 
     // The branch moves: the branch job is stale with both commits named; the pinned one stays fresh.
     cache_model(&ws, &m2, "org/tiny", C2, Some("main"));
-    let o = ws.run(&["status", job]);
+    let o = ws.run(&["status", job]).ok();
     assert!(o.stdout.contains("stale    tiny/gamma: revision moved 11111111… → 22222222…"), "{}", o.stdout);
     assert!(o.stdout.contains("fresh    pinned/gamma"), "{}", o.stdout);
-    ws.run(&[job]);
+    ws.run(&[job]).ok();
     assert_eq!(ws.read("tensors/tiny/W.safetensors"), reference_w(&m2, "lm_head.weight"));
     assert_eq!(ws.manifest("tiny", "gamma")["source"]["commit"], C2);
 
     // A pinned commit is judged with no network and no refs at all.
     std::fs::remove_dir_all(ws.path("hf-cache/models--org--tiny/refs")).unwrap();
     let o = ws.run(&["status", job, "--only", "pinned", "--offline"]);
-    assert_eq!((o.code, o.stdout.as_str()), (0, "fresh    pinned/gamma\n"), "{}", o.stderr);
+    assert_eq!((o.code(), o.stdout.as_str()), (0, "fresh    pinned/gamma\n"), "{}", o.stderr);
 }
 
 #[test]
@@ -190,7 +189,7 @@ fn a_model_missing_from_the_cache_is_a_clear_error() {
     let ws = Ws::new();
     let job = ws.job("version: 1\njobs:\n  - model: org/absent\n    revision: v1.0\n");
     let o = ws.run(&[job.to_str().unwrap(), "--offline"]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code(), 2);
     assert!(o.stdout.contains("org/absent@v1.0 is not in the Hugging Face cache at"), "{}", o.stdout);
     assert!(o.stdout.contains("offline, and the cache has no refs/v1.0"), "{}", o.stdout);
 }

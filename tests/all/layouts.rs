@@ -1,8 +1,7 @@
 //! Every seed layout, end to end through the binary: the output is byte-identical to an independent reference
 //! (safetensors crate + half), and the manifest says which key was read and why.
 
-mod support;
-use support::*;
+use crate::support::*;
 
 struct Case {
     name: &'static str,
@@ -114,7 +113,7 @@ fn every_seed_layout_matches_the_reference_bit_for_bit() {
     }
     let job = ws.job(&yaml);
     let out = ws.run(&[job.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.code(), 0, "{}", out.all());
     for c in CASES {
         let got = ws.read(&format!("tensors/{}/W.safetensors", c.name));
         let want = reference_w(&ws.path(&format!("models/{}", c.name)), c.key);
@@ -140,7 +139,7 @@ fn nans_are_canonicalised_counted_and_recorded() {
     ws.synth("nan", &["--arch", "llama", "--dtype", "f32", "--tie", "false", "--store", "head", "--specials", "--nan"]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/nan\n");
     let out = ws.run(&[job.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.code(), 0, "{}", out.all());
     assert!(out.stderr.contains("1 NaN"), "{}", out.stderr);
     assert_eq!(ws.manifest("nan", "gamma")["nan_count"], 1);
     let got = ws.read("tensors/nan/W.safetensors");
@@ -153,7 +152,7 @@ fn an_explicit_tensor_overrides_the_rules() {
     ws.synth("m", &["--arch", "llama", "--tie", "false", "--store", "both-differ"]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    tensor: model.embed_tokens.weight\n");
     let out = ws.run(&[job.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.code(), 0, "{}", out.all());
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&ws.path("models/m"), "model.embed_tokens.weight"));
     assert!(ws.manifest("m", "gamma")["source"]["reason"].as_str().unwrap().contains("explicitly"));
 }
@@ -167,10 +166,10 @@ fn thread_count_does_not_change_the_bytes() {
         yaml.push_str(&format!("  - path: ../models/m{i}\n"));
     }
     let one = ws.job(&yaml);
-    assert_eq!(ws.run(&[one.to_str().unwrap(), "--jobs", "1"]).code, 0);
+    assert_eq!(ws.run(&[one.to_str().unwrap(), "--jobs", "1"]).code(), 0);
     let four = ws.path("jobs/four.yaml");
     std::fs::write(&four, yaml.replace("../t1", "../t4").replace("../man1", "../man4")).unwrap();
-    assert_eq!(ws.run(&[four.to_str().unwrap(), "--jobs", "4"]).code, 0);
+    assert_eq!(ws.run(&[four.to_str().unwrap(), "--jobs", "4"]).code(), 0);
     for i in 0..4 {
         assert_eq!(ws.read(&format!("t1/m{i}/W.safetensors")), ws.read(&format!("t4/m{i}/W.safetensors")));
     }

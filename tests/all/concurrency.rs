@@ -3,8 +3,7 @@
 //! every output whole; a killed run leaves nothing under a final name that its manifest doesn't describe, and
 //! the next run repairs everything and removes its temp files.
 
-mod support;
-use support::*;
+use crate::support::*;
 
 fn job(ws: &Ws) -> String {
     ws.synth("m", &["--vocab", "30000", "--hidden", "256", "--dtype", "f32", "--tie", "false", "--store", "head"]);
@@ -53,8 +52,8 @@ fn a_second_process_waits_and_finds_the_output_fresh() {
     for frame in ["gamma", "gamma_prime"] {
         assert_eq!(out.matches(&format!("built    m/{frame} ")).count(), 1, "built exactly once: {out}");
     }
-    assert_eq!(ws.run(&["verify"]).code, 0);
-    assert_eq!(ws.run(&["status", &job, "--check"]).code, 0);
+    assert_eq!(ws.run(&["verify"]).code(), 0);
+    assert_eq!(ws.run(&["status", &job, "--check"]).code(), 0);
     assert!(temp_files(&ws).is_empty());
 }
 
@@ -66,12 +65,12 @@ fn without_locks_two_writers_still_leave_whole_outputs() {
         two_at_once(&ws, &job, &[("GAMMA_RUN_NO_LOCK", "1")], false);
         // Whatever was stored describes its own bytes.
         if ws.path("manifests/m").exists() {
-            assert_eq!(ws.run(&["verify"]).code, 0);
+            assert_eq!(ws.run(&["verify"]).code(), 0);
         }
     }
-    assert_eq!(ws.run_env(&[&job], &[("GAMMA_RUN_NO_LOCK", "1")]).code, 0);
+    assert_eq!(ws.run_env(&[&job], &[("GAMMA_RUN_NO_LOCK", "1")]).code(), 0);
     let o = ws.run(&["verify", "--recompute"]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&ws.path("models/m"), "lm_head.weight"));
     assert!(temp_files(&ws).is_empty());
 }
@@ -98,7 +97,7 @@ fn killed_runs_leave_nothing_half_written_and_the_next_run_repairs() {
         }
         eprintln!("kill {i} after {delay_ms} ms (seed {seed})");
         if i % 2 == 1 {
-            ws.run(&[&job, "--force"]);
+            ws.run(&[&job, "--force"]).ok();
         }
         let mut child = spawn(&ws, &[&job, "--force"], &[]);
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
@@ -107,12 +106,12 @@ fn killed_runs_leave_nothing_half_written_and_the_next_run_repairs() {
         // Whatever is there now is either absent or whole: every manifest describes the bytes beside it.
         if ws.path("manifests/m").exists() {
             let v = ws.run(&["verify"]);
-            assert_eq!(v.code, 0, "after a kill at {delay_ms} ms (seed {seed}): {}", v.all());
+            assert_eq!(v.code(), 0, "after a kill at {delay_ms} ms (seed {seed}): {}", v.all());
         }
         let o = ws.run(&[&job]);
-        assert_eq!(o.code, 0, "{}", o.all());
-        assert_eq!(ws.run(&["verify"]).code, 0);
-        assert_eq!(ws.run(&["status", &job, "--check"]).code, 0);
+        assert_eq!(o.code(), 0, "{}", o.all());
+        assert_eq!(ws.run(&["verify"]).code(), 0);
+        assert_eq!(ws.run(&["status", &job, "--check"]).code(), 0);
         assert!(temp_files(&ws).is_empty(), "after a kill at {delay_ms} ms: {:?}", temp_files(&ws));
     }
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&ws.path("models/m"), "lm_head.weight"));
@@ -127,22 +126,22 @@ fn a_crash_at_each_step_of_a_commit_is_repaired_by_the_next_run() {
             ws.synth("m", &["--shards", "2"]);
             let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n").to_str().unwrap().to_string();
             if rebuild {
-                assert_eq!(ws.run(&[&job]).code, 0);
+                assert_eq!(ws.run(&[&job]).code(), 0);
             }
             let o = ws.run_env(&[&job, "--force"], &[("GAMMA_RUN_FAILPOINT", step)]);
-            assert_ne!(o.code, 0, "{step}: the failpoint did not fire: {}", o.all());
+            assert_ne!(o.code(), 0, "{step}: the failpoint did not fire: {}", o.all());
             assert!(o.stderr.contains(&format!("failpoint {step}")), "{step}: {}", o.stderr);
             // Every manifest still describes the bytes beside it; an output without a manifest is stale.
             if ws.path("manifests/m/gamma.json").exists() {
-                assert_eq!(ws.run(&["verify"]).code, 0, "{step} (rebuild: {rebuild})");
+                assert_eq!(ws.run(&["verify"]).code(), 0, "{step} (rebuild: {rebuild})");
             } else if ws.path("tensors/m/W.safetensors").exists() {
-                let s = ws.run(&["status", &job]);
+                let s = ws.run(&["status", &job]).ok();
                 assert!(s.stdout.contains("stale    m/gamma: manifest missing"), "{step}: {}", s.stdout);
             }
             let o = ws.run(&[&job]);
-            assert_eq!(o.code, 0, "{step}: {}", o.all());
-            assert_eq!(ws.run(&["verify"]).code, 0);
-            assert_eq!(ws.run(&["status", &job, "--check"]).code, 0);
+            assert_eq!(o.code(), 0, "{step}: {}", o.all());
+            assert_eq!(ws.run(&["verify"]).code(), 0);
+            assert_eq!(ws.run(&["status", &job, "--check"]).code(), 0);
             assert!(temp_files(&ws).is_empty(), "{step}: {:?}", temp_files(&ws));
         }
     }
@@ -168,12 +167,12 @@ fn a_full_disk_is_a_clear_error_that_keeps_the_previous_output() {
         return;
     }
     let result = std::panic::catch_unwind(|| {
-        assert_eq!(ws.run(&[&job]).code, 0);
+        assert_eq!(ws.run(&[&job]).code(), 0);
         let (w, m) = (ws.read("tensors/m/W.safetensors"), ws.read("manifests/m/gamma.json"));
         // A bigger W no longer fits beside the old one.
         ws.synth("m", &["--vocab", "2048", "--hidden", "64"]);
         let o = ws.run(&[&job]);
-        assert_eq!(o.code, 2, "{}", o.all());
+        assert_eq!(o.code(), 2, "{}", o.all());
         assert!(o.stdout.contains("tensors/m/W.safetensors") && o.stdout.contains("No space left"), "{}", o.stdout);
         assert_eq!((ws.read("tensors/m/W.safetensors"), ws.read("manifests/m/gamma.json")), (w, m));
         assert!(temp_files(&ws).is_empty(), "{:?}", temp_files(&ws));

@@ -21,15 +21,52 @@ pub fn skip(test: &str, why: &str) {
     }
 }
 
+/// What a run of the binary gave. Its exit code must be looked at — `code()`, or `ok()` / `expect(n)`, which
+/// assert it and print the output on failure — or the test fails when the `Out` is dropped, naming the line
+/// that ran the command: a test that ignores an exit code would otherwise fail later, somewhere confusing.
 pub struct Out {
-    pub code: i32,
+    code: i32,
     pub stdout: String,
     pub stderr: String,
+    checked: std::cell::Cell<bool>,
+    at: &'static std::panic::Location<'static>,
 }
 
 impl Out {
+    fn new(code: i32, stdout: String, stderr: String, at: &'static std::panic::Location<'static>) -> Out {
+        Out { code, stdout, stderr, checked: std::cell::Cell::new(false), at }
+    }
     pub fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
+    }
+    /// The exit code (the test then owns the assertion).
+    pub fn code(&self) -> i32 {
+        self.checked.set(true);
+        self.code
+    }
+    /// Asserts exit code `want`, showing the output and the line that ran the command if not.
+    #[track_caller]
+    pub fn expect(self, want: i32) -> Out {
+        assert_eq!(self.code(), want, "the command run at {} exited {}: {}", self.at, self.code, self.all());
+        self
+    }
+    /// Asserts exit code 0.
+    #[track_caller]
+    pub fn ok(self) -> Out {
+        self.expect(0)
+    }
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        if !self.checked.get() && !std::thread::panicking() {
+            panic!(
+                "the exit code ({}) of the command run at {} was never checked: end with .ok(), .expect(n) or look at .code()\n{}",
+                self.code,
+                self.at,
+                self.all()
+            );
+        }
     }
 }
 
@@ -52,33 +89,27 @@ impl Ws {
         p
     }
     /// Runs the binary with `args`, in the workspace, with an empty HF cache unless the test sets one.
+    #[track_caller]
     pub fn run(&self, args: &[&str]) -> Out {
         self.run_env(args, &[])
     }
+    #[track_caller]
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gamma-run"));
-        cmd.args(args).current_dir(self.dir.path());
+        let at = std::panic::Location::caller();
         // Never the real Hub: a closed loopback port unless the test starts its own hub; no stray tokens.
-        cmd.env("HF_HUB_CACHE", self.path("hf-cache"))
-            .env("HF_HOME", self.path("hf-home"))
-            .env("HF_ENDPOINT", "http://127.0.0.1:9")
-            .env("GAMMA_RUN_HTTP_BACKOFF_MS", "20")
-            .env_remove("HF_TOKEN")
-            .env_remove("HF_TOKEN_PATH")
-            .env_remove("HF_HUB_OFFLINE")
-            .env_remove("RUST_LOG");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        let mut cmd = self.command(args, env);
         let o = cmd.output().unwrap();
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into(),
-            stderr: String::from_utf8_lossy(&o.stderr).into(),
-        }
+        Out::new(
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into(),
+            String::from_utf8_lossy(&o.stderr).into(),
+            at,
+        )
     }
     /// `run_env`, but the test fails (instead of hanging) when the binary is still running after `secs`.
+    #[track_caller]
     pub fn run_within(&self, secs: u64, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let at = std::panic::Location::caller();
         let mut cmd = self.command(args, env);
         cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap();
@@ -107,7 +138,7 @@ impl Ws {
             let status = status.unwrap_or_else(|| panic!("gamma-run {args:?} still ran after {secs} s (hung): {o}{e}"));
             (status.code().unwrap_or(-1), (o, e))
         });
-        Out { code: tout, stdout: terr.0, stderr: terr.1 }
+        Out::new(tout, terr.0, terr.1, at)
     }
     /// The binary with `args` and the test environment (see `run_env`), not started.
     pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -131,8 +162,7 @@ impl Ws {
         let out = self.path(&format!("models/{name}"));
         let mut a = vec!["synth", "--out", out.to_str().unwrap()];
         a.extend_from_slice(args);
-        let o = self.run(&a);
-        assert_eq!(o.code, 0, "synth failed: {}", o.all());
+        self.run(&a).ok();
         out
     }
     pub fn read(&self, rel: &str) -> Vec<u8> {

@@ -3,10 +3,9 @@
 //! middle of a download, names that carry terminal escapes. Each test fails without the fix it guards; the
 //! table in RELIABILITY.md names them.
 
-mod support;
+use crate::support::hub::{Faults, TestHub};
+use crate::support::*;
 use std::os::unix::fs::FileExt;
-use support::hub::{Faults, TestHub};
-use support::*;
 
 const C1: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
@@ -64,28 +63,28 @@ fn a_cdn_that_lies_in_a_range_is_recorded_as_unchecked_and_caught_by_verify_sour
     let job = job.to_str().unwrap();
     let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
     hub.faults(Faults { lie_in_ranges: true, ..Default::default() });
-    assert_eq!(ws.run_env(&[job], &env).code, 0);
+    assert_eq!(ws.run_env(&[job], &env).code(), 0);
     let m = ws.manifest("m", "gamma");
     let key = m["source"]["tensor"].as_str().unwrap().to_string();
     // Wrong bytes with correct framing: nothing a normal run or a plain verify can see …
     assert_ne!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, &key));
     assert_eq!(shard_of(&m)["sha256_from"], "hub", "a range read must not claim a computed digest");
     assert_eq!(file_record(&m, |p| p == "config.json")["sha256_from"], "computed");
-    assert_eq!(ws.run_env(&["status", job, "--check"], &env).code, 0);
-    assert_eq!(ws.run(&["verify"]).code, 0);
+    assert_eq!(ws.run_env(&["status", job, "--check"], &env).code(), 0);
+    assert_eq!(ws.run(&["verify"]).code(), 0);
     // … but re-reading the sources whole does, whether the CDN still lies or has become honest.
     let v = ws.run_env(&["verify", "--sources"], &env);
-    assert_eq!(v.code, 1, "{}", v.all());
+    assert_eq!(v.code(), 1, "{}", v.all());
     assert!(v.stdout.contains("MISMATCH") && v.stdout.contains("m/gamma.json"), "{}", v.stdout);
     hub.faults(Faults::default());
     let v = ws.run_env(&["verify", "--sources"], &env);
-    assert_eq!(v.code, 1, "{}", v.all());
+    assert_eq!(v.code(), 1, "{}", v.all());
     assert!(v.stdout.contains("W re-extracted from hf://org/m@"), "{}", v.stdout);
     // Rebuilt from an honest CDN, the same check passes.
-    assert_eq!(ws.run_env(&[job, "--force"], &env).code, 0);
+    assert_eq!(ws.run_env(&[job, "--force"], &env).code(), 0);
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, &key));
     let v = ws.run_env(&["verify", "--sources"], &env);
-    assert_eq!(v.code, 0, "{}", v.all());
+    assert_eq!(v.code(), 0, "{}", v.all());
 }
 
 #[test]
@@ -96,16 +95,16 @@ fn a_corrupt_cache_blob_is_recorded_as_the_caches_word_and_caught_by_verify_sour
     let job = ws.job("version: 1\njobs:\n  - model: org/m\n");
     let job = job.to_str().unwrap();
     let o = ws.run(&[job, "--offline"]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     let m = ws.manifest("m", "gamma");
     assert_eq!(shard_of(&m)["sha256_from"], "cache");
     // Bit rot inside W's bytes: same size, so a normal run reads it as W (and says only "cache").
     let blob = blob_of(&ws, "org/m", C1, "model.safetensors");
     flip(&blob, m["source"]["range"]["offset"].as_u64().unwrap() + 6);
-    assert_eq!(ws.run(&[job, "--offline", "--force"]).code, 0);
-    assert_eq!(ws.run(&["verify"]).code, 0);
+    assert_eq!(ws.run(&[job, "--offline", "--force"]).code(), 0);
+    assert_eq!(ws.run(&["verify"]).code(), 0);
     let v = ws.run(&["verify", "--sources", "--offline"]);
-    assert_eq!(v.code, 1, "{}", v.all());
+    assert_eq!(v.code(), 1, "{}", v.all());
     assert!(v.stdout.contains(blob.file_name().unwrap().to_str().unwrap()), "{}", v.stdout);
     assert!(v.stdout.contains("(sha256_from: cache)"), "{}", v.stdout);
 }
@@ -125,19 +124,19 @@ fn a_truncated_cache_blob_falls_back_to_the_hub_online_and_is_named_offline() {
     let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
     // Offline: an error that names the damaged blob and what to do.
     let o = ws.run_env(&[job, "--offline"], &env);
-    assert_eq!(o.code, 2, "{}", o.all());
+    assert_eq!(o.code(), 2, "{}", o.all());
     assert!(o.stdout.contains("damaged") && o.stdout.contains(blob.to_str().unwrap()), "{}", o.stdout);
     assert!(o.stdout.contains("remove it"), "{}", o.stdout);
     // Online: read from the Hub instead (a warning), the right bytes.
     let o = ws.run_env(&[job], &env);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert!(o.stderr.contains("damaged"), "{}", o.stderr);
     let key = ws.manifest("m", "gamma")["source"]["tensor"].as_str().unwrap().to_string();
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, &key));
     // fetch: full replaces the blob, through a verified download only.
     let full = ws.job("version: 1\njobs:\n  - model: org/m\n    fetch: full\n");
     let o = ws.run_env(&[full.to_str().unwrap(), "--force"], &env);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert_eq!(std::fs::metadata(&blob).unwrap().len(), len);
     assert_eq!(sha256(&std::fs::read(&blob).unwrap()), blob.file_name().unwrap().to_str().unwrap());
     assert_eq!(shard_of(&ws.manifest("m", "gamma"))["sha256_from"], "computed");
@@ -156,7 +155,7 @@ fn each_fetch_mode_records_where_its_digests_came_from_and_honest_sources_verify
     );
     let job = job.to_str().unwrap();
     let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
-    assert_eq!(ws.run_env(&[job], &env).code, 0);
+    assert_eq!(ws.run_env(&[job], &env).code(), 0);
     let l = ws.manifest("l", "gamma");
     assert_eq!(file_record(&l, |p| p == "config.json")["sha256_from"], "computed");
     assert_eq!(file_record(&l, |p| p.ends_with(".index.json"))["sha256_from"], "computed");
@@ -164,16 +163,16 @@ fn each_fetch_mode_records_where_its_digests_came_from_and_honest_sources_verify
     assert_eq!(shard_of(&ws.manifest("r", "gamma"))["sha256_from"], "hub");
     assert_eq!(shard_of(&ws.manifest("f", "gamma"))["sha256_from"], "computed");
     let v = ws.run_env(&["verify", "--sources"], &env);
-    assert_eq!(v.code, 0, "{}", v.all());
+    assert_eq!(v.code(), 0, "{}", v.all());
     assert!(v.stdout.contains("4 verified, 0 mismatched"), "{}", v.stdout);
     // Offline, what was read from the Hub by range cannot be re-read: an error (exit 2), not a pass.
     let v = ws.run_env(&["verify", "--sources", "--offline"], &env);
-    assert_eq!(v.code, 2, "{}", v.all());
+    assert_eq!(v.code(), 2, "{}", v.all());
     assert!(v.stdout.contains("ERROR") && v.stdout.contains("r/gamma.json"), "{}", v.stdout);
     // A local shard changed after the build (same size, W's bytes): caught by re-extraction.
     let shard = shard_of(&l)["path"].as_str().unwrap().to_string();
     flip(&local.join(&shard), l["source"]["range"]["offset"].as_u64().unwrap() + 2);
-    let v = ws.run_env(&["verify", "--sources", "--offline", "manifests"], &env);
+    let v = ws.run_env(&["verify", "--sources", "--offline", "manifests"], &env).expect(2);
     assert!(v.stdout.contains("MISMATCH") && v.stdout.contains("W re-extracted from"), "{}", v.stdout);
 }
 
@@ -184,7 +183,7 @@ fn manifests_from_before_sha256_from_are_read_as_unchecked_and_stay_fresh() {
     cache_model(&ws, &dir, "org/m", C1, Some("main"));
     let job = ws.job("version: 1\njobs:\n  - model: org/m\n");
     let job = job.to_str().unwrap();
-    assert_eq!(ws.run(&[job, "--offline"]).code, 0);
+    assert_eq!(ws.run(&[job, "--offline"]).code(), 0);
     // As an earlier gamma-run wrote it: no sha256_from, no ctime in the stat cache.
     edit_manifest(&ws, "m", "gamma", |m| {
         for f in m["source"]["files"].as_array_mut().unwrap() {
@@ -193,15 +192,15 @@ fn manifests_from_before_sha256_from_are_read_as_unchecked_and_stay_fresh() {
         m["stat"]["output"].as_object_mut().unwrap().remove("ctime_ns");
     });
     let before = mtime(&ws.path("tensors/m/W.safetensors"));
-    let o = ws.run(&[job, "--offline"]);
+    let o = ws.run(&[job, "--offline"]).ok();
     assert!(o.stdout.contains("fresh    m/gamma"), "{}", o.stdout);
     assert_eq!(mtime(&ws.path("tensors/m/W.safetensors")), before, "not rebuilt");
     let a = ws.run(&["attest"]);
-    assert_eq!(a.code, 0, "{}", a.all());
+    assert_eq!(a.code(), 0, "{}", a.all());
     let st: serde_json::Value = serde_json::from_slice(&ws.read("attestations/m/gamma.intoto.json")).unwrap();
     let deps = st["predicate"]["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
     assert!(deps.iter().all(|d| d["annotations"]["sha256_from"] != "computed"), "{deps:?}");
-    let s = ws.run(&["show", "manifests/m/gamma.json"]);
+    let s = ws.run(&["show", "manifests/m/gamma.json"]).ok();
     assert!(s.stdout.contains("(cache, not checked)"), "{}", s.stdout);
 }
 
@@ -214,22 +213,22 @@ fn a_manifest_whose_source_fields_disagree_with_its_fingerprint_is_edited() {
     cache_model(&ws, &dir, "org/m", C1, Some("main"));
     let job = ws.job("version: 1\njobs:\n  - model: org/m\n");
     let job = job.to_str().unwrap();
-    assert_eq!(ws.run(&[job, "--offline"]).code, 0);
+    assert_eq!(ws.run(&[job, "--offline"]).code(), 0);
     let good = ws.read("manifests/m/gamma.json");
     for (field, value) in [("repo", "org/other"), ("commit", "cccccccccccccccccccccccccccccccccccccccc")] {
         edit_manifest(&ws, "m", "gamma", |m| m["source"][field] = value.into());
         let s = ws.run(&["status", job, "--offline", "--check"]);
-        assert_eq!(s.code, 1, "{field}: {}", s.all());
+        assert_eq!(s.code(), 1, "{field}: {}", s.all());
         assert!(s.stdout.contains("manifest edited"), "{field}: {}", s.stdout);
         let v = ws.run(&["verify"]);
-        assert_eq!(v.code, 1, "{field}: {}", v.all());
+        assert_eq!(v.code(), 1, "{field}: {}", v.all());
         assert!(v.stdout.contains("manifest edited"), "{field}: {}", v.stdout);
         let a = ws.run(&["attest"]);
-        assert_eq!(a.code, 2, "{field}: {}", a.all());
+        assert_eq!(a.code(), 2, "{field}: {}", a.all());
         assert!(a.stderr.contains("manifest edited"), "{field}: {}", a.stderr);
         std::fs::write(ws.path("manifests/m/gamma.json"), &good).unwrap();
     }
-    assert_eq!(ws.run(&["status", job, "--offline", "--check"]).code, 0);
+    assert_eq!(ws.run(&["status", job, "--offline", "--check"]).code(), 0);
 }
 
 #[test]
@@ -241,7 +240,7 @@ fn a_derived_manifest_pointed_at_a_crafted_input_is_caught() {
         "version: 1\njobs:\n  - path: ../models/a\n    frames: [gamma, gamma_prime]\n  - path: ../models/b\n    frames: [gamma, gamma_prime]\n",
     );
     let job = job.to_str().unwrap();
-    assert_eq!(ws.run(&[job]).code, 0);
+    assert_eq!(ws.run(&[job]).code(), 0);
     // The crafted γ (b's, copied out of the managed tree) and a genuine γ′ of it, in a's place; a's manifest
     // keeps its own fingerprint but names the crafted file as its input.
     std::fs::create_dir_all(ws.path("tensors/evil")).unwrap();
@@ -254,15 +253,15 @@ fn a_derived_manifest_pointed_at_a_crafted_input_is_caught() {
         m["inputs"][0]["path"] = "tensors/evil/W.safetensors".into();
     });
     let s = ws.run(&["status", job, "--check"]);
-    assert_eq!(s.code, 1, "{}", s.all());
+    assert_eq!(s.code(), 1, "{}", s.all());
     assert!(s.stdout.contains("stale    a/gamma_prime: manifest edited"), "{}", s.stdout);
     let v = ws.run(&["verify", "--recompute"]);
-    assert_eq!(v.code, 1, "{}", v.all());
+    assert_eq!(v.code(), 1, "{}", v.all());
     assert!(v.stdout.contains("MISMATCH") && v.stdout.contains("a/gamma_prime.json"), "{}", v.stdout);
     // Even with the path put back, recompute follows the γ the fingerprint names, and the bytes differ.
     edit_manifest(&ws, "a", "gamma_prime", |m| m["inputs"][0]["path"] = "tensors/a/W.safetensors".into());
     let v = ws.run(&["verify", "--recompute"]);
-    assert_eq!(v.code, 1, "{}", v.all());
+    assert_eq!(v.code(), 1, "{}", v.all());
     assert!(v.stdout.contains("recomputed from its inputs"), "{}", v.stdout);
 }
 
@@ -274,7 +273,7 @@ fn special_files_where_files_are_expected_fail_fast_naming_the_path() {
     let dir = ws.synth("m", &["--shards", "2"]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
     let job = job.to_str().unwrap();
-    assert_eq!(ws.run(&[job]).code, 0);
+    assert_eq!(ws.run(&[job]).code(), 0);
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("model.safetensors.index.json")).unwrap()).unwrap();
     let shard = index["weight_map"].as_object().unwrap().values().next().unwrap().as_str().unwrap().to_string();
@@ -284,21 +283,21 @@ fn special_files_where_files_are_expected_fail_fast_naming_the_path() {
         mkfifo(&path);
         for cmd in [vec![job, "--force"], vec!["status", job]] {
             let o = ws.run_within(30, &cmd, &[]);
-            assert_eq!(o.code, 2, "{name} {cmd:?}: {}", o.all());
+            assert_eq!(o.code(), 2, "{name} {cmd:?}: {}", o.all());
             assert!(o.all().contains(name) && o.all().contains("FIFO"), "{name}: {}", o.all());
         }
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, keep).unwrap();
     }
     // A manifest that is a FIFO: status judges it unreadable (stale), verify reports it; neither blocks.
-    assert_eq!(ws.run(&[job]).code, 0);
+    assert_eq!(ws.run(&[job]).code(), 0);
     mkfifo(&ws.path("manifests/m/gamma.json"));
-    let s = ws.run_within(30, &["status", job], &[]);
+    let s = ws.run_within(30, &["status", job], &[]).ok();
     assert!(s.stdout.contains("stale") && s.stdout.contains("FIFO"), "{}", s.all());
     let v = ws.run_within(30, &["verify"], &[]);
-    assert_eq!(v.code, 1, "{}", v.all());
+    assert_eq!(v.code(), 1, "{}", v.all());
     assert!(v.stdout.contains("gamma.json") && v.stdout.contains("FIFO"), "{}", v.stdout);
-    assert_eq!(ws.run_within(30, &[job], &[]).code, 0, "run replaces it");
+    assert_eq!(ws.run_within(30, &[job], &[]).code(), 0, "run replaces it");
 }
 
 #[test]
@@ -317,7 +316,7 @@ fn refs_and_token_files_are_regular_bounded_and_read_only_when_needed() {
         let _ = std::fs::remove_file(&refs);
         make(&refs);
         let o = ws.run_within(30, &[job, "--offline"], &[]);
-        assert_eq!(o.code, 2, "{what}: {}", o.all());
+        assert_eq!(o.code(), 2, "{what}: {}", o.all());
         assert!(o.all().contains("refs/main") && o.all().contains(what), "{what}: {}", o.all());
     }
     std::fs::remove_file(&refs).unwrap();
@@ -332,15 +331,15 @@ fn refs_and_token_files_are_regular_bounded_and_read_only_when_needed() {
     for t in [token.to_str().unwrap(), "/dev/zero"] {
         let env = [("HF_ENDPOINT", hub.endpoint.as_str()), ("HF_TOKEN_PATH", t)];
         let o = ws.run_within(30, &[hjob.to_str().unwrap()], &env);
-        assert_eq!(o.code, 2, "{t}: {}", o.all());
+        assert_eq!(o.code(), 2, "{t}: {}", o.all());
         assert!(o.all().contains("token file") && o.all().contains(t), "{t}: {}", o.all());
         // A job file with local sources only reads no Hub settings at all.
         let local = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
         let env = [("HF_ENDPOINT", "not a url"), ("HF_TOKEN_PATH", t)];
         let o = ws.run_within(30, &[local.to_str().unwrap()], &env);
-        assert_eq!(o.code, 0, "{}", o.all());
+        assert_eq!(o.code(), 0, "{}", o.all());
         let s = ws.run_within(30, &["status", local.to_str().unwrap(), "--format", "markdown"], &env);
-        assert_eq!(s.code, 0, "{}", s.all());
+        assert_eq!(s.code(), 0, "{}", s.all());
     }
 }
 
@@ -375,7 +374,7 @@ fn an_interrupted_full_download_is_removed_by_the_next_run() {
     assert_eq!(left.len(), 1, "the killed download's temp blob: {left:?}");
     hub.faults(Faults::default());
     let o = ws.run_env(&[job], &env);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert!(tmp_files(&blobs).is_empty(), "{:?}", tmp_files(&blobs));
     assert!(ws.path("hf-cache/.locks/models--org--m").is_dir(), "the Python client's lock layout");
 }
@@ -387,14 +386,14 @@ fn temp_files_of_runs_without_locks_are_removed_by_later_runs() {
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
     let job = job.to_str().unwrap();
     let nolock = [("GAMMA_RUN_NO_LOCK", "1")];
-    assert_eq!(ws.run_env(&[job], &nolock).code, 0);
+    assert_eq!(ws.run_env(&[job], &nolock).code(), 0);
     // What a killed unlocked run leaves: a temp file beside the output and beside the manifest.
     std::fs::write(ws.path("tensors/m/.W.safetensors.Xk3j9a.tmp"), vec![0u8; 4096]).unwrap();
     std::fs::write(ws.path("manifests/m/.gamma.json.Qp2m1z.tmp"), b"{").unwrap();
-    let o = ws.run_env(&[job], &nolock);
+    let o = ws.run_env(&[job], &nolock).ok();
     assert!(o.stdout.contains("fresh"), "{}", o.all());
     assert_eq!(tmp_files(&ws.path("tensors/m")).len(), 1, "an unlocked run cannot know nobody is writing it");
-    let o = ws.run(&[job]);
+    let o = ws.run(&[job]).ok();
     assert!(o.stdout.contains("fresh"), "{}", o.all());
     assert!(tmp_files(&ws.path("tensors/m")).is_empty() && tmp_files(&ws.path("manifests/m")).is_empty());
 }
@@ -411,17 +410,17 @@ fn links_planted_in_the_workspace_are_never_written_through() {
     // The locks directory leads out of the workspace.
     std::os::unix::fs::symlink(&outside, ws.path(".gamma-run")).unwrap();
     let o = ws.run(&[job]);
-    assert_eq!(o.code, 2, "{}", o.all());
+    assert_eq!(o.code(), 2, "{}", o.all());
     assert!(o.stdout.contains(".gamma-run") && o.stdout.contains("symlink"), "{}", o.stdout);
     assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "wrote outside the workspace");
     std::fs::remove_file(ws.path(".gamma-run")).unwrap();
-    assert_eq!(ws.run(&[job]).code, 0);
+    assert_eq!(ws.run(&[job]).code(), 0);
     // One output's directory aliasing another's: a's build may not overwrite b's output.
     let b_before = ws.read("tensors/b/W.safetensors");
     std::fs::remove_dir_all(ws.path("tensors/a")).unwrap();
     std::os::unix::fs::symlink(ws.path("tensors/b"), ws.path("tensors/a")).unwrap();
     let o = ws.run(&[job]);
-    assert_eq!(o.code, 2, "{}", o.all());
+    assert_eq!(o.code(), 2, "{}", o.all());
     assert!(o.stdout.contains("tensors/a") && o.stdout.contains("symlink"), "{}", o.stdout);
     assert_eq!(ws.read("tensors/b/W.safetensors"), b_before);
     assert!(o.stdout.contains("fresh    b/gamma"), "{}", o.stdout);
@@ -429,7 +428,7 @@ fn links_planted_in_the_workspace_are_never_written_through() {
     std::fs::create_dir_all(ws.path("attestations")).unwrap();
     std::os::unix::fs::symlink(&outside, ws.path("attestations/b")).unwrap();
     let a = ws.run(&["attest"]);
-    assert_eq!(a.code, 2, "{}", a.all());
+    assert_eq!(a.code(), 2, "{}", a.all());
     assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "attest wrote outside the workspace");
 }
 
@@ -440,7 +439,7 @@ fn the_workspace_root_itself_is_not_an_output_directory() {
     for tensors in ["..", "../manifests/t"] {
         let job = ws.job(&format!("version: 1\noutput:\n  tensors: {tensors}\njobs:\n  - path: ../models/m\n"));
         let o = ws.run(&[job.to_str().unwrap()]);
-        assert_eq!(o.code, 2, "{tensors}: {}", o.all());
+        assert_eq!(o.code(), 2, "{tensors}: {}", o.all());
         assert!(o.stderr.contains("test.yaml:3:") && o.stderr.contains("output.tensors"), "{tensors}: {}", o.stderr);
         assert!(!ws.path("m").exists() && !ws.path("manifests").exists(), "{tensors}: wrote somewhere");
     }
@@ -452,7 +451,7 @@ fn the_stat_cache_is_refreshed_only_under_the_outputs_lock() {
     ws.synth("m", &[]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
     let job = job.to_str().unwrap();
-    assert_eq!(ws.run(&[job]).code, 0);
+    assert_eq!(ws.run(&[job]).code(), 0);
     // A touch makes the stat cache stale; another gamma-run holds the output's lock (it may be rebuilding it).
     let out = ws.path("tensors/m/W.safetensors");
     std::fs::File::options().write(true).open(&out).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
@@ -460,10 +459,10 @@ fn the_stat_cache_is_refreshed_only_under_the_outputs_lock() {
     let lock = std::fs::File::options().read(true).write(true).open(ws.path(".gamma-run/locks/m.gamma.lock")).unwrap();
     lock.lock().unwrap();
     let o = ws.run(&[job]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert_eq!(ws.read("manifests/m/gamma.json"), manifest, "rewritten while another process held the lock");
     drop(lock);
-    assert_eq!(ws.run(&[job]).code, 0);
+    assert_eq!(ws.run(&[job]).code(), 0);
     assert_ne!(ws.read("manifests/m/gamma.json"), manifest, "refreshed once the lock is free");
 }
 
@@ -474,7 +473,7 @@ fn an_in_place_edit_with_its_mtime_restored_is_seen_and_rebuilt_before_its_depen
     let ws = Ws::new();
     ws.synth("m", &[]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n");
-    assert_eq!(ws.run(&[job.to_str().unwrap()]).code, 0);
+    assert_eq!(ws.run(&[job.to_str().unwrap()]).code(), 0);
     let out = ws.path("tensors/m/W.safetensors");
     let good = ws.read("tensors/m/W.safetensors");
     let when = mtime(&out);
@@ -489,10 +488,10 @@ fn an_in_place_edit_with_its_mtime_restored_is_seen_and_rebuilt_before_its_depen
     let job =
         ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, {name: gamma_prime, dtype: bf16}]\n");
     let o = ws.run(&[job.to_str().unwrap()]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert!(o.stdout.contains("built    m/gamma  (output modified (sha256 differs))"), "{}", o.stdout);
     assert_eq!(ws.read("tensors/m/W.safetensors"), good);
-    assert_eq!(ws.run(&["verify", "--recompute"]).code, 0);
+    assert_eq!(ws.run(&["verify", "--recompute"]).code(), 0);
 }
 
 #[test]
@@ -500,7 +499,7 @@ fn an_input_whose_bytes_differ_from_its_manifest_is_rebuilt_before_its_dependent
     let ws = Ws::new();
     ws.synth("m", &[]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n");
-    assert_eq!(ws.run(&[job.to_str().unwrap()]).code, 0);
+    assert_eq!(ws.run(&[job.to_str().unwrap()]).code(), 0);
     let good = ws.read("tensors/m/W.safetensors");
     let out = ws.path("tensors/m/W.safetensors");
     flip(&out, 300);
@@ -518,7 +517,7 @@ fn an_input_whose_bytes_differ_from_its_manifest_is_rebuilt_before_its_dependent
     let job =
         ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, {name: gamma_prime, dtype: bf16}]\n");
     let o = ws.run(&[job.to_str().unwrap()]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert!(
         o.stdout.contains("built    m/gamma  (output modified (its bytes differ from its manifest))"),
         "{}",
@@ -526,7 +525,7 @@ fn an_input_whose_bytes_differ_from_its_manifest_is_rebuilt_before_its_dependent
     );
     assert!(o.stdout.contains("built    m/gamma_prime"), "{}", o.stdout);
     assert_eq!(ws.read("tensors/m/W.safetensors"), good);
-    assert_eq!(ws.run(&["verify", "--recompute"]).code, 0);
+    assert_eq!(ws.run(&["verify", "--recompute"]).code(), 0);
 }
 
 #[test]
@@ -548,7 +547,7 @@ fn a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error() {
         );
         return;
     }
-    assert_eq!(ws.run(&[job]).code, 0);
+    assert_eq!(ws.run(&[job]).code(), 0);
     // A touch: the stat cache would be refreshed, but the manifests cannot be written.
     let out = ws.path("tensors/m/W.safetensors");
     std::fs::File::options().write(true).open(&out).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
@@ -566,9 +565,9 @@ fn a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error() {
         std::fs::set_permissions(ws.path("manifests/m"), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     assert!(ro);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert!(o.stdout.contains("fresh    m/gamma"), "{}", o.stdout);
-    assert_eq!(s.code, 0, "{}", s.all());
+    assert_eq!(s.code(), 0, "{}", s.all());
 }
 
 unsafe extern "C" {
@@ -599,21 +598,23 @@ fn names_from_checkpoints_cannot_rewrite_the_terminal_or_the_markdown_report() {
     let job = ws.job("version: 1\njobs:\n  - path: ../models/h\n    tensor: \"w\\e[31m.embed.weight\"\n");
     let job = job.to_str().unwrap();
     let o = ws.run(&[job]);
-    assert_eq!(o.code, 2, "{}", o.all());
+    assert_eq!(o.code(), 2, "{}", o.all());
     assert!(o.stdout.contains("nearest keys present"), "{}", o.stdout);
-    let verbose = ws.run(&[job, "-vv"]);
+    let verbose = ws.run(&[job, "-vv"]).expect(2);
     assert!(verbose.stderr.contains("nearest keys present"), "the error is logged too: {}", verbose.stderr);
-    for (what, text) in [("run", o.all()), ("status", ws.run(&["status", job]).all()), ("run -vv", verbose.all())] {
+    for (what, text) in
+        [("run", o.all()), ("status", ws.run(&["status", job]).expect(2).all()), ("run -vv", verbose.all())]
+    {
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{what}: raw control characters: {text:?}");
     }
-    let md = ws.run(&["status", job, "--format", "markdown"]);
+    let md = ws.run(&["status", job, "--format", "markdown"]).expect(2);
     assert!(!md.stdout.contains("<!--") && !md.stdout.contains('\u{1b}'), "{}", md.stdout);
     let headings: Vec<&str> = md.stdout.lines().filter(|l| l.starts_with('#')).collect();
     assert_eq!(headings.len(), 1, "{}", md.stdout);
     let rows = md.stdout.lines().filter(|l| l.starts_with('|')).count();
     assert_eq!(rows, 3, "header, rule and one row: {}", md.stdout);
     // JSON stays JSON, with the names intact.
-    let j = ws.run(&["status", job, "--format", "json"]);
+    let j = ws.run(&["status", job, "--format", "json"]).expect(2);
     let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert!(v[0]["reasons"][0].as_str().unwrap().contains("evil\u{1b}[2J"), "{v}");
 }

@@ -2,9 +2,8 @@
 //! or `$GAMMA_RUN_FIXTURES`) with the W that `from_pretrained(...).lm_head.weight` gives. Skips when absent.
 //! Also loads an output with Python's `safetensors` when that is installed.
 
-mod support;
+use crate::support::*;
 use std::path::PathBuf;
-use support::*;
 
 fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("GAMMA_RUN_FIXTURES")
@@ -61,7 +60,7 @@ fn reference_fixtures_give_the_reference_bytes() {
         checked += 1;
     }
     assert!(checked >= 7);
-    assert_eq!(out.code, 2, "the negative fixture makes the run fail: {}", out.all());
+    assert_eq!(out.code(), 2, "the negative fixture makes the run fail: {}", out.all());
 }
 
 #[test]
@@ -74,7 +73,7 @@ fn outputs_load_with_python_safetensors_when_available() {
     let ws = Ws::new();
     ws.synth("m", &["--shards", "2", "--vocab", "100", "--hidden", "16"]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
-    assert_eq!(ws.run(&[job.to_str().unwrap()]).code, 0);
+    assert_eq!(ws.run(&[job.to_str().unwrap()]).code(), 0);
     let script = "import sys; from safetensors import safe_open\n\
                   f = safe_open(sys.argv[1], 'np')\n\
                   assert list(f.keys()) == ['W'], f.keys()\n\
@@ -125,7 +124,7 @@ fn gamma_is_the_notebooks_file_byte_for_byte_when_torch_is_available() {
     }
     let job = ws.job(&yaml);
     let o = ws.run(&[job.to_str().unwrap()]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     let script = "import sys, torch\nfrom transformers import AutoModelForCausalLM\nfrom safetensors.torch import save_file\n\
         m, info = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.bfloat16, output_loading_info=True)\n\
         bad = {k: v for k, v in info.items() if v}\n\
@@ -179,7 +178,7 @@ fn the_python_reading_example_reads_outputs_and_checks_their_manifests() {
     let ws = Ws::new();
     ws.synth("m", &["--vocab", "100", "--hidden", "16", "--tie", "false", "--store", "head"]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n");
-    assert_eq!(ws.run(&[job.to_str().unwrap()]).code, 0);
+    assert_eq!(ws.run(&[job.to_str().unwrap()]).code(), 0);
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python/read_outputs.py");
     let run = || std::process::Command::new("python3").arg(example).arg(ws.dir.path()).output().unwrap();
     let o = run();

@@ -1,9 +1,8 @@
 //! CI and scale: `--shard` partitions the plan exactly, `--only` globs, `status --format markdown|json`,
 //! `run --dry-run` plans, `show`, `attest` statements, completions and the man page, and the shipped examples.
 
-mod support;
+use crate::support::*;
 use std::collections::BTreeSet;
-use support::*;
 
 /// A workspace with `n` jobs (every third with γ′) over two tiny checkpoints.
 fn many(n: usize) -> (Ws, String) {
@@ -28,12 +27,12 @@ fn outputs(stdout: &str) -> BTreeSet<String> {
 #[test]
 fn shards_cover_the_plan_exactly_and_keep_frames_with_their_inputs() {
     let (ws, job) = many(20);
-    let all = outputs(&ws.run(&["status", &job]).stdout);
+    let all = outputs(&ws.run(&["status", &job]).ok().stdout);
     assert_eq!(all.len(), 20 + 7);
     for n in [1, 3, 4] {
         let mut union = BTreeSet::new();
         for k in 0..n {
-            let part = outputs(&ws.run(&["status", &job, "--shard", &format!("{k}/{n}")]).stdout);
+            let part = outputs(&ws.run(&["status", &job, "--shard", &format!("{k}/{n}")]).ok().stdout);
             for o in &part {
                 assert!(union.insert(o.clone()), "{o} in two shards of {n}");
                 if let Some(name) = o.strip_suffix("/gamma_prime") {
@@ -45,29 +44,29 @@ fn shards_cover_the_plan_exactly_and_keep_frames_with_their_inputs() {
     }
     // Building the shards one by one builds everything; merging is the shared workspace.
     for k in 0..3 {
-        assert_eq!(ws.run(&[&job, "--shard", &format!("{k}/3")]).code, 0);
+        assert_eq!(ws.run(&[&job, "--shard", &format!("{k}/3")]).code(), 0);
     }
-    assert_eq!(ws.run(&["status", &job, "--check"]).code, 0);
+    assert_eq!(ws.run(&["status", &job, "--check"]).code(), 0);
     let o = ws.run(&[&job, "--shard", "3/3"]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code(), 2);
     assert!(o.stderr.contains("need 0 ≤ K < N"), "{}", o.stderr);
 }
 
 #[test]
 fn only_takes_globs_over_names_and_frames() {
     let (ws, job) = many(7);
-    let o = ws.run(&["status", &job, "--only", "m[0-2]"]);
+    let o = ws.run(&["status", &job, "--only", "m[0-2]"]).ok();
     assert_eq!(
         outputs(&o.stdout),
         ["m0/gamma", "m0/gamma_prime", "m1/gamma", "m2/gamma"].iter().map(std::string::ToString::to_string).collect()
     );
     // A derived frame brings its input along.
-    let o = ws.run(&["status", &job, "--only", "*/gamma_prime"]);
+    let o = ws.run(&["status", &job, "--only", "*/gamma_prime"]).ok();
     let want: BTreeSet<String> =
         ["m0", "m3", "m6"].iter().flat_map(|m| [format!("{m}/gamma"), format!("{m}/gamma_prime")]).collect();
     assert_eq!(outputs(&o.stdout), want);
     let o = ws.run(&["status", &job, "--only", "nothing*"]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code(), 2);
     assert!(o.stderr.contains("matches no output"), "{}", o.stderr);
 }
 
@@ -77,13 +76,13 @@ fn dry_run_plans_with_reasons_and_sizes_and_writes_nothing() {
     ws.synth("m", &["--vocab", "512", "--hidden", "64"]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n");
     let job = job.to_str().unwrap();
-    let o = ws.run(&[job, "--dry-run"]);
+    let o = ws.run(&[job, "--dry-run"]).ok();
     assert!(o.stdout.contains("would build m/gamma  (never built); reads 64.0 KiB of tensor data"), "{}", o.stdout);
     assert!(o.stdout.contains("would build m/gamma_prime  (input gamma would be rebuilt)"), "{}", o.stdout);
     assert!(!ws.path("tensors").exists());
-    ws.run(&[job]);
+    ws.run(&[job]).ok();
     std::fs::remove_file(ws.path("manifests/m/gamma_prime.json")).unwrap();
-    let o = ws.run(&[job, "--dry-run"]);
+    let o = ws.run(&[job, "--dry-run"]).ok();
     assert!(
         o.stdout.contains("fresh    m/gamma")
             && o.stdout.contains("would build m/gamma_prime  (manifest missing); reads 64.1 KiB"),
@@ -99,8 +98,8 @@ fn status_json_and_markdown() {
     cache_model(&ws, &m, "org/tiny", "1111111111111111111111111111111111111111", Some("main"));
     let job = ws.job("version: 1\njobs:\n  - model: org/tiny\n  - path: ../models/m\n    name: local\n");
     let job = job.to_str().unwrap();
-    ws.run(&[job, "--offline"]);
-    let o = ws.run(&["status", job, "--format", "json", "--offline"]);
+    ws.run(&[job, "--offline"]).ok();
+    let o = ws.run(&["status", job, "--format", "json", "--offline"]).ok();
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     let first = &v[0];
     for key in ["name", "frame", "state", "reasons", "output", "manifest", "commit", "sha256"] {
@@ -109,8 +108,9 @@ fn status_json_and_markdown() {
     assert_eq!(first["commit"], "1111111111111111111111111111111111111111");
     assert_eq!(first["sha256"], sha256(&ws.read("tensors/tiny/W.safetensors")));
     assert!(v[1]["commit"].is_null());
-    let o =
-        ws.run_env(&["status", job, "--format", "markdown", "--offline"], &[("HF_ENDPOINT", "https://hub.example")]);
+    let o = ws
+        .run_env(&["status", job, "--format", "markdown", "--offline"], &[("HF_ENDPOINT", "https://hub.example")])
+        .ok();
     assert!(o.stdout.contains("| output | state | why | source | sha256 |"), "{}", o.stdout);
     assert!(
         o.stdout.contains(
@@ -127,9 +127,9 @@ fn show_explains_an_output_and_notices_tampering() {
     let ws = Ws::new();
     ws.synth("m", &["--shards", "2"]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma_prime]\n");
-    ws.run(&[job.to_str().unwrap()]);
+    ws.run(&[job.to_str().unwrap()]).ok();
     let o = ws.run(&["show", "tensors/m/W.safetensors"]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     for want in [
         "tensor           W  BF16  [512, 64]",
         "matches          yes",
@@ -139,19 +139,19 @@ fn show_explains_an_output_and_notices_tampering() {
     ] {
         assert!(o.stdout.contains(want), "{want}: {}", o.stdout);
     }
-    let o = ws.run(&["show", "manifests/m/gamma_prime.json", "--json"]);
+    let o = ws.run(&["show", "manifests/m/gamma_prime.json", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["matches_manifest"], true);
     assert_eq!(v["manifest"]["inputs"][0]["frame"], "gamma");
     assert_eq!(v["tensors"][1]["name"], "centroid");
     flip(&ws.path("tensors/m/W.safetensors"), 300);
     let o = ws.run(&["show", "tensors/m/W.safetensors"]);
-    assert_eq!(o.code, 1);
+    assert_eq!(o.code(), 1);
     assert!(o.stdout.contains("matches          NO"), "{}", o.stdout);
     // A deleted output: its manifest's provenance is still shown, and it does not match.
     std::fs::remove_file(ws.path("tensors/m/W.safetensors")).unwrap();
     let o = ws.run(&["show", "manifests/m/gamma.json"]);
-    assert_eq!(o.code, 1, "{}", o.all());
+    assert_eq!(o.code(), 1, "{}", o.all());
     assert!(o.stdout.contains("unreadable") && o.stdout.contains("why this key"), "{}", o.stdout);
 }
 
@@ -161,9 +161,9 @@ fn attest_writes_in_toto_statements_shaped_for_slsa() {
     let m = ws.synth("m", &["--shards", "2"]);
     cache_model(&ws, &m, "org/tiny", "2222222222222222222222222222222222222222", None);
     let job = ws.job("version: 1\njobs:\n  - model: org/tiny\n    revision: 2222222222222222222222222222222222222222\n    frames: [gamma_prime]\n");
-    assert_eq!(ws.run(&[job.to_str().unwrap(), "--offline"]).code, 0);
+    assert_eq!(ws.run(&[job.to_str().unwrap(), "--offline"]).code(), 0);
     let o = ws.run(&["attest"]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     for frame in ["gamma", "gamma_prime"] {
         let s: serde_json::Value =
             serde_json::from_slice(&ws.read(&format!("attestations/tiny/{frame}.intoto.json"))).unwrap();
@@ -204,11 +204,11 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     let ws = Ws::new();
     for shell in ["bash", "zsh", "fish"] {
         let o = ws.run(&["completions", shell]);
-        assert_eq!(o.code, 0);
+        assert_eq!(o.code(), 0);
         assert!(o.stdout.contains("gamma-run") && o.stdout.contains("shard"), "{shell}");
     }
     let o = ws.run(&["man"]);
-    assert_eq!(o.code, 0);
+    assert_eq!(o.code(), 0);
     assert!(
         o.stdout.contains(".TH gamma-run") && o.stdout.contains("status"),
         "{}",

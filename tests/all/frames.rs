@@ -1,8 +1,7 @@
 //! γ′ against an independent f64 reference, thread-count independence, and staleness propagating through the
 //! frame graph (γ′ ← γ).
 
-mod support;
-use support::*;
+use crate::support::*;
 
 fn setup(frames: &str) -> (Ws, String) {
     let ws = Ws::new();
@@ -15,7 +14,7 @@ fn setup(frames: &str) -> (Ws, String) {
 fn gamma_prime_matches_an_f64_reference() {
     let (ws, job) = setup("[gamma_prime]");
     let o = ws.run(&[&job]);
-    assert_eq!(o.code, 0, "{}", o.all());
+    assert_eq!(o.code(), 0, "{}", o.all());
     assert!(o.stdout.contains("built    m/gamma ") && o.stdout.contains("built    m/gamma_prime "), "γ′ implies γ");
     assert_gamma_prime_matches_reference(&ws, "m");
     let file = ws.read("tensors/m/W_prime.safetensors");
@@ -31,7 +30,7 @@ fn gamma_prime_matches_an_f64_reference() {
 #[test]
 fn bf16_gamma_prime_is_the_reference_rounded_once() {
     let (ws, job) = setup("[gamma, {name: gamma_prime, dtype: bf16}]");
-    assert_eq!(ws.run(&[&job]).code, 0);
+    assert_eq!(ws.run(&[&job]).code(), 0);
     let (_, d, w) = read_w(&ws.read("tensors/m/W.safetensors"));
     let file = ws.read("tensors/m/W_prime.safetensors");
     let st = safetensors::SafeTensors::deserialize(&file).unwrap();
@@ -52,7 +51,7 @@ fn thread_count_does_not_change_gamma_prime() {
     let mut outputs = Vec::new();
     for threads in ["1", "2", "5"] {
         let o = ws.run_env(&[&job, "--force"], &[("RAYON_NUM_THREADS", threads)]);
-        assert_eq!(o.code, 0, "{}", o.all());
+        assert_eq!(o.code(), 0, "{}", o.all());
         outputs.push(ws.read("tensors/m/W_prime.safetensors"));
     }
     assert!(outputs.windows(2).all(|p| p[0] == p[1]), "γ′ bytes depend on the thread count");
@@ -61,8 +60,8 @@ fn thread_count_does_not_change_gamma_prime() {
 #[test]
 fn staleness_follows_the_frame_graph() {
     let (ws, job) = setup("[gamma, gamma_prime]");
-    let status = |ws: &Ws| ws.run(&["status", &job]).stdout;
-    assert_eq!(ws.run(&[&job]).code, 0);
+    let status = |ws: &Ws| ws.run(&["status", &job]).ok().stdout.clone();
+    assert_eq!(ws.run(&[&job]).code(), 0);
     assert_eq!(status(&ws), "fresh    m/gamma\nfresh    m/gamma_prime\n");
 
     // Change γ's source: both stale, then both rebuilt.
@@ -74,13 +73,13 @@ fn staleness_follows_the_frame_graph() {
             && s.contains("stale    m/gamma_prime: input gamma is not fresh"),
         "{s}"
     );
-    let o = ws.run(&[&job]);
+    let o = ws.run(&[&job]).ok();
     assert!(o.stdout.contains("built    m/gamma_prime  (input gamma changed"), "{}", o.stdout);
     assert_eq!(status(&ws), "fresh    m/gamma\nfresh    m/gamma_prime\n");
 
     // Rebuilding γ with identical bytes leaves γ′ fresh.
     std::fs::remove_file(ws.path("manifests/m/gamma.json")).unwrap();
-    let o = ws.run(&[&job]);
+    let o = ws.run(&[&job]).ok();
     assert!(
         o.stdout.contains("built    m/gamma  (manifest missing)") && o.stdout.contains("fresh    m/gamma_prime"),
         "{}",
@@ -95,12 +94,12 @@ fn staleness_follows_the_frame_graph() {
     m["fingerprint"] = fingerprint(&m["fingerprint_inputs"]).into();
     std::fs::write(&mp, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     assert_eq!(status(&ws), "fresh    m/gamma\nstale    m/gamma_prime: frame version changed 0 → 1\n");
-    ws.run(&[&job]);
+    ws.run(&[&job]).ok();
 
     // A parameter change.
     let bf16_job =
         ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n    dtype: bf16\n");
-    let s = ws.run(&["status", bf16_job.to_str().unwrap()]).stdout;
+    let s = ws.run(&["status", bf16_job.to_str().unwrap()]).ok().stdout.clone();
     assert!(
         s.contains("stale    m/gamma_prime: output.dtype changed F32 → BF16; parameter dtype changed f32 → bf16"),
         "{s}"
@@ -110,7 +109,7 @@ fn staleness_follows_the_frame_graph() {
 #[test]
 fn a_failed_input_skips_the_derived_frame_and_verify_recompute_checks_bytes() {
     let (ws, job) = setup("[gamma, gamma_prime]");
-    assert_eq!(ws.run(&[&job]).code, 0);
+    assert_eq!(ws.run(&[&job]).code(), 0);
     // γ′ whose bytes and manifest were both altered consistently: plain verify passes, --recompute does not.
     let wp = ws.path("tensors/m/W_prime.safetensors");
     flip(&wp, 1000);
@@ -118,14 +117,14 @@ fn a_failed_input_skips_the_derived_frame_and_verify_recompute_checks_bytes() {
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mp).unwrap()).unwrap();
     m["output"]["sha256"] = sha256(&std::fs::read(&wp).unwrap()).into();
     std::fs::write(&mp, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-    assert_eq!(ws.run(&["verify"]).code, 0);
+    assert_eq!(ws.run(&["verify"]).code(), 0);
     let o = ws.run(&["verify", "--recompute"]);
-    assert_eq!(o.code, 1, "{}", o.all());
+    assert_eq!(o.code(), 1, "{}", o.all());
     assert!(o.stdout.contains("recomputed from its inputs"), "{}", o.stdout);
 
     std::fs::write(ws.path("models/m/config.json"), "{").unwrap();
     let o = ws.run(&[&job]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code(), 2);
     assert!(o.stdout.contains("SKIPPED  m/gamma_prime: its input gamma failed"), "{}", o.stdout);
 }
 
@@ -140,12 +139,12 @@ fn frame_parameters_are_validated() {
         let ws = Ws::new();
         let job = ws.job(&format!("version: 1\njobs:\n  - path: x\n    frames: {frames}\n"));
         let o = ws.run(&[job.to_str().unwrap()]);
-        assert_eq!(o.code, 2);
+        assert_eq!(o.code(), 2);
         assert!(o.stderr.contains(want) && o.stderr.contains("test.yaml:4:"), "{frames}: {}", o.stderr);
     }
     let ws = Ws::new();
     let job = ws.job("version: 1\njobs:\n  - path: x\n    dtype: bf16\n");
-    assert!(ws.run(&[job.to_str().unwrap()]).stderr.contains("gamma is always bf16"));
+    assert!(ws.run(&[job.to_str().unwrap()]).expect(2).stderr.contains("gamma is always bf16"));
 }
 
 /// The documented fingerprint encoding, independently: SHA-256 of "gamma-run fingerprint v1\n" + sorted

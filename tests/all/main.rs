@@ -1,0 +1,17 @@
+//! The integration tests: one crate (one build and link of the support code, not eleven), one module per
+//! area. Every test drives the real binary through `support::Ws`, whose outputs insist that their exit code
+//! is checked (see `support::Out`).
+
+mod support;
+
+mod ci;
+mod concurrency;
+mod errors;
+mod frames;
+mod freshness;
+mod hub;
+mod interop;
+mod invariants;
+mod layouts;
+mod properties;
+mod trust;
