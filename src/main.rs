@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
         Command::Synth(args) => gamma_run::dev::synth::execute(args).map(|()| Exit::Ok),
     };
     let exit = result.unwrap_or_else(|e| {
-        eprintln!("error: {}", gamma_run::text::plain(&gamma_run::redact::redact(&e.to_string())));
+        eprintln!("error: {}", gamma_run::text::plain_lines(&gamma_run::redact::redact(&e.to_string())));
         Exit::of_error(&e)
     });
     std::process::ExitCode::from(exit as u8)

@@ -42,7 +42,7 @@ impl Write for LogWriter {
         let text = String::from_utf8_lossy(buf);
         let mut clean = crate::redact::redact(&text).into_owned();
         if PLAIN.load(std::sync::atomic::Ordering::Relaxed) && clean.chars().any(|c| c.is_control() && c != '\n') {
-            clean = clean.split('\n').map(|l| crate::text::plain(l).into_owned()).collect::<Vec<_>>().join("\n");
+            clean = crate::text::plain_lines(&clean).into_owned();
         }
         let bytes = clean.as_bytes();
         match MULTI.get() {

@@ -14,6 +14,15 @@ pub fn plain(s: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
+/// `plain` for a message of several lines (an error with its snippet): each line made safe, the line breaks
+/// kept.
+pub fn plain_lines(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(s.split('\n').map(|l| plain(l).into_owned()).collect::<Vec<_>>().join("\n"))
+}
+
 /// `s` as the text of a markdown table cell: control characters escaped, markdown punctuation backslashed, and
 /// `<`, `>`, `&` as entities, so a name cannot open a comment, a heading, a link or an HTML tag.
 pub(crate) fn md(s: &str) -> String {

@@ -44,7 +44,7 @@ pub fn from_text(path: &Path, text: &str, dir: &Path) -> Result<JobFile> {
         return Err(Error::JobFile { path: path.into(), line: 1, col: 1, message });
     }
     let raw = parse(path, text)?;
-    Validator { path: path.to_owned(), dir: dir.to_owned() }.job_file(raw)
+    Validator { path: path.to_owned(), dir: dir.to_owned(), text }.job_file(raw)
 }
 
 fn parse(path: &Path, text: &str) -> Result<JobFileSpec> {
@@ -68,6 +68,22 @@ fn parse(path: &Path, text: &str) -> Result<JobFileSpec> {
     })
 }
 
+/// The lines up to `line` (two before it for context) with a caret under `col`, in serde-saphyr's layout:
+/// ` --> file:line:col`, the numbered lines, `^ message`.
+fn snippet(text: &str, path: &Path, line: u64, col: u64, message: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(this) = lines.get(line as usize - 1) else { return String::new() };
+    let width = line.to_string().len();
+    let mut out = format!("\n{:width$}--> {}:{line}:{col}\n{:width$} |", "", path.display(), "");
+    for n in line.saturating_sub(2).max(1)..line {
+        out.push_str(&format!("\n{n:>width$} | {}", lines[n as usize - 1]));
+    }
+    out.push_str(&format!("\n{line:>width$} | {this}"));
+    let pad = " ".repeat(col.saturating_sub(1) as usize);
+    out.push_str(&format!("\n{:width$} | {pad}^ {message}", ""));
+    out
+}
+
 /// serde-saphyr's message, without its own "error: line L column C:" prefix (we print `file:line:col`) and with
 /// the snippet naming the file rather than `<input>`.
 fn tidy(msg: &str, path: &Path) -> String {
@@ -85,19 +101,19 @@ fn tidy(msg: &str, path: &Path) -> String {
         .to_string()
 }
 
-struct Validator {
+struct Validator<'a> {
     path: PathBuf,
     dir: PathBuf,
+    text: &'a str,
 }
 
-impl Validator {
+impl Validator<'_> {
+    /// A validation error at `at`, with the offending line shown as parse errors show theirs.
     fn err<T>(&self, at: &Location, message: impl Into<String>) -> Result<T> {
-        Err(Error::JobFile {
-            path: self.path.clone(),
-            line: at.line().max(1),
-            col: at.column().max(1),
-            message: message.into(),
-        })
+        let (line, col) = (at.line().max(1), at.column().max(1));
+        let message = message.into();
+        let shown = snippet(self.text, &self.path, line, col, &message);
+        Err(Error::JobFile { path: self.path.clone(), line, col, message: format!("{message}{shown}") })
     }
 
     fn job_file(&self, raw: JobFileSpec) -> Result<JobFile> {
@@ -359,4 +375,85 @@ fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(yaml: &str) -> String {
+        let dir = Path::new("/work/ws/jobs");
+        match from_text(&dir.join("test.yaml"), yaml, dir) {
+            Ok(_) => panic!("{yaml:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_job_files_name_the_place_and_what_to_do() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "version: 1\njobs:\n  - path: x\n    nmae: y\n",
+                "test.yaml:4:5: unknown field `nmae`, expected one of model, path, name",
+            ),
+            ("version: 1\njobs:\n  - path: x\n    path: y\n", "test.yaml:4:5: duplicate mapping key: path"),
+            ("version: 1\nversion: 1\njobs: []\n", "test.yaml:2:1: duplicate mapping key"),
+            ("version: 1\njobs:\n  - path: x\n    name: ../y\n", "test.yaml:4:11: \"../y\" is not a valid output name"),
+            ("version: 1\njobs:\n  - path: x\n    name: .hidden\n", "is not a valid output name"),
+            (
+                "version: 1\njobs:\n  - path: a\n  - path: b/a\n",
+                "test.yaml:4:5: duplicate output name \"a\" (first used at line 3)",
+            ),
+            ("version: 1\njobs:\n\t- path: x\n", "test.yaml:3:"),
+            ("version: 1\njobs: []\n---\nversion: 1\n", "test.yaml:3:1"),
+            ("", "test.yaml:1:1: the job file is empty"),
+            ("version: 2\njobs:\n  - path: x\n", "test.yaml:1:10: unsupported version 2"),
+            ("version: 1\njobs:\n  - path: x\n    frames: [gama]\n", "unknown frame \"gama\"; known frames: gamma"),
+            ("version: 1\njobs:\n  - path: x\n    frames: gamma\n", "test.yaml:4:13"),
+            ("version: one\njobs: []\n", "test.yaml:1:10"),
+            ("version: 1\njobs:\n  - model: a/b/c\n", "is not a Hub repo id"),
+            ("version: 1\njobs:\n  - model: a/b\n    revision: ../../etc\n", "is not a valid revision"),
+            ("version: 1\njobs:\n  - model: a/b\n    path: x\n", "either `model:`"),
+            ("version: 1\njobs:\n  - name: x\n", "neither `model:`"),
+            ("version: 1\njobs:\n  - path: x\n    revision: main\n", "a local `path:` has no revisions"),
+            ("version: 1\njobs: []\n", "`jobs:` is empty"),
+            ("version: 1\noutput:\n  tensors: /elsewhere\njobs:\n  - path: x\n", "must be a separate directory inside"),
+            ("version: 1\nfoo: 1\njobs: []\n", "unknown field `foo`, expected one of version, output, defaults, jobs"),
+            ("version: 1\njobs:\n  - path: x\n    tensor: \"\"\n", "`tensor:` must be a checkpoint key"),
+        ];
+        for (yaml, want) in cases {
+            let err = error_of(yaml);
+            assert!(err.contains(want), "{yaml:?}\n wanted: {want}\n got: {err}");
+        }
+    }
+
+    #[test]
+    fn every_error_shows_the_offending_line() {
+        // Parse errors and validation errors alike print the line they are about.
+        for (yaml, line) in [
+            ("version: 1\njobs:\n  - path: x\n    nmae: y\n", "    nmae: y"),
+            ("version: 2\njobs:\n  - path: x\n", "version: 2"),
+            ("version: 1\njobs:\n  - path: x\n    frames: [gama]\n", "    frames: [gama]"),
+            ("version: 1\njobs:\n  - model: a/b\n    revision: ../../etc\n", "    revision: ../../etc"),
+        ] {
+            let err = error_of(yaml);
+            assert!(err.contains(line), "{yaml:?}: the error does not show its line:\n{err}");
+        }
+    }
+
+    #[test]
+    fn a_valid_file_gives_jobs_with_their_frames_in_dependency_order() {
+        let dir = Path::new("/work/ws/jobs");
+        let yaml = "version: 1\ndefaults:\n  frames: [gamma_prime]\njobs:\n  - path: ../models/m\n  - model: org/x\n    revision: v1\n    fetch: full\n    frames: [gamma]\n";
+        let jf = from_text(&dir.join("test.yaml"), yaml, dir).unwrap();
+        let names = |j: &Job| j.frames.iter().map(|f| f.name()).collect::<Vec<_>>();
+        assert_eq!(names(&jf.jobs[0]), ["gamma", "gamma_prime"], "γ′ brings γ first");
+        assert_eq!(jf.jobs[0].frames[1].params["dtype"], "f32", "defaults filled in");
+        assert_eq!(jf.jobs[0].source, SourceSpec::Local { dir: PathBuf::from("/work/ws/models/m") });
+        assert_eq!(jf.jobs[1].name, "x");
+        assert_eq!(jf.jobs[1].fetch, Fetch::Full);
+        assert_eq!(jf.jobs[1].source, SourceSpec::Hub { repo: "org/x".into(), revision: "v1".into() });
+        assert_eq!(jf.store.tensors, PathBuf::from("/work/ws/tensors"));
+        assert_eq!(jf.store.manifests, PathBuf::from("/work/ws/manifests"));
+    }
 }
