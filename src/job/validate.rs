@@ -446,7 +446,7 @@ mod tests {
         let dir = Path::new("/work/ws/jobs");
         let yaml = "version: 1\ndefaults:\n  frames: [gamma_prime]\njobs:\n  - path: ../models/m\n  - model: org/x\n    revision: v1\n    fetch: full\n    frames: [gamma]\n";
         let jf = from_text(&dir.join("test.yaml"), yaml, dir).unwrap();
-        let names = |j: &Job| j.frames.iter().map(|f| f.name()).collect::<Vec<_>>();
+        let names = |j: &Job| j.frames.iter().map(super::super::FrameReq::name).collect::<Vec<_>>();
         assert_eq!(names(&jf.jobs[0]), ["gamma", "gamma_prime"], "γ′ brings γ first");
         assert_eq!(jf.jobs[0].frames[1].params["dtype"], "f32", "defaults filled in");
         assert_eq!(jf.jobs[0].source, SourceSpec::Local { dir: PathBuf::from("/work/ws/models/m") });

@@ -35,13 +35,17 @@ fn a_second_run_writes_nothing_and_says_fresh() {
     assert_eq!(leftovers, vec!["W.safetensors"]);
 }
 
-#[test]
-fn each_change_is_stale_for_its_own_reason_and_rebuilt() {
+/// The workspace after one build, with W's shard and where W sits in it.
+fn built() -> (Ws, String, std::path::PathBuf, serde_json::Value) {
     let (ws, job) = setup();
     let shard = ws.path("models/m/model-00001-of-00002.safetensors");
     let m = ws.manifest("m", "gamma");
-    let w_offset = m["source"]["range"]["offset"].as_u64().unwrap();
+    (ws, job, shard, m)
+}
 
+#[test]
+fn a_touched_source_stays_fresh_and_its_new_stat_is_stored() {
+    let (ws, job, shard, m) = built();
     // Touching the source without changing its bytes keeps it fresh (the stat cache misses, content matches).
     let bytes = std::fs::read(&shard).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -53,9 +57,13 @@ fn each_change_is_stale_for_its_own_reason_and_rebuilt() {
     let new = ws.manifest("m", "gamma")["stat"]["sources"]["model-00001-of-00002.safetensors"]["mtime_ns"].clone();
     assert_ne!(old, new, "the stat cache was not refreshed");
     assert_eq!(ws.manifest("m", "gamma")["output"], m["output"]);
+}
 
-    // Change W's bytes in place: same header, different tensor.
-    flip(&shard, w_offset + 103); // the high byte of an f32: changes its bf16 value
+#[test]
+fn w_changed_in_place_is_stale_and_rebuilt() {
+    let (ws, job, shard, m) = built();
+    // Same header, different tensor.
+    flip(&shard, m["source"]["range"]["offset"].as_u64().unwrap() + 103); // the high byte of an f32
     let (code, out) = status(&ws, &job);
     assert_eq!(code, 1);
     assert!(out.contains("stale    m/gamma: tensor changed (W's bytes differ)"), "{out}");
@@ -63,33 +71,45 @@ fn each_change_is_stale_for_its_own_reason_and_rebuilt() {
     assert!(run.stdout.contains("built    m/gamma  (tensor changed"), "{}", run.stdout);
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&ws.path("models/m"), "model.embed_tokens.weight"));
     assert_eq!(status(&ws, &job).0, 0);
+}
 
-    // config.json changes.
+#[test]
+fn a_config_change_is_stale() {
+    let (ws, job, _, _) = built();
     let cfg = ws.path("models/m/config.json");
     let text = std::fs::read_to_string(&cfg).unwrap().replace("\"dtype\"", "\"note\": 1, \"dtype\"");
     std::fs::write(&cfg, text).unwrap();
     assert!(status(&ws, &job).1.contains("config.json changed"));
-    ws.run(&[&job]).ok();
+    assert!(ws.run(&[&job]).ok().stdout.contains("built    m/gamma  (config.json changed)"));
+    assert_eq!(status(&ws, &job).0, 0);
+}
 
-    // The output is tampered with: status says so, verify names it, run repairs it.
-    let out_file = ws.path("tensors/m/W.safetensors");
-    flip(&out_file, 500);
+#[test]
+fn a_tampered_output_is_named_by_status_and_verify_and_repaired_by_run() {
+    let (ws, job, _, _) = built();
+    flip(&ws.path("tensors/m/W.safetensors"), 500);
     assert!(status(&ws, &job).1.contains("output modified (sha256 differs)"));
-    let v = ws.run(&["verify"]);
-    assert_eq!(v.code(), 1, "{}", v.all());
+    let v = ws.run(&["verify"]).expect(1);
     assert!(v.stdout.contains("MISMATCH") && v.stdout.contains("sha256"), "{}", v.stdout);
     ws.run(&[&job]).ok();
-    assert_eq!(ws.run(&["verify"]).code(), 0);
+    ws.run(&["verify"]).ok();
+}
 
-    // Output or manifest gone.
-    std::fs::remove_file(&out_file).unwrap();
+#[test]
+fn a_missing_output_or_manifest_is_stale_and_rebuilt() {
+    let (ws, job, _, _) = built();
+    std::fs::remove_file(ws.path("tensors/m/W.safetensors")).unwrap();
     assert!(status(&ws, &job).1.contains("output missing"));
     ws.run(&[&job]).ok();
     std::fs::remove_file(ws.path("manifests/m/gamma.json")).unwrap();
     assert!(status(&ws, &job).1.contains("manifest missing"));
     ws.run(&[&job]).ok();
+    assert_eq!(status(&ws, &job), (0, "fresh    m/gamma\n".into()));
+}
 
-    // A manifest from an older format.
+#[test]
+fn a_manifest_of_an_older_format_is_stale() {
+    let (ws, job, _, _) = built();
     let mp = ws.path("manifests/m/gamma.json");
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&mp).unwrap()).unwrap();
     v["fingerprint_inputs"]["format_version"] = "0".into();
