@@ -364,3 +364,22 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
     let warnings = produced.warnings;
     Ok((written, warnings))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_results_come_back_in_input_order_whatever_the_workers() {
+        let items: Vec<u64> = (0..24).collect();
+        for workers in [1, 2, 5, 64] {
+            // Later items finish first: order must come from the input, not from completion.
+            let out = in_parallel(&items, workers, |&i| {
+                std::thread::sleep(std::time::Duration::from_millis((24 - i) % 5));
+                i * 10
+            });
+            assert_eq!(out, items.iter().map(|i| i * 10).collect::<Vec<_>>(), "{workers} workers");
+        }
+        assert!(in_parallel(&Vec::<u8>::new(), 4, |_| 0).is_empty());
+    }
+}

@@ -136,3 +136,24 @@ pub(crate) fn resolve_params(frame: &dyn Frame, given: &Params) -> std::result::
         .map(|p| (p.name.to_string(), given.get(p.name).cloned().unwrap_or_else(|| p.default.into())))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_come_after_their_inputs_and_each_once() {
+        let names = |f: &'static dyn Frame| with_inputs(f).iter().map(|f| f.name()).collect::<Vec<_>>();
+        assert_eq!(names(by_name("gamma").unwrap()), ["gamma"]);
+        assert_eq!(names(by_name("gamma_prime").unwrap()), ["gamma", "gamma_prime"]);
+        // Every registered frame's inputs are registered, and none is its own input.
+        for f in FRAMES {
+            for i in f.inputs() {
+                assert!(by_name(i.name()).is_some() && i.name() != f.name(), "{}", f.name());
+            }
+        }
+        assert!(resolve_params(by_name("gamma_prime").unwrap(), &Params::new()).unwrap()["dtype"] == "f32");
+        let bad = Params::from([("dtype".to_string(), "f16".to_string())]);
+        assert!(resolve_params(by_name("gamma_prime").unwrap(), &bad).unwrap_err().contains("one of f32, bf16"));
+    }
+}

@@ -100,3 +100,167 @@ pub(crate) fn assess(e: &Expected) -> Result<Assessment> {
 fn source_touched(m: &Manifest, watched: &[Watched]) -> bool {
     watched.iter().any(|w| !m.stat.sources.get(&w.name).is_some_and(|s| s.unchanged(&w.stat)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ByteRange, FileRecord, OutputRecord, SCHEMA, SourceRecord, StatCache, Tool};
+    use crate::store::FileStat;
+    use std::collections::BTreeMap;
+
+    /// A workspace with one output and the manifest that describes it, from a local source.
+    struct Case {
+        _dir: tempfile::TempDir,
+        output: std::path::PathBuf,
+        manifest: std::path::PathBuf,
+        fp: fingerprint::Inputs,
+    }
+
+    fn case() -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("tensors/m/W.safetensors");
+        let manifest = dir.path().join("manifests/m/gamma.json");
+        std::fs::create_dir_all(output.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
+        std::fs::write(&output, b"the output's bytes").unwrap();
+        let mut fp = fingerprint::base("gamma", 1, "BF16");
+        fp.insert("source.kind".into(), "local".into());
+        fp.insert("source.config_sha256".into(), "c".repeat(64));
+        fp.insert("source.index_sha256".into(), "-".into());
+        fp.insert("source.shard".into(), "model.safetensors".into());
+        fp.insert("tensor_override".into(), "-".into());
+        let file = |path: &str, sha: Option<String>| FileRecord {
+            path: path.into(),
+            size: 1,
+            sha256_from: sha.as_ref().map(|_| crate::manifest::DigestFrom::Computed),
+            sha256: sha,
+        };
+        let m = Manifest {
+            schema: SCHEMA.into(),
+            name: "m".into(),
+            frame: "gamma".into(),
+            frame_version: 1,
+            output: OutputRecord {
+                path: "tensors/m/W.safetensors".into(),
+                sha256: crate::store::sha256_file(&output).unwrap(),
+                size: 18,
+                tensor: "W".into(),
+                dtype: "BF16".into(),
+                shape: vec![1, 9],
+            },
+            source: Some(SourceRecord {
+                kind: "local".into(),
+                repo: None,
+                path: Some("/models/m".into()),
+                revision: None,
+                commit: None,
+                fetch: Some("local".into()),
+                files: vec![file("config.json", Some("c".repeat(64))), file("model.safetensors", None)],
+                tensor: "lm_head.weight".into(),
+                dtype: "BF16".into(),
+                shape: vec![1, 9],
+                reason: "untied head".into(),
+                range: ByteRange { file: "model.safetensors".into(), offset: 8, length: 18 },
+            }),
+            inputs: Vec::new(),
+            params: BTreeMap::new(),
+            nan_count: 0,
+            fingerprint: fingerprint::digest(&fp),
+            fingerprint_inputs: fp.clone(),
+            stat: StatCache { output: FileStat::of(&output).unwrap(), sources: BTreeMap::new() },
+            tool: Tool::this(),
+            created_at: "2026-12-02T00:00:00Z".into(),
+        };
+        std::fs::write(&manifest, m.to_bytes()).unwrap();
+        Case { _dir: dir, output, manifest, fp }
+    }
+
+    fn judge(c: &Case, fp: &fingerprint::Inputs, recheck: &dyn Fn() -> Result<String>) -> Assessment {
+        let e = Expected {
+            manifest_path: &c.manifest,
+            output_path: &c.output,
+            output_rel: "tensors/m/W.safetensors",
+            fingerprint: fp,
+            watched: &[],
+            inputs: &[],
+            recheck,
+        };
+        assess(&e).unwrap()
+    }
+
+    fn never() -> Result<String> {
+        panic!("nothing asked for the source to be re-read")
+    }
+
+    fn edit(c: &Case, f: impl FnOnce(&mut Manifest)) {
+        let mut m = Manifest::read(&c.manifest).unwrap();
+        f(&mut m);
+        std::fs::write(&c.manifest, m.to_bytes()).unwrap();
+    }
+
+    #[test]
+    fn a_quiet_workspace_is_fresh_from_metadata_alone() {
+        let c = case();
+        let a = judge(&c, &c.fp, &never);
+        assert_eq!(a.state, State::Fresh);
+        assert!(!a.restat);
+    }
+
+    #[test]
+    fn a_different_fingerprint_is_stale_with_the_field_that_changed() {
+        let c = case();
+        let mut now = c.fp.clone();
+        now.insert("source.config_sha256".into(), "d".repeat(64));
+        assert_eq!(judge(&c, &now, &never).state, State::Stale(vec!["config.json changed".into()]));
+    }
+
+    #[test]
+    fn a_touched_output_is_rehashed_once_and_its_new_stat_kept() {
+        let c = case();
+        let f = std::fs::File::options().write(true).open(&c.output).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)).unwrap();
+        let a = judge(&c, &c.fp, &never);
+        assert_eq!(a.state, State::Fresh);
+        assert!(a.restat, "the new stat is to be stored");
+        assert_eq!(a.manifest.unwrap().stat.output, FileStat::of(&c.output).unwrap());
+    }
+
+    #[test]
+    fn changed_bytes_of_the_same_size_are_an_output_modified() {
+        let c = case();
+        std::fs::write(&c.output, b"THE output's bytes").unwrap();
+        let a = judge(&c, &c.fp, &never);
+        assert_eq!(a.state, State::Stale(vec!["output modified (sha256 differs)".into()]));
+    }
+
+    #[test]
+    fn a_stat_recorded_without_ctime_is_upgraded_without_rehashing() {
+        let c = case();
+        edit(&c, |m| m.stat.output.ctime_ns = 0);
+        std::fs::remove_file(&c.output).unwrap_or(());
+        std::fs::write(&c.output, b"the output's bytes").unwrap();
+        // A rewrite changes the inode's ctime (and maybe inode): rehashed, equal, fresh.
+        assert_eq!(judge(&c, &c.fp, &never).state, State::Fresh);
+        let c = case();
+        edit(&c, |m| m.stat.output.ctime_ns = 0);
+        let a = judge(&c, &c.fp, &never);
+        assert_eq!(a.state, State::Fresh);
+        assert!(a.restat, "the ctime is recorded");
+    }
+
+    #[test]
+    fn missing_files_and_edited_manifests_say_so() {
+        let c = case();
+        std::fs::remove_file(&c.output).unwrap();
+        assert_eq!(judge(&c, &c.fp, &never).state, State::Stale(vec!["output missing".into()]));
+        std::fs::remove_file(&c.manifest).unwrap();
+        assert_eq!(judge(&c, &c.fp, &never).state, State::Missing);
+        let c = case();
+        std::fs::remove_file(&c.manifest).unwrap();
+        assert_eq!(judge(&c, &c.fp, &never).state, State::Stale(vec!["manifest missing".into()]));
+        let c = case();
+        edit(&c, |m| m.source.as_mut().unwrap().range.file = "other.safetensors".into());
+        let State::Stale(r) = judge(&c, &c.fp, &never).state else { panic!("an edited manifest is not fresh") };
+        assert!(r[0].starts_with("manifest edited (source.range.file"), "{r:?}");
+    }
+}
