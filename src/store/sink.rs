@@ -1,6 +1,7 @@
 //! An output being written: a temp file beside its final name. One thread appends whole buffers; a second thread
 //! reads back what has been written (hot in the page cache) and hashes it, so SHA-256 comes free on a two-core
-//! machine and the digest is of the bytes the file holds. The writer never waits for the hasher. `commit` makes
+//! machine and the digest is of the bytes the file holds. The writer waits for the hasher only when it gets more
+//! than `MAX_LAG` (256 MiB) ahead, so what is read back is still in the page cache. `commit` makes
 //! the file durable and visible; dropping it uncommitted removes the temp file.
 
 use crate::error::{Error, IoContext, Result};
