@@ -92,16 +92,38 @@ pub(crate) fn status(
     Ok(rows.into_iter().flatten().collect())
 }
 
+/// Where an input stands for the outputs computed from it. `status` and `run` share one rule: an output is
+/// judged, or built, on its own only when every input is ready; otherwise its first input that is not says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Fresh, or just built.
+    Ready,
+    /// Stale or missing (`status`), or about to be rebuilt (`--dry-run`).
+    WillChange,
+    /// Could not be judged or built.
+    Failed,
+}
+
+/// The first input of `frame` that is not ready (a failed one before one that will change), by `standing`.
+fn unready_input(frame: &dyn Frame, standing: &dyn Fn(&str) -> Option<Standing>) -> Option<(&'static str, Standing)> {
+    let not_ready = || frame.inputs().iter().map(|i| (i.name(), standing(i.name())));
+    let first = |want: Standing| not_ready().find(|(_, s)| *s == Some(want)).map(|(n, _)| (n, want));
+    first(Standing::Failed).or_else(|| first(Standing::WillChange))
+}
+
 fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     for req in &job.frames {
         let frame = req.frame;
         let manifest_path = manifest_path(cx, job, frame);
-        let stale_input = frame
-            .inputs()
-            .iter()
-            .map(|i| i.name())
-            .find(|i| rows.iter().any(|r| r.frame == *i && !matches!(r.state, Ok(State::Fresh))));
+        let standing = |name: &str| {
+            rows.iter().find(|r| r.frame == name).map(|r| match &r.state {
+                Ok(State::Fresh) => Standing::Ready,
+                Ok(_) => Standing::WillChange,
+                Err(_) => Standing::Failed,
+            })
+        };
+        let stale_input = unready_input(frame, &standing).map(|(i, _)| i);
         let judged = judge(frame, job, &req.params, cx).map(|(_, a)| (a.state, a.manifest));
         let (state, manifest) = match (judged, stale_input) {
             (Ok((state, m)), None) => (Ok(state), m),
@@ -138,17 +160,19 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
     let mut reports: Vec<Report> = Vec::new();
     for req in &job.frames {
         let frame = req.frame;
-        let input_report = |pred: fn(&Outcome) -> bool| {
-            frame.inputs().iter().map(|i| i.name()).find(|i| reports.iter().any(|r| r.frame == *i && pred(&r.outcome)))
+        let standing = |name: &str| {
+            reports.iter().find(|r| r.frame == name).map(|r| match &r.outcome {
+                Outcome::Fresh | Outcome::Built { .. } => Standing::Ready,
+                Outcome::WouldBuild { .. } => Standing::WillChange,
+                Outcome::Failed(_) | Outcome::Skipped(_) => Standing::Failed,
+            })
         };
-        let failed = input_report(|o| matches!(o, Outcome::Failed(_) | Outcome::Skipped(_)));
-        let pending = input_report(|o| matches!(o, Outcome::WouldBuild { .. }));
-        let (outcome, warnings) = match (failed, pending) {
-            (Some(i), _) => (Outcome::Skipped(format!("its input {i} failed")), Vec::new()),
-            (None, Some(i)) => {
+        let (outcome, warnings) = match unready_input(frame, &standing) {
+            Some((i, Standing::Failed)) => (Outcome::Skipped(format!("its input {i} failed")), Vec::new()),
+            Some((i, _)) => {
                 (Outcome::WouldBuild { reasons: vec![format!("input {i} would be rebuilt")], reads: None }, Vec::new())
             }
-            (None, None) => match run_output(frame, job, &req.params, cx, opts) {
+            None => match run_output(frame, job, &req.params, cx, opts) {
                 // An input judged fresh by its stat cache whose bytes turn out to differ from its manifest: it
                 // is stale after all. Rebuild it, then build this output from the rebuilt bytes (once).
                 (Outcome::Failed(Error::InputChanged { frame: input, path, message }), w) if !opts.dry_run => {
@@ -201,7 +225,8 @@ fn run_output(
         Ok(j) => j,
         Err(e) => return (Outcome::Failed(e), Vec::new()),
     };
-    let warnings = plan.warnings.clone();
+    // Warnings come from building (`Produced`); judging an output reports none.
+    let warnings = Vec::new();
     let reasons = match assessment.state {
         State::Fresh if !opts.force => {
             // Fresh after a touch: store the new stats so the next check is metadata-only again.

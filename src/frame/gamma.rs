@@ -40,7 +40,6 @@ impl Frame for Gamma {
             Resolved::Hub(_) => source::locate_cached(&resolved, job.tensor, &cx.sources),
         };
         let watched = located.as_ref().map(|l| l.watched.clone()).unwrap_or_default();
-        let warnings = located.iter().flat_map(|l| l.choice.warning.clone()).collect();
         let reads = located.as_ref().map(|l| l.w.end - l.w.begin);
         let producer = Extract {
             resolved,
@@ -56,7 +55,6 @@ impl Frame for Gamma {
             inputs: Vec::new(),
             params: Default::default(),
             watched,
-            warnings,
             reads,
             producer: Box::new(producer),
         })
@@ -94,9 +92,9 @@ impl Producer for Extract {
             nan_count += convert(loc.w.dtype, bytes, &mut buf, out)?;
             Ok(())
         })?;
-        // The plan already reported the choice's warning when it located W itself.
-        let mut warnings: Vec<String> =
-            if self.located.is_some() { Vec::new() } else { loc.choice.warning.iter().cloned().collect() };
+        // Warnings are reported when an output is built, once: the choice's (a head stored beside a tied
+        // embedding, say; the manifest's `reason` keeps it), then what the bytes showed.
+        let mut warnings: Vec<String> = loc.choice.warning.iter().cloned().collect();
         if nan_count > 0 {
             warnings.push(format!(
                 "W holds {nan_count} NaN values (written as the canonical NaN 0x7FC0 when converted); recorded in the manifest"

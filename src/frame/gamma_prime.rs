@@ -56,7 +56,6 @@ impl Frame for GammaPrime {
             inputs: vec![InputRecord { frame: "gamma".into(), path: m.output.path.clone(), sha256: m.output.sha256 }],
             params: params.clone(),
             watched: Vec::new(),
-            warnings: Vec::new(),
             reads: Some(m.output.size),
             producer: Box::new(centered),
         })

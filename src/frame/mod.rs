@@ -74,7 +74,6 @@ pub(crate) struct Plan {
     pub(crate) params: Params,
     /// Source files guarded by a stat cache (their content is not in the fingerprint).
     pub(crate) watched: Vec<crate::store::Watched>,
-    pub(crate) warnings: Vec<String>,
     /// Bytes of tensor data building this output reads, when known without building it (for `--dry-run`).
     pub(crate) reads: Option<u64>,
     pub(crate) producer: Box<dyn Producer>,
