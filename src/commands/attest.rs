@@ -17,7 +17,7 @@ pub fn execute(args: AttestArgs) -> Result<Exit> {
     if !dir.is_dir() {
         return Err(Error::Usage(format!("{}: no such manifests directory", dir.display())));
     }
-    let root = std::fs::canonicalize(dir).at(dir)?.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let root = crate::store::workspace_of(&std::fs::canonicalize(dir).at(dir)?).to_path_buf();
     let out = args.out.clone().unwrap_or_else(|| root.join("attestations"));
     let mut written = Vec::new();
     for path in super::verify::find_manifests(dir)? {

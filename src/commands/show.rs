@@ -38,9 +38,10 @@ pub fn execute(args: ShowArgs) -> Result<Exit> {
 /// `<root>/manifests/<name>/<frame>.json` → `<root>`.
 fn manifests_root(manifest: &Path) -> Result<PathBuf> {
     let abs = std::fs::canonicalize(manifest).at(manifest)?;
+    // <manifests>/<name>/<frame>.json: the manifests directory is two levels up.
     abs.ancestors()
-        .nth(3)
-        .map(Path::to_path_buf)
+        .nth(2)
+        .map(|dir| crate::store::workspace_of(dir).to_path_buf())
         .ok_or_else(|| Error::manifest(manifest, "not inside a <manifests>/<name>/ directory"))
 }
 

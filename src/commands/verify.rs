@@ -24,7 +24,7 @@ pub fn execute(args: VerifyArgs) -> Result<Exit> {
     }
     let manifests = find_manifests(dir)?;
     let dir = std::fs::canonicalize(dir).at(dir)?;
-    let root = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    let root = crate::store::workspace_of(&dir).to_path_buf();
     let sources = if args.sources { Some(super::source_options(args.offline, true)?) } else { None };
     let how =
         How { root: &root, manifests: &dir, recompute: args.recompute || args.sources, sources: sources.as_ref() };

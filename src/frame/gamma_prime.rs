@@ -42,8 +42,7 @@ impl Frame for GammaPrime {
         let input = |message: String| Error::Input { input: format!("{}/gamma", job.name), message };
         let m = Manifest::read(&gamma_manifest).map_err(|e| input(format!("{e}; build gamma first")))?;
         let root = cx.store.root();
-        let dtype = params.get("dtype").map_or("f32", String::as_str);
-        let centered = Centered::from_gamma(root, &m, dtype).map_err(input)?;
+        let centered = Centered::from_gamma(root, &m, out_dtype(params).map_err(input)?).map_err(input)?;
         let mut fp = fingerprint::base(self.name(), self.version(), centered.out_dtype().name());
         fp.insert("input.gamma".into(), m.output.sha256.clone());
         for (k, v) in params {
@@ -62,8 +61,11 @@ impl Frame for GammaPrime {
     }
 
     fn reproduce(&self, root: &Path, m: &Manifest, inputs: &[Manifest]) -> Option<Result<Box<dyn Producer>>> {
-        let dtype = m.params.get("dtype").map_or("f32", String::as_str);
         let input = |message: String| Error::Input { input: format!("{}/gamma", m.name), message };
+        let dtype = match out_dtype(&m.params) {
+            Ok(d) => d,
+            Err(e) => return Some(Err(input(e))),
+        };
         // The γ the fingerprint names: its digest from the fingerprint, its file from γ's own manifest.
         let Some(named) = m.fingerprint_inputs.get("input.gamma") else {
             return Some(Err(input("the manifest's fingerprint names no gamma input".into())));
@@ -72,6 +74,16 @@ impl Frame for GammaPrime {
             return Some(Err(input(format!("no gamma manifest records the sha256 {named} the fingerprint names"))));
         };
         Some(Centered::from_gamma(root, gamma, dtype).map(|c| Box::new(c) as Box<dyn Producer>).map_err(input))
+    }
+}
+
+/// The `dtype` parameter as the output dtype (validation has filled in the default and checked the value; a
+/// manifest from elsewhere may hold anything).
+fn out_dtype(params: &Params) -> std::result::Result<OutDtype, String> {
+    match params.get("dtype").map(String::as_str) {
+        Some("f32") | None => Ok(OutDtype::F32),
+        Some("bf16") => Ok(OutDtype::Bf16),
+        Some(other) => Err(format!("gamma_prime's dtype must be f32 or bf16, not {other:?}")),
     }
 }
 
@@ -85,7 +97,7 @@ struct Centered {
 }
 
 impl Centered {
-    fn from_gamma(root: &Path, m: &Manifest, dtype: &str) -> std::result::Result<Centered, String> {
+    fn from_gamma(root: &Path, m: &Manifest, dtype: OutDtype) -> std::result::Result<Centered, String> {
         check_output_path(&m.output.path)?;
         let &[v, d] = m.output.shape.as_slice() else {
             return Err(format!("gamma's shape {:?} is not a matrix", m.output.shape));
@@ -97,7 +109,13 @@ impl Centered {
             return Err(format!("gamma's output is {} {}, expected W in BF16", m.output.tensor, m.output.dtype));
         }
         let path = root.join(&m.output.path);
-        Ok(Centered { path, sha256: m.output.sha256.clone(), v: v as usize, d: d as usize, bf16_out: dtype == "bf16" })
+        Ok(Centered {
+            path,
+            sha256: m.output.sha256.clone(),
+            v: v as usize,
+            d: d as usize,
+            bf16_out: dtype == OutDtype::Bf16,
+        })
     }
 
     fn out_dtype(&self) -> OutDtype {

@@ -129,7 +129,7 @@ impl Validator<'_> {
         };
         let tensors = self.output_dir(tensors, "../tensors")?;
         let manifests = self.output_dir(manifests, "../manifests")?;
-        let root = manifests.parent().unwrap_or(Path::new("/"));
+        let root = crate::store::workspace_of(&manifests);
         if !tensors.starts_with(root) || tensors == root || tensors.starts_with(&manifests) {
             let at = raw.output.as_ref().and_then(|o| o.tensors.as_ref()).map_or(Location::UNKNOWN, |t| t.referenced);
             return self.err(&at, format!(

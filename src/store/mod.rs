@@ -12,6 +12,13 @@ use crate::error::{IoContext, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// The workspace of a manifests directory: its parent, which manifests name outputs relative to. The one
+/// rule, for job files (`Store::root`) and for commands given a manifests directory (`verify`, `attest`,
+/// `show`); a directory without a parent (`/`) is its own workspace.
+pub(crate) fn workspace_of(manifests: &Path) -> &Path {
+    manifests.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(manifests)
+}
+
 /// The two output roots of a job file.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
@@ -23,7 +30,7 @@ impl Store {
     /// The workspace: the parent of the manifests directory, which manifests name outputs relative to, and
     /// where `.gamma-run/` (locks) and `attestations/` live. Validation makes it the parent of both roots.
     pub(crate) fn root(&self) -> &Path {
-        self.manifests.parent().unwrap_or(&self.manifests)
+        workspace_of(&self.manifests)
     }
     pub(crate) fn output_path(&self, name: &str, file: &str) -> PathBuf {
         self.tensors.join(name).join(file)
