@@ -156,9 +156,29 @@ pub fn args() -> Vec<OsString> {
 fn with_default_command(mut argv: Vec<OsString>) -> Vec<OsString> {
     let first = argv.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).map(|i| i + 1);
     if let Some(i) = first.filter(|&i| !SUBCOMMANDS.contains(&argv[i].to_string_lossy().as_ref())) {
-        argv.insert(i, "run".into());
+        // A mistyped subcommand (`stauts`, `verfy`) that is not a file is left to clap, which names the
+        // subcommand it looks like; anything else is a job file for `run`.
+        let word = argv[i].to_string_lossy().into_owned();
+        let typo = !std::path::Path::new(&word).exists() && SUBCOMMANDS.iter().any(|s| edit_distance(&word, s) <= 2);
+        if !typo {
+            argv.insert(i, "run".into());
+        }
     }
     argv
+}
+
+/// Levenshtein distance, for telling a mistyped subcommand from a job file's name.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut row = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            row.push((prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(row[j] + 1));
+        }
+        prev = row;
+    }
+    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -178,5 +198,10 @@ mod tests {
         assert_eq!(v(&["g", "-v", "jobs/a.yaml", "--force"]), ["g", "-v", "run", "jobs/a.yaml", "--force"]);
         assert_eq!(v(&["g", "status", "a.yaml"]), ["g", "status", "a.yaml"]);
         assert_eq!(v(&["g", "--help"]), ["g", "--help"]);
+        // Typos of subcommands are left for clap to suggest the right one.
+        assert_eq!(v(&["g", "stauts", "jobs/x.yaml"]), ["g", "stauts", "jobs/x.yaml"]);
+        assert_eq!(v(&["g", "verfy"]), ["g", "verfy"]);
+        assert_eq!(v(&["g", "phase1.yaml"]), ["g", "run", "phase1.yaml"]);
+        assert_eq!(edit_distance("stauts", "status"), 2);
     }
 }

@@ -58,9 +58,10 @@ pub(crate) fn run(reports: &[Report], dry_run: bool) {
                 fresh += 1;
                 println!("fresh    {id}");
             }
-            Outcome::Built { reasons, sha256, size } => {
+            Outcome::Built { reasons, sha256, size, path } => {
                 built += 1;
-                println!("built    {id}  ({})  {size} bytes  sha256 {sha256}", plain(&reasons.join("; ")));
+                let at = plain(&shown_path(path)).into_owned();
+                println!("built    {id}  ({})  {size} bytes  sha256 {sha256}  → {at}", plain(&reasons.join("; ")));
             }
             Outcome::WouldBuild { reasons, reads } => {
                 built += 1;
@@ -288,6 +289,13 @@ pub(crate) fn verify(checked: &[Checked], as_json: bool) {
     } else {
         println!("{ok} verified, {bad} mismatched");
     }
+}
+
+/// `path` relative to the current directory when it lies below it (as the user would type it), else as is.
+fn shown_path(path: &std::path::Path) -> String {
+    let cwd = std::env::current_dir().ok().and_then(|d| std::fs::canonicalize(d).ok());
+    let rel = cwd.as_deref().and_then(|c| path.strip_prefix(c).ok());
+    rel.unwrap_or(path).display().to_string()
 }
 
 fn human_bytes(n: u64) -> String {

@@ -27,6 +27,8 @@ pub(crate) enum Outcome {
         reasons: Vec<String>,
         sha256: String,
         size: u64,
+        /// Where the file went.
+        path: std::path::PathBuf,
     },
     /// `--dry-run`: it would be built, for these reasons, reading this many tensor bytes (if known).
     WouldBuild {
@@ -269,7 +271,8 @@ fn run_output(
         Ok((written, mut more)) => {
             let mut w = warnings;
             w.append(&mut more);
-            (Outcome::Built { reasons, sha256: written.sha256, size: written.size }, w)
+            let path = output_path(cx, job, frame);
+            (Outcome::Built { reasons, sha256: written.sha256, size: written.size, path }, w)
         }
         Err(e) => (Outcome::Failed(e), warnings),
     }

@@ -5,10 +5,11 @@ use super::{FileRecord, Located, WBytes, files};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
-/// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
+/// `$HF_HUB_CACHE`, else `$HUGGINGFACE_HUB_CACHE` (the older name huggingface_hub still honours, with the same
+/// precedence), else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
 pub(crate) fn cache_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
     let set = |k: &str| env(k).filter(|v| !v.is_empty());
-    if let Some(c) = set("HF_HUB_CACHE") {
+    if let Some(c) = set("HF_HUB_CACHE").or_else(|| set("HUGGINGFACE_HUB_CACHE")) {
         return PathBuf::from(c);
     }
     crate::env::hf_home(&env).join("hub")
@@ -126,6 +127,11 @@ mod tests {
         assert_eq!(cache_dir(env(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")])), PathBuf::from("/x/huggingface/hub"));
         assert_eq!(cache_dir(env(&[("HF_HOME", "/hf")])), PathBuf::from("/hf/hub"));
         assert_eq!(cache_dir(env(&[("HF_HOME", "/hf"), ("HF_HUB_CACHE", "/c")])), PathBuf::from("/c"));
+        assert_eq!(cache_dir(env(&[("HF_HOME", "/hf"), ("HUGGINGFACE_HUB_CACHE", "/old")])), PathBuf::from("/old"));
+        assert_eq!(
+            cache_dir(env(&[("HUGGINGFACE_HUB_CACHE", "/old"), ("HF_HUB_CACHE", "/new")])),
+            PathBuf::from("/new")
+        );
         assert_eq!(repo_folder("Qwen/Qwen3-4B"), "models--Qwen--Qwen3-4B");
         assert!(is_commit("0123456789abcdef0123456789abcdef01234567"));
         assert!(!is_commit("main") && !is_commit("0123456789ABCDEF0123456789abcdef01234567"));

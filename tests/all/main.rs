@@ -7,6 +7,7 @@ mod support;
 mod ci;
 mod concurrency;
 mod errors;
+mod everyday;
 mod frames;
 mod freshness;
 mod hub;
