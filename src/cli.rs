@@ -19,9 +19,12 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Only errors
+    /// Only errors: `run` prints no result line but for failed or skipped outputs
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// When to colour log lines: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, value_enum, global = true, default_value = "auto", value_name = "WHEN")]
+    pub color: Color,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -116,6 +119,13 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
     Table,
     Json,
@@ -154,7 +164,21 @@ pub fn args() -> Vec<OsString> {
 }
 
 fn with_default_command(mut argv: Vec<OsString>) -> Vec<OsString> {
-    let first = argv.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-')).map(|i| i + 1);
+    // The first positional, skipping the values of global options that take one (`--color never`).
+    let mut first = None;
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].to_string_lossy();
+        if a == "--color" {
+            i += 2;
+            continue;
+        }
+        if !a.starts_with('-') {
+            first = Some(i);
+            break;
+        }
+        i += 1;
+    }
     if let Some(i) = first.filter(|&i| !SUBCOMMANDS.contains(&argv[i].to_string_lossy().as_ref())) {
         // A mistyped subcommand (`stauts`, `verfy`) that is not a file is left to clap, which names the
         // subcommand it looks like; anything else is a job file for `run`.
@@ -203,5 +227,7 @@ mod tests {
         assert_eq!(v(&["g", "verfy"]), ["g", "verfy"]);
         assert_eq!(v(&["g", "phase1.yaml"]), ["g", "run", "phase1.yaml"]);
         assert_eq!(edit_distance("stauts", "status"), 2);
+        assert_eq!(v(&["g", "--color", "never", "a.yaml"]), ["g", "--color", "never", "run", "a.yaml"]);
+        assert_eq!(v(&["g", "--color=always", "a.yaml"]), ["g", "--color=always", "run", "a.yaml"]);
     }
 }

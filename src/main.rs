@@ -8,9 +8,9 @@ use gamma_run::commands::{self, Exit};
 fn main() -> std::process::ExitCode {
     quiet_on_closed_pipe();
     let cli = Cli::parse_from(gamma_run::cli::args());
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(cli.verbose, cli.quiet, cli.color);
     let result = match cli.command {
-        Command::Run(args) => commands::run::execute(args),
+        Command::Run(args) => commands::run::execute(args, cli.quiet),
         Command::Status(args) => commands::status::execute(args),
         Command::Verify(args) => commands::verify::execute(args),
         Command::Show(args) => commands::show::execute(args),
@@ -29,7 +29,7 @@ fn main() -> std::process::ExitCode {
 /// Logs go to stderr; `-q` keeps errors only, `-v`/`-vv` add debug/trace. `RUST_LOG` overrides, except that the
 /// HTTP stack's wire dumps (TRACE events holding raw request headers, the token among them) are never emitted,
 /// and every line passes through `redact` on its way out.
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, color: gamma_run::cli::Color) {
     use tracing_subscriber::prelude::*;
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -48,10 +48,16 @@ fn init_logging(verbose: u8, quiet: bool) {
     let no_wire_dumps =
         tracing_subscriber::filter::filter_fn(|m| gamma_run::redact::event_allowed(m.target(), m.level()))
             .with_max_level_hint(hint);
-    // Colour only on a terminal, and not with NO_COLOR; without colour, LogWriter escapes every control character
+    // `--color auto` (the default): colour only on a terminal, and not with NO_COLOR; without colour, LogWriter escapes every control character
     // (a name from a checkpoint cannot rewrite the terminal through a log line).
-    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = match color {
+        gamma_run::cli::Color::Always => true,
+        gamma_run::cli::Color::Never => false,
+        gamma_run::cli::Color::Auto => {
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
     gamma_run::progress::set_plain(!color);
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(|| gamma_run::progress::LogWriter)

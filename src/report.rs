@@ -46,7 +46,8 @@ pub(crate) struct Shown {
     pub(crate) matches: bool,
 }
 
-pub(crate) fn run(reports: &[Report], dry_run: bool) {
+/// The run's result lines and summary; with `quiet`, only failed and skipped outputs (and then the summary).
+pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool) {
     let (mut built, mut fresh, mut failed) = (0, 0, 0);
     for r in reports {
         for w in &r.warnings {
@@ -56,12 +57,16 @@ pub(crate) fn run(reports: &[Report], dry_run: bool) {
         match &r.outcome {
             Outcome::Fresh => {
                 fresh += 1;
-                println!("fresh    {id}");
+                if !quiet {
+                    println!("fresh    {id}");
+                }
             }
             Outcome::Built { reasons, sha256, size, path } => {
                 built += 1;
                 let at = plain(&shown_path(path)).into_owned();
-                println!("built    {id}  ({})  {size} bytes  sha256 {sha256}  → {at}", plain(&reasons.join("; ")));
+                if !quiet {
+                    println!("built    {id}  ({})  {size} bytes  sha256 {sha256}  → {at}", plain(&reasons.join("; ")));
+                }
             }
             Outcome::WouldBuild { reasons, reads } => {
                 built += 1;
@@ -73,7 +78,9 @@ pub(crate) fn run(reports: &[Report], dry_run: bool) {
                     }
                     None => "reads its inputs once they are rebuilt".into(),
                 };
-                println!("would build {id}  ({}); {reads}", plain(&reasons.join("; ")));
+                if !quiet {
+                    println!("would build {id}  ({}); {reads}", plain(&reasons.join("; ")));
+                }
             }
             Outcome::Failed(e) => {
                 failed += 1;
@@ -86,7 +93,9 @@ pub(crate) fn run(reports: &[Report], dry_run: bool) {
         }
     }
     let verb = if dry_run { "to build" } else { "built" };
-    println!("{built} {verb}, {fresh} fresh, {failed} failed");
+    if !quiet || failed > 0 {
+        println!("{built} {verb}, {fresh} fresh, {failed} failed");
+    }
 }
 
 fn state_words(state: &Result<State, crate::error::Error>) -> (&'static str, Vec<String>) {

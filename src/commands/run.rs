@@ -5,7 +5,7 @@ use crate::cli::RunArgs;
 use crate::error::Result;
 use crate::runner::{self, Outcome, RunOptions};
 
-pub fn execute(args: RunArgs) -> Result<Exit> {
+pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     let jf = crate::job::load(&args.jobfile)?;
     let cx = super::context(&jf, args.offline)?;
     let opts = RunOptions {
@@ -16,7 +16,7 @@ pub fn execute(args: RunArgs) -> Result<Exit> {
         jobs: args.jobs as usize,
     };
     let reports = runner::run(&jf, &cx, &opts)?;
-    crate::report::run(&reports, args.dry_run);
+    crate::report::run(&reports, args.dry_run, quiet);
     let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)));
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }

@@ -43,3 +43,35 @@ fn the_older_huggingface_hub_cache_variable_is_honoured_after_hf_hub_cache() {
     let o = ws.run_env(&["status", job.to_str().unwrap(), "--offline"], &env).expect(2);
     assert!(o.stdout.contains("not in the Hugging Face cache"), "{}", o.stdout);
 }
+
+#[test]
+fn quiet_runs_print_only_what_failed() {
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n  - path: ../models/none\n");
+    let o = ws.run(&[job.to_str().unwrap(), "-q"]).expect(2);
+    assert!(!o.stdout.contains("built    m/gamma"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("FAILED   none/gamma") && o.stdout.contains("1 built, 0 fresh, 1 failed"),
+        "{}",
+        o.stdout
+    );
+    let good = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    let o = ws.run(&[good.to_str().unwrap(), "-q"]).ok();
+    assert_eq!(o.stdout, "", "nothing to say when all is well");
+}
+
+#[test]
+fn log_lines_are_coloured_only_when_asked_or_on_a_terminal() {
+    let ws = Ws::new();
+    ws.synth("m", &["--tie", "true", "--store", "both-differ"]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    let job = job.to_str().unwrap();
+    // The warning about a head stored beside a tied embedding is a log line; stderr here is a pipe.
+    let o = ws.run(&[job]).ok();
+    assert!(o.stderr.contains("WARN") && !o.stderr.contains('\u{1b}'), "no colour into a pipe: {:?}", o.stderr);
+    let o = ws.run(&[job, "--force", "--color", "always"]).ok();
+    assert!(o.stderr.contains("\u{1b}["), "--color always colours: {:?}", o.stderr);
+    let o = ws.run(&["--color", "never", job, "--force"]).ok();
+    assert!(!o.stderr.contains('\u{1b}'), "{:?}", o.stderr);
+}
