@@ -6,7 +6,6 @@ use gamma_run::cli::{Cli, Command};
 use gamma_run::commands::{self, Exit};
 
 fn main() -> std::process::ExitCode {
-    quiet_on_closed_pipe();
     let cli = Cli::parse_from(gamma_run::cli::args());
     init_logging(cli.verbose, cli.quiet, cli.color);
     let result = match cli.command {
@@ -65,16 +64,3 @@ fn init_logging(verbose: u8, quiet: bool, color: gamma_run::cli::Color) {
         .with_ansi(color);
     tracing_subscriber::registry().with(filter).with(lines.with_filter(no_wire_dumps)).init();
 }
-
-/// `gamma-run status --format json | head` ends quietly, as other Unix tools do: a closed stdout ends the
-/// process by SIGPIPE instead of panicking in `println!`.
-#[cfg(unix)]
-fn quiet_on_closed_pipe() {
-    // SAFETY: restoring the default disposition of SIGPIPE, before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-#[cfg(not(unix))]
-fn quiet_on_closed_pipe() {}

@@ -8,6 +8,34 @@ use crate::manifest::freshness::State;
 use crate::runner::{Outcome, Report, Row};
 use crate::store::Store;
 use crate::text::{md, plain};
+
+/// `println!` to stdout, except that a closed stdout (`gamma-run status --format json | head`) ends the process
+/// quietly with status 0, as other Unix tools do, instead of panicking. (SIGPIPE stays ignored: restoring it
+/// would also kill the process when the Hub closes a connection under a write.)
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::report::emit(&format!($($arg)*))
+    };
+}
+
+/// One line to stdout (see `out!`).
+pub(crate) fn emit(line: &str) {
+    emit_bytes(format!("{line}\n").as_bytes());
+}
+
+/// Bytes to stdout; a closed stdout ends the process quietly.
+pub(crate) fn emit_bytes(bytes: &[u8]) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: writing to stdout: {e}");
+            std::process::exit(2);
+        }
+    }
+}
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -58,14 +86,14 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool) {
             Outcome::Fresh => {
                 fresh += 1;
                 if !quiet {
-                    println!("fresh    {id}");
+                    out!("fresh    {id}");
                 }
             }
             Outcome::Built { reasons, sha256, size, path } => {
                 built += 1;
                 let at = plain(&shown_path(path)).into_owned();
                 if !quiet {
-                    println!("built    {id}  ({})  {size} bytes  sha256 {sha256}  → {at}", plain(&reasons.join("; ")));
+                    out!("built    {id}  ({})  {size} bytes  sha256 {sha256}  → {at}", plain(&reasons.join("; ")));
                 }
             }
             Outcome::WouldBuild { reasons, reads } => {
@@ -79,22 +107,22 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool) {
                     None => "reads its inputs once they are rebuilt".into(),
                 };
                 if !quiet {
-                    println!("would build {id}  ({}); {reads}", plain(&reasons.join("; ")));
+                    out!("would build {id}  ({}); {reads}", plain(&reasons.join("; ")));
                 }
             }
             Outcome::Failed(e) => {
                 failed += 1;
-                println!("FAILED   {id}: {}", plain(&crate::redact::redact(&e.to_string())));
+                out!("FAILED   {id}: {}", plain(&crate::redact::redact(&e.to_string())));
             }
             Outcome::Skipped(why) => {
                 failed += 1;
-                println!("SKIPPED  {id}: {}", plain(why));
+                out!("SKIPPED  {id}: {}", plain(why));
             }
         }
     }
     let verb = if dry_run { "to build" } else { "built" };
     if !quiet || failed > 0 {
-        println!("{built} {verb}, {fresh} fresh, {failed} failed");
+        out!("{built} {verb}, {fresh} fresh, {failed} failed");
     }
 }
 
@@ -112,9 +140,9 @@ pub(crate) fn status_table(rows: &[Row]) {
         let (state, reasons) = state_words(&r.state);
         let id = format!("{}/{}", r.name, r.frame);
         if reasons.is_empty() {
-            println!("{state:<8} {id}");
+            out!("{state:<8} {id}");
         } else {
-            println!("{state:<8} {id}: {}", plain(&reasons.join("; ")));
+            out!("{state:<8} {id}: {}", plain(&reasons.join("; ")));
         }
     }
 }
@@ -137,15 +165,15 @@ pub(crate) fn status_json(rows: &[Row], store: &Store) {
             })
         })
         .collect();
-    println!("{}", serde_json::to_string_pretty(&items).expect("json"));
+    out!("{}", serde_json::to_string_pretty(&items).expect("json"));
 }
 
 /// A markdown table for CI job summaries and pull-request comments; commits link to the Hub's tree.
 pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
     let (fresh, total) = (rows.iter().filter(|r| matches!(r.state, Ok(State::Fresh))).count(), rows.len());
-    println!("### gamma-run status: {fresh} of {total} outputs fresh\n");
-    println!("| output | state | why | source | sha256 |");
-    println!("|---|---|---|---|---|");
+    out!("### gamma-run status: {fresh} of {total} outputs fresh\n");
+    out!("| output | state | why | source | sha256 |");
+    out!("|---|---|---|---|---|");
     for r in rows {
         let (state, reasons) = state_words(&r.state);
         let icon = match state {
@@ -175,7 +203,7 @@ pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
             })
             .unwrap_or_default();
         let why = md(&reasons.join("; "));
-        println!("| {} | {icon} | {why} | {source} | {sha} |", md(&store.relative_to_root(&r.output_path)));
+        out!("| {} | {icon} | {why} | {source} | {sha} |", md(&store.relative_to_root(&r.output_path)));
     }
 }
 
@@ -186,10 +214,10 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
             "tensors": s.tensors.iter().map(|(n, d, sh)| json!({"name": n, "dtype": d, "shape": sh})).collect::<Vec<_>>(),
             "manifest_path": s.manifest_path, "manifest": s.manifest,
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        out!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return;
     }
-    let row = |k: &str, v: String| println!("{k:<16} {}", plain(&v));
+    let row = |k: &str, v: String| out!("{k:<16} {}", plain(&v));
     row("file", s.file.display().to_string());
     row("size", format!("{} bytes", s.size));
     row("sha256", s.sha256.clone());
@@ -256,9 +284,9 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
 
 pub(crate) fn attested(files: &[std::path::PathBuf]) {
     for f in files {
-        println!("wrote    {}", plain(&f.display().to_string()));
+        out!("wrote    {}", plain(&f.display().to_string()));
     }
-    println!("{} statements", files.len());
+    out!("{} statements", files.len());
 }
 
 pub(crate) fn verify(checked: &[Checked], as_json: bool) {
@@ -275,18 +303,18 @@ pub(crate) fn verify(checked: &[Checked], as_json: bool) {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items).expect("json"));
+        out!("{}", serde_json::to_string_pretty(&items).expect("json"));
         return;
     }
     for c in checked {
         let out = c.output.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         match &c.problem {
-            None => println!("ok        {}", plain(&out)),
+            None => out!("ok        {}", plain(&out)),
             Some(Problem::Mismatch(p)) => {
-                println!("MISMATCH  {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p));
+                out!("MISMATCH  {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p));
             }
             Some(Problem::Error(p)) => {
-                println!("ERROR     {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p));
+                out!("ERROR     {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p));
             }
         }
     }
@@ -294,9 +322,9 @@ pub(crate) fn verify(checked: &[Checked], as_json: bool) {
     let errors = checked.iter().filter(|c| matches!(c.problem, Some(Problem::Error(_)))).count();
     let ok = checked.len() - bad - errors;
     if errors > 0 {
-        println!("{ok} verified, {bad} mismatched, {errors} could not be checked");
+        out!("{ok} verified, {bad} mismatched, {errors} could not be checked");
     } else {
-        println!("{ok} verified, {bad} mismatched");
+        out!("{ok} verified, {bad} mismatched");
     }
 }
 

@@ -7,11 +7,15 @@ use crate::error::{Error, Result};
 use clap::CommandFactory;
 
 pub fn completions(args: CompletionsArgs) -> Result<Exit> {
-    clap_complete::generate(args.shell, &mut Cli::command(), "gamma-run", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "gamma-run", &mut script);
+    crate::report::emit_bytes(&script);
     Ok(Exit::Ok)
 }
 
 pub fn man() -> Result<Exit> {
-    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(|e| Error::io("stdout", e))?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(|e| Error::io("the man page", e))?;
+    crate::report::emit_bytes(&page);
     Ok(Exit::Ok)
 }

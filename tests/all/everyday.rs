@@ -75,3 +75,24 @@ fn log_lines_are_coloured_only_when_asked_or_on_a_terminal() {
     let o = ws.run(&["--color", "never", job, "--force"]).ok();
     assert!(!o.stderr.contains('\u{1b}'), "{:?}", o.stderr);
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    ws.run(&[job.to_str().unwrap()]).ok();
+    for args in [vec!["status", job.to_str().unwrap(), "--format", "json"], vec!["completions", "bash"], vec!["man"]] {
+        let mut child = ws
+            .command(&args, &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // `| head` that has already exited
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("failed printing"), "{args:?}: {stderr}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
