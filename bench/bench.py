@@ -108,8 +108,13 @@ def case(cid, what, cmd, base, target, prepare=None, env=None, note="", also=Non
         for i in range(args.runs + 1):
             if prepare:
                 sh(prepare)
-            a, r = timed(cmd, env)
-            b, _ = timed(base)
+            # Alternate which goes first, so neither always runs after the other's writes.
+            if i % 2:
+                b, _ = timed(base)
+                a, r = timed(cmd, env)
+            else:
+                a, r = timed(cmd, env)
+                b, _ = timed(base)
             if i > 0:
                 t_cmd.append(a); t_base.append(b); rss.append(r)
     except RuntimeError as e:
