@@ -17,6 +17,21 @@ pub(crate) fn check_relative_file(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Hub repo id: `name` or `org/name`, plain segments of letters, digits, `.`, `_`, `-` (so it can go into a
+/// URL path and a cache folder name as it is).
+pub(crate) fn check_repo_id(id: &str) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = id.split('/').collect();
+    let ok = (1..=2).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && *p != "."
+                && *p != ".."
+                && p.len() <= 96
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        });
+    if ok { Ok(()) } else { Err(format!("{id:?} is not a Hub repo id (expected org/name)")) }
+}
+
 /// `len` lowercase hex digits: a SHA-256 (64), a git commit or blob id (40).
 pub(crate) fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))

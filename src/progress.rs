@@ -41,8 +41,21 @@ impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
         let mut clean = crate::redact::redact(&text).into_owned();
-        if PLAIN.load(std::sync::atomic::Ordering::Relaxed) && clean.chars().any(|c| c.is_control() && c != '\n') {
-            clean = crate::text::plain_lines(&clean).into_owned();
+        if PLAIN.load(std::sync::atomic::Ordering::Relaxed) {
+            if clean.chars().any(|c| c.is_control() && c != '\n') {
+                clean = crate::text::plain_lines(&clean).into_owned();
+            }
+        } else if clean.chars().any(|c| c.is_control() && c != '\n' && c != '\u{1b}') {
+            // Coloured: the colour codes (ESC sequences, from the formatter, which escapes ESC in values itself)
+            // stay; every other control character (CR, BS, …) is shown escaped.
+            clean = clean
+                .chars()
+                .map(|c| match c {
+                    '\n' | '\u{1b}' => c.to_string(),
+                    c if c.is_control() => c.escape_default().to_string(),
+                    c => c.to_string(),
+                })
+                .collect();
         }
         let bytes = clean.as_bytes();
         match MULTI.get() {

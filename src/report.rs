@@ -20,7 +20,8 @@ macro_rules! out {
 
 /// One line to stdout (see `out!`).
 pub(crate) fn emit(line: &str) {
-    emit_bytes(format!("{line}\n").as_bytes());
+    // Every line printed passes the redactor too (an error may quote what a server said).
+    emit_bytes(format!("{}\n", crate::redact::redact(line)).as_bytes());
 }
 
 /// Bytes to stdout; a closed stdout ends the process quietly.
@@ -185,8 +186,8 @@ pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
         let m = r.manifest.as_ref();
         let source = match m.and_then(|m| m.source.as_ref()) {
             Some(s) => match (&s.repo, &s.commit) {
-                // Repo ids and commits are validated (plain segments, 40 hex) before they reach a manifest.
-                (Some(repo), Some(c)) if crate::names::is_hex(c, 40) => {
+                // A link only for a repo id and a commit that are what they should be (a manifest may be edited).
+                (Some(repo), Some(c)) if crate::names::is_commit(c) && crate::names::check_repo_id(repo).is_ok() => {
                     format!("[{}@{}]({endpoint}/{repo}/tree/{c})", md(repo), c.chars().take(8).collect::<String>())
                 }
                 (Some(repo), _) => md(repo),

@@ -223,14 +223,21 @@ fn run_output(
     cx: &Context,
     opts: &RunOptions,
 ) -> (Outcome, Vec<String>) {
+    // Warnings come from building (`Produced`); judging an output reports none.
+    let warnings = Vec::new();
+    // `--force` rebuilds whatever the output's state: it is not judged (no re-hash, no re-read of W).
+    if opts.force {
+        return match frame.prepare(cx, &job.target(), params) {
+            Ok(plan) => build_locked(frame, job, params, cx, opts, plan, vec!["--force".to_string()]),
+            Err(e) => (Outcome::Failed(e), warnings),
+        };
+    }
     let (plan, assessment) = match judge(frame, job, params, cx) {
         Ok(j) => j,
         Err(e) => return (Outcome::Failed(e), Vec::new()),
     };
-    // Warnings come from building (`Produced`); judging an output reports none.
-    let warnings = Vec::new();
     let reasons = match assessment.state {
-        State::Fresh if !opts.force => {
+        State::Fresh => {
             // Fresh after a touch: store the new stats so the next check is metadata-only again.
             if let (true, false, Some(m)) = (assessment.restat, opts.dry_run, &assessment.manifest) {
                 refresh_stat_cache(cx, job, frame, m);
@@ -242,10 +249,23 @@ fn run_output(
             }
             return (Outcome::Fresh, warnings);
         }
-        State::Fresh => vec!["--force".to_string()],
         State::Missing => vec!["never built".to_string()],
         State::Stale(r) => r,
     };
+    build_locked(frame, job, params, cx, opts, plan, reasons)
+}
+
+/// Builds an output that is to be built (or says it would, with `--dry-run`), under the output's lock.
+fn build_locked(
+    frame: &dyn Frame,
+    job: &Job,
+    params: &Params,
+    cx: &Context,
+    opts: &RunOptions,
+    plan: Plan,
+    reasons: Vec<String>,
+) -> (Outcome, Vec<String>) {
+    let warnings = Vec::new();
     if opts.dry_run {
         return (Outcome::WouldBuild { reasons, reads: plan.reads }, warnings);
     }

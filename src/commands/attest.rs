@@ -22,13 +22,23 @@ pub fn execute(args: AttestArgs) -> Result<Exit> {
     let mut written = Vec::new();
     for path in super::verify::find_manifests(dir)? {
         let m = Manifest::read(&path)?;
+        // Names come from the manifest: checked before they become paths, and it must be stored where they say
+        // (a manifest in a/ claiming to be b's would overwrite b's statement).
+        crate::job::check_name(&m.name).map_err(|e| Error::manifest(&path, e))?;
+        let stored = path.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned());
+        let frame = path.file_stem().map(|n| n.to_string_lossy().into_owned());
+        if stored.as_deref() != Some(m.name.as_str()) || frame.as_deref() != Some(m.frame.as_str()) {
+            return Err(Error::manifest(
+                &path,
+                format!("it says {}/{} but is stored elsewhere; not attested", m.name, m.frame),
+            ));
+        }
         // A statement vouches for what the manifest says: one that contradicts itself or its inputs is refused.
         let edited =
             |why: String| Error::manifest(&path, format!("manifest edited ({why}); not attested — rebuild it"));
         crate::manifest::consistency::check(&m).map_err(edited)?;
         crate::manifest::consistency::inputs(&m, dir).map_err(edited)?;
-        // Names come from the manifest: checked before they become paths.
-        crate::job::check_name(&m.name).map_err(|e| Error::manifest(&path, e))?;
+
         if crate::frame::by_name(&m.frame).is_none() {
             return Err(Error::manifest(&path, format!("unknown frame {:?}", m.frame)));
         }

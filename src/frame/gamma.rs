@@ -35,10 +35,7 @@ impl Frame for Gamma {
         fp.extend(resolved.identity());
         // W's place when it can be known without the network: a local directory, or a Hub model whose snapshot is
         // in the cache (small files and one header on disk). Building reuses it; otherwise W is located then.
-        let located = match &resolved {
-            Resolved::Local(loc, _) => Some((**loc).clone()),
-            Resolved::Hub(_) => source::locate_cached(&resolved, job.tensor, &cx.sources),
-        };
+        let located = source::locate_cached(&resolved, job.tensor, &cx.sources);
         let watched = located.as_ref().map(|l| l.watched.clone()).unwrap_or_default();
         let reads = located.as_ref().map(|l| l.w.end - l.w.begin);
         let producer = Extract {
@@ -152,10 +149,16 @@ impl Reextract {
         let dtype = Dtype::parse(&src.dtype)
             .filter(|d| matches!(d, Dtype::Bf16 | Dtype::F16 | Dtype::F32))
             .ok_or_else(|| format!("the manifest records W as {:?}, which gamma does not convert", src.dtype))?;
-        let elements: u64 = src.shape.iter().product();
-        if elements * dtype::source_width(dtype) as u64 != src.range.length {
+        // The manifest's numbers are input: checked arithmetic, an error rather than a wrap.
+        let bytes = src
+            .shape
+            .iter()
+            .try_fold(dtype::source_width(dtype) as u64, |n, d| n.checked_mul(*d))
+            .filter(|n| *n == src.range.length);
+        let end = src.range.offset.checked_add(src.range.length);
+        let (Some(_), Some(end)) = (bytes, end) else {
             return Err(format!("the manifest's range length {} does not fit shape {:?}", src.range.length, src.shape));
-        }
+        };
         let mut sink = crate::store::HashOnly::new();
         let header = safetensors_file::header(&[safetensors_file::Entry {
             name: "W",
@@ -164,7 +167,7 @@ impl Reextract {
         }]);
         ByteSink::write(&mut sink, &header).map_err(|e| e.to_string())?;
         let begin = src.range.offset;
-        Ok(Reextract { dtype, end: begin + src.range.length, carry: Vec::new(), buf: Vec::new(), next: begin, sink })
+        Ok(Reextract { dtype, end, carry: Vec::new(), buf: Vec::new(), next: begin, sink })
     }
 
     /// A piece of the file starting at byte `pos`; pieces must come in order.

@@ -96,7 +96,7 @@ impl HubSettings {
         let endpoint = Self::endpoint(&env);
         let origin = Origin::of(&endpoint).map_err(|e| format!("HF_ENDPOINT: {e}"))?;
         let token = match set("HF_TOKEN") {
-            Some(t) => Some(t),
+            Some(t) => Some(t.trim().to_string()),
             None => {
                 let path = set("HF_TOKEN_PATH").map_or_else(|| crate::env::hf_home(&env).join("token"), PathBuf::from);
                 // A token is a few dozen bytes; the file must be a regular one (a FIFO would block, a link to

@@ -200,7 +200,7 @@ impl Validator<'_> {
                 );
             }
             (Some(m), None) => {
-                check_repo_id(&m.value).or_else(|e| self.err(&m.referenced, e))?;
+                crate::names::check_repo_id(&m.value).or_else(|e| self.err(&m.referenced, e))?;
                 let revision = spec.revision.as_ref().or(default_revision);
                 if let Some(r) = revision {
                     self.revision(r)?;
@@ -347,19 +347,6 @@ pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
     } else {
         Err(format!("{name:?} is not a valid output name (letters, digits, '.', '_', '-'; not starting with '.')"))
     }
-}
-
-fn check_repo_id(id: &str) -> std::result::Result<(), String> {
-    let parts: Vec<&str> = id.split('/').collect();
-    let ok = (1..=2).contains(&parts.len())
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && *p != "."
-                && *p != ".."
-                && p.len() <= 96
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        });
-    if ok { Ok(()) } else { Err(format!("{id:?} is not a Hub repo id (expected org/name)")) }
 }
 
 /// Lexically resolves `.` and `..` (the path need not exist yet).

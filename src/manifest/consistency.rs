@@ -17,7 +17,10 @@ pub(crate) fn check(m: &Manifest) -> Result<(), String> {
     let same = |key: &str, field: &str, value: Option<&str>| -> Result<(), String> {
         match (fp.get(key).map(String::as_str), value) {
             (Some(a), Some(b)) if a == b => Ok(()),
-            (a, b) => Err(format!("{field} is {b:?} but its fingerprint records {key} = {a:?}")),
+            (a, b) => {
+                let shown = |v: Option<&str>| v.map_or_else(|| "absent".to_string(), |v| format!("{v:?}"));
+                Err(format!("{field} is {} but its fingerprint records {key} = {}", shown(b), shown(a)))
+            }
         }
     };
     same("frame", "frame", Some(&m.frame))?;
@@ -63,9 +66,10 @@ pub(crate) fn check(m: &Manifest) -> Result<(), String> {
             for i in &m.inputs {
                 same(&format!("input.{}", i.frame), &format!("inputs[{}].sha256", i.frame), Some(&i.sha256))?;
             }
-            let named = fp.keys().filter(|k| k.starts_with("input.")).count();
-            if named != m.inputs.len() {
-                return Err(format!("it lists {} inputs but its fingerprint names {named}", m.inputs.len()));
+            let named: std::collections::BTreeSet<&str> = fp.keys().filter_map(|k| k.strip_prefix("input.")).collect();
+            let listed: std::collections::BTreeSet<&str> = m.inputs.iter().map(|i| i.frame.as_str()).collect();
+            if named != listed || listed.len() != m.inputs.len() {
+                return Err(format!("its inputs[] {listed:?} are not the inputs its fingerprint names {named:?}"));
             }
         }
         (Some(_), false) => return Err("it records both a model source and input frames".into()),

@@ -22,18 +22,19 @@ pub(crate) fn locate(dir: &Path, explicit: Option<&str>) -> Result<(Located, BTr
         e => e,
     })?;
     let w = found.w().clone();
-    let config_sha = sha256_bytes(&found.config_bytes);
-    let index_sha = found.index_bytes.as_deref().map(sha256_bytes);
-    let mut identity = BTreeMap::new();
-    identity.insert("source.kind".into(), "local".into());
-    identity.insert("source.config_sha256".into(), config_sha.clone());
-    identity.insert("source.index_sha256".into(), index_sha.clone().unwrap_or_else(|| "-".into()));
-    identity.insert("source.shard".into(), found.shard.clone());
-    identity.insert("source.header_sha256".into(), sha256_bytes(&found.header.raw));
+    // Config and index were read whole: their digests are computed once, for the identity and the record.
     let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];
     if let Some(b) = &found.index_bytes {
         files.push(FileRecord::computed("model.safetensors.index.json", b));
     }
+    let digest = |i: usize| files.get(i).and_then(|f| f.sha256.clone());
+    let mut identity = BTreeMap::new();
+    identity.insert("source.kind".into(), "local".into());
+    identity.insert("source.config_sha256".into(), digest(0).unwrap_or_default());
+    let index_sha = if found.index_bytes.is_some() { digest(1) } else { None };
+    identity.insert("source.index_sha256".into(), index_sha.unwrap_or_else(|| "-".into()));
+    identity.insert("source.shard".into(), found.shard.clone());
+    identity.insert("source.header_sha256".into(), sha256_bytes(&found.header.raw));
     // W's shard is not read whole (only W's range): no digest is claimed for it.
     files.push(FileRecord { path: found.shard.clone(), size: found.shard_len, sha256: None, sha256_from: None });
     let shard_path = dir.join(&found.shard);

@@ -19,8 +19,8 @@ pub(crate) struct Reread {
     pub(crate) read_from: String,
     pub(crate) size: u64,
     pub(crate) sha256: String,
-    /// The Hub's current word on the file, when online and the source is a Hub model: `Ok(true)` if it agrees
-    /// with the bytes read, `Ok(false)` with what it says otherwise.
+    /// The Hub's current word on the file, when online and the source is a Hub model: `Ok(())` if it agrees
+    /// with the bytes read, `Err` with what it says otherwise.
     pub(crate) hub_agrees: Option<std::result::Result<(), String>>,
 }
 
@@ -41,6 +41,7 @@ pub(crate) fn reread(
     let at = match (src.kind.as_str(), &src.repo, &src.commit, &src.path) {
         ("local", _, _, Some(dir)) => At::Disk(PathBuf::from(dir).join(&file.path)),
         (_, Some(repo), Some(commit), _) => {
+            crate::names::check_repo_id(repo).map_err(|m| Error::Usage(format!("the manifest's source.repo: {m}")))?;
             if !hf_cache::is_commit(commit) {
                 return Err(Error::Usage(format!("the manifest's commit {commit:?} is not 40 hex")));
             }
@@ -55,8 +56,16 @@ pub(crate) fn reread(
         }
         _ => return Err(Error::Usage("the manifest's source names neither a directory nor a repo and commit".into())),
     };
-    let remote = match (&src.repo, &src.commit, &opts.hub) {
-        (Some(repo), Some(commit), Some(hub)) => hub.file(repo, commit, &file.path)?,
+    // The Hub's current word, for Hub sources only, and only for a repo id and commit that are what they should
+    // be (a manifest is a file anyone may have edited; its fields must not steer requests that carry the token).
+    let remote = match (src.kind.as_str(), &src.repo, &src.commit, &opts.hub) {
+        ("hub" | "hf_cache", Some(repo), Some(commit), Some(hub)) => {
+            crate::names::check_repo_id(repo).map_err(|m| Error::Usage(format!("the manifest's source.repo: {m}")))?;
+            if !crate::names::is_commit(commit) {
+                return Err(Error::Usage(format!("the manifest's commit {commit:?} is not 40 hex")));
+            }
+            hub.file(repo, commit, &file.path)?
+        }
         _ => None,
     };
     let mut hasher = sha2::Sha256::new();

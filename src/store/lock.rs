@@ -83,9 +83,13 @@ fn open_lock_file(root: &Path, path: &Path) -> Result<File> {
 pub(crate) fn blob_lock(cache: &Path, repo_folder: &str, sha: &str) -> Result<File> {
     let path = cache.join(".locks").join(repo_folder).join(format!("{sha}.lock"));
     let file = open_lock_file(cache, &path)?;
-    if let Err(TryLockError::WouldBlock) = file.try_lock() {
-        tracing::warn!("Blocking waiting for file lock on {} (another process is downloading it)", path.display());
-        file.lock().map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            tracing::warn!("Blocking waiting for file lock on {} (another process is downloading it)", path.display());
+            file.lock().map_err(|e| Error::io(&path, e))?;
+        }
+        Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
     }
     Ok(file)
 }

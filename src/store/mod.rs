@@ -175,7 +175,7 @@ pub(crate) fn remove_durably(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => {
             let dir = path.parent().unwrap_or(Path::new("."));
-            fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+            sync_dir(dir)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(crate::error::Error::io(path, e)),
@@ -209,7 +209,7 @@ pub(crate) fn symlink_atomic(target: &str, link: &Path) -> Result<()> {
     let _ = fs::remove_file(&tmp);
     make_symlink(target, &tmp, &dir.join(target)).at(&tmp)?;
     fs::rename(&tmp, link).at(link)?;
-    fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+    sync_dir(dir)
 }
 
 #[cfg(unix)]
@@ -220,6 +220,20 @@ fn make_symlink(target: &str, link: &Path, _resolved: &Path) -> std::io::Result<
 #[cfg(windows)]
 fn make_symlink(target: &str, link: &Path, resolved: &Path) -> std::io::Result<()> {
     std::os::windows::fs::symlink_file(target.replace('/', "\\"), link).or_else(|_| fs::hard_link(resolved, link))
+}
+
+/// Makes a directory's entries durable (a rename or removal in it survives a crash). Unix only: elsewhere
+/// a directory cannot be opened for flushing, and renames are made durable by the filesystem.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 /// SHA-256 of a whole file, streamed.

@@ -262,7 +262,7 @@ impl Sink {
         file.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         super::failpoint("after-rename");
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+        super::sync_dir(dir)?;
         let stat = super::FileStat::of(&path)?;
         Ok(Written { size, sha256, stat })
     }

@@ -618,3 +618,49 @@ fn names_from_checkpoints_cannot_rewrite_the_terminal_or_the_markdown_report() {
     let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert!(v[0]["reasons"][0].as_str().unwrap().contains("evil\u{1b}[2J"), "{v}");
 }
+
+/// The fingerprint digest, as gamma-run computes it (sorted `key=value` lines, values JSON-quoted): lets a test
+/// forge a manifest that agrees with itself, as someone with write access could.
+fn refingerprint(m: &mut serde_json::Value) {
+    let inputs = m["fingerprint_inputs"].as_object().unwrap();
+    let mut keys: Vec<&String> = inputs.keys().collect();
+    keys.sort();
+    let mut text = String::from("gamma-run fingerprint v1\n");
+    for k in keys {
+        text.push_str(&format!("{k}={}\n", serde_json::to_string(inputs[k].as_str().unwrap()).unwrap()));
+    }
+    m["fingerprint"] = sha256(text.as_bytes()).into();
+}
+
+#[test]
+fn a_forged_but_self_consistent_manifest_steers_no_request_no_link_and_no_other_attestation() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    let dir = ws.synth("m", &[]);
+    hub.publish("org/m", C1, &dir, Some("main"));
+    let job = ws.job("version: 1\njobs:\n  - model: org/m\n");
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str()), ("HF_TOKEN", "hf_forged_manifest_token")];
+    ws.run_env(&[job.to_str().unwrap()], &env).ok();
+    // A repo id that is a path on the Hub's origin, with a link-breaking ")" — and a fingerprint to match.
+    let evil = "org/m/../../api/whoami-v2?x=)[pwned](http://evil";
+    edit_manifest(&ws, "m", "gamma", |m| {
+        m["source"]["repo"] = evil.into();
+        m["fingerprint_inputs"]["source.repo"] = evil.into();
+        refingerprint(m);
+    });
+    let before = hub.requests().len();
+    let v = ws.run_env(&["verify", "--sources"], &env).expect(2);
+    assert!(v.stdout.contains("is not a Hub repo id"), "{}", v.stdout);
+    assert_eq!(hub.requests().len(), before, "a forged repo id reached the Hub: {:?}", &hub.requests()[before..]);
+    let md = ws.run_env(&["status", job.to_str().unwrap(), "--format", "markdown"], &env).ok();
+    assert!(!md.stdout.contains("](http://evil") && !md.stdout.contains("/tree/"), "{}", md.stdout);
+    // A manifest copied under another output's name is not attested in that one's place.
+    let ws2 = Ws::new();
+    ws2.synth("a", &[]);
+    ws2.synth("b", &["--seed", "5"]);
+    let j2 = ws2.job("version: 1\njobs:\n  - path: ../models/a\n  - path: ../models/b\n");
+    ws2.run(&[j2.to_str().unwrap()]).ok();
+    std::fs::copy(ws2.path("manifests/a/gamma.json"), ws2.path("manifests/b/gamma.json")).unwrap();
+    let a = ws2.run(&["attest"]).expect(2);
+    assert!(a.stderr.contains("stored elsewhere"), "{}", a.stderr);
+}
