@@ -244,46 +244,26 @@ fn a_read_only_output_directory_is_a_clear_error_that_keeps_what_is_stored() {
     ws.synth("m", &[]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
     let job = job.to_str().unwrap();
-    let tensors = ws.path("tensors");
-    std::fs::create_dir_all(&tensors).unwrap();
-    // As root, permissions do not bind: use a tmpfs remounted read-only instead (EROFS), where that is allowed.
-    let root = running_as_root();
-    let mount = |args: &[&str]| {
-        std::process::Command::new("mount").args(args).arg(&tensors).status().is_ok_and(|s| s.success())
-    };
-    if root && !mount(&["-t", "tmpfs", "-o", "size=4m", "tmpfs"]) {
+    let Some(mut ro) = ReadOnly::prepare(&ws.path("tensors"), &ws.path("tensors/m"), "4m") else {
         skip(
             "a_read_only_output_directory_is_a_clear_error_that_keeps_what_is_stored",
             "running as root and cannot mount a tmpfs",
         );
         return;
-    }
+    };
     assert_eq!(ws.run(&[job]).code(), 0);
     let before = ws.read("tensors/m/W.safetensors");
-    use std::os::unix::fs::PermissionsExt;
-    let made_read_only = if root {
-        mount(&["-o", "remount,ro"])
-    } else {
-        std::fs::set_permissions(ws.path("tensors/m"), std::fs::Permissions::from_mode(0o555)).is_ok()
-    };
+    assert!(ro.engage());
     let o = ws.run(&[job, "--force"]);
-    if root {
-        let _ = std::process::Command::new("umount").arg(&tensors).status();
-    } else {
-        std::fs::set_permissions(ws.path("tensors/m"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    assert!(made_read_only);
+    let mounted = ro.mounted();
+    drop(ro);
     assert_eq!(o.code(), 2);
     let said = o.stdout.contains("tensors/m")
         && (o.stdout.contains("ermission denied") || o.stdout.contains("Read-only file system"));
     assert!(said, "{}", o.stdout);
-    if !root {
+    if !mounted {
         assert_eq!(ws.read("tensors/m/W.safetensors"), before);
     }
-}
-
-fn running_as_root() -> bool {
-    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 #[test]

@@ -485,13 +485,20 @@ fn an_in_place_edit_with_its_mtime_restored_is_seen_and_rebuilt_before_its_depen
     drop(f);
     assert_eq!(mtime(&out), when);
     // γ′ made stale by a parameter change: it must be built from a γ that matches γ's manifest.
+    let o = prime_in_bf16_from(&ws, &good);
+    assert!(o.stdout.contains("built    m/gamma  (output modified (sha256 differs))"), "{}", o.stdout);
+}
+
+/// Makes γ′ stale (its dtype becomes bf16) and runs: it must succeed, with γ equal to `good` (rebuilt first
+/// where its bytes had changed) and γ′ recomputable from it.
+fn prime_in_bf16_from(ws: &Ws, good: &[u8]) -> Out {
     let job =
         ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, {name: gamma_prime, dtype: bf16}]\n");
-    let o = ws.run(&[job.to_str().unwrap()]);
-    assert_eq!(o.code(), 0, "{}", o.all());
-    assert!(o.stdout.contains("built    m/gamma  (output modified (sha256 differs))"), "{}", o.stdout);
+    let o = ws.run(&[job.to_str().unwrap()]).ok();
+    assert!(o.stdout.contains("built    m/gamma_prime"), "{}", o.stdout);
     assert_eq!(ws.read("tensors/m/W.safetensors"), good);
-    assert_eq!(ws.run(&["verify", "--recompute"]).code(), 0);
+    ws.run(&["verify", "--recompute"]).ok();
+    o
 }
 
 #[test]
@@ -514,18 +521,12 @@ fn an_input_whose_bytes_differ_from_its_manifest_is_rebuilt_before_its_dependent
             "ctime_ns": md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128,
         });
     });
-    let job =
-        ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, {name: gamma_prime, dtype: bf16}]\n");
-    let o = ws.run(&[job.to_str().unwrap()]);
-    assert_eq!(o.code(), 0, "{}", o.all());
+    let o = prime_in_bf16_from(&ws, &good);
     assert!(
         o.stdout.contains("built    m/gamma  (output modified (its bytes differ from its manifest))"),
         "{}",
         o.stdout
     );
-    assert!(o.stdout.contains("built    m/gamma_prime"), "{}", o.stdout);
-    assert_eq!(ws.read("tensors/m/W.safetensors"), good);
-    assert_eq!(ws.run(&["verify", "--recompute"]).code(), 0);
 }
 
 #[test]
@@ -534,44 +535,24 @@ fn a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error() {
     ws.synth("m", &[]);
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
     let job = job.to_str().unwrap();
-    let manifests = ws.path("manifests");
-    std::fs::create_dir_all(&manifests).unwrap();
-    let root = unsafe { geteuid() } == 0;
-    let mount = |args: &[&str]| {
-        std::process::Command::new("mount").args(args).arg(&manifests).status().is_ok_and(|s| s.success())
-    };
-    if root && !mount(&["-t", "tmpfs", "-o", "size=1m", "tmpfs"]) {
+    let Some(mut ro) = ReadOnly::prepare(&ws.path("manifests"), &ws.path("manifests/m"), "1m") else {
         skip(
             "a_read_only_workspace_whose_outputs_are_fresh_is_not_an_error",
             "root without the right to mount a tmpfs",
         );
         return;
-    }
+    };
     assert_eq!(ws.run(&[job]).code(), 0);
     // A touch: the stat cache would be refreshed, but the manifests cannot be written.
     let out = ws.path("tensors/m/W.safetensors");
     std::fs::File::options().write(true).open(&out).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    let ro = if root {
-        mount(&["-o", "remount,ro"])
-    } else {
-        std::fs::set_permissions(ws.path("manifests/m"), std::fs::Permissions::from_mode(0o555)).is_ok()
-    };
+    assert!(ro.engage());
     let o = ws.run(&[job]);
     let s = ws.run(&["status", job, "--check"]);
-    if root {
-        let _ = std::process::Command::new("umount").arg(&manifests).status();
-    } else {
-        std::fs::set_permissions(ws.path("manifests/m"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    assert!(ro);
+    drop(ro);
     assert_eq!(o.code(), 0, "{}", o.all());
     assert!(o.stdout.contains("fresh    m/gamma"), "{}", o.stdout);
     assert_eq!(s.code(), 0, "{}", s.all());
-}
-
-unsafe extern "C" {
-    fn geteuid() -> u32;
 }
 
 // ---- Output that cannot be spoofed ----

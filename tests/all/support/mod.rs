@@ -24,6 +24,61 @@ pub fn skip(test: &str, why: &str) {
 /// What a run of the binary gave. Its exit code must be looked at — `code()`, or `ok()` / `expect(n)`, which
 /// assert it and print the output on failure — or the test fails when the `Out` is dropped, naming the line
 /// that ran the command: a test that ignores an exit code would otherwise fail later, somewhere confusing.
+/// A directory a test can make read-only in a way that binds. As root permissions do not, so a tmpfs is mounted
+/// there and later remounted read-only (EROFS); otherwise `chmod 555` on `inner` (a directory inside it that
+/// exists by then). Undone on drop.
+pub struct ReadOnly {
+    dir: PathBuf,
+    inner: PathBuf,
+    mounted: bool,
+    engaged: bool,
+}
+
+impl ReadOnly {
+    /// Prepares `dir`; `None` when running as root without the right to mount (the caller skips, saying so).
+    pub fn prepare(dir: &Path, inner: &Path, size: &str) -> Option<ReadOnly> {
+        std::fs::create_dir_all(dir).unwrap();
+        let root = running_as_root();
+        if root && !mount(dir, &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]) {
+            return None;
+        }
+        Some(ReadOnly { dir: dir.to_owned(), inner: inner.to_owned(), mounted: root, engaged: false })
+    }
+    /// Makes it read-only; whether that worked.
+    pub fn engage(&mut self) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        self.engaged = if self.mounted {
+            mount(&self.dir, &["-o", "remount,ro"])
+        } else {
+            std::fs::set_permissions(&self.inner, std::fs::Permissions::from_mode(0o555)).is_ok()
+        };
+        self.engaged
+    }
+    /// Whether a tmpfs is in use (as root), where a refused write may still have replaced nothing.
+    pub fn mounted(&self) -> bool {
+        self.mounted
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.dir).status();
+        } else if self.engaged {
+            let _ = std::fs::set_permissions(&self.inner, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+fn mount(dir: &Path, args: &[&str]) -> bool {
+    Command::new("mount").args(args).arg(dir).status().is_ok_and(|s| s.success())
+}
+
+pub fn running_as_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 pub struct Out {
     code: i32,
     pub stdout: String,
