@@ -191,7 +191,7 @@ impl Producer for Centered {
 
         // Pass 2: rows in output-buffer-sized chunks, two chunks converted in parallel, written in order.
         let rows_per_buf = (BUF_LEN / (d * width)).max(1);
-        let mut nans = 0u64;
+        let (mut nans, mut nans_in_w) = (0u64, 0u64);
         let mut row = 0;
         let mut input = Vec::new();
         let mut bufs: Vec<Vec<u8>> = (0..2).map(|_| Vec::with_capacity(BUF_LEN)).collect();
@@ -199,7 +199,7 @@ impl Producer for Centered {
             let rows = (rows_per_buf * 2).min(v - row);
             input.resize(rows * d * 2, 0);
             crate::fsread::read_exact_at(&file, &mut input, data_start + (row * d * 2) as u64).at(&self.path)?;
-            let counts: Vec<u64> = bufs
+            let counts: Vec<(u64, u64)> = bufs
                 .par_iter_mut()
                 .zip(input.par_chunks(rows_per_buf * d * 2))
                 .map(|(o, i)| {
@@ -207,7 +207,8 @@ impl Producer for Centered {
                     center(i, &centroid, self.bf16_out, o)
                 })
                 .collect();
-            nans += counts.iter().sum::<u64>();
+            nans += counts.iter().map(|c| c.0).sum::<u64>();
+            nans_in_w += counts.iter().map(|c| c.1).sum::<u64>();
             for b in &bufs[..counts.len()] {
                 out.write(b)?;
             }
@@ -221,19 +222,34 @@ impl Producer for Centered {
                 message: "changed while it was read; run again".into(),
             });
         }
-        let warnings =
-            if nans > 0 { vec![format!("W′ holds {nans} NaN values (from NaNs in W)")] } else { Vec::new() };
+        let warnings = if nans > 0 { vec![nan_warning(nans, nans_in_w)] } else { Vec::new() };
         Ok(Produced { shape: vec![v as u64, d as u64], nan_count: nans, source: None, warnings })
     }
 }
 
 /// Writes `rows − centroid` into `out` (f32 or bf16, little-endian); returns the number of NaNs written.
-fn center(rows: &[u8], centroid: &[f64], bf16_out: bool, out: &mut Vec<u8>) -> u64 {
-    let mut nans = 0;
+/// What the NaNs in W′ come from, said as it is.
+fn nan_warning(nans: u64, in_w: u64) -> String {
+    let from_inf = nans - in_w.min(nans);
+    match (in_w.min(nans), from_inf) {
+        (_, 0) => format!("W′ holds {nans} NaN values (from NaNs in W)"),
+        (0, _) => format!(
+            "W′ holds {nans} NaN values, from inf − inf: W holds infinities in columns whose centroid is infinite"
+        ),
+        (k, i) => format!("W′ holds {nans} NaN values: {k} from NaNs in W, {i} from inf − inf (infinities in W)"),
+    }
+}
+
+/// Also returns how many of those NaNs were NaNs in W already (the rest come from `inf − inf`: an infinite W
+/// value in a column whose centroid is infinite too).
+fn center(rows: &[u8], centroid: &[f64], bf16_out: bool, out: &mut Vec<u8>) -> (u64, u64) {
+    let (mut nans, mut from_w) = (0, 0);
     for row in rows.chunks_exact(centroid.len() * 2) {
         for (b, c) in row.chunks_exact(2).zip(centroid) {
-            let x = dtype::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64 - c;
+            let w = dtype::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64;
+            let x = w - c;
             nans += x.is_nan() as u64;
+            from_w += w.is_nan() as u64;
             if bf16_out {
                 out.extend_from_slice(&dtype::f64_to_bf16(x).to_le_bytes());
             } else {
@@ -241,7 +257,7 @@ fn center(rows: &[u8], centroid: &[f64], bf16_out: bool, out: &mut Vec<u8>) -> u
             }
         }
     }
-    nans
+    (nans, from_w)
 }
 
 #[cfg(test)]

@@ -176,6 +176,19 @@ pub(crate) fn locate(
     })
 }
 
+/// Marks the HF cache as a cache directory (<https://bford.info/cachedir/>) the first time gamma-run writes into
+/// it, so backup tools skip it, as they skip other caches.
+fn mark_cache_dir(cache: &Path) -> Result<()> {
+    let tag = cache.join("CACHEDIR.TAG");
+    if tag.exists() {
+        return Ok(());
+    }
+    let text = "Signature: 8a477f597d28d172789f06886806bc55\n\
+                # This file is a cache directory tag created by gamma-run (the Hugging Face hub cache).\n\
+                # For information about cache directory tags see https://bford.info/cachedir/\n";
+    crate::store::write_atomic(&tag, text.as_bytes()).map(|_| ())
+}
+
 /// Downloads a whole LFS file into `blobs/<sha256>`, checked against its size and SHA-256 before it is kept.
 /// Returns the blob's path and its SHA-256 (its name).
 fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<(PathBuf, String)> {
@@ -189,6 +202,7 @@ fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<(PathBuf, String
     // interrupted downloads left (preallocated to the shard's full size) go while the lock is held.
     let folder = hf_cache::repo_folder(&remote.repo);
     let _lock = crate::store::lock::blob_lock(cache, &folder, sha)?;
+    mark_cache_dir(cache)?;
     crate::store::lock::remove_stale_downloads(cache, &folder, sha);
     if std::fs::metadata(&blob).is_ok_and(|m| m.len() == remote.size) {
         if crate::store::sha256_file(&blob)? == sha {

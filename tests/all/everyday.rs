@@ -96,3 +96,16 @@ fn a_closed_stdout_ends_quietly() {
         assert_eq!(o.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn writing_into_the_hf_cache_tags_it_as_a_cache() {
+    let ws = Ws::new();
+    let hub = crate::support::hub::TestHub::start();
+    let dir = ws.synth("m", &[]);
+    hub.publish("org/m", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &dir, Some("main"));
+    let job = ws.job("version: 1\njobs:\n  - model: org/m\n    fetch: full\n");
+    ws.run_env(&[job.to_str().unwrap()], &[("HF_ENDPOINT", &hub.endpoint)]).ok();
+    let tag = String::from_utf8(ws.read("hf-cache/CACHEDIR.TAG")).unwrap();
+    assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55\n"), "{tag}");
+    assert!(ws.path("hf-cache/.locks/models--org--m").is_dir(), "the Python client's lock layout");
+}

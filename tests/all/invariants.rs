@@ -181,3 +181,18 @@ fn a_same_size_replacement_with_the_old_mtime_is_seen_for_outputs_and_sources() 
     assert_eq!(ws.run(&[job]).code(), 0);
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, &key));
 }
+
+/// γ′'s NaN warning says where the NaNs come from: a W with an infinity and no NaN gives NaNs from inf − inf,
+/// not "from NaNs in W".
+#[test]
+fn the_nan_warning_of_gamma_prime_says_what_is_true() {
+    let ws = Ws::new();
+    let mut rows = vec![vec![1.0f32; 4]; 8];
+    rows[3][1] = f32::INFINITY;
+    handmade(&ws, "inf", &rows);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/inf\n    frames: [gamma, gamma_prime]\n");
+    let o = ws.run(&[job.to_str().unwrap()]).ok();
+    assert!(o.stderr.contains("W′ holds 1 NaN values, from inf − inf"), "{}", o.stderr);
+    assert!(!o.stderr.contains("from NaNs in W"), "{}", o.stderr);
+    assert_eq!(ws.manifest("inf", "gamma")["nan_count"], 0, "W itself holds no NaN");
+}
