@@ -1,6 +1,8 @@
 //! One HTTP exchange with the Hub, done carefully: redirects followed by hand (the token is attached only when
 //! the URL's origin is the endpoint's), transient failures (connect errors, timeouts, 408, 429, 5xx) retried with
-//! exponential backoff and `Retry-After`, and HTTP errors mapped to what the user should do.
+//! exponential backoff and `Retry-After`, and HTTP errors mapped to what the user should do. A host that cannot
+//! be resolved or connected to is not transient: it is learnt once per run, and every later request to it fails at
+//! once with the same advice (`--offline`, `HF_ENDPOINT`).
 
 use super::settings::{HubSettings, Origin, join_url};
 use crate::error::{Error, Result};
@@ -14,6 +16,8 @@ pub(crate) struct Http {
     pub(crate) settings: HubSettings,
     /// Set when a server answered a range request with the whole file.
     pub(crate) ranges_ignored: std::sync::atomic::AtomicBool,
+    /// Hosts (`host:port`) found unreachable in this run, with the error that said so.
+    unreachable: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 /// The two requests gamma-run makes.
@@ -67,7 +71,7 @@ impl Http {
             .timeout_recv_body(Some(settings.timeout * 4))
             .build()
             .into();
-        Http { agent, settings, ranges_ignored: Default::default() }
+        Http { agent, settings, ranges_ignored: Default::default(), unreachable: Default::default() }
     }
 
     /// Sends `method url` (with `Range: bytes=a-b` if given), retrying transient failures. With `follow`,
@@ -109,6 +113,11 @@ impl Http {
         ctx: &Ctx,
         with_token: bool,
     ) -> Result<Response<Body>> {
+        let host = Origin::of(url).map(|o| format!("{}:{}", o.host, o.port)).unwrap_or_default();
+        let known = |h: &str| self.unreachable.lock().ok()?.iter().find(|(k, _)| k == h).map(|(_, m)| m.clone());
+        if let Some(message) = known(&host) {
+            return Err(ctx.protocol(message));
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -134,6 +143,14 @@ impl Http {
                     (true, retry_after, format!("HTTP {}", r.status().as_u16()))
                 }
                 Ok(_) => (false, None, String::new()),
+                Err(e) if is_unreachable(e) => {
+                    let message = self.unreachable_advice(url, e);
+                    tracing::debug!("{host} is unreachable ({e}): failing every request to it in this run");
+                    if let Ok(mut list) = self.unreachable.lock() {
+                        list.push((host, message.clone()));
+                    }
+                    return Err(ctx.protocol(message));
+                }
                 Err(e) => (is_transient(e), None, e.to_string()),
             };
             if !transient || attempt >= self.settings.attempts {
@@ -147,6 +164,38 @@ impl Http {
             tracing::warn!(repo = ctx.repo, file = %ctx.what, attempt, "{why}; retrying in {wait:?}");
             std::thread::sleep(wait);
         }
+    }
+}
+
+impl Http {
+    /// What to do when `url`'s host cannot be reached: the endpoint, the cache, or a mirror.
+    fn unreachable_advice(&self, url: &str, e: &ureq::Error) -> String {
+        let endpoint = &self.settings.endpoint;
+        let what = if Origin::of(url).is_ok_and(|o| o == self.settings.origin) {
+            format!("cannot reach the Hub endpoint {endpoint}")
+        } else {
+            let o = Origin::of(url).map(|o| format!("{}://{}:{}", o.scheme, o.host, o.port)).unwrap_or_default();
+            format!("cannot reach {o}, where the Hub endpoint {endpoint} sent this request")
+        };
+        format!(
+            "{what} ({e}); not retried, and later requests to it in this run fail at once. With no network, run with \
+             --offline (or HF_HUB_OFFLINE=1) to read models from the HF cache; for a mirror, set HF_ENDPOINT"
+        )
+    }
+}
+
+/// A failure to resolve or connect: the network or the host is down, not a blip worth six retries.
+fn is_unreachable(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
+        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Resolve | ureq::Timeout::Connect),
+        ureq::Error::Io(io) => {
+            matches!(io.kind(), K::ConnectionRefused | K::NetworkUnreachable | K::HostUnreachable | K::AddrNotAvailable)
+                // The standard library's resolver reports a failed getaddrinfo with this text and no stable kind.
+                || io.to_string().contains("failed to lookup address information")
+        }
+        _ => false,
     }
 }
 

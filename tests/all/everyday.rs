@@ -109,3 +109,35 @@ fn writing_into_the_hf_cache_tags_it_as_a_cache() {
     assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55\n"), "{tag}");
     assert!(ws.path("hf-cache/.locks/models--org--m").is_dir(), "the Python client's lock layout");
 }
+
+/// With no network, a Hub endpoint that cannot be reached is learnt once: no retries with backoff, every Hub job
+/// fails fast with one error naming the endpoint and what to do (issue 15).
+#[test]
+fn an_unreachable_endpoint_fails_every_hub_job_fast_and_says_what_to_do() {
+    let ws = Ws::new();
+    let job = ws.job(
+        "version: 1\njobs:\n  - model: org/a\n  - model: org/b\n    revision: main\n  - model: org/c\n    frames: [gamma, gamma_prime]\n",
+    );
+    // A closed loopback port refuses the connection (the test environment's default endpoint); a long backoff
+    // would make retries visible in the elapsed time.
+    let env = [("GAMMA_RUN_HTTP_BACKOFF_MS", "2000"), ("GAMMA_RUN_HTTP_ATTEMPTS", "6")];
+    let t = std::time::Instant::now();
+    let o = ws.run_within(20, &[job.to_str().unwrap(), "--dry-run"], &env).expect(2);
+    assert!(t.elapsed() < std::time::Duration::from_secs(4), "took {:?}: {}", t.elapsed(), o.all());
+    assert!(!o.all().contains("retrying"), "a refused connection is not retried: {}", o.all());
+    for name in ["a", "b", "c"] {
+        assert!(o.stdout.contains(&format!("FAILED   {name}/gamma")), "{name}: {}", o.stdout);
+    }
+    let all = o.all();
+    assert!(all.contains("cannot reach the Hub endpoint http://127.0.0.1:9"), "{all}");
+    assert!(all.contains("--offline") && all.contains("HF_HUB_OFFLINE=1") && all.contains("HF_ENDPOINT"), "{all}");
+    // status the same way.
+    let t = std::time::Instant::now();
+    ws.run_within(20, &["status", job.to_str().unwrap()], &env).expect(2);
+    assert!(t.elapsed() < std::time::Duration::from_secs(4), "status took {:?}", t.elapsed());
+    // A name that does not resolve (`.invalid` never does) is the same: not retried.
+    let env = [("HF_ENDPOINT", "http://gamma-run-test.invalid"), ("GAMMA_RUN_HTTP_BACKOFF_MS", "2000")];
+    let o = ws.run_within(60, &["status", job.to_str().unwrap()], &env).expect(2);
+    assert!(o.all().contains("cannot reach the Hub endpoint http://gamma-run-test.invalid"), "{}", o.all());
+    assert!(!o.all().contains("retrying"), "{}", o.all());
+}
