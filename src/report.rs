@@ -140,10 +140,11 @@ pub(crate) fn status_table(rows: &[Row]) {
     for r in rows {
         let (state, reasons) = state_words(&r.state);
         let id = format!("{}/{}", r.name, r.frame);
+        let notes = if r.notes.is_empty() { String::new() } else { format!("  ({})", plain(&r.notes.join("; "))) };
         if reasons.is_empty() {
-            out!("{state:<8} {id}");
+            out!("{state:<8} {id}{notes}");
         } else {
-            out!("{state:<8} {id}: {}", plain(&reasons.join("; ")));
+            out!("{state:<8} {id}: {}{notes}", plain(&reasons.join("; ")));
         }
     }
 }
@@ -159,6 +160,7 @@ pub(crate) fn status_json(rows: &[Row], store: &Store) {
                 "frame": r.frame,
                 "state": state,
                 "reasons": reasons,
+                "notes": r.notes,
                 "output": store.relative_to_root(&r.output_path),
                 "manifest": store.relative_to_root(&r.manifest_path),
                 "commit": m.and_then(|m| m.source.as_ref()).and_then(|s| s.commit.clone()),
@@ -203,7 +205,7 @@ pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
                 false => md(&m.output.sha256),
             })
             .unwrap_or_default();
-        let why = md(&reasons.join("; "));
+        let why = md(&reasons.iter().chain(&r.notes).cloned().collect::<Vec<_>>().join("; "));
         out!("| {} | {icon} | {why} | {source} | {sha} |", md(&store.relative_to_root(&r.output_path)));
     }
 }

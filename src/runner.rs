@@ -56,6 +56,8 @@ pub(crate) struct Row {
     pub(crate) manifest: Option<Manifest>,
     pub(crate) output_path: std::path::PathBuf,
     pub(crate) manifest_path: std::path::PathBuf,
+    /// How it was judged, where a user should know (a branch not re-checked offline, also for its dependents).
+    pub(crate) notes: Vec<String>,
 }
 
 /// Runs `f` over `items` on `workers` threads, results in input order. Jobs get their own threads so that
@@ -126,7 +128,16 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
             })
         };
         let stale_input = unready_input(frame, &standing).map(|(i, _)| i);
-        let judged = judge(frame, job, &req.params, cx).map(|(_, a)| (a.state, a.manifest));
+        let mut notes: Vec<String> = Vec::new();
+        for input in frame.inputs() {
+            for r in rows.iter().filter(|r| r.frame == input.name()) {
+                notes.extend(r.notes.iter().map(|n| format!("input {}: {n}", r.frame)));
+            }
+        }
+        let judged = judge(frame, job, &req.params, cx).map(|(plan, a)| {
+            notes.extend(plan.notes);
+            (a.state, a.manifest)
+        });
         let (state, manifest) = match (judged, stale_input) {
             (Ok((state, m)), None) => (Ok(state), m),
             (Err(e), None) => (Err(e), None),
@@ -153,6 +164,7 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
             manifest,
             output_path: output_path(cx, job, frame),
             manifest_path,
+            notes,
         });
     }
     rows

@@ -28,7 +28,19 @@ impl Frame for Gamma {
     }
 
     fn prepare(&self, cx: &Context, job: &super::Target, _params: &super::Params) -> Result<Plan> {
-        let resolved = source::resolve(job.source, job.tensor, &cx.sources)?;
+        // Offline, a branch the cache cannot resolve may be judged at the commit this output was built from.
+        let recorded = match (job.source, &cx.sources.hub) {
+            (source::SourceSpec::Hub { .. }, None) => {
+                crate::manifest::Manifest::read(&cx.store.manifest_path(job.name, self.name())).ok()
+            }
+            _ => None,
+        };
+        let recorded = recorded.as_ref().and_then(|m| m.source.as_ref());
+        let resolved = source::resolve(job.source, job.tensor, &cx.sources, recorded)?;
+        let notes = match &resolved {
+            Resolved::Hub(at) => at.note().into_iter().collect(),
+            Resolved::Local(..) => Vec::new(),
+        };
         let mut fp = fingerprint::base(self.name(), self.version(), OutDtype::Bf16.name());
         fp.insert("rules_version".into(), fingerprint::RULES_VERSION.to_string());
         fp.insert("tensor_override".into(), job.tensor.unwrap_or("-").to_string());
@@ -53,6 +65,7 @@ impl Frame for Gamma {
             params: Default::default(),
             watched,
             reads,
+            notes,
             producer: Box::new(producer),
         })
     }

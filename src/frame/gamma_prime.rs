@@ -56,6 +56,7 @@ impl Frame for GammaPrime {
             params: params.clone(),
             watched: Vec::new(),
             reads: Some(m.output.size),
+            notes: Vec::new(),
             producer: Box::new(centered),
         })
     }

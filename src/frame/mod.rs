@@ -76,6 +76,8 @@ pub(crate) struct Plan {
     pub(crate) watched: Vec<crate::store::Watched>,
     /// Bytes of tensor data building this output reads, when known without building it (for `--dry-run`).
     pub(crate) reads: Option<u64>,
+    /// What a user should know about how the output was judged (e.g. a branch not re-checked offline).
+    pub(crate) notes: Vec<String>,
     pub(crate) producer: Box<dyn Producer>,
 }
 

@@ -117,6 +117,22 @@ pub(crate) struct HubRef {
     pub(crate) repo: String,
     pub(crate) revision: String,
     pub(crate) commit: String,
+    /// Offline, a branch the cache cannot resolve is taken at the commit the output's manifest recorded for it:
+    /// the branch was not re-checked (said in `status`).
+    pub(crate) unchecked: bool,
+}
+
+impl HubRef {
+    /// A note for `status` when the commit was not re-checked against the branch.
+    pub(crate) fn note(&self) -> Option<String> {
+        self.unchecked.then(|| {
+            format!(
+                "offline: {} was not re-checked; judged at the commit its manifest records ({})",
+                self.revision,
+                &self.commit[..12.min(self.commit.len())]
+            )
+        })
+    }
 }
 
 impl Resolved {
@@ -135,15 +151,35 @@ impl Resolved {
 
 /// Resolves `spec`: a local directory is read (small files and one header); a Hub revision becomes a commit
 /// (no network for a 40-hex revision or offline, where the cache's refs answer; one API call otherwise).
-pub(crate) fn resolve(spec: &SourceSpec, explicit: Option<&str>, opts: &SourceOptions) -> Result<Resolved> {
+/// `recorded` is what the output's manifest says it was built from: offline, when the cache cannot resolve the
+/// branch (a range fetch writes no refs), its commit is used for the same repo and revision, marked `unchecked`.
+pub(crate) fn resolve(
+    spec: &SourceSpec,
+    explicit: Option<&str>,
+    opts: &SourceOptions,
+    recorded: Option<&crate::manifest::SourceRecord>,
+) -> Result<Resolved> {
     match spec {
         SourceSpec::Local { dir } => {
             let (loc, id) = local::locate(dir, explicit)?;
             Ok(Resolved::Local(Box::new(loc), id))
         }
         SourceSpec::Hub { repo, revision } => {
-            let commit = hub::resolve_commit(repo, revision, opts)?;
-            Ok(Resolved::Hub(HubRef { repo: repo.clone(), revision: revision.clone(), commit }))
+            let at = |commit, unchecked| HubRef { repo: repo.clone(), revision: revision.clone(), commit, unchecked };
+            match hub::resolve_commit(repo, revision, opts) {
+                Ok(commit) => Ok(Resolved::Hub(at(commit, false))),
+                Err(e @ Error::NotInCache { .. }) if opts.hub.is_none() => {
+                    let same = recorded
+                        .filter(|r| r.kind == SourceKind::Hub.as_str() || r.kind == SourceKind::HfCache.as_str());
+                    let same =
+                        same.filter(|r| r.repo.as_deref() == Some(repo) && r.revision.as_deref() == Some(revision));
+                    match same.and_then(|r| r.commit.clone()).filter(|c| crate::names::is_commit(c)) {
+                        Some(commit) => Ok(Resolved::Hub(at(commit, true))),
+                        None => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            }
         }
     }
 }

@@ -40,7 +40,7 @@ fn the_older_huggingface_hub_cache_variable_is_honoured_after_hf_hub_cache() {
         ("HUGGINGFACE_HUB_CACHE", old.to_str().unwrap().to_string()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let o = ws.run_env(&["status", job.to_str().unwrap(), "--offline"], &env).expect(2);
+    let o = ws.run_env(&[job.to_str().unwrap(), "--offline", "--force"], &env).expect(2);
     assert!(o.stdout.contains("not in the Hugging Face cache"), "{}", o.stdout);
 }
 
