@@ -77,7 +77,7 @@ pub(crate) struct Shown {
 
 /// The run's result lines and summary; with `quiet`, only failed and skipped outputs (and then the summary).
 pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool) {
-    let (mut built, mut fresh, mut failed) = (0, 0, 0);
+    let (mut built, mut fresh, mut failed, mut skipped) = (0, 0, 0, 0);
     for r in reports {
         for w in &r.warnings {
             tracing::warn!(name = %r.name, frame = r.frame, "{}", plain(w));
@@ -97,18 +97,18 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool) {
                     out!("built    {id}  ({})  {size} bytes  sha256 {sha256}  → {at}", plain(&reasons.join("; ")));
                 }
             }
-            Outcome::WouldBuild { reasons, reads } => {
+            Outcome::WouldBuild { reasons, reads, transfer, same_bytes } => {
                 built += 1;
-                let reads = match reads {
-                    Some(n) => format!("reads {} of tensor data", human_bytes(*n)),
-                    None if r.frame == "gamma" => {
-                        "fetches W's byte range from the Hub (its size is known once the shard's header is fetched)"
-                            .into()
-                    }
-                    None => "reads its inputs once they are rebuilt".into(),
+                let mut moves = match (transfer, reads) {
+                    (Some(t), _) => transfer_words(t),
+                    (None, Some(n)) => format!("reads its inputs ({})", human_bytes(*n)),
+                    (None, None) => "reads its inputs once they are rebuilt".into(),
                 };
+                if *same_bytes {
+                    moves.push_str("; W is unchanged (same tensor, range and shard), so its bytes will not change");
+                }
                 if !quiet {
-                    out!("would build {id}  ({}); {reads}", plain(&reasons.join("; ")));
+                    out!("would build {id}  ({}); {moves}", plain(&reasons.join("; ")));
                 }
             }
             Outcome::Failed(e) => {
@@ -116,14 +116,34 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool) {
                 out!("FAILED   {id}: {}", plain(&crate::redact::redact(&e.to_string())));
             }
             Outcome::Skipped(why) => {
-                failed += 1;
+                skipped += 1;
                 out!("SKIPPED  {id}: {}", plain(why));
             }
         }
     }
     let verb = if dry_run { "to build" } else { "built" };
-    if !quiet || failed > 0 {
-        out!("{built} {verb}, {fresh} fresh, {failed} failed");
+    let skipped = if skipped > 0 { format!(", {skipped} skipped") } else { String::new() };
+    if !quiet || failed > 0 || !skipped.is_empty() {
+        out!("{built} {verb}, {fresh} fresh, {failed} failed{skipped}");
+    }
+}
+
+/// "fetches W's byte range (1.0 MiB) from the Hub", and the like: what a dry run's output would move.
+fn transfer_words(t: &crate::source::Transfer) -> String {
+    use crate::source::FetchMode;
+    let w = human_bytes(t.w_bytes);
+    match t.fetch {
+        FetchMode::Local => format!("reads W ({w}) from the local checkpoint; no network"),
+        FetchMode::Cache => format!("reads W ({w}) from the HF cache; no network"),
+        FetchMode::Range => format!("fetches W's byte range ({w}) of {} from the Hub", t.shard),
+        FetchMode::Full if t.download == 0 => {
+            format!("{} is in the HF cache's blobs already (re-hashed before use); reads W ({w}) from it", t.shard)
+        }
+        FetchMode::Full => format!(
+            "downloads all of {} ({}) into the HF cache (fetch: full), then reads W ({w}) from it",
+            t.shard,
+            human_bytes(t.download)
+        ),
     }
 }
 

@@ -30,10 +30,14 @@ pub(crate) enum Outcome {
         /// Where the file went.
         path: std::path::PathBuf,
     },
-    /// `--dry-run`: it would be built, for these reasons, reading this many tensor bytes (if known).
+    /// `--dry-run`: it would be built, for these reasons, reading this many tensor bytes (if known), moving
+    /// `transfer` from the model source; `same_bytes` when its bytes are known not to change (its dependents
+    /// then stay fresh).
     WouldBuild {
         reasons: Vec<String>,
         reads: Option<u64>,
+        transfer: Option<crate::source::Transfer>,
+        same_bytes: bool,
     },
     Failed(Error),
     Skipped(String),
@@ -176,7 +180,10 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
         let frame = req.frame;
         let standing = |name: &str| {
             reports.iter().find(|r| r.frame == name).map(|r| match &r.outcome {
-                Outcome::Fresh | Outcome::Built { .. } => Standing::Ready,
+                // A dry-run rebuild known to write the same bytes leaves its dependents as they are.
+                Outcome::Fresh | Outcome::Built { .. } | Outcome::WouldBuild { same_bytes: true, .. } => {
+                    Standing::Ready
+                }
                 Outcome::WouldBuild { .. } => Standing::WillChange,
                 Outcome::Failed(_) | Outcome::Skipped(_) => Standing::Failed,
             })
@@ -184,7 +191,9 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
         let (outcome, warnings) = match unready_input(frame, &standing) {
             Some((i, Standing::Failed)) => (Outcome::Skipped(format!("its input {i} failed")), Vec::new()),
             Some((i, _)) => {
-                (Outcome::WouldBuild { reasons: vec![format!("input {i} would be rebuilt")], reads: None }, Vec::new())
+                let why = if opts.force { "--force".to_string() } else { format!("input {i} would be rebuilt") };
+                let reasons = vec![why];
+                (Outcome::WouldBuild { reasons, reads: None, transfer: None, same_bytes: false }, Vec::new())
             }
             None => match run_output(frame, job, &req.params, cx, opts) {
                 // An input judged fresh by its stat cache whose bytes turn out to differ from its manifest: it
@@ -240,7 +249,7 @@ fn run_output(
     // `--force` rebuilds whatever the output's state: it is not judged (no re-hash, no re-read of W).
     if opts.force {
         return match frame.prepare(cx, &job.target(), params) {
-            Ok(plan) => build_locked(frame, job, params, cx, opts, plan, vec!["--force".to_string()]),
+            Ok(plan) => build_locked(frame, job, params, cx, opts, plan, vec!["--force".to_string()], None),
             Err(e) => (Outcome::Failed(e), warnings),
         };
     }
@@ -264,10 +273,12 @@ fn run_output(
         State::Missing => vec!["never built".to_string()],
         State::Stale(r) => r,
     };
-    build_locked(frame, job, params, cx, opts, plan, reasons)
+    build_locked(frame, job, params, cx, opts, plan, reasons, assessment.manifest.as_ref())
 }
 
-/// Builds an output that is to be built (or says it would, with `--dry-run`), under the output's lock.
+/// Builds an output that is to be built (or says it would, with `--dry-run`, and what it would move), under the
+/// output's lock. `old` is the manifest it was judged against, if any.
+#[allow(clippy::too_many_arguments)]
 fn build_locked(
     frame: &dyn Frame,
     job: &Job,
@@ -276,10 +287,16 @@ fn build_locked(
     opts: &RunOptions,
     plan: Plan,
     reasons: Vec<String>,
+    old: Option<&Manifest>,
 ) -> (Outcome, Vec<String>) {
     let warnings = Vec::new();
     if opts.dry_run {
-        return (Outcome::WouldBuild { reasons, reads: plan.reads }, warnings);
+        let transfer = match plan.producer.transfer() {
+            Ok(t) => t,
+            Err(e) => return (Outcome::Failed(e), warnings),
+        };
+        let same_bytes = old.is_some_and(|m| plan.producer.same_bytes_as(m));
+        return (Outcome::WouldBuild { reasons, reads: plan.reads, transfer, same_bytes }, warnings);
     }
     // Stale: take the output's lock. If another process held it, it may have just built this output.
     let root = cx.store.root();

@@ -112,6 +112,19 @@ impl Producer for Extract {
         }
         Ok(Produced { shape: loc.w.shape.clone(), nan_count, source: Some(record(&loc)), warnings })
     }
+
+    fn transfer(&self) -> Result<Option<source::Transfer>> {
+        match &self.located {
+            Some(loc) => Ok(Some(loc.transfer())),
+            None => source::transfer(&self.resolved, self.tensor.as_deref(), self.fetch, &self.sources).map(Some),
+        }
+    }
+
+    /// γ's bytes are W's, converted the one way version 1 converts: the same W gives the same file.
+    fn same_bytes_as(&self, old: &crate::manifest::Manifest) -> bool {
+        let (Some(loc), Some(src)) = (&self.located, &old.source) else { return false };
+        old.frame_version == Gamma.version() && loc.same_w_as(src, &old.stat.sources)
+    }
 }
 
 fn record(loc: &Located) -> SourceRecord {

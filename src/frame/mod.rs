@@ -84,6 +84,15 @@ pub(crate) struct Plan {
 pub(crate) trait Producer: Send + Sync {
     /// Streams the whole output file into `out`.
     fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced>;
+    /// For `--dry-run`: what producing would move from the model source (`None`: it reads only its inputs).
+    fn transfer(&self) -> Result<Option<crate::source::Transfer>> {
+        Ok(None)
+    }
+    /// For `--dry-run`: whether producing would write exactly the bytes `old` describes (so the outputs computed
+    /// from this one stay fresh). `false` when it cannot be known without producing.
+    fn same_bytes_as(&self, _old: &Manifest) -> bool {
+        false
+    }
 }
 
 /// What producing an output found out: facts for its manifest.

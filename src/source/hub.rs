@@ -107,9 +107,7 @@ pub(crate) fn locate(
     cache: &Path,
 ) -> Result<Located> {
     let (repo, revision, commit) = (at.repo.as_str(), at.revision.as_str(), at.commit.as_str());
-    let hf = HubFiles { hub, repo, commit, seen: Mutex::new(BTreeMap::new()) };
-    let found = files::find_w(&hf, explicit)?;
-    let seen = hf.seen.into_inner().expect("lock");
+    let (found, seen) = find(hub, at, explicit)?;
     let shard = seen.get(&found.shard).expect("its header was read").clone();
     let w = found.w().clone();
     let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];
@@ -174,6 +172,37 @@ pub(crate) fn locate(
         files,
         watched: Vec::new(),
     })
+}
+
+/// W found on the Hub (config, index and one header read), with the metadata of every file looked at.
+fn find(hub: &Hub, at: &super::HubRef, explicit: Option<&str>) -> Result<(files::Found, BTreeMap<String, Remote>)> {
+    let hf = HubFiles { hub, repo: &at.repo, commit: &at.commit, seen: Mutex::new(BTreeMap::new()) };
+    let found = files::find_w(&hf, explicit)?;
+    Ok((found, hf.seen.into_inner().expect("lock")))
+}
+
+/// What building from the Hub would move (`--dry-run`): W's range, or the whole shard for `fetch: full` unless
+/// its blob is in the cache already. Reads only metadata, config, index and one header.
+pub(crate) fn transfer(
+    hub: &Hub,
+    at: &super::HubRef,
+    explicit: Option<&str>,
+    fetch: Fetch,
+    cache: &Path,
+) -> Result<super::Transfer> {
+    let (found, seen) = find(hub, at, explicit)?;
+    let shard = seen.get(&found.shard).expect("its header was read");
+    let w = found.w();
+    let w_bytes = w.end - w.begin;
+    let (mode, download) = match fetch {
+        Fetch::Range => (super::FetchMode::Range, w_bytes),
+        Fetch::Full => {
+            let cached = shard.sha256.as_deref().map(|sha| hf_cache::blob_path(cache, &at.repo, sha));
+            let cached = cached.is_some_and(|b| std::fs::metadata(b).is_ok_and(|m| m.len() == shard.size));
+            (super::FetchMode::Full, if cached { 0 } else { shard.size })
+        }
+    };
+    Ok(super::Transfer { fetch: mode, shard: found.shard.clone(), shard_size: shard.size, w_bytes, download })
 }
 
 /// Marks the HF cache as a cache directory (<https://bford.info/cachedir/>) the first time gamma-run writes into

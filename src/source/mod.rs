@@ -218,6 +218,77 @@ impl Located {
     }
 }
 
+/// What building from a source would move, for `--dry-run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Transfer {
+    /// Where W's bytes would come from.
+    pub(crate) fetch: FetchMode,
+    /// The shard holding W, and its size.
+    pub(crate) shard: String,
+    pub(crate) shard_size: u64,
+    /// W's bytes, read from wherever they are.
+    pub(crate) w_bytes: u64,
+    /// Bytes of tensor data fetched from the Hub (W's range, or the whole shard; 0 from disk).
+    pub(crate) download: u64,
+}
+
+impl Located {
+    /// What building from this located W moves: nothing over the network (it is on disk).
+    pub(crate) fn transfer(&self) -> Transfer {
+        let w_bytes = self.w.end - self.w.begin;
+        let download = if self.fetch == FetchMode::Range { w_bytes } else { 0 };
+        let shard_size = self.files.iter().find(|f| f.path == self.shard).map_or(0, |f| f.size);
+        Transfer { fetch: self.fetch, shard: self.shard.clone(), shard_size, w_bytes, download }
+    }
+
+    /// Whether W here is, byte for byte, the W `old` was built from: the same tensor, dtype, shape and range of
+    /// the same shard, and the shard unchanged — its stat (local, against the manifest's stat cache) or its
+    /// SHA-256 (cache and Hub, as recorded). Then the output's bytes cannot change.
+    pub(crate) fn same_w_as(
+        &self,
+        old: &crate::manifest::SourceRecord,
+        old_stats: &BTreeMap<String, crate::store::FileStat>,
+    ) -> bool {
+        let range = &old.range;
+        let placed = old.tensor == self.w.name
+            && old.dtype == self.w.dtype.name()
+            && old.shape == self.w.shape
+            && range.file == self.shard
+            && range.offset == self.w_offset
+            && range.length == self.w.end - self.w.begin;
+        let shard_unchanged = match self.kind {
+            SourceKind::Local => self
+                .watched
+                .iter()
+                .any(|w| w.name == self.shard && old_stats.get(&w.name).is_some_and(|s| s.unchanged(&w.stat))),
+            SourceKind::HfCache | SourceKind::Hub => {
+                let sha =
+                    |files: &[FileRecord]| files.iter().find(|f| f.path == self.shard).and_then(|f| f.sha256.clone());
+                sha(&self.files).is_some_and(|now| sha(&old.files) == Some(now))
+            }
+        };
+        placed && shard_unchanged
+    }
+}
+
+/// What building from `resolved` would move (`--dry-run`): from disk when W is there, else from the Hub's
+/// metadata and W's header (no tensor bytes read).
+pub(crate) fn transfer(
+    resolved: &Resolved,
+    explicit: Option<&str>,
+    fetch: Fetch,
+    opts: &SourceOptions,
+) -> Result<Transfer> {
+    if let Some(loc) = locate_cached(resolved, explicit, opts) {
+        return Ok(loc.transfer());
+    }
+    match (resolved, &opts.hub) {
+        (Resolved::Hub(at), Some(hub)) => hub::transfer(hub, at, explicit, fetch, &opts.hf_cache),
+        // Offline and not in the cache: the real run would fail the same way.
+        _ => locate(resolved, explicit, fetch, opts).map(|l| l.transfer()),
+    }
+}
+
 /// W located without the network, if it can be: a local directory, or a Hub model whose snapshot in the HF
 /// cache has the files (small files and one header on disk). `None` when the Hub would be needed.
 pub(crate) fn locate_cached(resolved: &Resolved, explicit: Option<&str>, opts: &SourceOptions) -> Option<Located> {

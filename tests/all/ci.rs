@@ -77,7 +77,12 @@ fn dry_run_plans_with_reasons_and_sizes_and_writes_nothing() {
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n");
     let job = job.to_str().unwrap();
     let o = ws.run(&[job, "--dry-run"]).ok();
-    assert!(o.stdout.contains("would build m/gamma  (never built); reads 64.0 KiB of tensor data"), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .contains("would build m/gamma  (never built); reads W (64.0 KiB) from the local checkpoint; no network"),
+        "{}",
+        o.stdout
+    );
     assert!(o.stdout.contains("would build m/gamma_prime  (input gamma would be rebuilt)"), "{}", o.stdout);
     assert!(!ws.path("tensors").exists());
     ws.run(&[job]).ok();
@@ -85,7 +90,7 @@ fn dry_run_plans_with_reasons_and_sizes_and_writes_nothing() {
     let o = ws.run(&[job, "--dry-run"]).ok();
     assert!(
         o.stdout.contains("fresh    m/gamma")
-            && o.stdout.contains("would build m/gamma_prime  (manifest missing); reads 64.1 KiB"),
+            && o.stdout.contains("would build m/gamma_prime  (manifest missing); reads its inputs (64.1 KiB)"),
         "{}",
         o.stdout
     );

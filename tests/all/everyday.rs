@@ -141,3 +141,44 @@ fn an_unreachable_endpoint_fails_every_hub_job_fast_and_says_what_to_do() {
     assert!(o.all().contains("cannot reach the Hub endpoint http://gamma-run-test.invalid"), "{}", o.all());
     assert!(!o.all().contains("retrying"), "{}", o.all());
 }
+
+/// `--dry-run` tells the truth (issue 15): skipped outputs are counted apart from failed ones, and a cosmetic
+/// config edit predicts a γ rebuild with unchanged bytes — not a γ′ rebuild the real run then skips.
+#[test]
+fn dry_runs_count_skips_apart_and_do_not_predict_rebuilds_the_run_skips() {
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let job = ws.job(
+        "version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n  - path: ../models/none\n    frames: [gamma, gamma_prime]\n",
+    );
+    let job = job.to_str().unwrap();
+    let o = ws.run(&[job, "--dry-run"]).expect(2);
+    assert!(o.stdout.contains("SKIPPED  none/gamma_prime: its input gamma failed"), "{}", o.stdout);
+    assert!(o.stdout.ends_with("2 to build, 0 fresh, 1 failed, 1 skipped\n"), "{}", o.stdout);
+    let o = ws.run(&[job]).expect(2);
+    assert!(o.stdout.ends_with("2 built, 0 fresh, 1 failed, 1 skipped\n"), "{}", o.stdout);
+
+    // A cosmetic edit of config.json: γ is stale (its config changed) but W is where it was, in the same shard.
+    let cfg = ws.path("models/m/config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen('{', "{\n  \"_comment\": \"re-exported\",", 1);
+    std::fs::write(&cfg, text).unwrap();
+    let dry = ws.run(&[job, "--dry-run", "--only", "m"]).ok();
+    assert!(dry.stdout.contains("would build m/gamma  (config.json changed)"), "{}", dry.stdout);
+    assert!(dry.stdout.contains("W is unchanged (same tensor, range and shard)"), "{}", dry.stdout);
+    assert!(dry.stdout.contains("fresh    m/gamma_prime"), "{}", dry.stdout);
+    let real = ws.run(&[job, "--only", "m"]).ok();
+    assert!(
+        real.stdout.contains("built    m/gamma") && real.stdout.contains("fresh    m/gamma_prime"),
+        "{}",
+        real.stdout
+    );
+    // When W's bytes do change (the shard rewritten), the dry run predicts the γ′ rebuild, and the run makes it.
+    let before = ws.read("tensors/m/W.safetensors");
+    ws.synth("m", &["--seed", "9"]);
+    let dry = ws.run(&[job, "--dry-run", "--only", "m"]).ok();
+    assert!(dry.stdout.contains("would build m/gamma_prime  (input gamma would be rebuilt)"), "{}", dry.stdout);
+    assert!(!dry.stdout.contains("W is unchanged"), "{}", dry.stdout);
+    let real = ws.run(&[job, "--only", "m"]).ok();
+    assert!(real.stdout.contains("built    m/gamma_prime"), "{}", real.stdout);
+    assert_ne!(ws.read("tensors/m/W.safetensors"), before);
+}

@@ -488,3 +488,45 @@ fn offline_status_of_branch_fetched_outputs_is_judged_from_the_manifest_commit()
     let o = ws.run(&["status", other.to_str().unwrap(), "--offline"]).expect(2);
     assert!(o.stdout.contains("no refs/dev"), "{}", o.stdout);
 }
+
+/// `--dry-run` against the Hub says what each fetch mode would move, from the Hub's answers (metadata, config and
+/// W's header; no tensor bytes), and then the run moves that (issue 15).
+#[test]
+fn dry_run_says_what_each_fetch_mode_would_move() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    let dir = ws.synth("m", &["--shards", "2", "--filler-mib", "1", "--vocab", "4096"]);
+    hub.publish("org/m", C1, &dir, Some("main"));
+    let job =
+        ws.job("version: 1\njobs:\n  - model: org/m\n    name: r\n  - model: org/m\n    name: f\n    fetch: full\n");
+    let job = job.to_str().unwrap();
+    let o = run(&ws, &hub, &[job, "--dry-run"]).ok();
+    assert!(o.stdout.contains("would build r/gamma  (never built); fetches W's byte range (512.0 KiB) of model-00001-of-00002.safetensors from the Hub"), "{}", o.stdout);
+    let shard = std::fs::metadata(dir.join("model-00001-of-00002.safetensors")).unwrap().len();
+    let full = format!(
+        "would build f/gamma  (never built); downloads all of model-00001-of-00002.safetensors ({}) into the HF cache (fetch: full)",
+        human(shard)
+    );
+    assert!(o.stdout.contains(&full), "{full}\n{}", o.stdout);
+    // Two jobs: config, index and one header read each (a header's first read is at most 100 kB).
+    assert!(hub.served() < 2 * (100_000 + (16 << 10)), "a dry run reads no more than headers: {} served", hub.served());
+    assert!(!ws.path("tensors").exists() && !ws.path("hf-cache").exists(), "a dry run writes nothing");
+    hub.reset_counters();
+    run(&ws, &hub, &[job, "--only", "f"]).ok();
+    assert!(hub.served() >= shard, "{} served, shard {shard}", hub.served());
+    // Now the blob is cached: the range job reads W from the cache, with no network for its bytes.
+    let o = run(&ws, &hub, &[job, "--dry-run"]).ok();
+    assert!(
+        o.stdout.contains("would build r/gamma  (never built); reads W (512.0 KiB) from the HF cache; no network"),
+        "{}",
+        o.stdout
+    );
+}
+
+fn human(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    }
+}
