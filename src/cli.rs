@@ -16,7 +16,8 @@ transformers) and derived frames, with a manifest per output. Fresh outputs are 
 verify mismatch; 2 an error (bad input, a failed job)."
 )]
 pub struct Cli {
-    /// More log output (-v debug, -vv trace)
+    /// More log output: -v gamma-run's decisions (revision → commit, cache hits, which key is W and why, each
+    /// request with its range, bytes and timings), -vv more; other libraries' logs only through RUST_LOG
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Only errors: `run` prints no result line but for failed or skipped outputs

@@ -30,11 +30,13 @@ fn main() -> std::process::ExitCode {
 /// and every line passes through `redact` on its way out.
 fn init_logging(verbose: u8, quiet: bool, color: gamma_run::cli::Color) {
     use tracing_subscriber::prelude::*;
+    // `-v` is gamma-run's own decisions (revision → commit, cache hit or miss, which key is W and why, each
+    // request and its range, bytes and timings); libraries stay at warnings unless RUST_LOG asks for more.
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (_, 0) => "warn",
-        (_, 1) => "debug",
-        _ => "trace",
+        (_, 1) => "warn,gamma_run=debug",
+        _ => "warn,gamma_run=trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));

@@ -14,16 +14,44 @@ pub fn init(enabled: bool) {
     let _ = MULTI.set(multi);
 }
 
-/// A byte-progress bar labelled `label`, or a hidden one when bars are off.
-pub(crate) fn bar(len: u64, label: &str) -> ProgressBar {
+thread_local! {
+    /// The output this thread is building (`name/frame`), which labels its bars.
+    static OUTPUT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with the bars it draws labelled by `output` (`name/frame`).
+pub(crate) fn for_output<R>(output: &str, f: impl FnOnce() -> R) -> R {
+    let before = OUTPUT.with(|o| o.replace(Some(output.to_string())));
+    let r = f();
+    OUTPUT.with(|o| *o.borrow_mut() = before);
+    r
+}
+
+/// A byte-progress bar for `what` (e.g. "W" or a file's name), labelled by the output being built (or by
+/// `what` alone), with sizes in KiB/MiB/GiB, rate and ETA; a hidden one when bars are off.
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     let Some(Some(multi)) = MULTI.get() else { return ProgressBar::hidden() };
     let style = ProgressStyle::with_template(
-        "{msg:30!} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} eta {eta:>4} {wide_bar}",
+        "{prefix:.bold} {msg} {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta:>4} {wide_bar}",
     )
     .expect("valid template");
-    let bar = multi.add(ProgressBar::new(len).with_style(style));
-    bar.set_message(label.to_string());
-    bar
+    let output = OUTPUT.with(|o| o.borrow().clone());
+    let bar = ProgressBar::new(len)
+        .with_style(style)
+        .with_prefix(crate::text::plain(output.as_deref().unwrap_or("gamma-run")).into_owned())
+        .with_message(crate::text::plain(what).chars().take(40).collect::<String>());
+    multi.add(bar)
+}
+
+/// Bytes of file content fetched from the Hub in this run (for the run's summary).
+static FETCHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(crate) fn count_fetched(n: u64) {
+    FETCHED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(crate) fn fetched() -> u64 {
+    FETCHED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 static PLAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);

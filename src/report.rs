@@ -75,9 +75,16 @@ pub(crate) struct Shown {
     pub(crate) matches: bool,
 }
 
+/// What a run took: its wall time and the bytes it fetched from the Hub.
+pub(crate) struct Moved {
+    pub(crate) elapsed: std::time::Duration,
+    pub(crate) fetched: u64,
+}
+
 /// The run's result lines and summary; with `quiet`, only failed and skipped outputs (and then the summary).
-pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool) {
-    let (mut built, mut fresh, mut failed, mut skipped) = (0, 0, 0, 0);
+/// The summary ends with the elapsed time and the bytes moved: fetched from the Hub, written to outputs.
+pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved) {
+    let (mut built, mut fresh, mut failed, mut skipped, mut written) = (0, 0, 0, 0, 0u64);
     for r in reports {
         for w in &r.warnings {
             tracing::warn!(name = %r.name, frame = r.frame, "{}", plain(w));
@@ -92,6 +99,7 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool) {
             }
             Outcome::Built { reasons, sha256, size, path } => {
                 built += 1;
+                written += size;
                 let at = plain(&shown_path(path)).into_owned();
                 if !quiet {
                     out!("built    {id}  ({})  {size} bytes  sha256 {sha256}  → {at}", plain(&reasons.join("; ")));
@@ -123,8 +131,14 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool) {
     }
     let verb = if dry_run { "to build" } else { "built" };
     let skipped = if skipped > 0 { format!(", {skipped} skipped") } else { String::new() };
+    let secs = moved.elapsed.as_secs_f64();
+    let took = if dry_run {
+        format!("in {secs:.2} s; {} fetched from the Hub", human_bytes(moved.fetched))
+    } else {
+        format!("in {secs:.2} s; {} fetched from the Hub, {} written", human_bytes(moved.fetched), human_bytes(written))
+    };
     if !quiet || failed > 0 || !skipped.is_empty() {
-        out!("{built} {verb}, {fresh} fresh, {failed} failed{skipped}");
+        out!("{built} {verb}, {fresh} fresh, {failed} failed{skipped}  ({took})");
     }
 }
 

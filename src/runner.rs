@@ -316,11 +316,14 @@ fn build_locked(
     if store::lock::OutputLock::enabled() {
         store::lock::remove_leftovers(&[output_path(cx, job, frame), manifest_path(cx, job, frame)]);
     }
-    match build(frame, job, cx, plan) {
+    let started = std::time::Instant::now();
+    let id = format!("{}/{}", job.name, frame.name());
+    match crate::progress::for_output(&id, || build(frame, job, cx, plan)) {
         Ok((written, mut more)) => {
             let mut w = warnings;
             w.append(&mut more);
             let path = output_path(cx, job, frame);
+            tracing::debug!("{id}: wrote {} bytes in {:.3} s", written.size, started.elapsed().as_secs_f64());
             (Outcome::Built { reasons, sha256: written.sha256, size: written.size, path }, w)
         }
         Err(e) => (Outcome::Failed(e), warnings),

@@ -298,7 +298,7 @@ def load_reference(dir_path):
     """The notebook's load: AutoModelForCausalLM.from_pretrained(dir, dtype=torch.bfloat16)."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(dir_path), dtype=torch.bfloat16, device_map="cpu")
+    return AutoModelForCausalLM.from_pretrained(str(dir_path), dtype=torch.bfloat16)
 
 
 def same_bytes(a, b) -> bool:

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::runner::{self, Outcome, RunOptions};
 
 pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
+    let started = std::time::Instant::now();
     let jf = crate::job::load(&args.jobfile)?;
     let cx = super::context(&jf, args.offline)?;
     let opts = RunOptions {
@@ -16,7 +17,8 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
         jobs: args.jobs as usize,
     };
     let reports = runner::run(&jf, &cx, &opts)?;
-    crate::report::run(&reports, args.dry_run, quiet);
+    let moved = crate::report::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched() };
+    crate::report::run(&reports, args.dry_run, quiet, &moved);
     let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)));
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }

@@ -131,7 +131,16 @@ impl Http {
             if let Some((a, b)) = range {
                 req = req.header("Range", format!("bytes={a}-{b}"));
             }
+            let started = std::time::Instant::now();
             let outcome = req.call();
+            if let Ok(r) = &outcome {
+                // Never the query: a CDN's signed URL carries its signature there.
+                let shown = url.split(['?', '#']).next().unwrap_or_default();
+                let range = range.map(|(a, b)| format!(" bytes {a}-{b}")).unwrap_or_default();
+                let ms = started.elapsed().as_millis();
+                let verb = if method == Method::Head { "HEAD" } else { "GET" };
+                tracing::debug!("{verb} {shown}{range} → HTTP {} in {ms} ms", r.status().as_u16());
+            }
             let (transient, wait, why) = match &outcome {
                 Ok(r) if matches!(r.status().as_u16(), 408 | 429 | 500..=599) => {
                     let retry_after = r

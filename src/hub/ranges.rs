@@ -68,6 +68,7 @@ pub(crate) fn fetch_into(
         let mut reader = resp.body_mut().as_reader();
         if skip > 0 {
             let skipped = std::io::copy(&mut (&mut reader).take(skip), &mut std::io::sink()).unwrap_or(0);
+            crate::progress::count_fetched(skipped);
             if skipped < skip {
                 cuts += 1;
                 check_cuts(cuts, http, &ctx)?;
@@ -85,6 +86,7 @@ pub(crate) fn fetch_into(
             match reader.read(&mut buf[..room]) {
                 Ok(0) => break Some("the body ended early".to_string()),
                 Ok(n) => {
+                    crate::progress::count_fetched(n as u64);
                     sink(&buf[..n])?;
                     this += n as u64;
                 }

@@ -66,6 +66,16 @@ pub(crate) fn find_w(files: &dyn Files, explicit: Option<&str>) -> Result<Found>
         return Err(Error::checkpoint(files.describe(&shard), message));
     };
     unembedding::check(&config, w).map_err(|m| Error::checkpoint(files.describe(&shard), m))?;
+    tracing::debug!(
+        "W is {} in {} ({}, {:?}, {} bytes at data offset {}): {}",
+        choice.key,
+        files.describe(&shard).display(),
+        w.dtype.name(),
+        w.shape,
+        w.end - w.begin,
+        w.begin,
+        choice.reason
+    );
     Ok(Found { config_bytes, index_bytes, choice, header, shard, shard_len })
 }
 

@@ -26,7 +26,11 @@ pub(crate) fn resolve_commit(repo: &str, revision: &str, opts: &SourceOptions) -
     let repo_dir = opts.hf_cache.join(hf_cache::repo_folder(repo));
     let cached = || hf_cache::resolve_commit(&repo_dir, revision);
     let Some(hub) = &opts.hub else {
-        return cached()?.ok_or_else(|| Error::NotInCache {
+        let c = cached()?;
+        if let Some(c) = &c {
+            tracing::debug!("{repo}: revision {revision} → commit {c} (the HF cache's refs/{revision}; offline)");
+        }
+        return c.ok_or_else(|| Error::NotInCache {
             repo: repo.into(),
             revision: revision.into(),
             cache: opts.hf_cache.clone(),
@@ -34,7 +38,10 @@ pub(crate) fn resolve_commit(repo: &str, revision: &str, opts: &SourceOptions) -
         });
     };
     match hub.resolve_revision(repo, revision) {
-        Ok(c) => Ok(c),
+        Ok(c) => {
+            tracing::debug!("{repo}: revision {revision} → commit {c} (asked the Hub)");
+            Ok(c)
+        }
         Err(e @ Error::Hub { status: None, .. }) => match cached()? {
             Some(c) => {
                 tracing::warn!(repo, revision, "the Hub could not be reached ({e}); using the cached ref {c}");
@@ -241,7 +248,7 @@ fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<(PathBuf, String
     }
     let mut sink = Sink::create(&blob)?;
     sink.reserve(remote.size)?;
-    let bar = crate::progress::bar(remote.size, &format!("{}:{}", remote.repo, remote.path));
+    let bar = crate::progress::bar(remote.size, &format!("downloading {}", remote.path));
     hub.stream(remote, 0, remote.size, 4 << 20, &mut |v| {
         bar.inc(v.len() as u64);
         sink.write(&v)

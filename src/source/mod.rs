@@ -206,7 +206,7 @@ impl Located {
                 Ok(())
             }
             WBytes::Remote(hub, remote) => {
-                let bar = crate::progress::bar(len, &format!("{}:{}", remote.repo, self.w.name));
+                let bar = crate::progress::bar(len, &format!("W from {}", remote.path));
                 hub.stream(remote, self.w_offset, len, piece, &mut |bytes| {
                     bar.inc(bytes.len() as u64);
                     take(&bytes)
@@ -310,7 +310,10 @@ pub(crate) fn locate(
         Resolved::Hub(at) => {
             let (repo, revision) = (&at.repo, &at.revision);
             match hf_cache::locate(&opts.hf_cache, at, explicit) {
-                Ok(loc) => return Ok(loc),
+                Ok(loc) => {
+                    tracing::debug!("{repo}@{}: in the HF cache (snapshot has W's shard {})", at.commit, loc.shard);
+                    return Ok(loc);
+                }
                 Err(Error::MissingFile { path }) => match &opts.hub {
                     Some(_) => tracing::debug!(missing = %path.display(), "not (fully) in the HF cache; using the Hub"),
                     None => {

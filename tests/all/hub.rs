@@ -530,3 +530,89 @@ fn human(n: u64) -> String {
         format!("{:.1} KiB", n as f64 / 1024.0)
     }
 }
+
+/// `-v` reports gamma-run's own decisions — revision → commit, cache hit or miss, which key is W and why, each
+/// request with its range, bytes and timings — and not the HTTP library's internals, which stay behind RUST_LOG
+/// (issue 15). The summary says how long the run took and how many bytes it moved.
+#[test]
+fn verbose_shows_gamma_runs_decisions_not_the_http_librarys() {
+    let (ws, hub, job, _) = one(&[], "");
+    let o = run(&ws, &hub, &[&job, "-v"]).ok();
+    let e = &o.stderr;
+    assert!(
+        e.contains("org/m: revision main → commit aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa (asked the Hub)"),
+        "{e}"
+    );
+    assert!(e.contains("not (fully) in the HF cache; using the Hub"), "cache miss: {e}");
+    assert!(
+        e.contains(
+            "W is model.embed_tokens.weight in org/m@aaaaaaaaaaaa/model.safetensors (BF16, [512, 64], 65536 bytes"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("tied embedding (tie_word_embeddings=true in config.json)"), "why: {e}");
+    assert!(e.contains("GET http://127.0.0.1:") && e.contains(" bytes 272-65807 → HTTP 206 in "), "W's range: {e}");
+    assert!(e.contains("m/gamma: wrote 65608 bytes in "), "{e}");
+    assert!(!e.contains("Connected TcpStream"), "the HTTP library's own debug lines stay behind RUST_LOG: {e}");
+    // Fetched: the header's first read (here the whole 64.9 KiB file, under 100 kB) and W's range (64.0 KiB).
+    assert!(
+        o.stdout.contains("1 built, 0 fresh, 0 failed  (in ")
+            && o.stdout.contains("129.1 KiB fetched from the Hub, 64.1 KiB written)"),
+        "{}",
+        o.stdout
+    );
+    let o = run(&ws, &hub, &[&job, "-v", "--force"]);
+    drop(o.ok());
+    // RUST_LOG still reaches the libraries when asked.
+    let mut e = env(&hub);
+    e.push(("RUST_LOG", "debug".into()));
+    let pairs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let o = ws.run_env(&[&job, "--force"], &pairs).ok();
+    assert!(o.stderr.contains("Connected TcpStream"), "{}", o.stderr);
+}
+
+/// Progress bars on a terminal (a pty): labelled by output (`name/frame`), sizes in KiB/MiB, rate and ETA (issue 15).
+#[test]
+fn progress_bars_on_a_terminal_are_labelled_by_output_with_sizes_rate_and_eta() {
+    let pty = "import os, pty, subprocess, sys\n\
+        m, s = pty.openpty()\n\
+        p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stderr=s)\n\
+        os.close(s)\n\
+        out = b''\n\
+        while True:\n\
+        \x20   try:\n\
+        \x20       d = os.read(m, 65536)\n\
+        \x20   except OSError:\n\
+        \x20       break\n\
+        \x20   if not d:\n\
+        \x20       break\n\
+        \x20   out += d\n\
+        open(sys.argv[1], 'wb').write(out)\n\
+        sys.exit(p.wait())\n";
+    if !std::process::Command::new("python3").args(["-c", "import pty"]).output().is_ok_and(|o| o.status.success()) {
+        return skip(
+            "progress_bars_on_a_terminal_are_labelled_by_output_with_sizes_rate_and_eta",
+            "no python3 with pty",
+        );
+    }
+    let (ws, hub, job, _) = one(&["--vocab", "8192"], "    name: grid-step1\n");
+    hub.faults(Faults { slow_ms: 60, ..Default::default() });
+    let inner = ws.command(&[&job], &[("HF_ENDPOINT", &hub.endpoint), ("HF_TOKEN", GOOD_TOKEN)]);
+    let mut cmd = std::process::Command::new("python3");
+    let seen = ws.path("tty.txt");
+    cmd.arg("-c").arg(pty).arg(&seen).arg(inner.get_program()).args(inner.get_args());
+    cmd.current_dir(ws.dir.path());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let tty = String::from_utf8_lossy(&std::fs::read(&seen).unwrap()).into_owned();
+    assert!(tty.contains("grid-step1/gamma"), "labelled by output: {tty:?}");
+    assert!(tty.contains("W from model.safetensors"), "{tty:?}");
+    assert!(tty.contains("1.00 MiB/1.00 MiB") && tty.contains("MiB/s eta"), "sizes, rate, ETA: {tty:?}");
+    assert!(!tty.contains("org/m:model"), "{tty:?}");
+}
