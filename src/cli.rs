@@ -101,8 +101,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The manifests directory
-    #[arg(default_value = "manifests")]
+    /// The manifests directory, or a job file (the manifests of its outputs, wherever its `output:` puts them)
+    #[arg(default_value = "manifests", value_name = "MANIFESTS_DIR|JOBFILE")]
     pub(crate) manifests: PathBuf,
     /// Print JSON: one object per manifest
     #[arg(long)]
@@ -135,7 +135,9 @@ pub(crate) enum Format {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// A stored output (e.g. tensors/NAME/W.safetensors) or its manifest (manifests/NAME/FRAME.json)
+    /// A stored output (e.g. tensors/NAME/W.safetensors), its manifest (manifests/NAME/FRAME.json), or a job file
+    /// (each of its built outputs)
+    #[arg(value_name = "OUTPUT|MANIFEST|JOBFILE")]
     pub(crate) path: PathBuf,
     /// Print JSON instead of a table
     #[arg(long)]
@@ -144,8 +146,8 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct AttestArgs {
-    /// The manifests directory
-    #[arg(default_value = "manifests")]
+    /// The manifests directory, or a job file (the manifests of its outputs)
+    #[arg(default_value = "manifests", value_name = "MANIFESTS_DIR|JOBFILE")]
     pub(crate) manifests: PathBuf,
     /// Where to write `<name>/<frame>.intoto.json` (default: `attestations/` beside the manifests directory)
     #[arg(long)]

@@ -244,18 +244,36 @@ pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
     }
 }
 
+fn shown_json(s: &Shown) -> serde_json::Value {
+    json!({
+        "file": s.file, "size": s.size, "sha256": s.sha256, "matches_manifest": s.matches,
+        "tensors": s.tensors.iter().map(|(n, d, sh)| json!({"name": n, "dtype": d, "shape": sh})).collect::<Vec<_>>(),
+        "manifest_path": s.manifest_path, "manifest": s.manifest,
+    })
+}
+
+/// Several outputs (a job file's): each as `show` shows one, separated by a blank line; JSON, an array.
+pub(crate) fn show_all(all: &[Shown], as_json: bool) {
+    if as_json {
+        let items: Vec<_> = all.iter().map(shown_json).collect();
+        out!("{}", serde_json::to_string_pretty(&items).expect("json"));
+        return;
+    }
+    for (i, s) in all.iter().enumerate() {
+        if i > 0 {
+            out!("");
+        }
+        show(s, false);
+    }
+}
+
 pub(crate) fn show(s: &Shown, as_json: bool) {
     if as_json {
-        let v = json!({
-            "file": s.file, "size": s.size, "sha256": s.sha256, "matches_manifest": s.matches,
-            "tensors": s.tensors.iter().map(|(n, d, sh)| json!({"name": n, "dtype": d, "shape": sh})).collect::<Vec<_>>(),
-            "manifest_path": s.manifest_path, "manifest": s.manifest,
-        });
-        out!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        out!("{}", serde_json::to_string_pretty(&shown_json(s)).expect("json"));
         return;
     }
     let row = |k: &str, v: String| out!("{k:<16} {}", plain(&v));
-    row("file", s.file.display().to_string());
+    row("file", shown_path(&s.file));
     row("size", format!("{} bytes", s.size));
     row("sha256", s.sha256.clone());
     for (n, d, sh) in &s.tensors {
@@ -265,7 +283,7 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
         row("manifest", "none found (no manifests/<name>/<frame>.json names this file)".into());
         return;
     };
-    row("manifest", s.manifest_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+    row("manifest", s.manifest_path.as_ref().map(|p| shown_path(p)).unwrap_or_default());
     row(
         "matches",
         if s.matches {
@@ -321,7 +339,7 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
 
 pub(crate) fn attested(files: &[std::path::PathBuf]) {
     for f in files {
-        out!("wrote    {}", plain(&f.display().to_string()));
+        out!("wrote    {}", plain(&shown_path(f)));
     }
     out!("{} statements", files.len());
 }
@@ -344,14 +362,14 @@ pub(crate) fn verify(checked: &[Checked], as_json: bool) {
         return;
     }
     for c in checked {
-        let out = c.output.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        let out = c.output.as_ref().map(|p| shown_path(p)).unwrap_or_default();
         match &c.problem {
             None => out!("ok        {}", plain(&out)),
             Some(Problem::Mismatch(p)) => {
-                out!("MISMATCH  {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p));
+                out!("MISMATCH  {} ({}): {}", plain(&shown_path(&c.manifest)), plain(&out), plain(p));
             }
             Some(Problem::Error(p)) => {
-                out!("ERROR     {} ({}): {}", plain(&c.manifest.display().to_string()), plain(&out), plain(p));
+                out!("ERROR     {} ({}): {}", plain(&shown_path(&c.manifest)), plain(&out), plain(p));
             }
         }
     }
@@ -366,10 +384,31 @@ pub(crate) fn verify(checked: &[Checked], as_json: bool) {
 }
 
 /// `path` relative to the current directory when it lies below it (as the user would type it), else as is.
+/// A path as every command prints it: relative to the current directory (with up to two `..`, as a job file's
+/// outputs beside `jobs/` are), else as it is.
 fn shown_path(path: &std::path::Path) -> String {
     let cwd = std::env::current_dir().ok().and_then(|d| std::fs::canonicalize(d).ok());
-    let rel = cwd.as_deref().and_then(|c| path.strip_prefix(c).ok());
-    rel.unwrap_or(path).display().to_string()
+    match cwd {
+        Some(cwd) if path.is_absolute() => relative(path, &cwd).unwrap_or_else(|| path.display().to_string()),
+        _ => path.display().to_string(),
+    }
+}
+
+fn relative(path: &std::path::Path, from: &std::path::Path) -> Option<String> {
+    use std::path::Component;
+    let (p, f): (Vec<Component>, Vec<Component>) = (path.components().collect(), from.components().collect());
+    let common = p.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    let ups = f.len() - common;
+    // Only a short climb; and never through the root alone (that is just the absolute path).
+    if ups > 2 || common <= 1 {
+        return None;
+    }
+    let mut out = std::path::PathBuf::new();
+    for _ in 0..ups {
+        out.push("..");
+    }
+    out.extend(&p[common..]);
+    Some(out.display().to_string())
 }
 
 fn human_bytes(n: u64) -> String {
@@ -380,4 +419,19 @@ fn human_bytes(n: u64) -> String {
         u += 1;
     }
     if u == 0 { format!("{n} bytes") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+    use std::path::Path;
+
+    #[test]
+    fn paths_are_shown_relative_to_the_current_directory() {
+        let at = |p: &str, f: &str| relative(Path::new(p), Path::new(f));
+        assert_eq!(at("/w/tensors/m/W.safetensors", "/w").as_deref(), Some("tensors/m/W.safetensors"));
+        assert_eq!(at("/w/tensors/m/W.safetensors", "/w/jobs").as_deref(), Some("../tensors/m/W.safetensors"));
+        assert_eq!(at("/w/t/x", "/w/a/b/c"), None, "three levels up is shown absolute");
+        assert_eq!(at("/tmp/x", "/home/u"), None, "nothing but the root in common");
+    }
 }

@@ -138,6 +138,18 @@ def logits_ops(causal_cls, text_cfg_default):
     lines = [ln.split("#")[0].strip() for ln in src.splitlines()]
     has_tanh = any("tanh" in ln and "logits" in ln for ln in lines)
     found = {}
+
+    def op_before(rhs, pos):
+        k = pos
+        while k > 0 and (rhs[k - 1].isalnum() or rhs[k - 1] in "_.()"):
+            k -= 1
+        pre = rhs[:k].rstrip()
+        if pre.endswith("*"):
+            return "multiply"
+        if pre.endswith("/"):
+            return "divide"
+        return None
+
     for ln in lines:
         m = re.match(r"^(logits|hidden_states)\s*=\s*(.+)$", ln)
         if not m:
@@ -145,17 +157,19 @@ def logits_ops(causal_cls, text_cfg_default):
         lhs, rhs = m.groups()
         if lhs == "hidden_states" and "lm_head" in rhs:
             continue
-        names = [c for c in re.findall(r"config(?:\.get_text_config\(\))?\.(\w+)", rhs)]
-        names += [self_map[s] for s in re.findall(r"self\.(\w+)", rhs) if s in self_map]
-        for n in names:
-            if n in ("vocab_size", "hidden_size", "use_return_dict", "output_hidden_states"):
+        for mm in re.finditer(r"self((?:\.\w+(?:\(\))?)+)", rhs):
+            parts = [x for x in mm.group(1).split(".") if x]
+            last = parts[-1]
+            if parts[0] == "config" or last == "get_text_config()":
+                n = last if parts[0] == "config" else None
+            elif last in self_map:
+                n = self_map[last]
+            else:
+                v = getattr(text_cfg_default, last, None)
+                n = last if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+            if n is None or n in ("vocab_size", "hidden_size", "use_return_dict", "output_hidden_states"):
                 continue
-            op = None
-            if re.search(r"/\s*\(?\s*(self\.)?(config(\.get_text_config\(\))?\.)?" + n, rhs) or re.search(r"/\s*self\.\w+", rhs) and n in self_map.values():
-                op = "divide"
-            if re.search(r"\*\s*\(?\s*(self\.)?(config(\.get_text_config\(\))?\.)?" + n, rhs) or re.search(r"\*\s*self\.\w+", rhs) and n in self_map.values():
-                op = "multiply" if op is None else op
-            found.setdefault(n, []).append((lhs, op, ln))
+            found.setdefault(n, []).append((lhs, op_before(rhs, mm.start()), ln))
     for n, uses in found.items():
         kinds = {u[1] for u in uses}
         where = {u[0] for u in uses}
@@ -272,8 +286,11 @@ def analyze(mt, work):
         best = [k for k in prefer if k in hits] or hits
         if best:
             return best[0], cands
-        best = [k for k in prefer if k in cands] or cands
-        return best[0], cands
+        best = [k for k in prefer if k in cands]
+        if best:
+            return best[0], cands
+        notes.append(f"no single config attribute found to set W dim {axis} ({value}); equal-valued: {cands}")
+        return None, cands
 
     rname, rc = pick(rows, 0, [pre + "vocab_size"])
     cname, cc = pick(cols, 1, [pre + h for h in HIDDEN_NAMES])

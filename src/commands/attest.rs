@@ -1,4 +1,4 @@
-//! `gamma-run attest [MANIFESTS_DIR]`: an in-toto Statement v1 per output, so Sigstore / cosign / model-signing
+//! `gamma-run attest [MANIFESTS_DIR | JOBFILE]`: an in-toto Statement v1 per output, so Sigstore / cosign / model-signing
 //! tooling can sign and verify it. `subject` is the output file and its SHA-256; the predicate is the manifest's
 //! provenance shaped after SLSA provenance v1: the job as `externalParameters`, each source file (or input frame)
 //! as a `resolvedDependency` with its digest where known.
@@ -13,14 +13,12 @@ pub(crate) const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub(crate) const PREDICATE_TYPE: &str = "https://gamma-run.dev/provenance/v1";
 
 pub fn execute(args: AttestArgs) -> Result<Exit> {
-    let dir = &args.manifests;
-    if !dir.is_dir() {
-        return Err(Error::Usage(format!("{}: no such manifests directory", dir.display())));
-    }
+    let audited = super::audited::manifests(&args.manifests, "attest")?;
+    let dir = &audited.dir;
     let root = crate::store::workspace_of(&std::fs::canonicalize(dir).at(dir)?).to_path_buf();
     let out = args.out.clone().unwrap_or_else(|| root.join("attestations"));
     let mut written = Vec::new();
-    for path in super::verify::find_manifests(dir)? {
+    for path in audited.manifests {
         let m = Manifest::read(&path)?;
         // Names come from the manifest: checked before they become paths, and it must be stored where they say
         // (a manifest in a/ claiming to be b's would overwrite b's statement).

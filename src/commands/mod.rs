@@ -2,6 +2,7 @@
 //! here and nowhere else.
 
 pub mod attest;
+mod audited;
 pub mod docs;
 pub mod run;
 pub mod show;

@@ -1,4 +1,4 @@
-//! `gamma-run show PATH`: one stored output, or its manifest, for a person auditing it — shape, dtype, sizes,
+//! `gamma-run show PATH`: one stored output, or its manifest (or, given a job file, each of its outputs), for a person auditing it — shape, dtype, sizes,
 //! provenance (repo, commit, key and why, source files, inputs) and whether the file still matches its manifest.
 //! Exit 1 when it does not (or when no manifest describes the file).
 
@@ -10,7 +10,21 @@ use crate::report::Shown;
 use std::path::{Path, PathBuf};
 
 pub fn execute(args: ShowArgs) -> Result<Exit> {
-    let path = &args.path;
+    // A job file: each of its built outputs, in job order (JSON: an array).
+    if super::audited::is_job_file(&args.path) {
+        let audited = super::audited::manifests(&args.path, "show")?;
+        let shown = audited.manifests.iter().map(|m| shown(m)).collect::<Result<Vec<_>>>()?;
+        crate::report::show_all(&shown, args.json);
+        return Ok(if shown.iter().all(|s| s.matches) { Exit::Ok } else { Exit::Found });
+    }
+    let shown = shown(&args.path)?;
+    crate::report::show(&shown, args.json);
+    Ok(if shown.matches { Exit::Ok } else { Exit::Found })
+}
+
+/// One stored output (named by its file or its manifest), read and compared with its manifest.
+fn shown(path: &Path) -> Result<Shown> {
+    let path = &path.to_path_buf();
     let (file, manifest_path) = if path.extension().is_some_and(|e| e == "json") {
         let m = Manifest::read(path)?;
         check_output_path(&m.output.path).map_err(|e| Error::manifest(path, e))?;
@@ -30,9 +44,7 @@ pub fn execute(args: ShowArgs) -> Result<Exit> {
         Err(e) => return Err(e),
     };
     let matches = manifest.as_ref().is_some_and(|m| m.output.sha256 == sha256 && m.output.size == size);
-    let shown = Shown { file, manifest_path, manifest, tensors, size, sha256, matches };
-    crate::report::show(&shown, args.json);
-    Ok(if shown.matches { Exit::Ok } else { Exit::Found })
+    Ok(Shown { file, manifest_path, manifest, tensors, size, sha256, matches })
 }
 
 /// `<root>/manifests/<name>/<frame>.json` → `<root>`.

@@ -1,4 +1,5 @@
-//! `gamma-run verify [MANIFESTS_DIR]`: re-hashes every output named by a manifest under the directory, checks
+//! `gamma-run verify [MANIFESTS_DIR | JOBFILE]`: re-hashes every output named by a manifest under the directory
+//! (or of the job file's outputs), checks
 //! size, SHA-256 and the tensor header against the manifest, and that the manifest agrees with itself and with
 //! its inputs' manifests. `--recompute` rebuilds derived frames from the inputs their fingerprints name;
 //! `--sources` re-reads every recorded source file whole (local, cache or Hub), hashes it, compares it with the
@@ -7,7 +8,7 @@
 
 use super::Exit;
 use crate::cli::VerifyArgs;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::manifest::{Manifest, check_output_path, consistency};
 use crate::report::{Checked, Problem};
 use crate::source::SourceOptions;
@@ -15,14 +16,8 @@ use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 pub fn execute(args: VerifyArgs) -> Result<Exit> {
-    let dir = &args.manifests;
-    if !dir.is_dir() {
-        return Err(Error::Usage(format!(
-            "{}: no such manifests directory (pass the directory as `gamma-run verify DIR`)",
-            dir.display()
-        )));
-    }
-    let manifests = find_manifests(dir)?;
+    let audited = super::audited::manifests(&args.manifests, "verify")?;
+    let (dir, manifests) = (&audited.dir, audited.manifests);
     let dir = std::fs::canonicalize(dir).at(dir)?;
     let root = crate::store::workspace_of(&dir).to_path_buf();
     let sources = if args.sources { Some(super::source_options(args.offline, true)?) } else { None };

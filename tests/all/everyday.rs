@@ -182,3 +182,59 @@ fn dry_runs_count_skips_apart_and_do_not_predict_rebuilds_the_run_skips() {
     assert!(real.stdout.contains("built    m/gamma_prime"), "{}", real.stdout);
     assert_ne!(ws.read("tensors/m/W.safetensors"), before);
 }
+
+/// `verify`, `attest` and `show` take a job file, as `run` and `status` do: they audit that file's outputs,
+/// wherever it puts them and wherever they are run from, and print paths as `run` does (issue 15).
+#[test]
+fn verify_attest_and_show_take_a_job_file() {
+    let ws = Ws::new();
+    ws.synth("a", &[]);
+    ws.synth("b", &["--seed", "3"]);
+    let a = ws.path("jobs/a.yaml");
+    std::fs::write(&a, "version: 1\njobs:\n  - path: ../models/a\n    frames: [gamma, gamma_prime]\n").unwrap();
+    let b = ws.path("jobs/b.yaml");
+    std::fs::write(&b, "version: 1\njobs:\n  - path: ../models/b\n  - path: ../models/never\n").unwrap();
+    ws.run(&["jobs/a.yaml"]).ok();
+    ws.run(&["jobs/b.yaml"]).expect(2);
+
+    let o = ws.run(&["verify", "jobs/a.yaml"]).ok();
+    assert_eq!(
+        o.stdout,
+        "ok        tensors/a/W.safetensors\nok        tensors/a/W_prime.safetensors\n2 verified, 0 mismatched\n"
+    );
+    // Only b's own outputs; the one never built is named, not counted as verified.
+    let o = ws.run(&["verify", "jobs/b.yaml"]).ok();
+    assert_eq!(o.stdout, "ok        tensors/b/W.safetensors\n1 verified, 0 mismatched\n");
+    assert!(o.stderr.contains("1 output(s) not built yet, so not audited: never/gamma"), "{}", o.stderr);
+    // From another directory, the same outputs, shown relative to it.
+    let mut cmd = ws.command(&["verify", "a.yaml"], &[]);
+    let o = cmd.current_dir(ws.path("jobs")).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok        ../tensors/a/W.safetensors\n"), "{o:?}");
+
+    flip(&ws.path("tensors/b/W.safetensors"), 200);
+    let o = ws.run(&["verify", "jobs/b.yaml"]).expect(1);
+    assert!(o.stdout.contains("MISMATCH  manifests/b/gamma.json (tensors/b/W.safetensors)"), "{}", o.stdout);
+    ws.run(&["verify", "jobs/a.yaml"]).ok();
+
+    let o = ws.run(&["show", "jobs/a.yaml", "--json"]).ok();
+    let shown: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let frames: Vec<&str> =
+        shown.as_array().unwrap().iter().map(|s| s["manifest"]["frame"].as_str().unwrap()).collect();
+    assert_eq!(frames, ["gamma", "gamma_prime"]);
+    let o = ws.run(&["show", "jobs/b.yaml"]).expect(1);
+    assert!(
+        o.stdout.contains("file             tensors/b/W.safetensors") && o.stdout.contains("matches          NO"),
+        "{}",
+        o.stdout
+    );
+
+    let o = ws.run(&["attest", "jobs/a.yaml"]).ok();
+    assert_eq!(
+        o.stdout,
+        "wrote    attestations/a/gamma.intoto.json\nwrote    attestations/a/gamma_prime.intoto.json\n2 statements\n"
+    );
+    assert!(!ws.path("attestations/b").exists(), "only the job file's outputs");
+    let o = ws.run(&["verify", "jobs/missing.yaml"]).expect(2);
+    assert!(o.stderr.contains("jobs/missing.yaml"), "{}", o.stderr);
+}
