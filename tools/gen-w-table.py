@@ -270,9 +270,10 @@ def analyze(mt, work):
         cands = [k for k, v in flat_ints(ref["cfg"]).items() if v == value]
         if tname:
             cands = [k for k in cands if k.startswith(pre)] or cands
-        if len(cands) <= 1:
-            return (cands[0] if cands else None), cands
-        hits = []
+        if not cands:
+            notes.append(f"no config attribute equals W dim {axis} ({value})")
+            return None, cands
+        hits, unknown = [], []
         for k in cands:
             try:
                 c2, _ = tc.build_tiny(mt, tie=None, strategies=(strategy,), extra={k: value + 8})
@@ -282,14 +283,14 @@ def analyze(mt, work):
                 if mm.get_output_embeddings().weight.shape[axis] != value:
                     hits.append(k)
             except Exception:  # noqa: BLE001
-                pass
-        best = [k for k in prefer if k in hits] or hits
-        if best:
-            return best[0], cands
-        best = [k for k in prefer if k in cands]
-        if best:
-            return best[0], cands
-        notes.append(f"no single config attribute found to set W dim {axis} ({value}); equal-valued: {cands}")
+                unknown.append(k)
+        for group, label in ((hits, None), (unknown, "unverified (perturbed config did not build)")):
+            best = [k for k in prefer if k in group] or group
+            if best:
+                if label:
+                    notes.append(f"w_shape[{axis}] = {best[0]} {label}")
+                return best[0], cands
+        notes.append(f"no single config attribute sets W dim {axis} ({value}); equal-valued, none changes it: {cands}")
         return None, cands
 
     rname, rc = pick(rows, 0, [pre + "vocab_size"])

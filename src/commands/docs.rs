@@ -1,10 +1,13 @@
 //! `gamma-run completions SHELL` and `gamma-run man`: generated from the clap definition, so they never drift
-//! from the real command line.
+//! from the real command line. The man page is one page: the global options, then every subcommand with its
+//! arguments (no `gamma-run-run(1)` pages are referred to, none being shipped), the environment variables
+//! gamma-run reads, exit status and files.
 
 use super::Exit;
 use crate::cli::{Cli, CompletionsArgs};
 use crate::error::{Error, Result};
 use clap::CommandFactory;
+use std::fmt::Write as _;
 
 pub fn completions(args: CompletionsArgs) -> Result<Exit> {
     let mut script = Vec::new();
@@ -13,9 +16,103 @@ pub fn completions(args: CompletionsArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// Every environment variable gamma-run reads, with its meaning (the man page's ENVIRONMENT section; a test
+/// checks that the source reads no other).
+pub(crate) const ENVIRONMENT: &[(&str, &str)] = &[
+    ("HF_ENDPOINT", "The Hub's address (default https://huggingface.co); set it to use a mirror."),
+    (
+        "HF_TOKEN",
+        "Access token for gated and private repos. Sent only to the endpoint's own origin; never logged, printed or \
+         recorded.",
+    ),
+    ("HF_TOKEN_PATH", "File holding the token when HF_TOKEN is unset (default $HF_HOME/token)."),
+    ("HF_HOME", "Hugging Face's home (default $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface)."),
+    ("HF_HUB_CACHE", "The Hugging Face cache, shared with the Python client (default $HF_HOME/hub)."),
+    ("HUGGINGFACE_HUB_CACHE", "The older name of HF_HUB_CACHE, used when HF_HUB_CACHE is unset."),
+    ("HF_HUB_OFFLINE", "1 or true: never touch the network, as --offline."),
+    ("HF_HUB_DISABLE_PROGRESS_BARS", "1 or true: no progress bars."),
+    ("XDG_CACHE_HOME", "Where HF_HOME defaults to (huggingface/ under it)."),
+    ("HOME", "Where HF_HOME defaults to when XDG_CACHE_HOME is unset (.cache/huggingface under it)."),
+    ("NO_COLOR", "Set and not empty: no colour with --color auto."),
+    (
+        "RUST_LOG",
+        "A log filter (tracing's EnvFilter syntax) that replaces -v and -q, e.g. RUST_LOG=debug to see the \
+         libraries' logs too. The HTTP stack's wire dumps are never shown.",
+    ),
+    ("GAMMA_RUN_HTTP_ATTEMPTS", "Attempts per Hub request on transient failures (timeouts, 429, 5xx; default 6)."),
+    ("GAMMA_RUN_HTTP_BACKOFF_MS", "The first retry's delay in milliseconds, doubling each time (default 500)."),
+    ("GAMMA_RUN_HTTP_TIMEOUT_S", "Seconds to wait for a response to start (default 60; a body may take 4 times that)."),
+    ("GAMMA_RUN_NO_LOCK", "1 or true: take no output locks (filesystems without flock); writes stay atomic."),
+    ("GAMMA_RUN_FAILPOINT", "For crash tests only: abort at the named step of a write."),
+];
+
 pub fn man() -> Result<Exit> {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(|e| Error::io("the man page", e))?;
-    crate::report::emit_bytes(&page);
+    crate::report::emit_bytes(&man_page()?);
     Ok(Exit::Ok)
+}
+
+fn man_page() -> Result<Vec<u8>> {
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut page = Vec::new();
+    let io = |e| Error::io("the man page", e);
+    man.render_title(&mut page).map_err(io)?;
+    man.render_name_section(&mut page).map_err(io)?;
+    man.render_synopsis_section(&mut page).map_err(io)?;
+    man.render_description_section(&mut page).map_err(io)?;
+    man.render_options_section(&mut page).map_err(io)?;
+    let mut roff = String::from(".SH COMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let usage = sub.clone().render_usage().to_string();
+        let usage =
+            usage.trim_start_matches("Usage: ").replacen(sub.get_name(), &format!("gamma-run {}", sub.get_name()), 1);
+        let _ = writeln!(roff, ".TP\n\\fB{}\\fR", esc(&usage));
+        let about = sub.get_long_about().or(sub.get_about()).map(|a| a.to_string()).unwrap_or_default();
+        let _ = writeln!(roff, "{}", esc(&about));
+        let args: Vec<_> = sub.get_arguments().filter(|a| !a.is_hide_set() && a.get_id() != "help").collect();
+        if !args.is_empty() {
+            roff.push_str(".RS\n");
+            for a in args {
+                let name = match (a.get_short(), a.get_long()) {
+                    (Some(s), Some(l)) => format!("-{s}, --{l}"),
+                    (None, Some(l)) => format!("--{l}"),
+                    (Some(s), None) => format!("-{s}"),
+                    (None, None) => a.get_value_names().map(|v| v.join(" ")).unwrap_or_else(|| a.get_id().to_string()),
+                };
+                let named: Option<Vec<String>> = a.get_value_names().map(|v| v.iter().map(|s| s.to_string()).collect());
+                let named = named.or_else(|| Some(vec![a.get_id().as_str().to_uppercase()]));
+                let value = match (a.get_long(), named) {
+                    (Some(_), Some(v)) if a.get_action().takes_values() => format!(" <{}>", v.join(" ")),
+                    _ => String::new(),
+                };
+                let help = a.get_long_help().or(a.get_help()).map(|h| h.to_string()).unwrap_or_default();
+                let _ = writeln!(roff, ".TP\n\\fB{}\\fR{}\n{}", esc(&name), esc(&value), esc(&help));
+            }
+            roff.push_str(".RE\n");
+        }
+    }
+    roff.push_str(".SH ENVIRONMENT\n");
+    for (name, meaning) in ENVIRONMENT {
+        let _ = writeln!(roff, ".TP\n\\fB{}\\fR\n{}", esc(name), esc(meaning));
+    }
+    roff.push_str(
+        ".SH EXIT STATUS\n.TP\n0\nAll good.\n.TP\n1\nSomething is stale (status \\-\\-check) or a verify mismatch.\n\
+         .TP\n2\nAn error: bad input, or a job that failed (the others still ran).\n\
+         .SH FILES\n.TP\n\\fBtensors/\\fR<name>/W.safetensors\nOutputs (one directory per job; derived frames beside γ).\n\
+         .TP\n\\fBmanifests/\\fR<name>/<frame>.json\nOne manifest per output: source, digests and how they were obtained.\n\
+         .TP\n\\fBattestations/\\fR<name>/<frame>.intoto.json\nWritten by attest.\n\
+         .TP\n\\fB.gamma-run/\\fR\nOutput locks.\n",
+    );
+    page.extend_from_slice(roff.as_bytes());
+    man.render_version_section(&mut page).map_err(io)?;
+    Ok(page)
+}
+
+/// Text as roff shows it literally: backslashes and hyphens escaped, no line read as a request.
+fn esc(s: &str) -> String {
+    let body = s.replace('\\', "\\e").replace('-', "\\-");
+    body.lines()
+        .map(|l| if l.starts_with('.') || l.starts_with('\'') { format!("\\&{l}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

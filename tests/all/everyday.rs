@@ -238,3 +238,46 @@ fn verify_attest_and_show_take_a_job_file() {
     let o = ws.run(&["verify", "jobs/missing.yaml"]).expect(2);
     assert!(o.stderr.contains("jobs/missing.yaml"), "{}", o.stderr);
 }
+
+/// The man page is one page: it refers to no `gamma-run-<sub>(1)` page (none is shipped), documents every
+/// subcommand's options, and its ENVIRONMENT section lists every variable the source reads (issue 15).
+#[test]
+fn the_man_page_refers_to_no_missing_pages_and_lists_every_environment_variable() {
+    let ws = Ws::new();
+    let page = ws.run(&["man"]).ok().stdout.clone();
+    let dangling: Vec<&str> =
+        page.lines().filter(|l| l.contains("gamma\\-run\\-") || l.contains("gamma-run-")).collect();
+    assert!(dangling.is_empty(), "refers to pages that do not exist: {dangling:?}");
+    for sub in ["run", "status", "verify", "show", "attest", "completions", "man"] {
+        assert!(page.contains(&format!("\\fBgamma\\-run {sub}")), "{sub} is documented");
+    }
+    assert!(page.contains("\\-\\-dry\\-run") && page.contains("\\-\\-only\\fR <PATTERN>"), "options, with values");
+    assert!(!page.contains("synth"), "the hidden developer command stays hidden");
+    let env_section = page.split(".SH ENVIRONMENT").nth(1).expect("an ENVIRONMENT section");
+    let env_section = env_section.split(".SH ").next().unwrap();
+    // Every variable name the source mentions as a string literal ("HF_…", "GAMMA_RUN_…", …) is listed.
+    let mut names = std::collections::BTreeSet::new();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for piece in text.split('"').skip(1).step_by(2) {
+                    let var = ["HF_", "HUGGINGFACE_", "GAMMA_RUN_", "XDG_"].iter().any(|p| piece.starts_with(p))
+                        || ["HOME", "NO_COLOR", "RUST_LOG"].contains(&piece);
+                    if var && piece.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                        names.insert(piece.to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(names.len() >= 15, "the scan finds the variables: {names:?}");
+    for n in &names {
+        assert!(env_section.contains(&format!("\\fB{}\\fR", n.replace('-', "\\-"))), "{n} is not in ENVIRONMENT");
+    }
+}
