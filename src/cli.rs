@@ -42,6 +42,10 @@ pub enum Command {
     Show(ShowArgs),
     /// Write an in-toto Statement (SLSA-style provenance) per output, for Sigstore / cosign to sign
     Attest(AttestArgs),
+    /// Remove outputs and manifests no job in the given job files produces any more, and temp files left by
+    /// interrupted runs (list them first with --dry-run)
+    #[command(visible_alias = "gc")]
+    Clean(CleanArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions(CompletionsArgs),
     /// Print the man page (roff)
@@ -155,11 +159,22 @@ pub struct AttestArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Every job file that writes into the workspace: whatever none of them produces is removed
+    #[arg(required = true, value_name = "JOBFILE")]
+    pub(crate) jobfiles: Vec<PathBuf>,
+    /// List what would be removed; remove nothing
+    #[arg(long, short = 'n')]
+    pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     pub(crate) shell: clap_complete::Shell,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "status", "verify", "show", "attest", "completions", "man", "synth", "help"];
+const SUBCOMMANDS: &[&str] =
+    &["run", "status", "verify", "show", "attest", "clean", "gc", "completions", "man", "synth", "help"];
 
 /// The process arguments with `run` inserted when the first positional is not a subcommand.
 pub fn args() -> Vec<OsString> {

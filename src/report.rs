@@ -337,6 +337,19 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
     row("built", format!("{} by {} {}", m.created_at, m.tool.name, m.tool.version));
 }
 
+/// One line of `clean`: what happened to a file, its size, and why.
+pub(crate) fn cleaned(verb: &str, path: &std::path::Path, size: u64, why: &str) {
+    out!("{verb:<12} {}  ({}; {})", plain(&shown_path(path)), human_bytes(size), plain(why));
+}
+
+pub(crate) fn cleaned_summary(count: usize, bytes: u64, dry_run: bool) {
+    match (count, dry_run) {
+        (0, _) => out!("nothing to remove"),
+        (n, true) => out!("{n} files would be removed ({}); run without --dry-run to remove them", human_bytes(bytes)),
+        (n, false) => out!("{n} files removed ({})", human_bytes(bytes)),
+    }
+}
+
 pub(crate) fn attested(files: &[std::path::PathBuf]) {
     for f in files {
         out!("wrote    {}", plain(&shown_path(f)));

@@ -67,7 +67,7 @@ fn man_page() -> Result<Vec<u8>> {
         let usage =
             usage.trim_start_matches("Usage: ").replacen(sub.get_name(), &format!("gamma-run {}", sub.get_name()), 1);
         let _ = writeln!(roff, ".TP\n\\fB{}\\fR", esc(&usage));
-        let about = sub.get_long_about().or(sub.get_about()).map(|a| a.to_string()).unwrap_or_default();
+        let about = sub.get_long_about().or(sub.get_about()).map(std::string::ToString::to_string).unwrap_or_default();
         let _ = writeln!(roff, "{}", esc(&about));
         let args: Vec<_> = sub.get_arguments().filter(|a| !a.is_hide_set() && a.get_id() != "help").collect();
         if !args.is_empty() {
@@ -77,15 +77,16 @@ fn man_page() -> Result<Vec<u8>> {
                     (Some(s), Some(l)) => format!("-{s}, --{l}"),
                     (None, Some(l)) => format!("--{l}"),
                     (Some(s), None) => format!("-{s}"),
-                    (None, None) => a.get_value_names().map(|v| v.join(" ")).unwrap_or_else(|| a.get_id().to_string()),
+                    (None, None) => a.get_value_names().map_or_else(|| a.get_id().to_string(), |v| v.join(" ")),
                 };
-                let named: Option<Vec<String>> = a.get_value_names().map(|v| v.iter().map(|s| s.to_string()).collect());
+                let named: Option<Vec<String>> =
+                    a.get_value_names().map(|v| v.iter().map(std::string::ToString::to_string).collect());
                 let named = named.or_else(|| Some(vec![a.get_id().as_str().to_uppercase()]));
                 let value = match (a.get_long(), named) {
                     (Some(_), Some(v)) if a.get_action().takes_values() => format!(" <{}>", v.join(" ")),
                     _ => String::new(),
                 };
-                let help = a.get_long_help().or(a.get_help()).map(|h| h.to_string()).unwrap_or_default();
+                let help = a.get_long_help().or(a.get_help()).map(std::string::ToString::to_string).unwrap_or_default();
                 let _ = writeln!(roff, ".TP\n\\fB{}\\fR{}\n{}", esc(&name), esc(&value), esc(&help));
             }
             roff.push_str(".RE\n");

@@ -3,6 +3,7 @@
 
 pub mod attest;
 mod audited;
+pub mod clean;
 pub mod docs;
 pub mod run;
 pub mod show;

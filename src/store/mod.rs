@@ -2,6 +2,7 @@
 //! a unique temp file in the target directory, hashed while it is written, fsync, rename, fsync the directory.
 //! A crash leaves either the old file or the new one under the final name, never a mix.
 
+pub(crate) mod clean;
 pub(crate) mod lock;
 pub(crate) mod safetensors_file;
 mod sink;

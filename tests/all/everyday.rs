@@ -281,3 +281,63 @@ fn the_man_page_refers_to_no_missing_pages_and_lists_every_environment_variable(
         assert!(env_section.contains(&format!("\\fB{}\\fR", n.replace('-', "\\-"))), "{n} is not in ENVIRONMENT");
     }
 }
+
+/// `gamma-run clean` (alias `gc`): what no job in the given job files produces any more, and temp files killed
+/// runs left, listed with `--dry-run` and removed without it — only gamma-run's own files, never one another run
+/// is building (issue 15).
+#[test]
+fn clean_lists_then_removes_what_no_job_produces_any_more() {
+    let ws = Ws::new();
+    ws.synth("a", &[]);
+    ws.synth("b", &["--seed", "2"]);
+    ws.synth("c", &["--seed", "3"]);
+    let job = ws.job(
+        "version: 1\njobs:\n  - path: ../models/a\n    frames: [gamma, gamma_prime]\n  - path: ../models/b\n  - path: ../models/c\n",
+    );
+    let job = job.to_str().unwrap();
+    ws.run(&[job]).ok();
+    // The job file moves on: a loses γ′, b goes. A killed run left a temp file; a user keeps notes beside W.
+    ws.job("version: 1\njobs:\n  - path: ../models/a\n  - path: ../models/c\n");
+    std::fs::write(ws.path("tensors/a/.W.safetensors.Ab12Cd.tmp"), vec![0u8; 4096]).unwrap();
+    std::fs::write(ws.path("tensors/a/notes.txt"), "mine").unwrap();
+
+    let o = ws.run(&["clean", "jobs/test.yaml", "--dry-run"]).ok();
+    let expect = [
+        "would remove manifests/a/gamma_prime.json",
+        "would remove manifests/b/gamma.json",
+        "would remove tensors/a/.W.safetensors.Ab12Cd.tmp  (4.0 KiB; a temp file left by an interrupted run)",
+        "would remove tensors/a/W_prime.safetensors",
+        "would remove tensors/b/W.safetensors  (64.1 KiB; no job in jobs/test.yaml produces b/gamma)",
+    ];
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{}", o.stdout);
+    for (line, want) in lines.iter().zip(expect) {
+        assert!(line.starts_with(want), "{line:?} should start with {want:?}");
+    }
+    assert!(lines[5].starts_with("5 files would be removed ("), "{}", o.stdout);
+    assert!(ws.path("tensors/b/W.safetensors").exists() && ws.path("tensors/a/.W.safetensors.Ab12Cd.tmp").exists());
+
+    // Another gamma-run building b/gamma holds its lock: b's files stay, the rest go.
+    let locks = ws.path(".gamma-run/locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let held = std::fs::File::create(locks.join("b.gamma.lock")).unwrap();
+    held.lock().unwrap();
+    let o = ws.run(&["gc", job]).expect(2);
+    assert!(
+        o.stdout.contains("KEPT         tensors/b/W.safetensors") && o.stdout.contains("another gamma-run"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("removed      tensors/a/W_prime.safetensors"), "{}", o.stdout);
+    assert!(o.stdout.contains("3 files removed"), "{}", o.stdout);
+    drop(held);
+    let o = ws.run(&["clean", job]).ok();
+    assert!(o.stdout.contains("2 files removed"), "{}", o.stdout);
+    assert!(!ws.path("tensors/b").exists() && !ws.path("manifests/b").exists(), "empty name directories go too");
+    assert!(ws.path("tensors/a/notes.txt").exists(), "files that are not gamma-run's stay");
+    assert_eq!(ws.run(&["clean", job]).ok().stdout, "nothing to remove\n");
+    // What the job file still produces is untouched and fresh.
+    let o = ws.run(&["status", job, "--check"]).ok();
+    assert_eq!(o.stdout, "fresh    a/gamma\nfresh    c/gamma\n");
+    ws.run(&["verify", job]).ok();
+}
