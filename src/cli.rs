@@ -16,9 +16,8 @@ transformers) and derived frames, with a manifest per output. Fresh outputs are 
 verify mismatch; 2 an error (bad input, a failed job)."
 )]
 pub struct Cli {
-    /// More log output: -v gamma-run's decisions (revision → commit, cache hits, which key is W and why, each
-    /// request with its range, bytes and timings), -vv more; other libraries' logs only through RUST_LOG
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    /// More log output: -v gamma-run's decisions, -vv more (other libraries' logs: RUST_LOG)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, long_help = "More log output: -v shows gamma-run's decisions (revision → commit, cache hit or miss, which key is W and why, each request with its range, status and time, bytes written and timings), -vv more. Other libraries' logs only through RUST_LOG (e.g. RUST_LOG=debug); the HTTP stack's wire dumps are never shown.")]
     pub verbose: u8,
     /// Only errors: `run` prints no result line but for failed or skipped outputs
     #[arg(short, long, global = true, conflicts_with = "verbose")]
@@ -36,7 +35,7 @@ pub enum Command {
     Run(RunArgs),
     /// Show each output's state: fresh, stale (with the reasons) or missing
     Status(StatusArgs),
-    /// Re-hash every stored output against its manifest (offline)
+    /// Re-hash every stored output against its manifest (offline, unless --sources)
     Verify(VerifyArgs),
     /// Show a stored output or manifest: shape, dtype, provenance, and whether the file still matches
     Show(ShowArgs),
