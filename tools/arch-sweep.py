@@ -114,6 +114,20 @@ def sweep_one(mt, entry, outdir):
         stored = tc.load_stored(d)
         files = sorted(p.name for p in d.glob("*.safetensors"))
         w_keys = [k for k, v in stored.items() if tc.same_bytes(v, W.detach())]
+        extra = {}
+        if not w_keys:  # W kept in another dtype (cast exactly), or a row slice of the stored tensor
+            w_keys = [k for k, v in stored.items() if v.shape == W.shape and tc.same_bytes(v.to(W.dtype), W.detach())]
+            if w_keys:
+                extra["note"] = f"W loads as {dtype_name(W)}; stored {dtype_name(stored[w_keys[0]])} cast exactly"
+            else:
+                w_keys = [k for k, v in stored.items() if v.dim() == 2 and v.shape[1:] == W.shape[1:]
+                          and v.shape[0] > W.shape[0] and tc.same_bytes(v[: W.shape[0]], W.detach())]
+                if w_keys:
+                    extra["rows_from"] = W.shape[0]
+                    extra["note"] = f"W = the first {W.shape[0]} rows of {w_keys[0]} {list(stored[w_keys[0]].shape)}"
+                else:
+                    extra["expect_error"] = True
+                    extra["note"] = "W matches no stored tensor: the reference W is a random initialisation"
         e_keys = [k for k, v in stored.items() if E is not None and tc.same_bytes(v, E.detach())]
         cj = json.loads((d / "config.json").read_text())
         cfg_tie = cj.get("tie_word_embeddings")
@@ -132,6 +146,7 @@ def sweep_one(mt, entry, outdir):
             "files": files,
             "w_keys": w_keys,
             "w_shape": list(W.shape),
+            "w_dtype": dtype_name(W),
             "w_sha256": raw_sha256(W),
             "output_sha256": sha256_file(wdir / "W.safetensors"),
             "output_size": (wdir / "W.safetensors").stat().st_size,
@@ -150,8 +165,7 @@ def sweep_one(mt, entry, outdir):
             rec.update({"e_keys": [], "e_shape": None, "e_sha256": None, "e_output_sha256": None,
                         "e_output_size": None})
         shutil.rmtree(wdir)
-        if not w_keys:
-            rec["note"] = "W matches no stored tensor byte for byte (see table.json rows_from / value_op)"
+        rec.update(extra)
         out[f"{mt}-{variant}"] = rec
         del model
     return out

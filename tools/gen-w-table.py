@@ -113,7 +113,10 @@ def find_keys(stored, t):
 
     if t is None:
         return []
-    return [k for k, v in stored.items() if tc.same_bytes(v, t.detach())]
+    t = t.detach()
+    # exact bytes; or, where W loads in another dtype than stored (fp32-kept heads), exact after the cast
+    return [k for k, v in stored.items()
+            if tc.same_bytes(v, t) or (v.dtype != t.dtype and v.shape == t.shape and tc.same_bytes(v.to(t.dtype), t))]
 
 
 def module_name(model, mod):
@@ -231,6 +234,15 @@ def analyze(mt, work):
         tied = E is not None and (W is E or W.data_ptr() == E.data_ptr())
         runs[variant] = dict(dir=d, model=m, stored=stored, W=W, E=E, tied=tied, cfg=c,
                              w_keys=find_keys(stored, W), e_keys=find_keys(stored, E))
+        if runs[variant]["w_keys"] and W.dtype != torch.bfloat16:
+            cast = runs[variant]["w_keys"]
+            if cast:
+                fp32 = sorted(set(getattr(m, "_keep_in_fp32_modules_strict", None) or []) |
+                              set(getattr(m, "_keep_in_fp32_modules", None) or []))
+                entry["value_op"] = (f"dtype: W loads as {str(W.dtype).replace('torch.', '')} although dtype=bfloat16 "
+                                     f"was asked ({variant} tie; _keep_in_fp32_modules(_strict)={fp32}); values are the "
+                                     f"stored {str(stored[cast[0]].dtype).replace('torch.', '')} ones cast exactly, "
+                                     f"and the notebook's W.safetensors is then {str(W.dtype).replace('torch.', '')}")
 
     # which run is untied / tied
     untied = next((r for r in runs.values() if not r["tied"]), None)
@@ -247,7 +259,7 @@ def analyze(mt, work):
 
     # rows_from / value_op
     entry["rows_from"] = None
-    entry["value_op"] = None
+    entry.setdefault("value_op", None)
     ints = flat_ints(m.config)
     for r in runs.values():
         if not r["w_keys"]:
@@ -377,10 +389,11 @@ def analyze(mt, work):
     # head / embedding keys
     head_disk = untied["w_keys"] if untied else []
     emb_disk = (untied["e_keys"] if untied else []) or (tiedr["w_keys"] if tiedr else [])
-    if tiedr is not None and tiedr["w_keys"] and emb_disk and tiedr["w_keys"][0] not in emb_disk:
-        notes.append(f"tied checkpoint stores W as {tiedr['w_keys']}")
     head_keys = list(head_disk)
     emb_keys = list(emb_disk)
+    if tiedr is not None and tiedr["w_keys"] and emb_disk and tiedr["w_keys"][0] not in emb_disk:
+        notes.append(f"tied checkpoint stores W (the tie source) as {tiedr['w_keys']}")
+        emb_keys += [k for k in tiedr["w_keys"] if k not in emb_keys]
     confirmed_alt = {}
     unconfirmed = []
     bias = getattr(m.get_output_embeddings(), "bias", None)

@@ -10,21 +10,51 @@ use crate::manifest::{ByteRange, SourceRecord, fingerprint};
 use crate::source::{self, Fetch, Located, Resolved, SourceOptions};
 use crate::store::safetensors_file::{self, OutDtype};
 use crate::store::{BUF_LEN, ByteSink};
+use crate::unembedding::{Matrix, Wanted};
 
-pub(crate) struct Gamma;
+/// A frame read straight from the model source: γ (W, `W.safetensors`) or the input embedding
+/// (`embedding`: E, `E.safetensors`), with the same conversion rules and manifest.
+pub(crate) struct Extracted {
+    name: &'static str,
+    file_name: &'static str,
+    tensor: &'static str,
+    matrix: Matrix,
+}
 
-impl Frame for Gamma {
+pub(crate) static GAMMA: Extracted =
+    Extracted { name: "gamma", file_name: "W.safetensors", tensor: "W", matrix: Matrix::Unembedding };
+pub(crate) static EMBEDDING: Extracted =
+    Extracted { name: "embedding", file_name: "E.safetensors", tensor: "E", matrix: Matrix::Embedding };
+
+/// The bytes these frames write for the same source bytes; bump when they change.
+const VERSION: u32 = 1;
+
+/// What a frame of `matrix` looks for; the job's `tensor:` names W only.
+fn wanted(matrix: Matrix, tensor: Option<&str>) -> Wanted<'_> {
+    match matrix {
+        Matrix::Unembedding => Wanted::w(tensor),
+        Matrix::Embedding => Wanted::e(),
+    }
+}
+
+impl Extracted {
+    fn wanted<'a>(&self, tensor: Option<&'a str>) -> Wanted<'a> {
+        wanted(self.matrix, tensor)
+    }
+}
+
+impl Frame for Extracted {
     fn name(&self) -> &'static str {
-        "gamma"
+        self.name
     }
     fn version(&self) -> u32 {
-        1
+        VERSION
     }
     fn inputs(&self) -> &'static [&'static dyn super::Frame] {
         &[]
     }
     fn file_name(&self) -> &'static str {
-        "W.safetensors"
+        self.file_name
     }
 
     fn prepare(&self, cx: &Context, job: &super::Target, _params: &super::Params) -> Result<Plan> {
@@ -36,30 +66,34 @@ impl Frame for Gamma {
             _ => None,
         };
         let recorded = recorded.as_ref().and_then(|m| m.source.as_ref());
-        let resolved = source::resolve(job.source, job.tensor, &cx.sources, recorded)?;
+        let wanted = self.wanted(job.tensor);
+        let resolved = source::resolve(job.source, wanted, &cx.sources, recorded)?;
         let notes = match &resolved {
             Resolved::Hub(at) => at.note().into_iter().collect(),
             Resolved::Local(..) => Vec::new(),
         };
         let mut fp = fingerprint::base(self.name(), self.version(), OutDtype::Bf16.name());
         fp.insert("rules_version".into(), fingerprint::RULES_VERSION.to_string());
-        fp.insert("tensor_override".into(), job.tensor.unwrap_or("-").to_string());
+        let tensor_override = if self.matrix == Matrix::Unembedding { job.tensor } else { None };
+        fp.insert("tensor_override".into(), tensor_override.unwrap_or("-").to_string());
         fp.extend(resolved.identity());
         // W's place when it can be known without the network: a local directory, or a Hub model whose snapshot is
         // in the cache (small files and one header on disk). Building reuses it; otherwise W is located then.
-        let located = source::locate_cached(&resolved, job.tensor, &cx.sources);
+        let located = source::locate_cached(&resolved, wanted, &cx.sources);
         let watched = located.as_ref().map(|l| l.watched.clone()).unwrap_or_default();
         let reads = located.as_ref().map(|l| l.w.end - l.w.begin);
         let producer = Extract {
             resolved,
             located,
-            tensor: job.tensor.map(str::to_string),
+            tensor: tensor_override.map(str::to_string),
+            matrix: self.matrix,
+            out_tensor: self.tensor,
             fetch: job.fetch,
             sources: cx.sources.clone(),
         };
         Ok(Plan {
             fingerprint: fp,
-            tensor: "W".into(),
+            tensor: self.tensor.into(),
             dtype: OutDtype::Bf16,
             inputs: Vec::new(),
             params: Default::default(),
@@ -77,6 +111,9 @@ struct Extract {
     /// W as found while planning, if it could be found without the network.
     located: Option<Located>,
     tensor: Option<String>,
+    matrix: Matrix,
+    /// The output's tensor name (`W`, `E`).
+    out_tensor: &'static str,
     fetch: Fetch,
     sources: SourceOptions,
 }
@@ -85,10 +122,12 @@ impl Producer for Extract {
     fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
         let loc = match &self.located {
             Some(loc) => loc.clone(),
-            None => source::locate(&self.resolved, self.tensor.as_deref(), self.fetch, &self.sources)?,
+            None => {
+                source::locate(&self.resolved, wanted(self.matrix, self.tensor.as_deref()), self.fetch, &self.sources)?
+            }
         };
         let header = safetensors_file::header(&[safetensors_file::Entry {
-            name: "W",
+            name: self.out_tensor,
             dtype: OutDtype::Bf16,
             shape: &loc.w.shape,
         }]);
@@ -116,14 +155,17 @@ impl Producer for Extract {
     fn transfer(&self) -> Result<Option<source::Transfer>> {
         match &self.located {
             Some(loc) => Ok(Some(loc.transfer())),
-            None => source::transfer(&self.resolved, self.tensor.as_deref(), self.fetch, &self.sources).map(Some),
+            None => {
+                let wanted = wanted(self.matrix, self.tensor.as_deref());
+                source::transfer(&self.resolved, wanted, self.fetch, &self.sources).map(Some)
+            }
         }
     }
 
     /// γ's bytes are W's, converted the one way version 1 converts: the same W gives the same file.
     fn same_bytes_as(&self, old: &crate::manifest::Manifest) -> bool {
         let (Some(loc), Some(src)) = (&self.located, &old.source) else { return false };
-        old.frame_version == Gamma.version() && loc.same_w_as(src, &old.stat.sources)
+        old.frame_version == VERSION && loc.same_w_as(src, &old.stat.sources)
     }
 }
 
@@ -141,6 +183,7 @@ fn record(loc: &Located) -> SourceRecord {
         shape: loc.w.shape.clone(),
         reason: loc.choice.reason.clone(),
         range: ByteRange { file: loc.shard.clone(), offset: loc.w_offset, length: loc.w.end - loc.w.begin },
+        head: loc.choice.head.clone(),
     }
 }
 
@@ -247,6 +290,7 @@ mod tests {
             shape: vec![3, 5],
             reason: String::new(),
             range: ByteRange { file: "model.safetensors".into(), offset: 13, length: 60 },
+            head: Default::default(),
         };
         let whole = {
             let mut r = Reextract::new(&src).unwrap();

@@ -28,7 +28,8 @@ impl Frame for GammaPrime {
         1
     }
     fn inputs(&self) -> &'static [&'static dyn Frame] {
-        &[&super::gamma::Gamma]
+        static INPUTS: &[&dyn Frame] = &[&super::gamma::GAMMA];
+        INPUTS
     }
     fn params(&self) -> &'static [Param] {
         &[Param { name: "dtype", default: "f32", allowed: &["f32", "bf16"] }]

@@ -105,7 +105,7 @@ pub(crate) struct Produced {
     pub(crate) warnings: Vec<String>,
 }
 
-static FRAMES: &[&dyn Frame] = &[&gamma::Gamma, &gamma_prime::GammaPrime];
+static FRAMES: &[&dyn Frame] = &[&gamma::GAMMA, &gamma_prime::GammaPrime, &gamma::EMBEDDING];
 
 pub(crate) fn by_name(name: &str) -> Option<&'static dyn Frame> {
     FRAMES.iter().copied().find(|f| f.name() == name)

@@ -161,6 +161,7 @@ mod tests {
                 shape: vec![1, 9],
                 reason: "untied head".into(),
                 range: ByteRange { file: "model.safetensors".into(), offset: 8, length: 18 },
+                head: Default::default(),
             }),
             inputs: Vec::new(),
             params: BTreeMap::new(),

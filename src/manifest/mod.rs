@@ -66,6 +66,37 @@ pub(crate) struct SourceRecord {
     pub(crate) reason: String,
     /// W's bytes within `file`: `[offset, offset + length)`; only this range was read.
     pub(crate) range: ByteRange,
+    /// What the model's head adds beyond `h @ W.T` (a bias, a logit scale, a soft-cap); absent when nothing.
+    #[serde(default, skip_serializing_if = "Head::is_empty")]
+    pub(crate) head: Head,
+}
+
+/// What the model's head adds to `h @ W.T`, recorded in the manifest (`source.head`) and shown by `show`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Head {
+    /// The head's bias tensor, where the class has one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) bias: Option<String>,
+    /// Operations on the logits, with their values from the config (or the class default).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub(crate) logits: Vec<LogitValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LogitValue {
+    /// `multiply`, `divide`, `softcap` or `add_bias`.
+    pub(crate) op: String,
+    pub(crate) config: Option<String>,
+    /// The value: from config.json, else the class default; null when neither gives one (the op is then off).
+    pub(crate) value: Option<serde_json::Value>,
+    /// `config.json` or `class default`.
+    pub(crate) from: String,
+}
+
+impl Head {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bias.is_none() && self.logits.is_empty()
+    }
 }
 
 /// A source file as the manifest records it: its size, and its SHA-256 where known, with where that digest

@@ -40,13 +40,13 @@ pub(crate) fn resolve_commit(repo_dir: &Path, revision: &str) -> Result<Option<S
 }
 
 /// W from the snapshot of `commit`. `Err(MissingFile)` when the snapshot lacks a file that is needed.
-pub(crate) fn locate(cache: &Path, at: &super::HubRef, explicit: Option<&str>) -> Result<Located> {
+pub(crate) fn locate(cache: &Path, at: &super::HubRef, wanted: crate::unembedding::Wanted) -> Result<Located> {
     let (repo, revision, commit) = (at.repo.as_str(), at.revision.as_str(), at.commit.as_str());
     let snapshot = cache.join(repo_folder(repo)).join("snapshots").join(commit);
     if !snapshot.is_dir() {
         return Err(Error::MissingFile { path: snapshot });
     }
-    let found = files::find_w(&files::Dir(&snapshot), explicit)?;
+    let found = files::find_w(&files::Dir(&snapshot), wanted)?;
     let w = found.w().clone();
     // Config and index were read whole: their digests are computed. The shard's is its blob's name, unchecked.
     let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];

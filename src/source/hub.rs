@@ -14,9 +14,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// First read of a shard: enough for every real header in one request.
-const FIRST_HEADER_READ: u64 = 100_000;
-
 /// The commit `revision` names: itself if 40-hex; offline, the cache's `refs/`; online, one API call (falling back
 /// to the cache's ref, with a warning, when the Hub cannot be reached).
 pub(crate) fn resolve_commit(repo: &str, revision: &str, opts: &SourceOptions) -> Result<String> {
@@ -89,7 +86,9 @@ impl Files for HubFiles<'_> {
         if r.size < 8 {
             return Err(bad(format!("{} bytes is too short for a safetensors file", r.size)));
         }
-        let mut first = self.hub.range(&r, 0, FIRST_HEADER_READ.min(r.size))?;
+        // Every shard's header is read (transformers loads every shard), so none is over-read: the 8-byte
+        // length first, then exactly the header.
+        let mut first = self.hub.range(&r, 0, 8)?;
         let prefix: [u8; 8] = first[..8].try_into().expect("8 bytes");
         let n = header::header_len(prefix, r.size).map_err(bad)?;
         let end = 8 + n;
@@ -109,12 +108,12 @@ impl Files for HubFiles<'_> {
 pub(crate) fn locate(
     hub: &Arc<Hub>,
     at: &super::HubRef,
-    explicit: Option<&str>,
+    wanted: crate::unembedding::Wanted,
     fetch: Fetch,
     cache: &Path,
 ) -> Result<Located> {
     let (repo, revision, commit) = (at.repo.as_str(), at.revision.as_str(), at.commit.as_str());
-    let (found, seen) = find(hub, at, explicit)?;
+    let (found, seen) = find(hub, at, wanted)?;
     let shard = seen.get(&found.shard).expect("its header was read").clone();
     let w = found.w().clone();
     let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];
@@ -182,9 +181,13 @@ pub(crate) fn locate(
 }
 
 /// W found on the Hub (config, index and one header read), with the metadata of every file looked at.
-fn find(hub: &Hub, at: &super::HubRef, explicit: Option<&str>) -> Result<(files::Found, BTreeMap<String, Remote>)> {
+fn find(
+    hub: &Hub,
+    at: &super::HubRef,
+    wanted: crate::unembedding::Wanted,
+) -> Result<(files::Found, BTreeMap<String, Remote>)> {
     let hf = HubFiles { hub, repo: &at.repo, commit: &at.commit, seen: Mutex::new(BTreeMap::new()) };
-    let found = files::find_w(&hf, explicit)?;
+    let found = files::find_w(&hf, wanted)?;
     Ok((found, hf.seen.into_inner().expect("lock")))
 }
 
@@ -193,11 +196,11 @@ fn find(hub: &Hub, at: &super::HubRef, explicit: Option<&str>) -> Result<(files:
 pub(crate) fn transfer(
     hub: &Hub,
     at: &super::HubRef,
-    explicit: Option<&str>,
+    wanted: crate::unembedding::Wanted,
     fetch: Fetch,
     cache: &Path,
 ) -> Result<super::Transfer> {
-    let (found, seen) = find(hub, at, explicit)?;
+    let (found, seen) = find(hub, at, wanted)?;
     let shard = seen.get(&found.shard).expect("its header was read");
     let w = found.w();
     let w_bytes = w.end - w.begin;

@@ -8,13 +8,13 @@ use crate::store::{FileStat, Watched, sha256_bytes};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub(crate) fn locate(dir: &Path, explicit: Option<&str>) -> Result<(Located, BTreeMap<String, String>)> {
+pub(crate) fn locate(dir: &Path, wanted: crate::unembedding::Wanted) -> Result<(Located, BTreeMap<String, String>)> {
     if !dir.is_dir() {
         return Err(Error::checkpoint(dir, "not a directory; `path:` must name a local checkpoint directory"));
     }
     // Stat the shards first: if one changes after this, the build notices and stores nothing.
     let stats = shard_stats(dir)?;
-    let found = files::find_w(&Dir(dir), explicit).map_err(|e| match e {
+    let found = files::find_w(&Dir(dir), wanted).map_err(|e| match e {
         Error::MissingFile { path } => Error::checkpoint(
             path,
             "missing (a checkpoint is config.json plus model.safetensors, or model.safetensors.index.json and its shards)",

@@ -155,13 +155,13 @@ impl Resolved {
 /// branch (a range fetch writes no refs), its commit is used for the same repo and revision, marked `unchecked`.
 pub(crate) fn resolve(
     spec: &SourceSpec,
-    explicit: Option<&str>,
+    wanted: crate::unembedding::Wanted,
     opts: &SourceOptions,
     recorded: Option<&crate::manifest::SourceRecord>,
 ) -> Result<Resolved> {
     match spec {
         SourceSpec::Local { dir } => {
-            let (loc, id) = local::locate(dir, explicit)?;
+            let (loc, id) = local::locate(dir, wanted)?;
             Ok(Resolved::Local(Box::new(loc), id))
         }
         SourceSpec::Hub { repo, revision } => {
@@ -275,33 +275,37 @@ impl Located {
 /// metadata and W's header (no tensor bytes read).
 pub(crate) fn transfer(
     resolved: &Resolved,
-    explicit: Option<&str>,
+    wanted: crate::unembedding::Wanted,
     fetch: Fetch,
     opts: &SourceOptions,
 ) -> Result<Transfer> {
-    if let Some(loc) = locate_cached(resolved, explicit, opts) {
+    if let Some(loc) = locate_cached(resolved, wanted, opts) {
         return Ok(loc.transfer());
     }
     match (resolved, &opts.hub) {
-        (Resolved::Hub(at), Some(hub)) => hub::transfer(hub, at, explicit, fetch, &opts.hf_cache),
+        (Resolved::Hub(at), Some(hub)) => hub::transfer(hub, at, wanted, fetch, &opts.hf_cache),
         // Offline and not in the cache: the real run would fail the same way.
-        _ => locate(resolved, explicit, fetch, opts).map(|l| l.transfer()),
+        _ => locate(resolved, wanted, fetch, opts).map(|l| l.transfer()),
     }
 }
 
 /// W located without the network, if it can be: a local directory, or a Hub model whose snapshot in the HF
 /// cache has the files (small files and one header on disk). `None` when the Hub would be needed.
-pub(crate) fn locate_cached(resolved: &Resolved, explicit: Option<&str>, opts: &SourceOptions) -> Option<Located> {
+pub(crate) fn locate_cached(
+    resolved: &Resolved,
+    wanted: crate::unembedding::Wanted,
+    opts: &SourceOptions,
+) -> Option<Located> {
     match resolved {
         Resolved::Local(loc, _) => Some((**loc).clone()),
-        Resolved::Hub(at) => hf_cache::locate(&opts.hf_cache, at, explicit).ok(),
+        Resolved::Hub(at) => hf_cache::locate(&opts.hf_cache, at, wanted).ok(),
     }
 }
 
 /// Finds W for a resolved source: from the HF cache when the snapshot has the files, else from the Hub.
 pub(crate) fn locate(
     resolved: &Resolved,
-    explicit: Option<&str>,
+    wanted: crate::unembedding::Wanted,
     fetch: Fetch,
     opts: &SourceOptions,
 ) -> Result<Located> {
@@ -309,7 +313,7 @@ pub(crate) fn locate(
         Resolved::Local(loc, _) => Ok((**loc).clone()),
         Resolved::Hub(at) => {
             let (repo, revision) = (&at.repo, &at.revision);
-            match hf_cache::locate(&opts.hf_cache, at, explicit) {
+            match hf_cache::locate(&opts.hf_cache, at, wanted) {
                 Ok(loc) => {
                     tracing::debug!("{repo}@{}: in the HF cache (snapshot has W's shard {})", at.commit, loc.shard);
                     return Ok(loc);
@@ -358,7 +362,7 @@ pub(crate) fn locate(
                     hint: "the Hub is not to be used (offline)".into(),
                 });
             };
-            hub::locate(hub, at, explicit, fetch, &opts.hf_cache)
+            hub::locate(hub, at, wanted, fetch, &opts.hf_cache)
         }
     }
 }

@@ -49,12 +49,41 @@ fn hostile_yaml_fails_fast() {
     assert!(t.elapsed().as_secs() < 10);
 }
 
+/// Adds an F32 tensor of `shape` (zeros) to a safetensors file.
+fn add_tensor(file: &std::path::Path, name: &str, shape: &[usize]) {
+    let bytes = std::fs::read(file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let zeros = vec![0u8; shape.iter().product::<usize>() * 4];
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    tensors.push((
+        name.into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), &zeros).unwrap(),
+    ));
+    let out = safetensors::serialize(tensors, None).unwrap();
+    std::fs::write(file, out).unwrap();
+}
+
+/// A quantized checkpoint whose head is stored as plain floats (kept out of quantization, as bitsandbytes and
+/// FP8 models keep `lm_head`): W is extracted (issue 12).
+#[test]
+fn a_quantized_checkpoint_with_a_float_head_gives_w() {
+    let ws = Ws::new();
+    let dir = ws.synth("q", &["--quantized", "--tie", "false", "--store", "both-differ"]);
+    // The quantized layers' packed weights beside it do not matter; only W's own tensors do.
+    add_tensor(&dir.join("model.safetensors"), "model.layers.0.mlp.down_proj.weight_scale", &[1]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/q\n");
+    ws.run(&[job.to_str().unwrap()]).ok();
+    assert_eq!(ws.read("tensors/q/W.safetensors"), reference_w(&dir, "lm_head.weight"));
+}
+
 #[test]
 fn checkpoint_problems_are_reported_per_job_and_the_others_still_run() {
     let ws = Ws::new();
     ws.synth("good", &[]);
     ws.synth("nohead", &["--arch", "llama", "--tie", "false", "--store", "embed"]);
-    ws.synth("quant", &["--quantized"]);
+    // Quantized, with W stored scaled (a companion `weight_scale`, as FP8 checkpoints store): refused.
+    let quant = ws.synth("quant", &["--quantized"]);
+    add_tensor(&quant.join("model.safetensors"), "model.embed_tokens.weight_scale", &[1]);
     ws.synth("noW", &["--arch", "gemma3"]);
     // Rename W's key so no candidate matches.
     let p = ws.path("models/noW/model.safetensors");
@@ -95,11 +124,15 @@ fn checkpoint_problems_are_reported_per_job_and_the_others_still_run() {
             .unwrap_or_else(|| panic!("{name}: {}", o.stdout))
             .to_string()
     };
-    assert!(line("nohead").contains("initialise lm_head randomly"), "{}", line("nohead"));
-    assert!(line("quant").contains("quantized"));
+    assert!(line("nohead").contains("initialise the head randomly"), "{}", line("nohead"));
+    assert!(
+        line("quant").contains("quantized") && line("quant").contains("model.embed_tokens.weight_scale"),
+        "{}",
+        line("quant")
+    );
     let now = line("noW");
     assert!(
-        now.contains("tried lm_head.weight")
+        now.contains("tried language_model.lm_head.weight, lm_head.weight")
             && now.contains("nearest keys present: language_model.model.embed_tokenz.weight"),
         "{now}"
     );
@@ -267,9 +300,10 @@ fn a_read_only_output_directory_is_a_clear_error_that_keeps_what_is_stored() {
 }
 
 #[test]
-fn a_tensor_listed_in_one_shard_but_stored_in_another_is_refused() {
+fn a_tensor_the_index_places_wrongly_is_read_where_it_is_and_one_stored_twice_is_refused() {
     let ws = Ws::new();
-    ws.synth("m", &["--shards", "2"]);
+    let dir = ws.synth("m", &["--shards", "2"]);
+    let want = reference_w(&dir, "model.embed_tokens.weight");
     let idx = ws.path("models/m/model.safetensors.index.json");
     let text = std::fs::read_to_string(&idx).unwrap();
     let moved = text.replace(
@@ -279,11 +313,28 @@ fn a_tensor_listed_in_one_shard_but_stored_in_another_is_refused() {
     assert_ne!(text, moved);
     std::fs::write(&idx, moved).unwrap();
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
-    let o = ws.run(&[job.to_str().unwrap()]);
-    assert_eq!(o.code(), 2);
-    assert!(o.stdout.contains("model-00002-of-00002.safetensors: the index says this shard holds model.embed_tokens.weight but its header does not list it"), "{}", o.stdout);
+    // transformers loads every tensor of every shard: the index's word is only a hint. So does gamma-run.
+    let o = ws.run(&[job.to_str().unwrap()]).ok();
+    assert!(o.stderr.contains("the index says model.embed_tokens.weight is in model-00002-of-00002.safetensors, but model-00001-of-00002.safetensors holds it"), "{}", o.stderr);
+    assert_eq!(ws.read("tensors/m/W.safetensors"), want);
+    assert_eq!(ws.manifest("m", "gamma")["source"]["range"]["file"], "model-00001-of-00002.safetensors");
+
+    // The same key in two shards: which copy transformers keeps is an accident of load order. Refused.
+    std::fs::write(&idx, &text).unwrap();
+    let second = dir.join("model-00002-of-00002.safetensors");
+    let bytes = std::fs::read(&second).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    let first = std::fs::read(dir.join("model-00001-of-00002.safetensors")).unwrap();
+    let first = safetensors::SafeTensors::deserialize(&first).unwrap();
+    let w = first.tensor("model.embed_tokens.weight").unwrap();
+    tensors.push(("model.embed_tokens.weight".into(), w));
+    std::fs::write(&second, safetensors::serialize(tensors, None).unwrap()).unwrap();
+    let o = ws.run(&[job.to_str().unwrap(), "--force"]).expect(2);
+    assert!(o.stdout.contains("model.embed_tokens.weight is stored in 2 shards (model-00001-of-00002.safetensors, model-00002-of-00002.safetensors)") && o.stdout.contains("load order"), "{}", o.stdout);
 
     // A shard the index names but the directory lacks.
+    std::fs::write(&second, &bytes).unwrap();
     std::fs::write(&idx, text.replace("model-00001-of-00002.safetensors", "model-00009-of-00009.safetensors")).unwrap();
     let o = ws.run(&[job.to_str().unwrap()]);
     assert_eq!(o.code(), 2);

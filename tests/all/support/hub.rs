@@ -45,7 +45,8 @@ pub struct Faults {
     pub bad_commit: bool,
     /// The CDN serves bytes that do not match the blob's sha256.
     pub corrupt_blob: bool,
-    /// Ranges that start past the file's first byte (W's, not the header's) come back with one byte flipped,
+    /// Ranges that start past the header's first byte (W's, not the 8-byte length or the header) come back with
+    /// one byte flipped,
     /// with correct framing (206, matching Content-Range, the right length): a lying CDN or proxy.
     pub lie_in_ranges: bool,
     /// GETs of the revision API and of small files' resolve URLs answer with a redirect to the third origin,
@@ -352,7 +353,7 @@ fn ranged(
             };
             h.push(("Content-Range", range));
             let mut body = bytes[a..=b].to_vec();
-            if f.lie_in_ranges && a > 0 && !body.is_empty() {
+            if f.lie_in_ranges && a > 8 && !body.is_empty() {
                 let mid = body.len() / 2;
                 body[mid] ^= 0x10;
             }

@@ -1,0 +1,245 @@
+//! Which checkpoint tensor is W (or the input embedding E), and why: the rules transformers 5.x follows, read
+//! from a table generated from transformers itself (`table`, applied to a config by `rules`). Works on key
+//! names and the config only; it never reads tensor bytes.
+
+mod rules;
+pub(crate) mod table;
+
+pub(crate) use rules::{Head, Rules, rules};
+
+use crate::checkpoint::header::{Dtype, TensorInfo};
+
+/// Which matrix a frame wants: the unembedding W (`get_output_embeddings()`) or the input embedding E
+/// (`get_input_embeddings()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Matrix {
+    Unembedding,
+    Embedding,
+}
+
+/// What to find: the matrix, and the key a job names explicitly (`tensor:`, for W), which wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Wanted<'a> {
+    pub(crate) matrix: Matrix,
+    pub(crate) explicit: Option<&'a str>,
+}
+
+impl<'a> Wanted<'a> {
+    pub(crate) fn w(explicit: Option<&'a str>) -> Wanted<'a> {
+        Wanted { matrix: Matrix::Unembedding, explicit }
+    }
+    pub(crate) fn e() -> Wanted<'static> {
+        Wanted { matrix: Matrix::Embedding, explicit: None }
+    }
+}
+
+/// The decision: the key to read, a sentence for the manifest, a warning when transformers versions disagree
+/// or the rules are generic, W's rows when transformers keeps only some, and what the head adds.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Choice {
+    pub(crate) key: String,
+    pub(crate) reason: String,
+    pub(crate) warning: Option<String>,
+    /// Only the first N rows of the stored tensor are W (transformers slices them on load).
+    pub(crate) keep_rows: Option<u64>,
+    pub(crate) head: Head,
+}
+
+/// Decides the key of `wanted` from the rules of the config's type and the checkpoint's key names.
+pub(crate) fn choose(r: &Rules, keys: &[&str], wanted: Wanted) -> Result<Choice, String> {
+    let mut c = match wanted.matrix {
+        Matrix::Unembedding => choose_w(r, keys, wanted.explicit)?,
+        Matrix::Embedding => choose_e(r, keys)?,
+    };
+    if c.warning.is_none() && wanted.explicit.is_none() {
+        c.warning = r.unknown_type_warning();
+    }
+    Ok(c)
+}
+
+fn choose_w(r: &Rules, keys: &[&str], explicit: Option<&str>) -> Result<Choice, String> {
+    let choice = |key: &str, reason: String, warning: Option<String>| Choice {
+        key: key.into(),
+        reason,
+        warning,
+        keep_rows: if explicit.is_some() { None } else { r.keep_rows.as_ref().map(|k| k.1) },
+        head: r.head.clone(),
+    };
+    if let Some(v) = &r.value_op {
+        if explicit.is_none() {
+            return Err(format!(
+                "transformers changes W's values on load for {} ({v}); gamma-run does not reproduce that, so it \
+                 writes nothing rather than bytes transformers would not give; name a stored tensor with `tensor:` \
+                 to copy it as is",
+                r.model_type
+            ));
+        }
+    }
+    if let Some(key) = explicit {
+        if keys.contains(&key) {
+            return Ok(choice(key, "named explicitly by the job's `tensor:`".into(), None));
+        }
+        return Err(format!(
+            "the job names tensor {key:?}, which the checkpoint does not hold; {}",
+            nearest(keys, &[key])
+        ));
+    }
+    let head = r.head_keys.iter().find(|k| keys.contains(&k.as_str()));
+    let embed = r.embed_keys.iter().find(|k| keys.contains(&k.as_str()));
+    let sliced = |reason: String| match &r.keep_rows {
+        Some((n, rows)) => format!("{reason}; its first {rows} rows ({n}), as transformers keeps on load"),
+        None => reason,
+    };
+    match (head, embed, r.tied) {
+        // One key holds both (a class whose head is its embedding module).
+        (Some(h), Some(e), _) if h == e => Ok(choice(h, sliced(format!("{h}, the head and embedding in one")), None)),
+        (Some(h), Some(e), true) => Ok(choice(
+            h,
+            sliced(format!("{}, but {h} is stored beside {e}: transformers 5.x keeps the stored head", r.tied_from)),
+            Some(format!(
+                "tied config but both {h} and {e} are stored; using the head as transformers 5.x does \
+                 (4.x used the embedding); name `tensor:` to choose"
+            )),
+        )),
+        (Some(h), _, false) => Ok(choice(h, sliced(format!("untied head ({})", r.tied_from)), None)),
+        (Some(h), None, true) => Ok(choice(h, sliced(format!("{}; only the head {h} is stored", r.tied_from)), None)),
+        (None, Some(e), true) => Ok(choice(e, sliced(format!("tied embedding ({})", r.tied_from)), None)),
+        (None, Some(e), false) => Err(format!(
+            "{} but no head is stored (tried {}): transformers would initialise the head randomly, so W is not \
+             reproducible; if the head is really the embedding, set `tensor: {e}` in the job",
+            r.tied_from,
+            r.head_keys.join(", ")
+        )),
+        (None, None, _) => Err(format!(
+            "cannot find W: tried {}{}; {}; name it with `tensor:` in the job",
+            [r.head_keys.clone(), r.embed_keys.clone()].concat().join(", "),
+            r.unknown_type_warning()
+                .map(|_| format!(" (the generic rules: model_type {:?} is not in the table)", r.model_type))
+                .unwrap_or_default(),
+            nearest(keys, &["lm_head.weight", "embed_tokens.weight"])
+        )),
+    }
+}
+
+/// The input embedding: its own key, or — tied, with only the head stored — the head, which transformers
+/// ties it to.
+fn choose_e(r: &Rules, keys: &[&str]) -> Result<Choice, String> {
+    let choice = |key: &str, reason: String| Choice {
+        key: key.into(),
+        reason,
+        warning: None,
+        keep_rows: None,
+        head: Head::default(),
+    };
+    if let Some(e) = r.embed_keys.iter().find(|k| keys.contains(&k.as_str())) {
+        return Ok(choice(
+            e,
+            format!(
+                "the input embedding ({})",
+                r.entry.map_or("generic rules".into(), |e| format!("{}.get_input_embeddings()", e.class))
+            ),
+        ));
+    }
+    let head = r.head_keys.iter().find(|k| keys.contains(&k.as_str()));
+    match (head, r.tied) {
+        (Some(h), true) => Ok(choice(
+            h,
+            format!("{}; the embedding is not stored, and transformers ties it to the head {h}", r.tied_from),
+        )),
+        _ => Err(format!(
+            "cannot find the input embedding: tried {}; {}",
+            r.embed_keys.join(", "),
+            nearest(keys, &["embed_tokens.weight", "wte.weight"])
+        )),
+    }
+}
+
+/// W must be a bf16/f16/f32 matrix of the shape the config says (as far as it says).
+pub(crate) fn check(r: &Rules, w: &TensorInfo, explicit: bool) -> Result<(), String> {
+    if !matches!(w.dtype, Dtype::Bf16 | Dtype::F16 | Dtype::F32) {
+        return Err(format!(
+            "{} is stored as {}, not BF16, F16 or F32 (a quantized or integer tensor)",
+            w.name,
+            w.dtype.name()
+        ));
+    }
+    if w.shape.len() != 2 {
+        return Err(format!("{} has shape {:?}, not a matrix", w.name, w.shape));
+    }
+    // A job's `tensor:` is read as stored: the config's sizes need not be known (nor under known names).
+    if explicit {
+        return Ok(());
+    }
+    let [rows, cols] = r.w_shape;
+    let Some(rows) = rows else {
+        return Err(format!(
+            "config.json has no {} (and the class has no default); add it, or name the tensor with `tensor:`",
+            r.w_shape_names[0]
+        ));
+    };
+    if cols.is_none() && r.entry.is_none() {
+        return Err(format!("config.json has no {}; add it, or name the tensor with `tensor:`", r.w_shape_names[1]));
+    }
+    let rows_ok = if r.keep_rows.is_some() { rows <= w.shape[0] } else { rows == w.shape[0] };
+    if !rows_ok || cols.is_some_and(|c| c != w.shape[1]) {
+        let cols = cols.map_or("?".to_string(), |c| c.to_string());
+        return Err(format!(
+            "{} has shape {:?} but config.json says {} × {} = [{rows}, {cols}]",
+            w.name, w.shape, r.w_shape_names[0], r.w_shape_names[1]
+        ));
+    }
+    Ok(())
+}
+
+/// A quantized checkpoint: W is extracted only when its head is stored as plain floats — no other tensor of the
+/// head module (`qweight`, `scales`, `weight_scale`, …), and a float dtype (checked by `check`).
+pub(crate) fn check_quantized(r: &Rules, keys: &[&str], key: &str) -> Result<(), String> {
+    let module = key.strip_suffix(".weight").unwrap_or(key);
+    let packed: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| {
+            k.strip_prefix(module).is_some_and(|rest| rest.starts_with('.') && rest != ".weight" && rest != ".bias")
+        })
+        .collect();
+    let head_packed: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| {
+            k.strip_prefix(r.head_module.as_str())
+                .is_some_and(|rest| [".qweight", ".qzeros", ".scales", ".g_idx"].contains(&rest))
+        })
+        .collect();
+    if !packed.is_empty() || !head_packed.is_empty() {
+        let all = [packed, head_packed].concat();
+        return Err(format!(
+            "the checkpoint is quantized (config.json has quantization_config) and W is stored packed or scaled \
+             ({}), not as a float matrix; use an unquantized revision of the model",
+            all.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// "nearest keys present: a, b, c" — keys sharing the most trailing dotted segments with the wanted ones.
+fn nearest(keys: &[&str], wanted: &[&str]) -> String {
+    let score = |k: &str| -> usize {
+        wanted
+            .iter()
+            .map(|w| {
+                let common = k.rsplit('.').zip(w.rsplit('.')).take_while(|(a, b)| a == b).count();
+                let hint = ["embed", "head", "wte", "output"].iter().any(|h| k.contains(h)) as usize;
+                common * 2 + hint
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let mut ranked: Vec<(usize, &str)> = keys.iter().map(|k| (score(k), *k)).filter(|(s, _)| *s > 0).collect();
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let near: Vec<&str> = ranked.iter().take(5).map(|(_, k)| *k).collect();
+    if near.is_empty() {
+        format!("the checkpoint holds {} tensors, none named like W", keys.len())
+    } else {
+        format!("nearest keys present: {}", near.join(", "))
+    }
+}
