@@ -65,8 +65,8 @@ fn choose_w(r: &Rules, keys: &[&str], explicit: Option<&str>) -> Result<Choice, 
         keep_rows: if explicit.is_some() { None } else { r.keep_rows.as_ref().map(|k| k.1) },
         head: r.head.clone(),
     };
-    if let Some(v) = &r.value_op {
-        if explicit.is_none() {
+    if let Some(v) = &r.value_op
+        && explicit.is_none() {
             return Err(format!(
                 "transformers changes W's values on load for {} ({v}); gamma-run does not reproduce that, so it \
                  writes nothing rather than bytes transformers would not give; name a stored tensor with `tensor:` \
@@ -74,7 +74,6 @@ fn choose_w(r: &Rules, keys: &[&str], explicit: Option<&str>) -> Result<Choice, 
                 r.model_type
             ));
         }
-    }
     if let Some(key) = explicit {
         if keys.contains(&key) {
             return Ok(choice(key, "named explicitly by the job's `tensor:`".into(), None));
