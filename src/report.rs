@@ -308,6 +308,20 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
         );
         row("key", format!("{} ({} {:?})", src.tensor, src.dtype, src.shape));
         row("why this key", src.reason.clone());
+        if let Some(bias) = &src.head.bias {
+            row("head bias", format!("{bias} (logits = h @ W.T + bias)"));
+        }
+        for l in &src.head.logits {
+            let value = l.value.as_ref().map_or("none (off)".to_string(), ToString::to_string);
+            let what = match l.op.as_str() {
+                "multiply" => "logits × value",
+                "divide" => "logits ÷ value",
+                "softcap" => "value · tanh(logits / value)",
+                _ => "",
+            };
+            let config = l.config.as_deref().unwrap_or("-");
+            row("head logits", format!("{} {config} = {value} ({}; {what})", l.op, l.from));
+        }
         row(
             "read",
             format!(

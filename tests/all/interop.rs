@@ -190,3 +190,60 @@ fn the_python_reading_example_reads_outputs_and_checks_their_manifests() {
     let o = run();
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+/// `../shared/fixtures/arch-zoo`: checkpoints of 13 architectures beyond the seeds (GPT-2, GPT-NeoX, OPT, Mamba,
+/// RWKV, MPT, Phi, Gemma 2, Cohere, …) written by transformers, with the reference output's SHA-256, the key
+/// that holds W, and what the head adds (issue 12). Each must give the reference file, record that key and,
+/// where the head has a bias, a scale or a soft-cap, record it with its value; the input embedding too.
+#[test]
+fn the_architecture_zoo_gives_the_reference_bytes_keys_and_head_notes() {
+    let Some(dir) = fixtures().map(|d| d.join("arch-zoo")).filter(|d| d.join("expected.json").exists()) else {
+        skip("the_architecture_zoo_gives_the_reference_bytes_keys_and_head_notes", "no ../shared/fixtures/arch-zoo");
+        return;
+    };
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let cases = expected["fixtures"].as_object().unwrap();
+    assert!(cases.len() >= 13);
+    let ws = Ws::new();
+    let mut yaml = String::from("version: 1\njobs:\n");
+    for name in cases.keys() {
+        yaml.push_str(&format!("  - path: {}\n    frames: [gamma, embedding]\n", dir.join(name).display()));
+    }
+    let job = ws.job(&yaml);
+    let out = ws.run(&[job.to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(!out.stderr.contains("not in gamma-run's table"), "every zoo type is in the table: {}", out.stderr);
+    for (name, want) in cases {
+        let file = ws.read(&format!("tensors/{name}/W.safetensors"));
+        assert_eq!(sha256(&file), want["output_sha256"].as_str().unwrap(), "{name}: output differs from the reference");
+        let m = ws.manifest(name, "gamma");
+        let keys: Vec<&str> = want["w_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+        assert!(keys.contains(&m["source"]["tensor"].as_str().unwrap()), "{name}: {} not in {keys:?}", m["source"]["tensor"]);
+        let head = &m["source"]["head"];
+        let notes = &want["head_notes"];
+        if let Some(bias) = notes["bias_keys"].as_array() {
+            assert_eq!(head["bias"], bias[0], "{name}: the head's bias is recorded");
+        }
+        if let Some(cfg) = notes["logit_config"].as_object() {
+            for (k, v) in cfg {
+                let op = head["logits"].as_array().and_then(|l| l.iter().find(|o| o["config"] == k.as_str()));
+                let op = op.unwrap_or_else(|| panic!("{name}: {k} is not recorded in {head}"));
+                assert_eq!(op["value"].as_f64(), v.as_f64(), "{name}: {k}");
+            }
+        }
+        if notes.as_object().is_some_and(|n| n.is_empty()) {
+            assert!(head.is_null(), "{name}: nothing to record, nothing recorded: {head}");
+        }
+        // The input embedding: for a tied model it is W itself.
+        let e = ws.read(&format!("tensors/{name}/E.safetensors"));
+        let tied = want["config_tie_word_embeddings"] == true;
+        let payload = |f: &[u8]| f[8 + u64::from_le_bytes(f[..8].try_into().unwrap()) as usize..].to_vec();
+        if tied {
+            assert_eq!(payload(&e), payload(&file), "{name}: tied, so E's bytes are W's");
+        }
+    }
+    // `show` prints the head.
+    let o = ws.run(&["show", "tensors/cohere-default/W.safetensors"]).ok();
+    assert!(o.stdout.contains("head") && o.stdout.contains("logit_scale"), "{}", o.stdout);
+}
