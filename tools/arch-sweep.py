@@ -211,6 +211,9 @@ def main():
     for t in types:
         if t not in table["types"]:
             skipped[t] = "not in table.json: " + str(table.get("failed", {}).get(t, "unknown type"))[:300]
+    if not a.types:
+        for t, why in table.get("failed", {}).items():
+            skipped[t] = "failed in table.json: " + str(why)[:300]
     todo = [(t, table["types"][t], str(outdir), a.timeout) for t in types if t in table["types"]]
     ctx = mp.get_context("fork")
     with ctx.Pool(a.jobs, maxtasksperchild=1) as pool:

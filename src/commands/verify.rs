@@ -150,7 +150,7 @@ fn check_sources(
     let mut problems = Vec::new();
     for f in &s.files {
         let mut w = if f.path == s.range.file {
-            Some(crate::frame::Reextract::new(s).map_err(|e| Problem::Mismatch(format!("manifest edited: {e}")))?)
+            Some(crate::frame::Reextract::new(s, &m.output.tensor).map_err(|e| Problem::Mismatch(format!("manifest edited: {e}")))?)
         } else {
             None
         };
@@ -180,8 +180,8 @@ fn check_sources(
             match r.finish() {
                 Some(h) if h == m.output.sha256 => {}
                 Some(h) => problems.push(format!(
-                    "W re-extracted from {from} gives a file with sha256 {h}, not the stored output's {}",
-                    m.output.sha256
+                    "{} re-extracted from {from} gives a file with sha256 {h}, not the stored output's {}",
+                    m.output.tensor, m.output.sha256
                 )),
                 None => problems.push(format!("{from} ends before W's recorded range")),
             }

@@ -213,8 +213,12 @@ pub(crate) struct Reextract {
 }
 
 impl Reextract {
-    /// For the source a γ manifest records: W's dtype, shape and byte range in `range.file`.
-    pub(crate) fn new(src: &SourceRecord) -> std::result::Result<Reextract, String> {
+    /// For the source a γ (or embedding) manifest records: the matrix's dtype, shape and byte range in
+    /// `range.file`, written as the output's tensor `tensor` (`W`, `E`).
+    pub(crate) fn new(src: &SourceRecord, tensor: &str) -> std::result::Result<Reextract, String> {
+        if !matches!(tensor, "W" | "E") {
+            return Err(format!("the manifest records output tensor {tensor:?}, not W or E"));
+        }
         let dtype = Dtype::parse(&src.dtype)
             .filter(|d| matches!(d, Dtype::Bf16 | Dtype::F16 | Dtype::F32))
             .ok_or_else(|| format!("the manifest records W as {:?}, which gamma does not convert", src.dtype))?;
@@ -230,7 +234,7 @@ impl Reextract {
         };
         let mut sink = crate::store::HashOnly::new();
         let header = safetensors_file::header(&[safetensors_file::Entry {
-            name: "W",
+            name: tensor,
             dtype: OutDtype::Bf16,
             shape: &src.shape,
         }]);
@@ -293,23 +297,23 @@ mod tests {
             head: Default::default(),
         };
         let whole = {
-            let mut r = Reextract::new(&src).unwrap();
+            let mut r = Reextract::new(&src, "W").unwrap();
             r.feed(0, &file).unwrap();
             r.finish().unwrap()
         };
         for step in [1usize, 3, 7, 64] {
-            let mut r = Reextract::new(&src).unwrap();
+            let mut r = Reextract::new(&src, "W").unwrap();
             for (i, c) in file.chunks(step).enumerate() {
                 r.feed((i * step) as u64, c).unwrap();
             }
             assert_eq!(r.finish().unwrap(), whole, "pieces of {step}");
         }
-        let mut short = Reextract::new(&src).unwrap();
+        let mut short = Reextract::new(&src, "W").unwrap();
         short.feed(0, &file[..50]).unwrap();
         assert!(short.finish().is_none());
         let mut flipped = file.clone();
         flipped[20] ^= 1;
-        let mut r = Reextract::new(&src).unwrap();
+        let mut r = Reextract::new(&src, "W").unwrap();
         r.feed(0, &flipped).unwrap();
         assert_ne!(r.finish().unwrap(), whole);
     }

@@ -242,3 +242,105 @@ fn nearest(keys: &[&str], wanted: &[&str]) -> String {
         format!("nearest keys present: {}", near.join(", "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::config::ModelConfig;
+
+    fn rules_of(json: &str) -> Rules {
+        rules(&ModelConfig::parse(json.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn w(name: &str, shape: [u64; 2]) -> TensorInfo {
+        TensorInfo { name: name.into(), dtype: Dtype::Bf16, shape: shape.to_vec(), begin: 0, end: shape[0] * shape[1] * 2 }
+    }
+
+    #[test]
+    fn sizes_under_the_classs_own_names_and_defaults() {
+        // GPT-2 says n_embd; its head is tied to transformer.wte by the class default.
+        let r = rules_of(r#"{"model_type":"gpt2","vocab_size":640,"n_embd":64}"#);
+        assert_eq!(r.w_shape, [Some(640), Some(64)]);
+        let c = choose(&r, &["transformer.wte.weight", "transformer.h.0.attn.c_attn.weight"], Wanted::w(None)).unwrap();
+        assert_eq!(c.key, "transformer.wte.weight");
+        assert!(c.reason.contains("class default is true"), "{}", c.reason);
+        assert!(check(&r, &w("transformer.wte.weight", [640, 64]), false).is_ok());
+        // OPT-350m projects: W is [V, word_embed_proj_dim].
+        let r = rules_of(r#"{"model_type":"opt","vocab_size":50,"hidden_size":64,"word_embed_proj_dim":32}"#);
+        assert!(check(&r, &w("lm_head.weight", [50, 32]), false).is_ok());
+        let err = check(&r, &w("lm_head.weight", [50, 64]), false).unwrap_err();
+        assert!(err.contains("vocab_size × word_embed_proj_dim = [50, 32]"), "{err}");
+        // Multimodal: the text config's names, with the class default for an absent vocab.
+        let r = rules_of(r#"{"model_type":"gemma3","text_config":{"model_type":"gemma3_text","hidden_size":64}}"#);
+        assert_eq!(r.w_shape, [Some(262208), Some(64)]);
+    }
+
+    #[test]
+    fn renamed_keys_and_tie_defaults_by_class() {
+        let r = rules_of(r#"{"model_type":"gpt_neox","vocab_size":6,"hidden_size":4}"#);
+        assert_eq!(choose(&r, &["embed_out.weight", "gpt_neox.embed_in.weight"], Wanted::w(None)).unwrap().key, "embed_out.weight");
+        assert_eq!(choose(&r, &["embed_out.weight", "gpt_neox.embed_in.weight"], Wanted::e()).unwrap().key, "gpt_neox.embed_in.weight");
+        // Mistral's class default is untied: no misleading "tied but both stored" warning, and no head → refused.
+        let r = rules_of(r#"{"model_type":"mistral","vocab_size":6,"hidden_size":4}"#);
+        let c = choose(&r, &["lm_head.weight", "model.embed_tokens.weight"], Wanted::w(None)).unwrap();
+        assert_eq!((c.key.as_str(), c.warning.is_none()), ("lm_head.weight", true));
+        assert!(choose(&r, &["model.embed_tokens.weight"], Wanted::w(None)).unwrap_err().contains("randomly"));
+        // EXAONE: on disk the embedding is transformer.wte.weight (renamed to model.embed_tokens on load).
+        let r = rules_of(r#"{"model_type":"exaone","vocab_size":6,"hidden_size":4,"tie_word_embeddings":true}"#);
+        assert_eq!(choose(&r, &["transformer.wte.weight"], Wanted::w(None)).unwrap().key, "transformer.wte.weight");
+        // Tied with only the head stored: E is the head, which transformers ties it to.
+        let r = rules_of(r#"{"model_type":"llama","vocab_size":6,"hidden_size":4,"tie_word_embeddings":true}"#);
+        assert_eq!(choose(&r, &["lm_head.weight"], Wanted::e()).unwrap().key, "lm_head.weight");
+    }
+
+    #[test]
+    fn value_operations_are_done_exactly_or_refused() {
+        // Row slicing: the first unpadded_vocab_size rows of the stored head.
+        let r = rules_of(r#"{"model_type":"inkling2_text","vocab_size":8,"unpadded_vocab_size":6,"hidden_size":4}"#);
+        let c = choose(&r, &["model.llm.unembed.weight", "model.llm.embed.weight"], Wanted::w(None)).unwrap();
+        assert_eq!((c.key.as_str(), c.keep_rows), ("model.llm.unembed.weight", Some(6)));
+        assert!(c.reason.contains("first 6 rows"), "{}", c.reason);
+        assert!(check(&r, &w("model.llm.unembed.weight", [8, 4]), false).is_ok());
+        // A value change gamma-run does not reproduce: refused, unless the job names a tensor to copy as is.
+        let r = rules_of(r#"{"model_type":"hy_v4","vocab_size":6,"hidden_size":4}"#);
+        assert!(choose(&r, &["lm_head.weight"], Wanted::w(None)).unwrap_err().contains("does not reproduce"));
+        assert!(choose(&r, &["lm_head.weight"], Wanted::w(Some("lm_head.weight"))).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_type_gets_the_generic_rules_with_a_warning_and_tensor_works_whatever_the_names() {
+        let r = rules_of(r#"{"model_type":"my_custom_lm","vocab_size":6,"hidden_size":4}"#);
+        let c = choose(&r, &["model.embed_tokens.weight"], Wanted::w(None)).unwrap();
+        let warning = c.warning.unwrap();
+        assert!(warning.contains("\"my_custom_lm\" is not in gamma-run's table (generated from transformers 5.") && warning.contains("`tensor:`"), "{warning}");
+        // Sizes under names the generic rules do not know (d_model): refused without `tensor:`, read as stored with it.
+        let r = rules_of(r#"{"model_type":"my_custom_lm","vocab_size":6,"d_model":4}"#);
+        assert!(check(&r, &w("model.embed_tokens.weight", [6, 4]), false).unwrap_err().contains("hidden_size"));
+        let c = choose(&r, &["wte.weight"], Wanted::w(Some("wte.weight"))).unwrap();
+        assert!(c.warning.is_none() && check(&r, &w("wte.weight", [6, 4]), true).is_ok());
+    }
+
+    #[test]
+    fn the_head_is_recorded_with_its_values() {
+        let r = rules_of(r#"{"model_type":"cohere","vocab_size":6,"hidden_size":4,"logit_scale":0.125}"#);
+        let c = choose(&r, &["model.embed_tokens.weight"], Wanted::w(None)).unwrap();
+        assert_eq!(c.head.logits[0].op, "multiply");
+        assert_eq!(c.head.logits[0].value, Some(serde_json::json!(0.125)));
+        assert_eq!(c.head.logits[0].from, "config.json");
+        let r = rules_of(r#"{"model_type":"granite","vocab_size":6,"hidden_size":4}"#);
+        let l = &r.head.logits[0];
+        assert_eq!((l.op.as_str(), l.config.as_deref(), l.from.as_str()), ("divide", Some("logits_scaling"), "class default"));
+        let r = rules_of(r#"{"model_type":"gptj","vocab_size":6,"n_embd":4}"#);
+        assert_eq!(r.head.bias.as_deref(), Some("lm_head.bias"));
+        assert!(rules_of(r#"{"model_type":"llama","vocab_size":6,"hidden_size":4}"#).head.is_empty());
+    }
+
+    #[test]
+    fn a_quantized_head_is_refused_only_when_packed() {
+        let r = rules_of(r#"{"model_type":"llama","vocab_size":6,"hidden_size":4}"#);
+        assert!(check_quantized(&r, &["lm_head.weight", "model.layers.0.q_proj.qweight"], "lm_head.weight").is_ok());
+        let err = check_quantized(&r, &["lm_head.weight", "lm_head.weight_scale"], "lm_head.weight").unwrap_err();
+        assert!(err.contains("lm_head.weight_scale"), "{err}");
+        assert!(check_quantized(&r, &["model.embed_tokens.weight", "lm_head.qweight"], "model.embed_tokens.weight").is_err());
+    }
+}

@@ -5,6 +5,7 @@
 mod support;
 
 mod ci;
+mod architectures;
 mod concurrency;
 mod errors;
 mod everyday;
