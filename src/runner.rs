@@ -384,6 +384,7 @@ fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<
         watched: &plan.watched,
         inputs: &plan.inputs,
         recheck: &recheck,
+        reads: plan.reads_tensor.as_ref().map(|(k, s)| (k.as_str(), s.as_str())),
     };
     let a = freshness::assess(&expected)?;
     Ok((plan, a))

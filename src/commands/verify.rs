@@ -150,7 +150,10 @@ fn check_sources(
     let mut problems = Vec::new();
     for f in &s.files {
         let mut w = if f.path == s.range.file {
-            Some(crate::frame::Reextract::new(s, &m.output.tensor).map_err(|e| Problem::Mismatch(format!("manifest edited: {e}")))?)
+            Some(
+                crate::frame::Reextract::new(s, &m.output.tensor)
+                    .map_err(|e| Problem::Mismatch(format!("manifest edited: {e}")))?,
+            )
         } else {
             None
         };

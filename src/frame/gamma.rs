@@ -82,6 +82,7 @@ impl Frame for Extracted {
         let located = source::locate_cached(&resolved, wanted, &cx.sources);
         let watched = located.as_ref().map(|l| l.watched.clone()).unwrap_or_default();
         let reads = located.as_ref().map(|l| l.w.end - l.w.begin);
+        let reads_tensor = located.as_ref().map(|l| (l.w.name.clone(), l.shard.clone()));
         let producer = Extract {
             resolved,
             located,
@@ -100,6 +101,7 @@ impl Frame for Extracted {
             watched,
             reads,
             notes,
+            reads_tensor,
             producer: Box::new(producer),
         })
     }

@@ -58,6 +58,7 @@ impl Frame for GammaPrime {
             watched: Vec::new(),
             reads: Some(m.output.size),
             notes: Vec::new(),
+            reads_tensor: None,
             producer: Box::new(centered),
         })
     }

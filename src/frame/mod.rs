@@ -78,6 +78,8 @@ pub(crate) struct Plan {
     pub(crate) reads: Option<u64>,
     /// What a user should know about how the output was judged (e.g. a branch not re-checked offline).
     pub(crate) notes: Vec<String>,
+    /// The source tensor the rules choose now (key, shard), when known without the network.
+    pub(crate) reads_tensor: Option<(String, String)>,
     pub(crate) producer: Box<dyn Producer>,
 }
 

@@ -26,6 +26,10 @@ pub(crate) struct Expected<'a> {
     pub(crate) inputs: &'a [super::InputRecord],
     /// Recomputes the SHA-256 the output would have from the source's current bytes.
     pub(crate) recheck: &'a dyn Fn() -> Result<String>,
+    /// Where the rules find the source tensor now (key, shard), when that is known without the network: an
+    /// output read from another tensor (rules from a newer transformers table, a file that now takes
+    /// precedence) is stale even though its source files did not change.
+    pub(crate) reads: Option<(&'a str, &'a str)>,
 }
 
 /// The judgement, and the manifest it was made against. `restat` is set when the output is fresh but a file's
@@ -63,6 +67,14 @@ pub(crate) fn assess(e: &Expected) -> Result<Assessment> {
         }
     }
     reasons.extend(fingerprint::diff(&m.fingerprint_inputs, e.fingerprint));
+    if let (Some((key, shard)), Some(src)) = (e.reads, &m.source)
+        && (src.tensor.as_str(), src.range.file.as_str()) != (key, shard)
+    {
+        reasons.push(format!(
+            "the source tensor is now {key} in {shard} (the manifest records {} in {})",
+            src.tensor, src.range.file
+        ));
+    }
     let mut restat = false;
     match FileStat::of(e.output_path) {
         Err(_) => reasons.push("output missing".into()),
@@ -185,6 +197,7 @@ mod tests {
             watched: &[],
             inputs: &[],
             recheck,
+            reads: None,
         };
         assess(&e).unwrap()
     }

@@ -66,14 +66,15 @@ fn choose_w(r: &Rules, keys: &[&str], explicit: Option<&str>) -> Result<Choice, 
         head: r.head.clone(),
     };
     if let Some(v) = &r.value_op
-        && explicit.is_none() {
-            return Err(format!(
-                "transformers changes W's values on load for {} ({v}); gamma-run does not reproduce that, so it \
+        && explicit.is_none()
+    {
+        return Err(format!(
+            "transformers changes W's values on load for {} ({v}); gamma-run does not reproduce that, so it \
                  writes nothing rather than bytes transformers would not give; name a stored tensor with `tensor:` \
                  to copy it as is",
-                r.model_type
-            ));
-        }
+            r.model_type
+        ));
+    }
     if let Some(key) = explicit {
         if keys.contains(&key) {
             return Ok(choice(key, "named explicitly by the job's `tensor:`".into(), None));
@@ -253,7 +254,13 @@ mod tests {
     }
 
     fn w(name: &str, shape: [u64; 2]) -> TensorInfo {
-        TensorInfo { name: name.into(), dtype: Dtype::Bf16, shape: shape.to_vec(), begin: 0, end: shape[0] * shape[1] * 2 }
+        TensorInfo {
+            name: name.into(),
+            dtype: Dtype::Bf16,
+            shape: shape.to_vec(),
+            begin: 0,
+            end: shape[0] * shape[1] * 2,
+        }
     }
 
     #[test]
@@ -278,8 +285,14 @@ mod tests {
     #[test]
     fn renamed_keys_and_tie_defaults_by_class() {
         let r = rules_of(r#"{"model_type":"gpt_neox","vocab_size":6,"hidden_size":4}"#);
-        assert_eq!(choose(&r, &["embed_out.weight", "gpt_neox.embed_in.weight"], Wanted::w(None)).unwrap().key, "embed_out.weight");
-        assert_eq!(choose(&r, &["embed_out.weight", "gpt_neox.embed_in.weight"], Wanted::e()).unwrap().key, "gpt_neox.embed_in.weight");
+        assert_eq!(
+            choose(&r, &["embed_out.weight", "gpt_neox.embed_in.weight"], Wanted::w(None)).unwrap().key,
+            "embed_out.weight"
+        );
+        assert_eq!(
+            choose(&r, &["embed_out.weight", "gpt_neox.embed_in.weight"], Wanted::e()).unwrap().key,
+            "gpt_neox.embed_in.weight"
+        );
         // Mistral's class default is untied: no misleading "tied but both stored" warning, and no head → refused.
         let r = rules_of(r#"{"model_type":"mistral","vocab_size":6,"hidden_size":4}"#);
         let c = choose(&r, &["lm_head.weight", "model.embed_tokens.weight"], Wanted::w(None)).unwrap();
@@ -312,7 +325,11 @@ mod tests {
         let r = rules_of(r#"{"model_type":"my_custom_lm","vocab_size":6,"hidden_size":4}"#);
         let c = choose(&r, &["model.embed_tokens.weight"], Wanted::w(None)).unwrap();
         let warning = c.warning.unwrap();
-        assert!(warning.contains("\"my_custom_lm\" is not in gamma-run's table (generated from transformers 5.") && warning.contains("`tensor:`"), "{warning}");
+        assert!(
+            warning.contains("\"my_custom_lm\" is not in gamma-run's table (generated from transformers 5.")
+                && warning.contains("`tensor:`"),
+            "{warning}"
+        );
         // Sizes under names the generic rules do not know (d_model): refused without `tensor:`, read as stored with it.
         let r = rules_of(r#"{"model_type":"my_custom_lm","vocab_size":6,"d_model":4}"#);
         assert!(check(&r, &w("model.embed_tokens.weight", [6, 4]), false).unwrap_err().contains("hidden_size"));
@@ -329,7 +346,10 @@ mod tests {
         assert_eq!(c.head.logits[0].from, "config.json");
         let r = rules_of(r#"{"model_type":"granite","vocab_size":6,"hidden_size":4}"#);
         let l = &r.head.logits[0];
-        assert_eq!((l.op.as_str(), l.config.as_deref(), l.from.as_str()), ("divide", Some("logits_scaling"), "class default"));
+        assert_eq!(
+            (l.op.as_str(), l.config.as_deref(), l.from.as_str()),
+            ("divide", Some("logits_scaling"), "class default")
+        );
         let r = rules_of(r#"{"model_type":"gptj","vocab_size":6,"n_embd":4}"#);
         assert_eq!(r.head.bias.as_deref(), Some("lm_head.bias"));
         assert!(rules_of(r#"{"model_type":"llama","vocab_size":6,"hidden_size":4}"#).head.is_empty());
@@ -341,6 +361,9 @@ mod tests {
         assert!(check_quantized(&r, &["lm_head.weight", "model.layers.0.q_proj.qweight"], "lm_head.weight").is_ok());
         let err = check_quantized(&r, &["lm_head.weight", "lm_head.weight_scale"], "lm_head.weight").unwrap_err();
         assert!(err.contains("lm_head.weight_scale"), "{err}");
-        assert!(check_quantized(&r, &["model.embed_tokens.weight", "lm_head.qweight"], "model.embed_tokens.weight").is_err());
+        assert!(
+            check_quantized(&r, &["model.embed_tokens.weight", "lm_head.qweight"], "model.embed_tokens.weight")
+                .is_err()
+        );
     }
 }

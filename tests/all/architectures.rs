@@ -9,8 +9,12 @@ fn model_safetensors_wins_over_an_index_beside_it_as_in_transformers() {
     let ws = Ws::new();
     let dir = ws.synth("m", &["--shards", "2"]);
     let single = ws.synth("single", &["--seed", "7"]);
-    std::fs::copy(single.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
     let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    ws.run(&[job.to_str().unwrap()]).ok();
+    // A single file appears beside the index: transformers now reads it, so the output is stale.
+    std::fs::copy(single.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    let o = ws.run(&["status", job.to_str().unwrap()]).ok();
+    assert!(o.stdout.contains("stale    m/gamma") && o.stdout.contains("in model.safetensors (the manifest records model.embed_tokens.weight in model-00001-of-00002.safetensors)"), "{}", o.stdout);
     ws.run(&[job.to_str().unwrap()]).ok();
     assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&single, "model.embed_tokens.weight"));
     assert_eq!(ws.manifest("m", "gamma")["source"]["range"]["file"], "model.safetensors");
@@ -25,7 +29,11 @@ fn the_embedding_frame_writes_e_beside_w() {
     let job = ws.job("version: 1\njobs:\n  - path: ../models/u\n    frames: [gamma, embedding]\n  - path: ../models/t\n    frames: [embedding]\n");
     let job = job.to_str().unwrap();
     let o = ws.run(&[job]).ok();
-    assert!(o.stdout.contains("built    u/embedding") && o.stdout.contains("→ tensors/u/E.safetensors"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("built    u/embedding") && o.stdout.contains("→ tensors/u/E.safetensors"),
+        "{}",
+        o.stdout
+    );
     let payload = |f: &[u8]| f[8 + u64::from_le_bytes(f[..8].try_into().unwrap()) as usize..].to_vec();
     let e = ws.read("tensors/u/E.safetensors");
     assert_eq!(payload(&e), payload(&reference_w(&dir, "model.embed_tokens.weight")));
@@ -34,11 +42,17 @@ fn the_embedding_frame_writes_e_beside_w() {
     let st = safetensors::SafeTensors::deserialize(&e).unwrap();
     assert_eq!(st.names(), vec!["E"]);
     let m = ws.manifest("u", "embedding");
-    assert_eq!((m["output"]["tensor"].as_str(), m["source"]["tensor"].as_str()), (Some("E"), Some("model.embed_tokens.weight")));
+    assert_eq!(
+        (m["output"]["tensor"].as_str(), m["source"]["tensor"].as_str()),
+        (Some("E"), Some("model.embed_tokens.weight"))
+    );
     // Tied: E's bytes are W's.
     assert_eq!(payload(&ws.read("tensors/t/E.safetensors")), payload(&reference_w(&tied, "model.embed_tokens.weight")));
     // Fresh, verified and shown like any output.
-    assert_eq!(ws.run(&["status", job, "--check"]).ok().stdout, "fresh    u/gamma\nfresh    u/embedding\nfresh    t/embedding\n");
+    assert_eq!(
+        ws.run(&["status", job, "--check"]).ok().stdout,
+        "fresh    u/gamma\nfresh    u/embedding\nfresh    t/embedding\n"
+    );
     ws.run(&["verify", "--sources"]).ok();
 }
 
@@ -66,7 +80,8 @@ fn every_table_entry_gives_the_notebooks_bytes_when_torch_is_available() {
     }
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "arch-sweep failed: {}", String::from_utf8_lossy(&o.stderr));
-    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("expected.json")).unwrap()).unwrap();
     let cases = expected["fixtures"].as_object().unwrap();
     let mut yaml = String::from("version: 1\njobs:\n");
     for name in cases.keys() {
@@ -78,7 +93,9 @@ fn every_table_entry_gives_the_notebooks_bytes_when_torch_is_available() {
     let mut wrong = Vec::new();
     let mut refused = 0;
     for (name, want) in cases {
-        let line = |frame: &str| run.stdout.lines().find(|l| l.contains(&format!(" {name}/{frame}"))).unwrap_or("?").to_string();
+        let line = |frame: &str| {
+            run.stdout.lines().find(|l| l.contains(&format!(" {name}/{frame}"))).unwrap_or("?").to_string()
+        };
         // What transformers gives but gamma-run does not reproduce (a W kept in f32, say), or cannot give
         // reproducibly (a random head): refused, with a reason, never written wrong.
         if want["expect_error"] == true || want["w_dtype"].as_str().is_some_and(|d| d != "bf16") {
@@ -94,7 +111,10 @@ fn every_table_entry_gives_the_notebooks_bytes_when_torch_is_available() {
             match std::fs::read(ws.path(&format!("tensors/{name}/{file}"))) {
                 Ok(bytes) if self::sha256(&bytes) == sha => {}
                 Ok(_) => wrong.push(format!("{name}/{file}: bytes differ from the notebook's")),
-                Err(_) => wrong.push(format!("{name}/{file}: not written ({})", line(if key == "output_sha256" { "gamma" } else { "embedding" }))),
+                Err(_) => wrong.push(format!(
+                    "{name}/{file}: not written ({})",
+                    line(if key == "output_sha256" { "gamma" } else { "embedding" })
+                )),
             }
         }
     }

@@ -219,7 +219,11 @@ fn the_architecture_zoo_gives_the_reference_bytes_keys_and_head_notes() {
         assert_eq!(sha256(&file), want["output_sha256"].as_str().unwrap(), "{name}: output differs from the reference");
         let m = ws.manifest(name, "gamma");
         let keys: Vec<&str> = want["w_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
-        assert!(keys.contains(&m["source"]["tensor"].as_str().unwrap()), "{name}: {} not in {keys:?}", m["source"]["tensor"]);
+        assert!(
+            keys.contains(&m["source"]["tensor"].as_str().unwrap()),
+            "{name}: {} not in {keys:?}",
+            m["source"]["tensor"]
+        );
         let head = &m["source"]["head"];
         let notes = &want["head_notes"];
         if let Some(bias) = notes["bias_keys"].as_array() {
@@ -232,7 +236,7 @@ fn the_architecture_zoo_gives_the_reference_bytes_keys_and_head_notes() {
                 assert_eq!(op["value"].as_f64(), v.as_f64(), "{name}: {k}");
             }
         }
-        if notes.as_object().is_some_and(|n| n.is_empty()) {
+        if notes.as_object().is_some_and(serde_json::Map::is_empty) {
             assert!(head.is_null(), "{name}: nothing to record, nothing recorded: {head}");
         }
         // The input embedding: for a tied model it is W itself.

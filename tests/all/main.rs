@@ -4,8 +4,8 @@
 
 mod support;
 
-mod ci;
 mod architectures;
+mod ci;
 mod concurrency;
 mod errors;
 mod everyday;
