@@ -4,6 +4,8 @@
 pub(crate) mod config;
 pub mod header;
 pub mod index;
+pub(crate) mod pickle;
+pub(crate) mod torchzip;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;

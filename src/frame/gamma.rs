@@ -186,6 +186,8 @@ fn record(loc: &Located) -> SourceRecord {
         reason: loc.choice.reason.clone(),
         range: ByteRange { file: loc.shard.clone(), offset: loc.w_offset, length: loc.w.end - loc.w.begin },
         head: loc.choice.head.clone(),
+        format: Some(loc.format.as_str().into()),
+        entry: loc.entry.clone(),
     }
 }
 
@@ -297,6 +299,8 @@ mod tests {
             reason: String::new(),
             range: ByteRange { file: "model.safetensors".into(), offset: 13, length: 60 },
             head: Default::default(),
+            format: None,
+            entry: None,
         };
         let whole = {
             let mut r = Reextract::new(&src, "W").unwrap();

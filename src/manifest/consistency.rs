@@ -45,8 +45,12 @@ pub(crate) fn check(m: &Manifest) -> Result<(), String> {
                     }
                     let digest = |name: &str| s.files.iter().find(|f| f.path == name).and_then(|f| f.sha256.as_deref());
                     same("source.config_sha256", "source.files[config.json].sha256", digest("config.json"))?;
-                    let index = digest("model.safetensors.index.json").unwrap_or("-");
-                    same("source.index_sha256", "source.files[model.safetensors.index.json].sha256", Some(index))?;
+                    let name = ["model.safetensors.index.json", "pytorch_model.bin.index.json"]
+                        .into_iter()
+                        .find(|n| s.files.iter().any(|f| f.path == *n))
+                        .unwrap_or("model.safetensors.index.json");
+                    let index = digest(name).unwrap_or("-");
+                    same("source.index_sha256", &format!("source.files[{name}].sha256"), Some(index))?;
                     same("source.shard", "source.range.file", Some(&s.range.file))?;
                 }
                 other => return Err(format!("its fingerprint records source.kind = {other:?}")),

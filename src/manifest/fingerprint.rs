@@ -47,7 +47,7 @@ pub(crate) fn diff(old: &Inputs, new: &Inputs) -> Vec<String> {
             "source.commit" => format!("revision moved {} → {}", short(a), short(b)),
             "source.header_sha256" | "source.shard" => "tensor changed (W's shard header differs)".into(),
             "source.config_sha256" => "config.json changed".into(),
-            "source.index_sha256" => "model.safetensors.index.json changed".into(),
+            "source.index_sha256" => "the shard index changed".into(),
             "format_version" => format!("format version changed {a} → {b}"),
             "rules_version" => format!("W-selection rules changed {a} → {b}"),
             "frame_version" => format!("frame version changed {a} → {b}"),

@@ -174,6 +174,8 @@ mod tests {
                 reason: "untied head".into(),
                 range: ByteRange { file: "model.safetensors".into(), offset: 8, length: 18 },
                 head: Default::default(),
+                format: None,
+                entry: None,
             }),
             inputs: Vec::new(),
             params: BTreeMap::new(),

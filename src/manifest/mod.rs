@@ -66,6 +66,13 @@ pub(crate) struct SourceRecord {
     pub(crate) reason: String,
     /// W's bytes within `file`: `[offset, offset + length)`; only this range was read.
     pub(crate) range: ByteRange,
+    /// How `range.file` stores tensors: `safetensors` or `pytorch-zip` (absent in manifests from before it was
+    /// recorded: safetensors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) format: Option<String>,
+    /// For `pytorch-zip`: the zip entry holding W's storage (`archive/data/0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) entry: Option<String>,
     /// What the model's head adds beyond `h @ W.T` (a bias, a logit scale, a soft-cap); absent when nothing.
     #[serde(default, skip_serializing_if = "Head::is_empty")]
     pub(crate) head: Head,

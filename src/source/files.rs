@@ -18,22 +18,55 @@ pub(crate) trait Files {
     fn header(&self, name: &str) -> Result<Option<(header::Header, u64)>>;
     /// How to name `name` in messages (a path, or repo@commit/name).
     fn describe(&self, name: &str) -> PathBuf;
+    /// A file's length, `None` if it does not exist.
+    fn size(&self, name: &str) -> Result<Option<u64>>;
+    /// Exactly `len` bytes of `name` at `offset`.
+    fn read_at(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+}
+
+/// How the file holding the matrix stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Safetensors,
+    /// `torch.save`'s zip (`pytorch_model.bin`), read through the restricted pickle reader.
+    PytorchZip,
+}
+
+impl Format {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Format::Safetensors => "safetensors",
+            Format::PytorchZip => "pytorch-zip",
+        }
+    }
 }
 
 pub(crate) struct Found {
     pub(crate) config_bytes: Vec<u8>,
-    pub(crate) index_bytes: Option<Vec<u8>>,
+    /// The index's name and bytes, for a sharded checkpoint.
+    pub(crate) index: Option<(String, Vec<u8>)>,
     pub(crate) choice: unembedding::Choice,
-    pub(crate) header: header::Header,
+    /// What describes the shard's tensors (a safetensors header, a `.bin`'s pickle): part of a local source's
+    /// identity.
+    pub(crate) described_by: Vec<u8>,
+    pub(crate) format: Format,
+    /// For a `.bin`: the zip entry holding the matrix's storage.
+    pub(crate) entry: Option<String>,
     pub(crate) shard: String,
     pub(crate) shard_len: u64,
-    /// The tensor read: the chosen key's entry, cut to its first rows where transformers keeps only those.
+    /// The tensor read: the chosen key's entry, cut to its first rows where transformers keeps only those;
+    /// `begin`/`end` relative to `data_start`.
     w: header::TensorInfo,
+    data_start: u64,
 }
 
 impl Found {
     pub(crate) fn w(&self) -> &header::TensorInfo {
         &self.w
+    }
+    /// Where the matrix's first byte is in the shard file.
+    pub(crate) fn w_offset(&self) -> u64 {
+        self.data_start + self.w.begin
     }
 }
 
@@ -52,6 +85,12 @@ pub(crate) fn find_w(files: &dyn Files, wanted: unembedding::Wanted) -> Result<F
     let rules = unembedding::rules(&config).map_err(bad_config)?;
     let choose =
         |keys: &[&str]| unembedding::choose(&rules, keys, wanted).map_err(|m| Error::checkpoint(files.describe(""), m));
+    if files.header(SINGLE)?.is_none() && files.small(INDEX)?.is_none() {
+        // No safetensors: the legacy PyTorch files, which transformers reads only then.
+        if files.size(BIN)?.is_some() || files.small(BIN_INDEX)?.is_some() {
+            return find_in_bin(files, wanted, config_bytes, &config, &rules);
+        }
+    }
     let (index_bytes, choice, shard, (header, shard_len), keys) = match files.header(SINGLE)? {
         Some(single) => {
             let keys: Vec<String> = single.0.tensors.iter().map(|t| t.name.clone()).collect();
@@ -116,8 +155,10 @@ pub(crate) fn find_w(files: &dyn Files, wanted: unembedding::Wanted) -> Result<F
         }
     };
     let w = header.get(&choice.key).expect("the chosen key is in its shard's header").clone();
-    let explicit = wanted.explicit.is_some();
-    unembedding::check(&rules, &w, explicit).map_err(|m| Error::checkpoint(files.describe(&shard), m))?;
+    // The config's sizes describe W; the input embedding may have other rows (image or audio tokens) or columns
+    // (a factorised embedding), so it is checked only as a float matrix.
+    let shape_known = wanted.explicit.is_some() || wanted.matrix == unembedding::Matrix::Embedding;
+    unembedding::check(&rules, &w, shape_known).map_err(|m| Error::checkpoint(files.describe(&shard), m))?;
     if config.quantized {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         unembedding::check_quantized(&rules, &keys, &choice.key)
@@ -141,7 +182,172 @@ pub(crate) fn find_w(files: &dyn Files, wanted: unembedding::Wanted) -> Result<F
         w.begin,
         choice.reason
     );
-    Ok(Found { config_bytes, index_bytes, choice, header, shard, shard_len, w })
+    let index = index_bytes.map(|b| (INDEX.to_string(), b));
+    let (data_start, described_by) = (header.data_start(), header.raw.clone());
+    Ok(Found {
+        config_bytes,
+        index,
+        choice,
+        described_by,
+        format: Format::Safetensors,
+        entry: None,
+        shard,
+        shard_len,
+        w,
+        data_start,
+    })
+}
+
+const BIN: &str = "pytorch_model.bin";
+const BIN_INDEX: &str = "pytorch_model.bin.index.json";
+
+/// The matrix in a `pytorch_model.bin` (or the shard its index names): the zip's central directory from the
+/// file's end, the pickle, and the local header of the matrix's storage entry — a few small reads; the storage
+/// itself is not read here. Refuses what cannot be read as one byte range (compressed entries, non-contiguous
+/// views, big-endian storages).
+fn find_in_bin(
+    files: &dyn Files,
+    wanted: unembedding::Wanted,
+    config_bytes: Vec<u8>,
+    config: &ModelConfig,
+    rules: &unembedding::Rules,
+) -> Result<Found> {
+    use crate::checkpoint::{pickle, torchzip};
+    let missing = |name: &str| Error::MissingFile { path: files.describe(name) };
+    let choose =
+        |keys: &[&str]| unembedding::choose(rules, keys, wanted).map_err(|m| Error::checkpoint(files.describe(""), m));
+    let (index, shard, choice_from_index) = match files.small(BIN_INDEX)? {
+        Some(bytes) if files.size(BIN)?.is_none() => {
+            let index = Index::parse(&bytes).map_err(|m| Error::checkpoint(files.describe(BIN_INDEX), m))?;
+            let keys: Vec<&str> = index.weight_map.keys().map(String::as_str).collect();
+            let choice = choose(&keys)?;
+            let shard = index.shard_of(&choice.key).expect("chosen from the index").to_string();
+            (Some((BIN_INDEX.to_string(), bytes)), shard, Some(choice))
+        }
+        _ => (None, BIN.to_string(), None),
+    };
+    let bad = |m: String| Error::checkpoint(files.describe(&shard), m);
+    let len = files.size(&shard)?.ok_or_else(|| missing(&shard))?;
+    let tail_len = torchzip::TAIL.min(len);
+    let tail = files.read_at(&shard, len - tail_len, tail_len)?;
+    let dir = torchzip::directory(&tail, len - tail_len, len).map_err(bad)?;
+    let cd = if dir.offset >= len - tail_len {
+        let at =
+            usize::try_from(dir.offset - (len - tail_len)).map_err(|_| bad("a central directory too large".into()))?;
+        tail.get(at..at + dir.size as usize)
+            .ok_or_else(|| bad("the central directory runs past the end".into()))?
+            .to_vec()
+    } else {
+        files.read_at(&shard, dir.offset, dir.size)?
+    };
+    let entries = torchzip::entries(&cd, &dir, len).map_err(bad)?;
+    let pkl: Vec<&torchzip::Entry> =
+        entries.iter().filter(|e| e.name.ends_with("/data.pkl") && e.name.matches('/').count() == 1).collect();
+    let [pkl] = pkl.as_slice() else {
+        return Err(bad(format!("{} data.pkl entries, not one: not a torch.save archive", pkl.len())));
+    };
+    let prefix = pkl.name.trim_end_matches("data.pkl").to_string();
+    // Every entry read must be stored, so its bytes are a range of the file.
+    let stored = |e: &torchzip::Entry| {
+        if e.method != 0 || e.size != e.compressed {
+            return Err(bad(format!(
+                "entry {} is compressed (method {}); torch.save stores entries uncompressed",
+                e.name, e.method
+            )));
+        }
+        Ok(())
+    };
+    let data_of = |e: &torchzip::Entry| -> Result<u64> {
+        stored(e)?;
+        let local = files.read_at(&shard, e.local_header, torchzip::LOCAL_HEADER.min(len - e.local_header))?;
+        torchzip::data_offset(e, &local, len).map_err(bad)
+    };
+    if let Some(order) = entries.iter().find(|e| e.name == format!("{prefix}byteorder")) {
+        let at = data_of(order)?;
+        let b = files.read_at(&shard, at, order.size.min(16))?;
+        if b != b"little" {
+            return Err(bad(format!(
+                "the archive's byteorder is {:?}; only little-endian storages are read",
+                String::from_utf8_lossy(&b)
+            )));
+        }
+    }
+    if pkl.size > pickle::MAX_PICKLE {
+        return Err(bad(format!("its pickle is {} bytes, more than the {} allowed", pkl.size, pickle::MAX_PICKLE)));
+    }
+    let pkl_at = data_of(pkl)?;
+    let pickled = files.read_at(&shard, pkl_at, pkl.size)?;
+    let state = pickle::state_dict(&pickled).map_err(|m| bad(format!("{}: {m}", pkl.name)))?;
+    let keys: Vec<&str> = state.iter().map(|(k, _)| k.as_str()).collect();
+    let choice = match choice_from_index {
+        Some(c) => c,
+        None => choose(&keys)?,
+    };
+    let Some((_, t)) = state.iter().find(|(k, _)| *k == choice.key) else {
+        return Err(bad(format!("the index says this shard holds {} but its pickle does not", choice.key)));
+    };
+    if !t.is_contiguous() {
+        return Err(bad(format!(
+            "{} is a non-contiguous view (size {:?}, stride {:?}) into its storage; gamma-run reads one byte range \
+             and refuses to guess — re-save the checkpoint with contiguous tensors",
+            choice.key, t.shape, t.stride
+        )));
+    }
+    let storage_name = format!("{prefix}data/{}", t.storage);
+    let storage = entries
+        .iter()
+        .find(|e| e.name == storage_name)
+        .ok_or_else(|| bad(format!("no entry {storage_name} for {}'s storage", choice.key)))?;
+    let width = (t.dtype.bits() / 8).max(1);
+    let too_big = || {
+        bad(format!(
+            "{} declares a size ({:?} at offset {}) larger than its storage ({} bytes)",
+            choice.key, t.shape, t.offset, storage.size
+        ))
+    };
+    let numel = t.numel().ok_or_else(too_big)?;
+    let begin = t.offset.checked_mul(width).ok_or_else(too_big)?;
+    let end = numel.checked_mul(width).and_then(|n| n.checked_add(begin)).ok_or_else(too_big)?;
+    if end > storage.size || t.storage_numel.checked_mul(width).is_none_or(|n| n != storage.size) {
+        return Err(too_big());
+    }
+    let data_start = data_of(storage)?;
+    let w = header::TensorInfo { name: choice.key.clone(), dtype: t.dtype, shape: t.shape.clone(), begin, end };
+    let shape_known = wanted.explicit.is_some() || wanted.matrix == unembedding::Matrix::Embedding;
+    unembedding::check(rules, &w, shape_known).map_err(bad)?;
+    if config.quantized {
+        unembedding::check_quantized(rules, &keys, &choice.key).map_err(bad)?;
+    }
+    let w = match choice.keep_rows {
+        Some(rows) if rows < w.shape[0] => {
+            let row_bytes = (w.end - w.begin) / w.shape[0];
+            header::TensorInfo { end: w.begin + rows * row_bytes, shape: vec![rows, w.shape[1]], ..w }
+        }
+        _ => w,
+    };
+    tracing::debug!(
+        "{} is {} in {} (entry {storage_name}, {}, {:?}, {} bytes at offset {}): {}",
+        if wanted.matrix == unembedding::Matrix::Embedding { "E" } else { "W" },
+        choice.key,
+        files.describe(&shard).display(),
+        w.dtype.name(),
+        w.shape,
+        w.end - w.begin,
+        data_start + w.begin,
+        choice.reason
+    );
+    Ok(Found {
+        config_bytes,
+        index,
+        choice,
+        described_by: pickled,
+        format: Format::PytorchZip,
+        entry: Some(storage_name),
+        shard,
+        shard_len: len,
+        w,
+        data_start,
+    })
 }
 
 /// A checkpoint directory on disk.
@@ -164,6 +370,22 @@ impl Files for Dir<'_> {
     }
     fn describe(&self, name: &str) -> PathBuf {
         if name.is_empty() { self.0.to_owned() } else { self.0.join(name) }
+    }
+    fn size(&self, name: &str) -> Result<Option<u64>> {
+        let path = self.0.join(name);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Err(Error::checkpoint(&path, "not a regular file")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+    fn read_at(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = self.0.join(name);
+        let f = crate::fsread::open_regular(&path)?;
+        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| Error::checkpoint(&path, "a read too large"))?];
+        crate::fsread::read_exact_at(&f, &mut buf, offset).map_err(|e| Error::io(&path, e))?;
+        Ok(buf)
     }
 }
 

@@ -50,8 +50,8 @@ pub(crate) fn locate(cache: &Path, at: &super::HubRef, wanted: crate::unembeddin
     let w = found.w().clone();
     // Config and index were read whole: their digests are computed. The shard's is its blob's name, unchecked.
     let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];
-    if let Some(b) = &found.index_bytes {
-        files.push(FileRecord::computed("model.safetensors.index.json", b));
+    if let Some((name, b)) = &found.index {
+        files.push(FileRecord::computed(name, b));
     }
     files.push(record(&snapshot, &found.shard, found.shard_len));
     Ok(Located {
@@ -61,8 +61,10 @@ pub(crate) fn locate(cache: &Path, at: &super::HubRef, wanted: crate::unembeddin
         revision: Some(revision.into()),
         commit: Some(commit.into()),
         fetch: super::FetchMode::Cache,
-        w_offset: found.header.data_start() + w.begin,
+        w_offset: found.w_offset(),
         w,
+        format: found.format,
+        entry: found.entry.clone(),
         choice: found.choice,
         bytes: WBytes::File(snapshot.join(&found.shard)),
         shard: found.shard,

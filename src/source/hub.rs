@@ -100,6 +100,18 @@ impl Files for HubFiles<'_> {
         Ok(Some((h, r.size)))
     }
 
+    fn size(&self, name: &str) -> Result<Option<u64>> {
+        Ok(self.remote(name)?.map(|r| r.size))
+    }
+
+    fn read_at(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let r = self.remote(name)?.ok_or_else(|| Error::MissingFile { path: self.describe(name) })?;
+        if offset.checked_add(len).is_none_or(|end| end > r.size) {
+            return Err(Error::checkpoint(self.describe(name), format!("bytes {offset}+{len} lie past its end")));
+        }
+        self.hub.range(&r, offset, len)
+    }
+
     fn describe(&self, name: &str) -> PathBuf {
         PathBuf::from(format!("{}@{}/{name}", self.repo, &self.commit[..12.min(self.commit.len())]))
     }
@@ -117,8 +129,8 @@ pub(crate) fn locate(
     let shard = seen.get(&found.shard).expect("its header was read").clone();
     let w = found.w().clone();
     let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];
-    if let Some(b) = &found.index_bytes {
-        files.push(FileRecord::computed("model.safetensors.index.json", b));
+    if let Some((name, b)) = &found.index {
+        files.push(FileRecord::computed(name, b));
     }
     // By range, the shard's digest is the Hub's word; a full download replaces it with the one computed below.
     let from = shard.sha256.as_ref().map(|_| DigestFrom::Hub);
@@ -137,11 +149,8 @@ pub(crate) fn locate(
                 f.sha256_from = Some(DigestFrom::Computed);
             }
             hf_cache::link(cache, at, &found.shard, &sha)?;
-            for (name, bytes) in [
-                ("config.json", Some(&found.config_bytes)),
-                ("model.safetensors.index.json", found.index_bytes.as_ref()),
-            ] {
-                let Some(bytes) = bytes else { continue };
+            let index = found.index.as_ref().map(|(n, b)| (n.as_str(), b));
+            for (name, bytes) in std::iter::once(("config.json", &found.config_bytes)).chain(index) {
                 let Some(etag) = seen.get(name).and_then(|r| r.git_etag.clone()) else {
                     tracing::warn!(repo, file = name, "no git etag from the Hub; not stored in the cache");
                     continue;
@@ -170,8 +179,10 @@ pub(crate) fn locate(
         revision: Some(revision.into()),
         commit: Some(commit.into()),
         fetch: how,
-        w_offset: found.header.data_start() + w.begin,
+        w_offset: found.w_offset(),
         w,
+        format: found.format,
+        entry: found.entry.clone(),
         choice: found.choice,
         shard: found.shard,
         bytes,

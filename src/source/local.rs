@@ -17,24 +17,25 @@ pub(crate) fn locate(dir: &Path, wanted: crate::unembedding::Wanted) -> Result<(
     let found = files::find_w(&Dir(dir), wanted).map_err(|e| match e {
         Error::MissingFile { path } => Error::checkpoint(
             path,
-            "missing (a checkpoint is config.json plus model.safetensors, or model.safetensors.index.json and its shards)",
+            "missing (a checkpoint is config.json plus model.safetensors, or model.safetensors.index.json and its \
+             shards, or pytorch_model.bin, or pytorch_model.bin.index.json and its shards)",
         ),
         e => e,
     })?;
     let w = found.w().clone();
     // Config and index were read whole: their digests are computed once, for the identity and the record.
     let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];
-    if let Some(b) = &found.index_bytes {
-        files.push(FileRecord::computed("model.safetensors.index.json", b));
+    if let Some((name, b)) = &found.index {
+        files.push(FileRecord::computed(name, b));
     }
     let digest = |i: usize| files.get(i).and_then(|f| f.sha256.clone());
     let mut identity = BTreeMap::new();
     identity.insert("source.kind".into(), "local".into());
     identity.insert("source.config_sha256".into(), digest(0).unwrap_or_default());
-    let index_sha = if found.index_bytes.is_some() { digest(1) } else { None };
+    let index_sha = if found.index.is_some() { digest(1) } else { None };
     identity.insert("source.index_sha256".into(), index_sha.unwrap_or_else(|| "-".into()));
     identity.insert("source.shard".into(), found.shard.clone());
-    identity.insert("source.header_sha256".into(), sha256_bytes(&found.header.raw));
+    identity.insert("source.header_sha256".into(), sha256_bytes(&found.described_by));
     // W's shard is not read whole (only W's range): no digest is claimed for it.
     files.push(FileRecord { path: found.shard.clone(), size: found.shard_len, sha256: None, sha256_from: None });
     let shard_path = dir.join(&found.shard);
@@ -45,8 +46,10 @@ pub(crate) fn locate(dir: &Path, wanted: crate::unembedding::Wanted) -> Result<(
         revision: None,
         commit: None,
         fetch: super::FetchMode::Local,
-        w_offset: found.header.data_start() + w.begin,
+        w_offset: found.w_offset(),
         w,
+        format: found.format,
+        entry: found.entry.clone(),
         choice: found.choice,
         watched: vec![Watched {
             name: found.shard.clone(),
@@ -68,7 +71,8 @@ fn shard_stats(dir: &Path) -> Result<BTreeMap<String, FileStat>> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let (true, Ok(stat)) = (name.ends_with(".safetensors"), FileStat::of(&e.path())) {
+        let weights = name.ends_with(".safetensors") || name.ends_with(".bin");
+        if let (true, Ok(stat)) = (weights, FileStat::of(&e.path())) {
             out.insert(name, stat);
         }
     }

@@ -84,6 +84,9 @@ pub(crate) struct Located {
     pub(crate) commit: Option<String>,
     /// How the bytes were obtained.
     pub(crate) fetch: FetchMode,
+    /// How the shard stores them, and (a `.bin`) the zip entry of the matrix's storage.
+    pub(crate) format: files::Format,
+    pub(crate) entry: Option<String>,
     pub(crate) choice: Choice,
     pub(crate) w: TensorInfo,
     /// The shard holding W, relative to the checkpoint root.

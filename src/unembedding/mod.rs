@@ -65,8 +65,12 @@ fn choose_w(r: &Rules, keys: &[&str], explicit: Option<&str>) -> Result<Choice, 
         keep_rows: if explicit.is_some() { None } else { r.keep_rows.as_ref().map(|k| k.1) },
         head: r.head.clone(),
     };
+    // The table's value ops are the head's (a head kept in f32, say): a tied W read from the embedding is not
+    // affected, so only a chosen head key is refused.
+    let head_chosen = |keys: &[&str]| r.head_keys.iter().any(|h| keys.contains(&h.as_str()));
     if let Some(v) = &r.value_op
         && explicit.is_none()
+        && (!r.tied || head_chosen(keys))
     {
         return Err(format!(
             "transformers changes W's values on load for {} ({v}); gamma-run does not reproduce that, so it \
@@ -318,6 +322,12 @@ mod tests {
         let r = rules_of(r#"{"model_type":"hy_v4","vocab_size":6,"hidden_size":4}"#);
         assert!(choose(&r, &["lm_head.weight"], Wanted::w(None)).unwrap_err().contains("does not reproduce"));
         assert!(choose(&r, &["lm_head.weight"], Wanted::w(Some("lm_head.weight"))).is_ok());
+        // The head kept in f32 does not touch a tied W read from the embedding.
+        let r = rules_of(r#"{"model_type":"hy_v4","vocab_size":6,"hidden_size":4,"tie_word_embeddings":true}"#);
+        assert_eq!(
+            choose(&r, &["model.embed_tokens.weight"], Wanted::w(None)).unwrap().key,
+            "model.embed_tokens.weight"
+        );
     }
 
     #[test]

@@ -16,4 +16,5 @@ mod interop;
 mod invariants;
 mod layouts;
 mod properties;
+mod torch_bin;
 mod trust;

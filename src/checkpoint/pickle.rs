@@ -1,0 +1,551 @@
+//! A restricted reader for the pickle `torch.save` writes for a state dict (`data.pkl` in a `pytorch_model.bin`):
+//! the same allow-list idea as `torch.load(weights_only=True)`, but nothing is ever executed — the stream is
+//! interpreted. It understands the opcodes of protocols 2–5 that such a pickle uses, and only these globals:
+//! `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, `torch._utils._rebuild_parameter` and the
+//! `torch.*Storage` types (persistent ids name the storages). Anything else — `os.system`, `builtins.eval`, an
+//! unknown class — is refused with its name. Input size, memo size, value count and nesting are capped.
+
+use super::header::Dtype;
+
+/// Refused past this size (a state dict's pickle is kilobytes to a few megabytes).
+pub(crate) const MAX_PICKLE: u64 = 64 << 20;
+const MAX_MEMO: usize = 1 << 20;
+/// Values created or copied from the memo, in all: bounds the work a hostile stream can ask for.
+const MAX_NODES: u64 = 20_000_000;
+const MAX_DEPTH: u32 = 32;
+const MAX_DIMS: usize = 16;
+
+/// A tensor of the state dict: where its bytes are in which storage, and how they are laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TensorRef {
+    /// The storage's key: its bytes are the archive entry `data/<key>`.
+    pub(crate) storage: String,
+    pub(crate) dtype: Dtype,
+    /// The storage's length in elements.
+    pub(crate) storage_numel: u64,
+    /// The tensor's first element within the storage, in elements.
+    pub(crate) offset: u64,
+    pub(crate) shape: Vec<u64>,
+    pub(crate) stride: Vec<u64>,
+}
+
+impl TensorRef {
+    /// Whether the elements are stored row-major without gaps (what can be read as one byte range).
+    pub(crate) fn is_contiguous(&self) -> bool {
+        let mut want = 1u64;
+        for (d, s) in self.shape.iter().zip(&self.stride).rev() {
+            if *d != 1 && *s != want {
+                return false;
+            }
+            want = want.saturating_mul(*d);
+        }
+        true
+    }
+
+    pub(crate) fn numel(&self) -> Option<u64> {
+        self.shape.iter().try_fold(1u64, |n, d| n.checked_mul(*d))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Global {
+    OrderedDict,
+    RebuildTensor,
+    RebuildParameter,
+    Storage(Dtype),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum V {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(usize),
+    /// Containers carry their nesting depth.
+    Tuple(Vec<V>, u32),
+    List(Vec<V>, u32),
+    Dict(Vec<(V, V)>, u32),
+    Global(Global),
+    Storage {
+        dtype: Dtype,
+        key: String,
+        numel: u64,
+    },
+    Tensor(Box<TensorRef>),
+}
+
+impl V {
+    fn depth(&self) -> u32 {
+        match self {
+            V::Tuple(_, d) | V::List(_, d) | V::Dict(_, d) => *d,
+            _ => 0,
+        }
+    }
+    fn nodes(&self) -> u64 {
+        match self {
+            V::Tuple(v, _) | V::List(v, _) => 1 + v.iter().map(V::nodes).sum::<u64>(),
+            V::Dict(v, _) => 1 + v.iter().map(|(k, x)| k.nodes() + x.nodes()).sum::<u64>(),
+            _ => 1,
+        }
+    }
+    fn kind(&self) -> &'static str {
+        match self {
+            V::None => "None",
+            V::Bool(_) => "a bool",
+            V::Int(_) => "an int",
+            V::Float(_) => "a float",
+            V::Str(_) => "a str",
+            V::Bytes(_) => "bytes",
+            V::Tuple(..) => "a tuple",
+            V::List(..) => "a list",
+            V::Dict(..) => "a dict",
+            V::Global(_) => "a class or function",
+            V::Storage { .. } => "a storage",
+            V::Tensor(_) => "a tensor",
+        }
+    }
+}
+
+fn container_depth(items: &[V]) -> u32 {
+    1 + items.iter().map(V::depth).max().unwrap_or(0)
+}
+
+/// The globals a state dict may name; the error for any other names it.
+fn global(module: &str, name: &str) -> Result<Global, String> {
+    let storage = |d: &str| Dtype::parse(d).map(Global::Storage).ok_or_else(|| format!("unknown dtype {d}"));
+    match (module, name) {
+        ("collections", "OrderedDict") => Ok(Global::OrderedDict),
+        ("torch._utils", "_rebuild_tensor_v2") => Ok(Global::RebuildTensor),
+        ("torch._utils", "_rebuild_parameter") => Ok(Global::RebuildParameter),
+        ("torch", "BFloat16Storage") => storage("BF16"),
+        ("torch", "HalfStorage") => storage("F16"),
+        ("torch", "FloatStorage") => storage("F32"),
+        ("torch", "DoubleStorage") => storage("F64"),
+        ("torch", "LongStorage") => storage("I64"),
+        ("torch", "IntStorage") => storage("I32"),
+        ("torch", "ShortStorage") => storage("I16"),
+        ("torch", "CharStorage") => storage("I8"),
+        ("torch", "ByteStorage") => storage("U8"),
+        ("torch", "BoolStorage") => storage("BOOL"),
+        _ => Err(format!(
+            "the pickle calls {module}.{name}, which a state dict never needs; refused without running it (only \
+             collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter and torch storage types \
+             are allowed, as torch.load(weights_only=True) allows)"
+        )),
+    }
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    stack: Vec<V>,
+    marks: Vec<usize>,
+    memo: std::collections::HashMap<u64, V>,
+    nodes: u64,
+}
+
+/// The state dict a `data.pkl` holds: its tensors by name, in pickle order (non-tensor entries are skipped).
+pub(crate) fn state_dict(data: &[u8]) -> Result<Vec<(String, TensorRef)>, String> {
+    if data.len() as u64 > MAX_PICKLE {
+        return Err(format!("the pickle is {} bytes, more than the {MAX_PICKLE} allowed", data.len()));
+    }
+    let mut r = Reader { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: Default::default(), nodes: 0 };
+    let top = r.run().map_err(|e| format!("{e} (at byte {} of the pickle)", r.pos))?;
+    let V::Dict(items, _) = top else { return Err(format!("the pickle holds {}, not a state dict", top.kind())) };
+    let mut out = Vec::new();
+    for (k, v) in items {
+        match (k, v) {
+            (V::Str(k), V::Tensor(t)) => out.push((k, *t)),
+            (V::Str(_), _) => {}
+            (k, _) => return Err(format!("a state dict key is {}, not a str", k.kind())),
+        }
+    }
+    Ok(out)
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.data.len()).ok_or("the pickle ends early")?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn le(&mut self, n: usize) -> Result<u64, String> {
+        let b = self.take(n)?;
+        Ok(b.iter().rev().fold(0u64, |a, x| (a << 8) | u64::from(*x)))
+    }
+    fn line(&mut self) -> Result<String, String> {
+        let rest = &self.data[self.pos..];
+        let n = rest.iter().take(256).position(|b| *b == b'\n').ok_or("a GLOBAL name without an end")?;
+        let s = std::str::from_utf8(&rest[..n]).map_err(|_| "a GLOBAL name that is not UTF-8")?.to_string();
+        self.pos += n + 1;
+        Ok(s)
+    }
+    fn push(&mut self, v: V) -> Result<(), String> {
+        if v.depth() > MAX_DEPTH {
+            return Err(format!("values nested more than {MAX_DEPTH} deep"));
+        }
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(format!("more than {MAX_NODES} values"));
+        }
+        self.stack.push(v);
+        Ok(())
+    }
+    fn pop(&mut self) -> Result<V, String> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err("the stack is empty".into());
+        }
+        Ok(self.stack.pop().expect("checked"))
+    }
+    fn pop_mark(&mut self) -> Result<Vec<V>, String> {
+        let m = self.marks.pop().ok_or("no MARK to pop to")?;
+        Ok(self.stack.split_off(m))
+    }
+    fn top_mut(&mut self) -> Result<&mut V, String> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err("the stack is empty".into());
+        }
+        Ok(self.stack.last_mut().expect("checked"))
+    }
+    fn memo_put(&mut self, key: u64) -> Result<(), String> {
+        let v = self.stack.last().ok_or("memoizing an empty stack")?.clone();
+        if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&key) {
+            return Err(format!("more than {MAX_MEMO} memo entries"));
+        }
+        self.nodes += v.nodes();
+        self.memo.insert(key, v);
+        Ok(())
+    }
+    fn memo_get(&mut self, key: u64) -> Result<(), String> {
+        let v = self.memo.get(&key).ok_or_else(|| format!("memo entry {key} was never stored"))?.clone();
+        self.nodes += v.nodes();
+        self.push(v)
+    }
+    fn int(v: &V, what: &str) -> Result<u64, String> {
+        match v {
+            V::Int(i) if *i >= 0 => Ok(*i as u64),
+            other => Err(format!("{what} is {}, not a non-negative int", other.kind())),
+        }
+    }
+    fn ints(v: &V, what: &str) -> Result<Vec<u64>, String> {
+        let V::Tuple(items, _) = v else { return Err(format!("{what} is {}, not a tuple", v.kind())) };
+        if items.len() > MAX_DIMS {
+            return Err(format!("{what} has {} dimensions", items.len()));
+        }
+        items.iter().map(|i| Self::int(i, what)).collect()
+    }
+    fn str_of(bytes: &[u8]) -> Result<String, String> {
+        String::from_utf8(bytes.to_vec()).map_err(|_| "a string that is not UTF-8".to_string())
+    }
+
+    fn reduce(f: V, args: V) -> Result<V, String> {
+        let V::Tuple(args, _) = args else { return Err(format!("REDUCE with {} for arguments", args.kind())) };
+        match f {
+            V::Global(Global::OrderedDict) if args.is_empty() => Ok(V::Dict(Vec::new(), 1)),
+            V::Global(Global::RebuildTensor) => {
+                // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+                if args.len() < 4 {
+                    return Err("_rebuild_tensor_v2 with fewer than 4 arguments".into());
+                }
+                let V::Storage { dtype, key, numel } = &args[0] else {
+                    return Err(format!("_rebuild_tensor_v2 of {}, not a storage", args[0].kind()));
+                };
+                let t = TensorRef {
+                    storage: key.clone(),
+                    dtype: *dtype,
+                    storage_numel: *numel,
+                    offset: Self::int(&args[1], "a storage offset")?,
+                    shape: Self::ints(&args[2], "a tensor's size")?,
+                    stride: Self::ints(&args[3], "a tensor's stride")?,
+                };
+                if t.shape.len() != t.stride.len() {
+                    return Err("a tensor's size and stride differ in length".into());
+                }
+                Ok(V::Tensor(Box::new(t)))
+            }
+            V::Global(Global::RebuildParameter) => match args.into_iter().next() {
+                Some(t @ V::Tensor(_)) => Ok(t),
+                _ => Err("_rebuild_parameter of something that is not a tensor".into()),
+            },
+            V::Global(g) => Err(format!("{g:?} called with arguments a state dict does not use")),
+            other => Err(format!("REDUCE calls {}, which is not callable here", other.kind())),
+        }
+    }
+
+    fn run(&mut self) -> Result<V, String> {
+        loop {
+            let op = self.u8()?;
+            match op {
+                0x80 => {
+                    let p = self.u8()?;
+                    if !(2..=5).contains(&p) {
+                        return Err(format!("pickle protocol {p}"));
+                    }
+                }
+                0x95 => {
+                    self.take(8)?; // FRAME: a length hint
+                }
+                b'.' => {
+                    let v = self.pop()?;
+                    return Ok(v);
+                }
+                b'(' => {
+                    if self.marks.len() >= MAX_DEPTH as usize {
+                        return Err(format!("MARKs nested more than {MAX_DEPTH} deep"));
+                    }
+                    self.marks.push(self.stack.len());
+                }
+                b'}' => self.push(V::Dict(Vec::new(), 1))?,
+                b']' => self.push(V::List(Vec::new(), 1))?,
+                b')' => self.push(V::Tuple(Vec::new(), 1))?,
+                b't' => {
+                    let items = self.pop_mark()?;
+                    let d = container_depth(&items);
+                    self.push(V::Tuple(items, d))?;
+                }
+                0x85..=0x87 => {
+                    let n = usize::from(op - 0x84);
+                    let mut items = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        items.push(self.pop()?);
+                    }
+                    items.reverse();
+                    let d = container_depth(&items);
+                    self.push(V::Tuple(items, d))?;
+                }
+                b'q' => {
+                    let k = u64::from(self.u8()?);
+                    self.memo_put(k)?;
+                }
+                b'r' => {
+                    let k = self.le(4)?;
+                    self.memo_put(k)?;
+                }
+                0x94 => {
+                    let k = self.memo.len() as u64;
+                    self.memo_put(k)?;
+                }
+                b'h' => {
+                    let k = u64::from(self.u8()?);
+                    self.memo_get(k)?;
+                }
+                b'j' => {
+                    let k = self.le(4)?;
+                    self.memo_get(k)?;
+                }
+                b'J' => {
+                    let v = self.le(4)? as u32 as i32;
+                    self.push(V::Int(i64::from(v)))?;
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.push(V::Int(i64::from(v)))?;
+                }
+                b'M' => {
+                    let v = self.le(2)?;
+                    self.push(V::Int(v as i64))?;
+                }
+                0x8a => {
+                    let n = usize::from(self.u8()?);
+                    if n > 8 {
+                        return Err(format!("an integer of {n} bytes"));
+                    }
+                    let raw = self.le(n)?;
+                    // Two's complement of n bytes.
+                    let v = if n == 0 {
+                        0
+                    } else if n < 8 && raw & (1 << (8 * n - 1)) != 0 {
+                        (raw as i64) - (1i64 << (8 * n))
+                    } else {
+                        raw as i64
+                    };
+                    self.push(V::Int(v))?;
+                }
+                b'N' => self.push(V::None)?,
+                0x88 => self.push(V::Bool(true))?,
+                0x89 => self.push(V::Bool(false))?,
+                b'G' => {
+                    let b = self.take(8)?;
+                    let v = f64::from_be_bytes(b.try_into().expect("8 bytes"));
+                    self.push(V::Float(v))?;
+                }
+                b'X' | 0x8c | 0x8d => {
+                    let n = match op {
+                        b'X' => self.le(4)?,
+                        0x8c => u64::from(self.u8()?),
+                        _ => self.le(8)?,
+                    };
+                    let n = usize::try_from(n).map_err(|_| "a string too long")?;
+                    let s = Self::str_of(self.take(n)?)?;
+                    self.push(V::Str(s))?;
+                }
+                b'C' | b'B' | 0x8e => {
+                    let n = match op {
+                        b'C' => u64::from(self.u8()?),
+                        b'B' => self.le(4)?,
+                        _ => self.le(8)?,
+                    };
+                    let n = usize::try_from(n).map_err(|_| "bytes too long")?;
+                    self.take(n)?;
+                    self.push(V::Bytes(n))?;
+                }
+                b'c' => {
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    self.push(V::Global(global(&module, &name)?))?;
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    let (V::Str(m), V::Str(n)) = (&module, &name) else {
+                        return Err("STACK_GLOBAL of values that are not strings".into());
+                    };
+                    self.push(V::Global(global(m, n)?))?;
+                }
+                b'Q' => {
+                    let pid = self.pop()?;
+                    let V::Tuple(items, _) = &pid else { return Err("a persistent id that is not a tuple".into()) };
+                    let storage = match items.as_slice() {
+                        [V::Str(tag), V::Global(Global::Storage(dtype)), V::Str(key), V::Str(_location), numel]
+                            if tag == "storage" =>
+                        {
+                            V::Storage { dtype: *dtype, key: key.clone(), numel: Self::int(numel, "a storage's size")? }
+                        }
+                        _ => return Err("a persistent id that is not ('storage', type, key, location, size)".into()),
+                    };
+                    self.push(storage)?;
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let f = self.pop()?;
+                    let v = Self::reduce(f, args)?;
+                    self.push(v)?;
+                }
+                b'b' => {
+                    // BUILD: an OrderedDict's `_metadata` or a tensor's state; state dicts need neither.
+                    let _state = self.pop()?;
+                    match self.top_mut()? {
+                        V::Dict(..) | V::Tensor(_) => {}
+                        other => return Err(format!("BUILD on {}", other.kind())),
+                    }
+                }
+                b's' => {
+                    let v = self.pop()?;
+                    let k = self.pop()?;
+                    Self::set_items(self.top_mut()?, vec![k, v])?;
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    Self::set_items(self.top_mut()?, items)?;
+                }
+                b'a' => {
+                    let v = self.pop()?;
+                    Self::append(self.top_mut()?, vec![v])?;
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    Self::append(self.top_mut()?, items)?;
+                }
+                other => return Err(format!("pickle opcode 0x{other:02x}, which a state dict does not use")),
+            }
+        }
+    }
+
+    fn set_items(target: &mut V, items: Vec<V>) -> Result<(), String> {
+        let V::Dict(entries, depth) = target else { return Err(format!("SETITEMS on {}", target.kind())) };
+        if !items.len().is_multiple_of(2) {
+            return Err("SETITEMS with an odd number of values".into());
+        }
+        let mut it = items.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            *depth = (*depth).max(1 + k.depth().max(v.depth()));
+            if *depth > MAX_DEPTH {
+                return Err(format!("values nested more than {MAX_DEPTH} deep"));
+            }
+            entries.push((k, v));
+        }
+        Ok(())
+    }
+
+    fn append(target: &mut V, items: Vec<V>) -> Result<(), String> {
+        let V::List(entries, depth) = target else { return Err(format!("APPENDS on {}", target.kind())) };
+        for v in items {
+            *depth = (*depth).max(1 + v.depth());
+            if *depth > MAX_DEPTH {
+                return Err(format!("values nested more than {MAX_DEPTH} deep"));
+            }
+            entries.push(v);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pickle of `{"w": tensor}` as torch.save writes it (protocol 2), for a [2, 3] bf16 tensor at offset 4.
+    fn one_tensor() -> Vec<u8> {
+        let mut p = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00wq\x02".to_vec();
+        p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\nq\x03((X\x07\x00\x00\x00storageq\x04");
+        p.extend_from_slice(
+            b"ctorch\nBFloat16Storage\nq\x05X\x01\x00\x00\x000q\x06X\x03\x00\x00\x00cpuq\x07K\x0atq\x08Q",
+        );
+        p.extend_from_slice(b"K\x04K\x02K\x03\x86q\tK\x03K\x01\x86q\n\x89h\x00)Rq\x0btq\x0cRq\ru.");
+        p
+    }
+
+    #[test]
+    fn reads_a_state_dict() {
+        let sd = state_dict(&one_tensor()).unwrap();
+        assert_eq!(sd.len(), 1);
+        let (k, t) = &sd[0];
+        assert_eq!(k, "w");
+        assert_eq!((t.storage.as_str(), t.dtype, t.storage_numel, t.offset), ("0", Dtype::Bf16, 10, 4));
+        assert_eq!((t.shape.clone(), t.stride.clone(), t.is_contiguous()), (vec![2, 3], vec![3, 1], true));
+        let transposed = TensorRef { shape: vec![3, 2], stride: vec![1, 3], ..t.clone() };
+        assert!(!transposed.is_contiguous());
+    }
+
+    #[test]
+    fn refuses_what_a_state_dict_never_needs() {
+        let err = state_dict(b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R.").unwrap_err();
+        assert!(err.contains("os.system") && err.contains("refused without running it"), "{err}");
+        assert!(state_dict(b"\x80\x02cbuiltins\neval\n.").unwrap_err().contains("builtins.eval"));
+        // STACK_GLOBAL is checked the same way.
+        assert!(state_dict(b"\x80\x04\x8c\x02os\x8c\x06system\x93.").unwrap_err().contains("os.system"));
+        // Truncated, empty, not a dict, unknown opcode, unbalanced.
+        let good = one_tensor();
+        assert!(state_dict(&good[..good.len() / 2]).unwrap_err().contains("ends early"));
+        assert!(state_dict(b"").is_err());
+        assert!(state_dict(b"\x80\x02K\x01.").unwrap_err().contains("not a state dict"));
+        assert!(state_dict(b"\x80\x02i.").unwrap_err().contains("opcode"));
+        assert!(state_dict(b"\x80\x02t.").unwrap_err().contains("MARK"));
+        assert!(state_dict(b"\x80\x02h\x05.").unwrap_err().contains("memo"));
+    }
+
+    #[test]
+    fn caps_nesting_and_work() {
+        // 100 nested 1-tuples: refused at the depth cap, not a stack overflow.
+        let mut p = b"\x80\x02N".to_vec();
+        p.extend(std::iter::repeat_n(0x85u8, 100));
+        p.push(b'.');
+        assert!(state_dict(&p).unwrap_err().contains("nested"));
+        // Doubling a list through the memo: bounded by the value budget.
+        let mut p = b"\x80\x02]q\x00".to_vec();
+        for _ in 0..40 {
+            p.extend_from_slice(b"(h\x00h\x00tq\x00");
+        }
+        p.push(b'.');
+        let err = state_dict(&p).unwrap_err();
+        assert!(err.contains("nested") || err.contains("values"), "{err}");
+    }
+}

@@ -1,0 +1,107 @@
+//! Legacy PyTorch checkpoints (issue 13): `pytorch_model.bin` files written by torch.save in transformers'
+//! layout (`tests/data/torch-bin`, made by `tools/make-bin-fixtures.py`, with the notebook's output SHA-256 for
+//! each), read through the restricted pickle reader — never executed — and by range from the Hub.
+
+use crate::support::hub::TestHub;
+use crate::support::*;
+use std::path::PathBuf;
+
+fn data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/torch-bin")
+}
+
+fn expected() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(data().join("expected.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn every_bin_fixture_gives_the_notebooks_bytes() {
+    let ws = Ws::new();
+    let want = expected();
+    let cases = want["fixtures"].as_object().unwrap();
+    assert!(cases.len() >= 6);
+    let mut yaml = String::from("version: 1\njobs:\n");
+    for name in cases.keys() {
+        yaml.push_str(&format!("  - path: {}\n    frames: [gamma, embedding]\n", data().join(name).display()));
+    }
+    let job = ws.job(&yaml);
+    ws.run(&[job.to_str().unwrap()]).ok();
+    for (name, w) in cases {
+        let file = ws.read(&format!("tensors/{name}/W.safetensors"));
+        assert_eq!(sha256(&file), w["output_sha256"].as_str().unwrap(), "{name}: not the notebook's bytes");
+        let m = ws.manifest(name, "gamma");
+        assert_eq!(m["source"]["format"], "pytorch-zip", "{name}");
+        assert!(m["source"]["entry"].as_str().unwrap().contains("/data/"), "{name}: {}", m["source"]["entry"]);
+    }
+    // The view into a larger storage is read at its storage offset.
+    let view = ws.manifest("llama-view-bf16", "gamma");
+    assert!(view["source"]["range"]["offset"].as_u64().unwrap() > 0);
+    // Fresh on a rerun, and verify --sources re-reads each .bin whole and re-extracts W from it.
+    assert!(ws.run(&[job.to_str().unwrap()]).ok().stdout.contains("0 built"));
+    ws.run(&["verify", "--sources"]).ok();
+}
+
+#[test]
+fn hostile_pickles_and_archives_are_refused_and_nothing_runs() {
+    let ws = Ws::new();
+    let want = expected();
+    let cases = want["hostile"].as_object().unwrap();
+    for (name, why) in cases {
+        let dir = ws.path(&format!("models/{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["config.json", "pytorch_model.bin"] {
+            std::fs::copy(data().join(name).join(f), dir.join(f)).unwrap();
+        }
+        let job = ws.job(&format!("version: 1\njobs:\n  - path: ../models/{name}\n"));
+        let o = ws.run_within(20, &[job.to_str().unwrap()], &[]).expect(2);
+        let why = why.as_str().unwrap();
+        assert!(
+            o.stdout.contains(&format!("FAILED   {name}/gamma")) && o.stdout.contains(why),
+            "{name}: {why:?} not in {}",
+            o.stdout
+        );
+        assert!(
+            !ws.path(&format!("tensors/{name}")).exists() && !ws.path(&format!("manifests/{name}")).exists(),
+            "{name}: nothing written"
+        );
+    }
+    // The os.system pickle would have created this file had anything run it.
+    assert!(!ws.path("pwned").exists() && !ws.path("jobs/pwned").exists());
+}
+
+#[test]
+fn safetensors_win_over_a_bin_beside_them() {
+    let ws = Ws::new();
+    let st = ws.synth("m", &["--arch", "llama", "--tie", "false", "--store", "both-differ"]);
+    std::fs::copy(data().join("llama-untied-bf16/pytorch_model.bin"), st.join("pytorch_model.bin")).unwrap();
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    ws.run(&[job.to_str().unwrap()]).ok();
+    assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&st, "lm_head.weight"));
+    assert_eq!(ws.manifest("m", "gamma")["source"]["format"], "safetensors");
+}
+
+/// A sharded `.bin` model on the loopback hub, fetched by range: the zip's end records, its central directory,
+/// the pickle, a local header and W — bytes moved ≤ 1.05 × W + 256 KiB.
+#[test]
+fn a_sharded_bin_model_is_fetched_by_range_moving_little_more_than_w() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    let name = "llama-sharded-bf16";
+    hub.publish("org/bin", "cccccccccccccccccccccccccccccccccccccccc", &data().join(name), Some("main"));
+    let job = ws.job("version: 1\njobs:\n  - model: org/bin\n");
+    ws.run_env(&[job.to_str().unwrap()], &[("HF_ENDPOINT", &hub.endpoint)]).ok();
+    let want = expected();
+    assert_eq!(
+        sha256(&ws.read("tensors/bin/W.safetensors")),
+        want["fixtures"][name]["output_sha256"].as_str().unwrap()
+    );
+    let m = ws.manifest("bin", "gamma");
+    let w = m["source"]["range"]["length"].as_u64().unwrap();
+    assert_eq!(w, 4096 * 64 * 2);
+    let served = hub.served();
+    assert!(served as f64 <= 1.05 * w as f64 + 256.0 * 1024.0, "served {served} for W {w}");
+    assert_eq!(
+        m["source"]["files"].as_array().unwrap().iter().filter(|f| f["path"] == "pytorch_model.bin.index.json").count(),
+        1
+    );
+}
