@@ -85,13 +85,15 @@ pub(crate) fn find_w(files: &dyn Files, wanted: unembedding::Wanted) -> Result<F
     let rules = unembedding::rules(&config).map_err(bad_config)?;
     let choose =
         |keys: &[&str]| unembedding::choose(&rules, keys, wanted).map_err(|m| Error::checkpoint(files.describe(""), m));
-    if files.header(SINGLE)?.is_none() && files.small(INDEX)?.is_none() {
+    let single = files.header(SINGLE)?;
+    let index_bytes = if single.is_none() { files.small(INDEX)? } else { None };
+    if single.is_none() && index_bytes.is_none() {
         // No safetensors: the legacy PyTorch files, which transformers reads only then.
         if files.size(BIN)?.is_some() || files.small(BIN_INDEX)?.is_some() {
             return find_in_bin(files, wanted, config_bytes, &config, &rules);
         }
     }
-    let (index_bytes, choice, shard, (header, shard_len), keys) = match files.header(SINGLE)? {
+    let (index_bytes, choice, shard, (header, shard_len), keys) = match single {
         Some(single) => {
             let keys: Vec<String> = single.0.tensors.iter().map(|t| t.name.clone()).collect();
             let choice = choose(&keys.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -99,7 +101,7 @@ pub(crate) fn find_w(files: &dyn Files, wanted: unembedding::Wanted) -> Result<F
         }
         None => {
             // Neither weights file: missing (a cache snapshot may hold only config and tokenizer files).
-            let bytes = files.small(INDEX)?.ok_or_else(|| missing(SINGLE))?;
+            let bytes = index_bytes.ok_or_else(|| missing(SINGLE))?;
             let index = Index::parse(&bytes).map_err(|m| Error::checkpoint(files.describe(INDEX), m))?;
             let shards: std::collections::BTreeSet<&str> = index.weight_map.values().map(String::as_str).collect();
             // Every shard's header where it is at hand (a cache snapshot may hold only W's shard: `fetch: full`).
