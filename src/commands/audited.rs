@@ -37,6 +37,13 @@ pub(crate) fn manifests(path: &Path, command: &str) -> Result<Audited> {
                 unbuilt.join(", ")
             );
         }
+        if manifests.is_empty() {
+            return Err(Error::Usage(format!(
+                "{}: none of its outputs is built yet, so there is nothing to {command}; run `gamma-run {}` first",
+                path.display(),
+                path.display()
+            )));
+        }
         return Ok(Audited { dir: jf.store.manifests.clone(), manifests });
     }
     if !path.is_dir() {

@@ -8,6 +8,25 @@ use crate::error::Result;
 use crate::store::clean::{self, Why};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Whether a file `find` proposes is gamma-run's own: a temp file of the layout; a manifest that reads as one,
+/// for the output its place says; an output that such a manifest names. Anything else stays.
+fn is_ours(store: &crate::store::Store, r: &clean::Removal) -> bool {
+    use crate::manifest::Manifest;
+    if r.why == Why::Leftover {
+        return true;
+    }
+    let manifest_path = store.manifest_path(&r.output.0, &r.output.1);
+    let Ok(m) = Manifest::read(&manifest_path) else { return false };
+    if m.name != r.output.0 || m.frame != r.output.1 {
+        return false;
+    }
+    if r.path == manifest_path {
+        return true;
+    }
+    crate::manifest::check_output_path(&m.output.path).is_ok()
+        && std::fs::canonicalize(store.root().join(&m.output.path)).ok() == std::fs::canonicalize(&r.path).ok()
+}
+
 /// One workspace's store, the outputs its job files produce, and those files' names.
 struct Workspace {
     store: crate::store::Store,
@@ -38,7 +57,7 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
     let mut failed = false;
     let (mut count, mut bytes) = (0usize, 0u64);
     for Workspace { store, kept, files } in stores.values() {
-        let found = clean::find(store, &known, kept)?;
+        let found: Vec<_> = clean::find(store, &known, kept)?.into_iter().filter(|r| is_ours(store, r)).collect();
         let why = |w: Why, output: &(String, String)| match w {
             Why::NotProduced => format!("no job in {} produces {}/{}", files.join(", "), output.0, output.1),
             Why::Leftover => "a temp file left by an interrupted run".to_string(),

@@ -17,7 +17,7 @@ pub(crate) struct Http {
     /// Set when a server answered a range request with the whole file.
     pub(crate) ranges_ignored: std::sync::atomic::AtomicBool,
     /// Hosts (`host:port`) found unreachable in this run, with the error that said so.
-    unreachable: std::sync::Mutex<Vec<(String, String)>>,
+    unreachable: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// The two requests gamma-run makes.
@@ -114,7 +114,7 @@ impl Http {
         with_token: bool,
     ) -> Result<Response<Body>> {
         let host = Origin::of(url).map(|o| format!("{}:{}", o.host, o.port)).unwrap_or_default();
-        let known = |h: &str| self.unreachable.lock().ok()?.iter().find(|(k, _)| k == h).map(|(_, m)| m.clone());
+        let known = |h: &str| self.unreachable.lock().ok()?.get(h).cloned();
         if let Some(message) = known(&host) {
             return Err(ctx.protocol(message));
         }
@@ -152,11 +152,17 @@ impl Http {
                     (true, retry_after, format!("HTTP {}", r.status().as_u16()))
                 }
                 Ok(_) => (false, None, String::new()),
-                Err(e) if is_unreachable(e) => {
+                // A name that does not resolve, or no route: dead for the run, whichever host. A refused or timed-out
+                // connection: so for the endpoint itself; a CDN host gets the usual retries (one bad connection
+                // there must not fail every job).
+                Err(e)
+                    if is_unreachable(e)
+                        && (is_dead_network(e) || Origin::of(url).is_ok_and(|o| o == self.settings.origin)) =>
+                {
                     let message = self.unreachable_advice(url, e);
                     tracing::debug!("{host} is unreachable ({e}): failing every request to it in this run");
                     if let Ok(mut list) = self.unreachable.lock() {
-                        list.push((host, message.clone()));
+                        list.insert(host, message.clone());
                     }
                     return Err(ctx.protocol(message));
                 }
@@ -190,6 +196,20 @@ impl Http {
             "{what} ({e}); not retried, and later requests to it in this run fail at once. With no network, run with \
              --offline (or HF_HUB_OFFLINE=1) to read models from the HF cache; for a mirror, set HF_ENDPOINT"
         )
+    }
+}
+
+/// No name resolution or no route: nothing a retry can fix in this run.
+fn is_dead_network(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        ureq::Error::HostNotFound => true,
+        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Resolve),
+        ureq::Error::Io(io) => {
+            matches!(io.kind(), K::NetworkUnreachable | K::HostUnreachable)
+                || io.to_string().contains("failed to lookup address information")
+        }
+        _ => false,
     }
 }
 

@@ -71,6 +71,8 @@ impl Found {
 }
 
 const SINGLE: &str = "model.safetensors";
+/// An index naming more shards than this is refused (the largest public models have a few hundred).
+const MAX_SHARDS: usize = 4096;
 const INDEX: &str = "model.safetensors.index.json";
 
 /// Finds the wanted matrix as transformers does: `model.safetensors` when there is one (it wins over an index
@@ -104,6 +106,10 @@ pub(crate) fn find_w(files: &dyn Files, wanted: unembedding::Wanted) -> Result<F
             let bytes = index_bytes.ok_or_else(|| missing(SINGLE))?;
             let index = Index::parse(&bytes).map_err(|m| Error::checkpoint(files.describe(INDEX), m))?;
             let shards: std::collections::BTreeSet<&str> = index.weight_map.values().map(String::as_str).collect();
+            if shards.len() > MAX_SHARDS {
+                let m = format!("the index names {} shards, more than the {MAX_SHARDS} gamma-run reads", shards.len());
+                return Err(Error::checkpoint(files.describe(INDEX), m));
+            }
             // Every shard's header where it is at hand (a cache snapshot may hold only W's shard: `fetch: full`).
             let (mut headers, mut absent) = (Vec::new(), Vec::new());
             for name in shards {

@@ -54,7 +54,10 @@ pub(crate) fn find(store: &Store, known: Known, kept: &BTreeSet<(String, String)
                 // Not a file of gamma-run's layout: left alone.
                 let Some((frame, _)) = frame else { continue };
                 let output = (name.clone(), frame.to_string());
-                if why == Why::NotProduced && kept.contains(&output) {
+                // Kept when a job produces it — names compared without case too, so that a case-insensitive
+                // filesystem (where `M` writes into `m/`) never loses an output a job still produces.
+                let produced = kept.iter().any(|(n, f)| n.eq_ignore_ascii_case(&output.0) && *f == output.1);
+                if why == Why::NotProduced && produced {
                     continue;
                 }
                 out.push(Removal { path: file, size: meta.len(), why, output });

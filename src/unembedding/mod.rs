@@ -167,8 +167,8 @@ pub(crate) fn check(r: &Rules, w: &TensorInfo, explicit: bool) -> Result<(), Str
             w.dtype.name()
         ));
     }
-    if w.shape.len() != 2 {
-        return Err(format!("{} has shape {:?}, not a matrix", w.name, w.shape));
+    if w.shape.len() != 2 || w.shape.contains(&0) {
+        return Err(format!("{} has shape {:?}, not a (non-empty) matrix", w.name, w.shape));
     }
     // A job's `tensor:` is read as stored: the config's sizes need not be known (nor under known names).
     if explicit {
@@ -184,7 +184,7 @@ pub(crate) fn check(r: &Rules, w: &TensorInfo, explicit: bool) -> Result<(), Str
     if cols.is_none() && r.entry.is_none() {
         return Err(format!("config.json has no {}; add it, or name the tensor with `tensor:`", r.w_shape_names[1]));
     }
-    let rows_ok = if r.keep_rows.is_some() { rows <= w.shape[0] } else { rows == w.shape[0] };
+    let rows_ok = if r.keep_rows.is_some() { rows >= 1 && rows <= w.shape[0] } else { rows == w.shape[0] };
     if !rows_ok || cols.is_some_and(|c| c != w.shape[1]) {
         let cols = cols.map_or("?".to_string(), |c| c.to_string());
         return Err(format!(

@@ -335,7 +335,13 @@ fn clean_lists_then_removes_what_no_job_produces_any_more() {
     assert!(o.stdout.contains("2 files removed"), "{}", o.stdout);
     assert!(!ws.path("tensors/b").exists() && !ws.path("manifests/b").exists(), "empty name directories go too");
     assert!(ws.path("tensors/a/notes.txt").exists(), "files that are not gamma-run's stay");
+    // Named like gamma-run's but not its own: a file no manifest describes, a "manifest" that is not one.
+    std::fs::create_dir_all(ws.path("tensors/stray")).unwrap();
+    std::fs::write(ws.path("tensors/stray/E.safetensors"), "user data").unwrap();
+    std::fs::create_dir_all(ws.path("manifests/other")).unwrap();
+    std::fs::write(ws.path("manifests/other/gamma.json"), "{\"not\": \"a manifest\"}").unwrap();
     assert_eq!(ws.run(&["clean", job]).ok().stdout, "nothing to remove\n");
+    assert!(ws.path("tensors/stray/E.safetensors").exists() && ws.path("manifests/other/gamma.json").exists());
     // What the job file still produces is untouched and fresh.
     let o = ws.run(&["status", job, "--check"]).ok();
     assert_eq!(o.stdout, "fresh    a/gamma\nfresh    c/gamma\n");
