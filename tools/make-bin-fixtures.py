@@ -95,6 +95,17 @@ torch.save(sd, d / "pytorch_model.bin")
 sha, shape = reference(d, "llama-view-bf16")
 expected["fixtures"]["llama-view-bf16"] = {"tied": False, "dtype": "torch.bfloat16", "files": sorted(p.name for p in d.iterdir()), "output_sha256": sha, "w_shape": shape, "storage_offset": 8 * 16}
 
+# The legacy (pre-1.6, non-zip) format, which torch.load (and so transformers) still reads.
+torch.manual_seed(7)
+d = out / "llama-legacy-bf16"
+shutil.rmtree(d, ignore_errors=True)
+m = AutoModelForCausalLM.from_config(cfg(64, 16, False, torch.bfloat16)).to(torch.bfloat16)
+d.mkdir(parents=True)
+m.config.save_pretrained(d)
+torch.save(m.state_dict(), d / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+sha, shape = reference(d, "llama-legacy-bf16")
+expected["fixtures"]["llama-legacy-bf16"] = {"tied": False, "dtype": "torch.bfloat16", "files": sorted(p.name for p in d.iterdir()), "output_sha256": sha, "w_shape": shape, "legacy": True}
+
 # A non-contiguous view (a transposed tensor): refused, not guessed.
 d = out / "llama-strided-bf16"
 shutil.rmtree(d, ignore_errors=True)

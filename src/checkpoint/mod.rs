@@ -4,7 +4,7 @@
 pub(crate) mod config;
 pub mod header;
 pub mod index;
-pub(crate) mod pickle;
+pub mod pickle;
 pub(crate) mod torchzip;
 
 use serde::de::{Deserializer, MapAccess, Visitor};

@@ -8,7 +8,7 @@
 use super::header::Dtype;
 
 /// Refused past this size (a state dict's pickle is kilobytes to a few megabytes).
-pub(crate) const MAX_PICKLE: u64 = 64 << 20;
+pub const MAX_PICKLE: u64 = 64 << 20;
 const MAX_MEMO: usize = 1 << 20;
 /// Values created or copied from the memo, in all: bounds the work a hostile stream can ask for.
 const MAX_NODES: u64 = 20_000_000;
@@ -17,21 +17,21 @@ const MAX_DIMS: usize = 16;
 
 /// A tensor of the state dict: where its bytes are in which storage, and how they are laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TensorRef {
+pub struct TensorRef {
     /// The storage's key: its bytes are the archive entry `data/<key>`.
-    pub(crate) storage: String,
+    pub storage: String,
     pub(crate) dtype: Dtype,
     /// The storage's length in elements.
-    pub(crate) storage_numel: u64,
+    pub storage_numel: u64,
     /// The tensor's first element within the storage, in elements.
-    pub(crate) offset: u64,
-    pub(crate) shape: Vec<u64>,
-    pub(crate) stride: Vec<u64>,
+    pub offset: u64,
+    pub shape: Vec<u64>,
+    pub stride: Vec<u64>,
 }
 
 impl TensorRef {
     /// Whether the elements are stored row-major without gaps (what can be read as one byte range).
-    pub(crate) fn is_contiguous(&self) -> bool {
+    pub fn is_contiguous(&self) -> bool {
         let mut want = 1u64;
         for (d, s) in self.shape.iter().zip(&self.stride).rev() {
             if *d != 1 && *s != want {
@@ -42,7 +42,7 @@ impl TensorRef {
         true
     }
 
-    pub(crate) fn numel(&self) -> Option<u64> {
+    pub fn numel(&self) -> Option<u64> {
         self.shape.iter().try_fold(1u64, |n, d| n.checked_mul(*d))
     }
 }
@@ -60,6 +60,8 @@ enum V {
     None,
     Bool(bool),
     Int(i64),
+    /// An integer wider than 64 bits (only its presence matters).
+    BigInt,
     Float(f64),
     Str(String),
     Bytes(usize),
@@ -94,7 +96,7 @@ impl V {
         match self {
             V::None => "None",
             V::Bool(_) => "a bool",
-            V::Int(_) => "an int",
+            V::Int(_) | V::BigInt => "an int",
             V::Float(_) => "a float",
             V::Str(_) => "a str",
             V::Bytes(_) => "bytes",
@@ -147,12 +149,66 @@ struct Reader<'a> {
 }
 
 /// The state dict a `data.pkl` holds: its tensors by name, in pickle order (non-tensor entries are skipped).
-pub(crate) fn state_dict(data: &[u8]) -> Result<Vec<(String, TensorRef)>, String> {
+pub fn state_dict(data: &[u8]) -> Result<Vec<(String, TensorRef)>, String> {
+    let (top, _) = load(data, 0)?;
+    tensors(top)
+}
+
+/// One pickle starting at `at`: its value and where it ends.
+fn load(data: &[u8], at: usize) -> Result<(V, usize), String> {
     if data.len() as u64 > MAX_PICKLE {
         return Err(format!("the pickle is {} bytes, more than the {MAX_PICKLE} allowed", data.len()));
     }
-    let mut r = Reader { data, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: Default::default(), nodes: 0 };
+    let mut r = Reader { data, pos: at, stack: Vec::new(), marks: Vec::new(), memo: Default::default(), nodes: 0 };
     let top = r.run().map_err(|e| format!("{e} (at byte {} of the pickle)", r.pos))?;
+    Ok((top, r.pos))
+}
+
+/// A legacy (pre-1.6, non-zip) `torch.save` file's start: the state dict, the storages' keys in the order their
+/// bytes follow, and where those bytes begin. Each storage is an 8-byte little-endian element count, then its
+/// elements.
+#[derive(Debug)]
+pub struct Legacy {
+    pub tensors: Vec<(String, TensorRef)>,
+    pub storage_order: Vec<String>,
+    pub data_start: u64,
+}
+
+/// The legacy format's magic number, as the first pickle writes it (protocol 2, LONG1 of 10 bytes).
+pub const LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
+
+/// Reads the five pickles a legacy file starts with: magic number, protocol version, system info, the state
+/// dict, the storage keys. `Err` says "ends early" when `data` is a prefix too short to hold them all.
+pub fn legacy(data: &[u8]) -> Result<Legacy, String> {
+    if !data.starts_with(LEGACY_MAGIC) {
+        return Err("not a legacy torch.save file (no magic number)".into());
+    }
+    let (_, at) = load(data, 0)?;
+    let (version, at) = load(data, at)?;
+    if version != V::Int(1001) {
+        return Err(format!("legacy protocol version {version:?}, not 1001"));
+    }
+    let (info, at) = load(data, at)?;
+    if let V::Dict(items, _) = &info {
+        let little = items.iter().find(|(k, _)| *k == V::Str("little_endian".into())).map(|(_, v)| v);
+        if little != Some(&V::Bool(true)) {
+            return Err("a big-endian (or unknown byte order) legacy file; only little-endian storages are read".into());
+        }
+    }
+    let (main, at) = load(data, at)?;
+    let (keys, at) = load(data, at)?;
+    let V::List(keys, _) = keys else { return Err("the legacy storage keys are not a list".into()) };
+    let storage_order = keys
+        .into_iter()
+        .map(|k| match k {
+            V::Str(s) => Ok(s),
+            other => Err(format!("a legacy storage key is {}", other.kind())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Legacy { tensors: tensors(main)?, storage_order, data_start: at as u64 })
+}
+
+fn tensors(top: V) -> Result<Vec<(String, TensorRef)>, String> {
     let V::Dict(items, _) = top else { return Err(format!("the pickle holds {}, not a state dict", top.kind())) };
     let mut out = Vec::new();
     for (k, v) in items {
@@ -356,7 +412,10 @@ impl Reader<'_> {
                 0x8a => {
                     let n = usize::from(self.u8()?);
                     if n > 8 {
-                        return Err(format!("an integer of {n} bytes"));
+                        // Only the legacy format's magic number is this long; its value is not needed.
+                        self.take(n)?;
+                        self.push(V::BigInt)?;
+                        continue;
                     }
                     let raw = self.le(n)?;
                     // Two's complement of n bytes.
@@ -415,8 +474,14 @@ impl Reader<'_> {
                     let V::Tuple(items, _) = &pid else { return Err("a persistent id that is not a tuple".into()) };
                     let storage = match items.as_slice() {
                         [V::Str(tag), V::Global(Global::Storage(dtype)), V::Str(key), V::Str(_location), numel]
-                            if tag == "storage" =>
-                        {
+                        | [
+                            V::Str(tag),
+                            V::Global(Global::Storage(dtype)),
+                            V::Str(key),
+                            V::Str(_location),
+                            numel,
+                            V::None,
+                        ] if tag == "storage" => {
                             V::Storage { dtype: *dtype, key: key.clone(), numel: Self::int(numel, "a storage's size")? }
                         }
                         _ => return Err("a persistent id that is not ('storage', type, key, location, size)".into()),
