@@ -109,4 +109,12 @@ fn a_sharded_bin_model_is_fetched_by_range_moving_little_more_than_w() {
         m["source"]["files"].as_array().unwrap().iter().filter(|f| f["path"] == "pytorch_model.bin.index.json").count(),
         1
     );
+    // verify --sources re-reads the .bin from the Hub and re-extracts W; fetch: full stores the shard in the cache.
+    ws.run_env(&["verify", "--sources"], &[("HF_ENDPOINT", &hub.endpoint)]).ok();
+    let full = ws.job("version: 1\njobs:\n  - model: org/bin\n    name: full\n    fetch: full\n");
+    ws.run_env(&[full.to_str().unwrap()], &[("HF_ENDPOINT", &hub.endpoint)]).ok();
+    assert_eq!(ws.read("tensors/full/W.safetensors"), ws.read("tensors/bin/W.safetensors"));
+    assert_eq!(ws.manifest("full", "gamma")["source"]["fetch"], "full");
+    ws.run(&[full.to_str().unwrap(), "--offline", "--force"]).ok();
+    assert_eq!(ws.manifest("full", "gamma")["source"]["kind"], "hf_cache");
 }

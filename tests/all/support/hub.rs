@@ -226,11 +226,7 @@ fn serve(conn: TcpStream, origin: &'static str, st: &Mutex<State>, urls: &(Strin
 
 fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, String>, cdn: &str) -> Response {
     // GETs only: HEADs of small files keep answering at the endpoint (their metadata), their bodies are moved.
-    if s.faults.redirect_endpoint_to_third
-        && method == "GET"
-        && !path.starts_with("/cdn-return/")
-        && !path.ends_with(".safetensors")
-    {
+    if s.faults.redirect_endpoint_to_third && method == "GET" && !path.starts_with("/cdn-return/") && !is_lfs(&path) {
         return resp(302, &[("Location", format!("{}/relay{path}", s.third))], Vec::new());
     }
     if path.starts_with("/cdn-return/") {
@@ -271,7 +267,7 @@ fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, 
     }
     let Some(bytes) = r.commits[&commit].get(&file) else { return error(404, "EntryNotFound", Some(&commit)) };
     let mut h = vec![("X-Repo-Commit", commit.clone())];
-    if file.ends_with(".safetensors") {
+    if is_lfs(&file) {
         let sha = if s.faults.hostile_etag { "../../../evil".to_string() } else { sha256(bytes) };
         h.push(("X-Linked-Etag", format!("\"{sha}\"")));
         h.push(("X-Linked-Size", bytes.len().to_string()));
@@ -407,4 +403,9 @@ fn write_response(mut conn: TcpStream, method: &str, r: Response, slow_ms: u64, 
     }
     let _ = conn.flush();
     let _ = conn.shutdown(std::net::Shutdown::Both);
+}
+
+/// Files the Hub stores in LFS (served from the CDN with `X-Linked-Etag`): weights, as on the real Hub.
+fn is_lfs(path: &str) -> bool {
+    path.ends_with(".safetensors") || path.ends_with(".bin")
 }
