@@ -41,6 +41,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Write an in-toto Statement (SLSA-style provenance) per output, for Sigstore / cosign to sign
     Attest(AttestArgs),
+    /// Pin every grid's revisions (`revisions:`) to their commits in JOBFILE's lock file, from one refs listing
+    Lock(LockArgs),
     /// Remove outputs and manifests no job in the given job files produces any more, and temp files left by
     /// interrupted runs (list them first with --dry-run)
     #[command(visible_alias = "gc")]
@@ -158,6 +160,12 @@ pub struct AttestArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The job file (YAML); the lock is written beside it as `<name>.lock.json`
+    pub(crate) jobfile: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct CleanArgs {
     /// Every job file that writes into the workspace: whatever none of them produces is removed
     #[arg(required = true, value_name = "JOBFILE")]
@@ -173,7 +181,7 @@ pub struct CompletionsArgs {
 }
 
 const SUBCOMMANDS: &[&str] =
-    &["run", "status", "verify", "show", "attest", "clean", "gc", "completions", "man", "synth", "help"];
+    &["run", "status", "verify", "show", "attest", "lock", "clean", "gc", "completions", "man", "synth", "help"];
 
 /// The process arguments with `run` inserted when the first positional is not a subcommand.
 pub fn args() -> Vec<OsString> {

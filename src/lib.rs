@@ -10,6 +10,7 @@ pub mod env;
 pub mod error;
 pub mod frame;
 pub mod fsread;
+pub mod grid;
 pub mod hub;
 pub mod job;
 pub mod manifest;

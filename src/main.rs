@@ -15,6 +15,7 @@ fn main() -> std::process::ExitCode {
         Command::Show(args) => commands::show::execute(args),
         Command::Attest(args) => commands::attest::execute(args),
         Command::Clean(args) => commands::clean::execute(args),
+        Command::Lock(args) => commands::lock::execute(args),
         Command::Completions(args) => commands::docs::completions(args),
         Command::Man => commands::docs::man(),
         Command::Synth(args) => gamma_run::dev::synth::execute(args).map(|()| Exit::Ok),

@@ -150,6 +150,7 @@ fn transfer_words(t: &crate::source::Transfer) -> String {
         FetchMode::Local => format!("reads W ({w}) from the local checkpoint; no network"),
         FetchMode::Cache => format!("reads W ({w}) from the HF cache; no network"),
         FetchMode::Range => format!("fetches W's byte range ({w}) of {} from the Hub", t.shard),
+        FetchMode::Shared => format!("copies W ({w}) from another output of its grid; no network"),
         FetchMode::Full if t.download == 0 => {
             format!("{} is in the HF cache's blobs already (re-hashed before use); reads W ({w}) from it", t.shard)
         }
@@ -183,7 +184,7 @@ pub(crate) fn status_table(rows: &[Row]) {
     }
 }
 
-pub(crate) fn status_json(rows: &[Row], store: &Store) {
+pub(crate) fn status_json(rows: &[Row], store: &Store, dups: &[crate::grid::Duplicates]) {
     let items: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -199,6 +200,11 @@ pub(crate) fn status_json(rows: &[Row], store: &Store) {
                 "manifest": store.relative_to_root(&r.manifest_path),
                 "commit": m.and_then(|m| m.source.as_ref()).and_then(|s| s.commit.clone()),
                 "sha256": m.map(|m| m.output.sha256.clone()),
+                "same_w_as": dups
+                    .iter()
+                    .filter(|g| r.frame == "gamma" && g.names.contains(&r.name))
+                    .flat_map(|g| g.names.iter().filter(|n| **n != r.name).cloned())
+                    .collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -206,7 +212,7 @@ pub(crate) fn status_json(rows: &[Row], store: &Store) {
 }
 
 /// A markdown table for CI job summaries and pull-request comments; commits link to the Hub's tree.
-pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
+pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str, dups: &[crate::grid::Duplicates]) {
     let (fresh, total) = (rows.iter().filter(|r| matches!(r.state, Ok(State::Fresh))).count(), rows.len());
     out!("### gamma-run status: {fresh} of {total} outputs fresh\n");
     out!("| output | state | why | source | sha256 |");
@@ -241,6 +247,17 @@ pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str) {
             .unwrap_or_default();
         let why = md(&reasons.iter().chain(&r.notes).cloned().collect::<Vec<_>>().join("; "));
         out!("| {} | {icon} | {why} | {source} | {sha} |", md(&store.relative_to_root(&r.output_path)));
+    }
+    if !dups.is_empty() {
+        out!("\n#### Revisions with byte-identical W\n");
+        out!("| grid | revisions | W sha256 | files |");
+        out!("|---|---|---|---|");
+        for g in dups {
+            let revs: Vec<&str> = g.names.iter().map(|n| n.split_once('@').map_or(n.as_str(), |(_, r)| r)).collect();
+            let files = if g.files_differ { "differ" } else { "identical" };
+            let sha = &g.sha256[..12.min(g.sha256.len())];
+            out!("| {} | {} | `{}…` | {files} |", md(&g.grid), md(&revs.join(", ")), md(sha));
+        }
     }
 }
 
@@ -349,6 +366,29 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
     }
     row("NaNs", m.nan_count.to_string());
     row("built", format!("{} by {} {}", m.created_at, m.tool.name, m.tool.version));
+}
+
+/// The grids' duplicate groups: revisions whose W is byte-identical.
+pub(crate) fn duplicates(groups: &[crate::grid::Duplicates]) {
+    for g in groups {
+        let revs: Vec<&str> = g.names.iter().map(|n| n.split_once('@').map_or(n.as_str(), |(_, r)| r)).collect();
+        let files = if g.files_differ { "different files, the same W" } else { "the same shard file" };
+        out!(
+            "same W   {}: {} ({} revisions; W sha256 {}…; {files})",
+            plain(&g.grid),
+            plain(&revs.join(" = ")),
+            g.names.len(),
+            &g.sha256[..12.min(g.sha256.len())]
+        );
+    }
+}
+
+/// What `lock` pinned.
+pub(crate) fn locked(path: &std::path::Path, lock: &crate::grid::Lock) {
+    for (name, g) in &lock.grids {
+        out!("locked   {name}: {} revisions of {}", g.revisions.len(), plain(&g.repo));
+    }
+    out!("wrote    {}", plain(&shown_path(path)));
 }
 
 /// One line of `clean`: what happened to a file, its size, and why.

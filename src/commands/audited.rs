@@ -20,7 +20,7 @@ pub(crate) fn is_job_file(path: &Path) -> bool {
 /// have been built (the others are counted in a warning: there is nothing stored to audit).
 pub(crate) fn manifests(path: &Path, command: &str) -> Result<Audited> {
     if is_job_file(path) {
-        let jf = crate::job::load(path)?;
+        let jf = crate::grid::expand_stored(&crate::job::load(path)?)?;
         let mut manifests = Vec::new();
         let mut unbuilt = Vec::new();
         for job in &jf.jobs {

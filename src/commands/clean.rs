@@ -38,7 +38,7 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
     // Job files that share a workspace are judged together; each workspace on its own.
     let mut stores: BTreeMap<std::path::PathBuf, Workspace> = BTreeMap::new();
     for path in &args.jobfiles {
-        let jf = crate::job::load(path)?;
+        let jf = crate::grid::expand_stored(&crate::job::load(path)?)?;
         let ws = stores.entry(jf.store.root().to_path_buf()).or_insert_with(|| Workspace {
             store: jf.store.clone(),
             kept: BTreeSet::new(),

@@ -5,6 +5,7 @@ pub mod attest;
 mod audited;
 pub mod clean;
 pub mod docs;
+pub mod lock;
 pub mod run;
 pub mod show;
 pub mod status;
@@ -52,4 +53,22 @@ pub(crate) fn source_options(offline: bool, needs_hub: bool) -> Result<SourceOpt
         Some(std::sync::Arc::new(Hub::new(settings)))
     };
     Ok(SourceOptions { hf_cache: hf_cache::cache_dir(env), hub })
+}
+
+/// The duplicate groups of the grids among `names` (outputs of frame gamma): read from their manifests.
+pub(crate) fn grid_duplicates(jf: &JobFile, names: &[String]) -> Vec<crate::grid::Duplicates> {
+    let outputs: Vec<_> = jf
+        .jobs
+        .iter()
+        .filter(|j| j.grid.is_some() && names.contains(&j.name))
+        .filter_map(|j| {
+            let m = crate::manifest::Manifest::read(&jf.store.manifest_path(&j.name, "gamma")).ok()?;
+            let shard = m
+                .source
+                .as_ref()
+                .and_then(|s| s.files.iter().find(|f| f.path == s.range.file).and_then(|f| f.sha256.clone()));
+            Some((j.name.clone(), j.grid.as_ref().map(|g| g.base.clone()), m.output.sha256, shard))
+        })
+        .collect();
+    crate::grid::duplicates(&outputs)
 }

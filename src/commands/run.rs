@@ -9,6 +9,7 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     let started = std::time::Instant::now();
     let jf = crate::job::load(&args.jobfile)?;
     let cx = super::context(&jf, args.offline)?;
+    let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
     let opts = RunOptions {
         force: args.force,
         dry_run: args.dry_run,
@@ -19,6 +20,14 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     let reports = runner::run(&jf, &cx, &opts)?;
     let moved = crate::report::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched() };
     crate::report::run(&reports, args.dry_run, quiet, &moved);
+    if !args.dry_run && !quiet {
+        let done: Vec<String> = reports
+            .iter()
+            .filter(|r| r.frame == "gamma" && matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. }))
+            .map(|r| r.name.clone())
+            .collect();
+        crate::report::duplicates(&super::grid_duplicates(&jf, &done));
+    }
     let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)));
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }

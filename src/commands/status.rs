@@ -11,12 +11,22 @@ use crate::runner;
 pub fn execute(args: StatusArgs) -> Result<Exit> {
     let jf = crate::job::load(&args.jobfile)?;
     let cx = super::context(&jf, args.offline)?;
+    let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
     let rows = runner::status(&jf, &cx, &args.only, args.shard)?;
     let format = if args.json { Format::Json } else { args.format };
+    let fresh: Vec<String> = rows
+        .iter()
+        .filter(|r| r.frame == "gamma" && matches!(r.state, Ok(State::Fresh)))
+        .map(|r| r.name.clone())
+        .collect();
+    let dups = super::grid_duplicates(&jf, &fresh);
     match format {
-        Format::Table => crate::report::status_table(&rows),
-        Format::Json => crate::report::status_json(&rows, &cx.store),
-        Format::Markdown => crate::report::status_markdown(&rows, &cx.store, &hub_endpoint()),
+        Format::Table => {
+            crate::report::status_table(&rows);
+            crate::report::duplicates(&dups);
+        }
+        Format::Json => crate::report::status_json(&rows, &cx.store, &dups),
+        Format::Markdown => crate::report::status_markdown(&rows, &cx.store, &hub_endpoint(), &dups),
     }
     if rows.iter().any(|r| r.state.is_err()) {
         return Ok(Exit::Error);

@@ -89,6 +89,7 @@ impl Frame for Extracted {
             tensor: tensor_override.map(str::to_string),
             matrix: self.matrix,
             out_tensor: self.tensor,
+            grid: job.grid.map(|g| (g.to_string(), self.name, cx.store.clone())),
             fetch: job.fetch,
             sources: cx.sources.clone(),
         };
@@ -118,6 +119,8 @@ struct Extract {
     out_tensor: &'static str,
     fetch: Fetch,
     sources: SourceOptions,
+    /// For a grid's output: its grid, the frame, and the store holding its siblings (whose bytes may be shared).
+    grid: Option<(String, &'static str, crate::store::Store)>,
 }
 
 impl Producer for Extract {
@@ -128,6 +131,19 @@ impl Producer for Extract {
                 source::locate(&self.resolved, wanted(self.matrix, self.tensor.as_deref()), self.fetch, &self.sources)?
             }
         };
+        // A grid revision whose W another revision already holds (same shard content, same range): its stored
+        // file, checked against its manifest, is copied instead of fetching W again.
+        if let (source::WBytes::Remote(..), Some((grid, frame, store))) = (&loc.bytes, &self.grid)
+            && let Some(sib) = shared::sibling(store, grid, frame, &loc)
+        {
+            shared::copy(&sib, out)?;
+            let mut src = record(&loc);
+            src.fetch = Some(source::FetchMode::Shared.as_str().into());
+            src.shared_from = Some(sib.name.clone());
+            tracing::debug!("{}: W is {}'s (same shard SHA-256 and range): copied, not fetched", loc.shard, sib.name);
+            let warnings = loc.choice.warning.iter().cloned().collect();
+            return Ok(Produced { shape: loc.w.shape.clone(), nan_count: sib.nan_count, source: Some(src), warnings });
+        }
         let header = safetensors_file::header(&[safetensors_file::Entry {
             name: self.out_tensor,
             dtype: OutDtype::Bf16,
@@ -184,6 +200,7 @@ fn record(loc: &Located) -> SourceRecord {
         dtype: loc.w.dtype.name().into(),
         shape: loc.w.shape.clone(),
         reason: loc.choice.reason.clone(),
+        shared_from: None,
         range: ByteRange { file: loc.shard.clone(), offset: loc.w_offset, length: loc.w.end - loc.w.begin },
         head: loc.choice.head.clone(),
         format: Some(loc.format.as_str().into()),
@@ -301,6 +318,7 @@ mod tests {
             head: Default::default(),
             format: None,
             entry: None,
+            shared_from: None,
         };
         let whole = {
             let mut r = Reextract::new(&src, "W").unwrap();
@@ -322,5 +340,89 @@ mod tests {
         let mut r = Reextract::new(&src, "W").unwrap();
         r.feed(0, &flipped).unwrap();
         assert_ne!(r.finish().unwrap(), whole);
+    }
+}
+
+/// Sharing W's bytes between a grid's outputs.
+mod shared {
+    use crate::error::{Error, Result};
+    use crate::manifest::Manifest;
+    use crate::source::Located;
+    use crate::store::ByteSink;
+    use sha2::Digest;
+    use std::io::Read;
+    use std::path::PathBuf;
+
+    pub(super) struct Sibling {
+        pub(super) name: String,
+        pub(super) file: PathBuf,
+        pub(super) sha256: String,
+        pub(super) size: u64,
+        pub(super) nan_count: u64,
+    }
+
+    /// An output of grid `grid` (frame `frame`) built from a shard with this one's SHA-256, with W at the same
+    /// range, key, dtype and shape — and whose stored file still hashes to its manifest's SHA-256.
+    pub(super) fn sibling(store: &crate::store::Store, grid: &str, frame: &str, loc: &Located) -> Option<Sibling> {
+        let shard_sha = loc.files.iter().find(|f| f.path == loc.shard)?.sha256.clone()?;
+        let prefix = format!("{grid}@");
+        let mut names: Vec<String> = std::fs::read_dir(&store.manifests)
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        names.sort();
+        for name in names {
+            let Ok(m) = Manifest::read(&store.manifest_path(&name, frame)) else { continue };
+            let Some(src) = &m.source else { continue };
+            let same = m.name == name
+                && m.frame == frame
+                && src.repo == loc.repo
+                && src.tensor == loc.w.name
+                && src.dtype == loc.w.dtype.name()
+                && src.shape == loc.w.shape
+                && src.range.offset == loc.w_offset
+                && src.range.length == loc.w.end - loc.w.begin
+                && src
+                    .files
+                    .iter()
+                    .any(|f| f.path == src.range.file && f.sha256.as_deref() == Some(shard_sha.as_str()))
+                && crate::manifest::check_output_path(&m.output.path).is_ok();
+            if !same {
+                continue;
+            }
+            let file = store.root().join(&m.output.path);
+            // Checked before it is used: its bytes must be the ones its manifest describes.
+            if crate::store::sha256_file(&file).ok().as_deref() != Some(m.output.sha256.as_str()) {
+                continue;
+            }
+            return Some(Sibling { name, file, sha256: m.output.sha256, size: m.output.size, nan_count: m.nan_count });
+        }
+        None
+    }
+
+    /// Copies the sibling's file into `out`, hashing it on the way: a file that changed since it was checked
+    /// fails the build (nothing is stored) rather than passing on other bytes.
+    pub(super) fn copy(sib: &Sibling, out: &mut dyn ByteSink) -> Result<()> {
+        let mut f = crate::fsread::open_regular(&sib.file)?;
+        out.reserve(sib.size)?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::io(&sib.file, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            out.write(&buf[..n])?;
+        }
+        if crate::names::hex(&h.finalize()) != sib.sha256 {
+            return Err(Error::checkpoint(
+                &sib.file,
+                "changed while its bytes were shared; nothing was stored, run again",
+            ));
+        }
+        Ok(())
     }
 }

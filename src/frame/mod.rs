@@ -57,6 +57,8 @@ pub(crate) struct Target<'a> {
     pub(crate) source: &'a SourceSpec,
     pub(crate) tensor: Option<&'a str>,
     pub(crate) fetch: Fetch,
+    /// The grid the output belongs to: its siblings' stored bytes may be shared (same shard content, same range).
+    pub(crate) grid: Option<&'a str>,
 }
 
 /// Everything frames may consult.

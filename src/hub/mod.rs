@@ -68,6 +68,31 @@ impl Hub {
         Ok(sha.to_string())
     }
 
+    /// Every branch and tag of `repo` with its commit, from one call (`/api/models/{repo}/refs`).
+    pub(crate) fn refs(&self, repo: &str) -> Result<Vec<(String, String)>> {
+        let url = format!("{}/api/models/{repo}/refs", self.http.settings.endpoint);
+        let ctx = http::Ctx::new(repo, "the refs listing".into());
+        let mut resp = self.http.send(http::Method::Get, &url, None, &ctx, true)?;
+        let ctx = ctx.answered(&resp);
+        let body = http::read_limited(&mut resp, 64 << 20, &ctx)?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ctx.protocol(format!("the refs listing is not JSON: {e}")))?;
+        let mut out = Vec::new();
+        for kind in ["branches", "tags"] {
+            for r in v[kind].as_array().into_iter().flatten() {
+                let (Some(name), Some(commit)) = (r["name"].as_str(), r["targetCommit"].as_str()) else {
+                    return Err(ctx.protocol(format!("a {kind} entry without name and targetCommit")));
+                };
+                if !crate::names::is_commit(commit) {
+                    return Err(ctx.protocol(format!("ref {name:?} points at {commit:?}, not a 40-hex commit")));
+                }
+                out.push((name.to_string(), commit.to_string()));
+            }
+        }
+        tracing::debug!("{repo}: {} refs listed", out.len());
+        Ok(out)
+    }
+
     /// Metadata of `path` at `commit`, from a HEAD on its resolve URL. `Ok(None)` if the file does not exist.
     pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<Remote>> {
         let url = format!("{}/{repo}/resolve/{commit}/{}", self.http.settings.endpoint, encode_path(path));

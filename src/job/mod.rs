@@ -29,6 +29,21 @@ pub(crate) struct Job {
     pub(crate) tensor: Option<String>,
     /// How a Hub model's bytes are read when they are not in the HF cache.
     pub(crate) fetch: Fetch,
+    /// The grid this output belongs to (a job with `revisions:`), if any.
+    pub(crate) grid: Option<Grid>,
+}
+
+/// A job with `revisions:`: each revision is its own output, named `<base>@<revision>`. A `{match: …}` grid is
+/// `pending` until the repo's refs (or the lock file) say which revisions it has (the grid module's `expand`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Grid {
+    pub(crate) base: String,
+    pub(crate) pending: Option<String>,
+}
+
+/// The output name of `revision` in grid `base`.
+pub(crate) fn grid_name(base: &str, revision: &str) -> String {
+    format!("{base}@{revision}")
 }
 
 /// A frame to build for a job — the frame itself, from the registry — with its parameters (checked against
@@ -65,6 +80,7 @@ impl Job {
             source: &self.source,
             tensor: self.tensor.as_deref(),
             fetch: self.fetch,
+            grid: self.grid.as_ref().map(|g| g.base.as_str()),
         }
     }
 }

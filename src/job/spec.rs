@@ -37,6 +37,8 @@ pub(crate) struct JobSpec {
     pub(crate) path: Option<Spanned<String>>,
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) revision: Option<Spanned<String>>,
+    /// A grid: several revisions, each its own output (`[step1000, step2000]` or `{match: "step*"}`).
+    pub(crate) revisions: Option<Spanned<RevisionsSpec>>,
     pub(crate) frames: Option<Spanned<Vec<Spanned<FrameItem>>>>,
     pub(crate) tensor: Option<Spanned<String>>,
     /// Output dtype of derived frames (γ is always bf16).
@@ -55,4 +57,19 @@ pub(crate) enum FrameItem {
         #[serde(flatten)]
         params: std::collections::BTreeMap<String, String>,
     },
+}
+
+/// `revisions:` — a list of branches, tags or commits, or `{match: GLOB}` over the repo's branches and tags.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RevisionsSpec {
+    List(Vec<String>),
+    Match(MatchSpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MatchSpec {
+    #[serde(rename = "match")]
+    pub(crate) pattern: String,
 }

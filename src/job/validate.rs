@@ -152,19 +152,21 @@ impl Validator<'_> {
         let mut names: HashMap<String, Location> = HashMap::new();
         let mut jobs = Vec::new();
         for job in &raw.jobs.value {
-            let job = self.job(job, default_revision, default_frames, default_fetch)?;
-            if let Some(first) = names.get(&job.0.name) {
-                return self.err(
-                    &job.1,
-                    format!(
-                        "duplicate output name {:?} (first used at line {}); give one of the jobs a distinct `name:`",
-                        job.0.name,
-                        first.line()
-                    ),
-                );
+            let (expanded, at) = self.job(job, default_revision, default_frames, default_fetch)?;
+            for job in expanded {
+                if let Some(first) = names.get(&job.name) {
+                    return self.err(
+                        &at,
+                        format!(
+                            "duplicate output name {:?} (first used at line {}); give one of the jobs a distinct `name:`",
+                            job.name,
+                            first.line()
+                        ),
+                    );
+                }
+                names.insert(job.name.clone(), at);
+                jobs.push(job);
             }
-            names.insert(job.0.name.clone(), job.1);
-            jobs.push(job.0);
         }
         Ok(JobFile { path: self.path.clone(), store: Store { tensors, manifests }, jobs })
     }
@@ -183,7 +185,7 @@ impl Validator<'_> {
         default_revision: Option<&Spanned<String>>,
         default_frames: Option<&Spanned<Vec<Spanned<FrameItem>>>>,
         default_fetch: Option<&Spanned<String>>,
-    ) -> Result<(Job, Location)> {
+    ) -> Result<(Vec<Job>, Location)> {
         let at = job.referenced;
         let spec = &job.value;
         let source = match (&spec.model, &spec.path) {
@@ -206,7 +208,7 @@ impl Validator<'_> {
                     self.revision(r)?;
                 }
                 let revision = revision.map_or_else(|| "main".into(), |r| r.value.clone());
-                SourceSpec::Hub { repo: m.value.clone(), revision }
+                SourceSpec::Hub { repo: m.value.clone(), revision, commit: None }
             }
             (None, Some(p)) => {
                 if let Some(r) = &spec.revision {
@@ -263,7 +265,57 @@ impl Validator<'_> {
             (Some(f), _) => self.fetch(f)?,
             (None, _) => default_fetch.map(|f| self.fetch(f)).transpose()?.unwrap_or_default(),
         };
-        Ok((Job { name, source, frames, tensor, fetch }, at))
+        let job = Job { name, source, frames, tensor, fetch, grid: None };
+        match &spec.revisions {
+            None => Ok((vec![job], at)),
+            Some(revs) => Ok((self.grid(job, revs, spec)?, at)),
+        }
+    }
+
+    /// A job with `revisions:`: one output per listed revision, named `<name>@<revision>`; or, for
+    /// `{match: GLOB}`, one pending job that the grid module's `expand` turns into the matching revisions.
+    fn grid(&self, job: Job, revs: &Spanned<super::spec::RevisionsSpec>, spec: &JobSpec) -> Result<Vec<Job>> {
+        use super::spec::RevisionsSpec;
+        let at = &revs.referenced;
+        let SourceSpec::Hub { repo, .. } = &job.source else {
+            return self.err(at, "`revisions:` applies to `model:` jobs; a local `path:` has no revisions");
+        };
+        if let Some(r) = &spec.revision {
+            return self.err(&r.referenced, "a job has either `revision:` or `revisions:` (a grid), not both");
+        }
+        let base = job.name.clone();
+        if base.contains('@') {
+            return self
+                .err(at, format!("a grid's name {base:?} must not contain '@', which joins it to each revision"));
+        }
+        match &revs.value {
+            RevisionsSpec::Match(m) => {
+                glob::Pattern::new(&m.pattern)
+                    .or_else(|e| self.err(at, format!("`revisions: {{match: {:?}}}`: {e}", m.pattern)))?;
+                Ok(vec![Job { grid: Some(super::Grid { base, pending: Some(m.pattern.clone()) }), ..job }])
+            }
+            RevisionsSpec::List(list) => {
+                if list.is_empty() {
+                    return self.err(at, "`revisions:` is empty; list revisions, or use {match: \"step*\"}");
+                }
+                let mut out: Vec<Job> = Vec::new();
+                for rev in list {
+                    self.revision(&Spanned { value: rev.clone(), referenced: *at, defined: *at })?;
+                    grid_revision(rev).or_else(|e| self.err(at, e))?;
+                    let name = super::grid_name(&base, rev);
+                    if out.iter().any(|j| j.name == name) {
+                        return self.err(at, format!("revision {rev:?} is listed twice"));
+                    }
+                    out.push(Job {
+                        name,
+                        source: SourceSpec::Hub { repo: repo.clone(), revision: rev.clone(), commit: None },
+                        grid: Some(super::Grid { base: base.clone(), pending: None }),
+                        ..job.clone()
+                    });
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// The frames to build, inputs first, each with its parameters checked and defaults filled in. A job-level
@@ -337,11 +389,24 @@ impl Validator<'_> {
 }
 
 /// Output names become one directory level under `tensors/` and `manifests/`.
+/// A revision in a grid becomes part of an output name: a plain name (`step1000`, `v1.0`) or a commit.
+fn grid_revision(rev: &str) -> std::result::Result<(), String> {
+    if rev.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) && !rev.starts_with('.') {
+        Ok(())
+    } else {
+        Err(format!(
+            "revision {rev:?} in `revisions:` must be a plain name (letters, digits, '.', '_', '-'), as it names an output"
+        ))
+    }
+}
+
 pub(crate) fn check_name(name: &str) -> std::result::Result<(), String> {
+    // `@` joins a grid's name and revision (`pythia@step1000`); only once, and not first.
     let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name.len() <= 200
+        && !name.starts_with(['.', '@'])
+        && name.matches('@').count() <= 1
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
     if ok {
         Ok(())
     } else {
@@ -439,7 +504,7 @@ mod tests {
         assert_eq!(jf.jobs[0].source, SourceSpec::Local { dir: PathBuf::from("/work/ws/models/m") });
         assert_eq!(jf.jobs[1].name, "x");
         assert_eq!(jf.jobs[1].fetch, Fetch::Full);
-        assert_eq!(jf.jobs[1].source, SourceSpec::Hub { repo: "org/x".into(), revision: "v1".into() });
+        assert_eq!(jf.jobs[1].source, SourceSpec::Hub { repo: "org/x".into(), revision: "v1".into(), commit: None });
         assert_eq!(jf.store.tensors, PathBuf::from("/work/ws/tensors"));
         assert_eq!(jf.store.manifests, PathBuf::from("/work/ws/manifests"));
     }

@@ -176,6 +176,7 @@ mod tests {
                 head: Default::default(),
                 format: None,
                 entry: None,
+                shared_from: None,
             }),
             inputs: Vec::new(),
             params: BTreeMap::new(),

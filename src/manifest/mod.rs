@@ -73,6 +73,10 @@ pub(crate) struct SourceRecord {
     /// For `pytorch-zip`: the zip entry holding W's storage (`archive/data/0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) entry: Option<String>,
+    /// With `fetch: shared`: the output of the same grid whose stored bytes were copied (its shard has this
+    /// one's SHA-256 and W the same range; its file matched its manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) shared_from: Option<String>,
     /// What the model's head adds beyond `h @ W.T` (a bias, a logit scale, a soft-cap); absent when nothing.
     #[serde(default, skip_serializing_if = "Head::is_empty")]
     pub(crate) head: Head,

@@ -49,6 +49,9 @@ pub(crate) enum FetchMode {
     Range,
     /// The shard downloaded into the HF cache, then read there.
     Full,
+    /// Not read at all: another output of the grid holds the same W (same shard SHA-256, same range), and its
+    /// stored file, checked against its manifest, was copied.
+    Shared,
 }
 
 impl SourceKind {
@@ -70,6 +73,7 @@ impl FetchMode {
             FetchMode::Cache => "cache",
             FetchMode::Range => "range",
             FetchMode::Full => "full",
+            FetchMode::Shared => "shared",
         }
     }
 }
@@ -167,8 +171,11 @@ pub(crate) fn resolve(
             let (loc, id) = local::locate(dir, wanted)?;
             Ok(Resolved::Local(Box::new(loc), id))
         }
-        SourceSpec::Hub { repo, revision } => {
+        SourceSpec::Hub { repo, revision, commit: known } => {
             let at = |commit, unchecked| HubRef { repo: repo.clone(), revision: revision.clone(), commit, unchecked };
+            if let Some(c) = known.as_ref().filter(|c| crate::names::is_commit(c)) {
+                return Ok(Resolved::Hub(at(c.clone(), false)));
+            }
             match hub::resolve_commit(repo, revision, opts) {
                 Ok(commit) => Ok(Resolved::Hub(at(commit, false))),
                 Err(e @ Error::NotInCache { .. }) if opts.hub.is_none() => {

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum SourceSpec {
-    /// A Hub repo at a revision (branch, tag or 40-hex commit), read from the HF cache or the Hub.
-    Hub { repo: String, revision: String },
+    /// A Hub repo at a revision (branch, tag or 40-hex commit), read from the HF cache or the Hub. `commit` is
+    /// the revision's commit when already known — from a grid's refs listing or its lock file — so that it need
+    /// not be asked for again.
+    Hub { repo: String, revision: String, commit: Option<String> },
     /// A local checkpoint directory (absolute).
     Local { dir: PathBuf },
 }

@@ -11,6 +11,7 @@ mod errors;
 mod everyday;
 mod frames;
 mod freshness;
+mod grids;
 mod hub;
 mod interop;
 mod invariants;

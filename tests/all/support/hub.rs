@@ -226,13 +226,32 @@ fn serve(conn: TcpStream, origin: &'static str, st: &Mutex<State>, urls: &(Strin
 
 fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, String>, cdn: &str) -> Response {
     // GETs only: HEADs of small files keep answering at the endpoint (their metadata), their bodies are moved.
-    if s.faults.redirect_endpoint_to_third && method == "GET" && !path.starts_with("/cdn-return/") && !is_lfs(&path) {
+    if s.faults.redirect_endpoint_to_third && method == "GET" && !path.starts_with("/cdn-return/") && !is_lfs(path) {
         return resp(302, &[("Location", format!("{}/relay{path}", s.third))], Vec::new());
     }
     if path.starts_with("/cdn-return/") {
         return cdn_route(s, "hub", path.trim_start_matches("/cdn-return"), headers, "");
     }
     let path = path.split('?').next().unwrap_or("");
+    if let Some(repo) = path.strip_prefix("/api/models/").and_then(|r| r.strip_suffix("/refs")) {
+        // The refs listing: every branch (and tag: refs named `tags/…` here) with its commit, in one answer.
+        let Some(r) = s.repos.get(repo) else { return error(401, "RepoNotFound", None) };
+        let item = |name: &str, kind: &str, c: &str| {
+            format!("{{\"name\":\"{name}\",\"ref\":\"refs/{kind}/{name}\",\"targetCommit\":\"{c}\"}}")
+        };
+        let mut branches: Vec<String> = Vec::new();
+        let mut tags: Vec<String> = Vec::new();
+        let mut names: Vec<(&String, &String)> = r.refs.iter().collect();
+        names.sort();
+        for (name, c) in names {
+            match name.strip_prefix("tags/") {
+                Some(t) => tags.push(item(t, "tags", c)),
+                None => branches.push(item(name, "heads", c)),
+            }
+        }
+        let body = format!("{{\"branches\":[{}],\"converts\":[],\"tags\":[{}]}}", branches.join(","), tags.join(","));
+        return resp(200, &[("Content-Type", "application/json".into())], body.into_bytes());
+    }
     if let Some(rest) = path.strip_prefix("/api/models/") {
         let Some((repo, rev)) = rest.split_once("/revision/") else { return error(404, "NotFound", None) };
         let rev = rev.replace("%2F", "/");

@@ -1,0 +1,167 @@
+//! Checkpoint grids (issue 14): `revisions:` as a list or `{match: GLOB}` over the repo's branches and tags, one
+//! refs listing instead of a lookup per revision, each distinct W fetched once, byte-identical W reported, a
+//! lock file for offline judgement, sharding, and an interrupted grid resumed.
+
+use crate::support::hub::TestHub;
+use crate::support::*;
+
+/// A pythia-like repo: step0–step2 serve the same files; step3 other weights; step4 step3's W in a shard whose
+/// other tensors differ (so its file and W's offset differ); step10 other weights again.
+fn grid_repo(ws: &Ws, hub: &TestHub) -> Vec<(String, std::path::PathBuf)> {
+    let a = ws.synth("a", &["--vocab", "2048", "--seed", "1"]);
+    let b = ws.synth("b", &["--vocab", "2048", "--seed", "2"]);
+    let c = ws.synth("c", &["--vocab", "2048", "--seed", "3"]);
+    // b's checkpoint with one more tensor: the shard differs, W's bytes do not.
+    let b2 = ws.path("models/b2");
+    std::fs::create_dir_all(&b2).unwrap();
+    std::fs::copy(b.join("config.json"), b2.join("config.json")).unwrap();
+    let bytes = std::fs::read(b.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let zeros = vec![0u8; 64];
+    let mut tensors = st.tensors();
+    tensors.push((
+        "aaa.extra".into(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![16], &zeros).unwrap(),
+    ));
+    std::fs::write(b2.join("model.safetensors"), safetensors::serialize(tensors, None).unwrap()).unwrap();
+    let revs = [("step0", &a), ("step1", &a), ("step2", &a), ("step3", &b), ("step4", &b2), ("step10", &c)];
+    let mut out = Vec::new();
+    for (i, (name, dir)) in revs.iter().enumerate() {
+        let commit = format!("{:040x}", i + 1);
+        hub.publish("org/pythia", &commit, dir, Some(name));
+        out.push((name.to_string(), (*dir).clone()));
+    }
+    hub.publish("org/pythia", &format!("{:040x}", 99), &c, Some("main"));
+    out
+}
+
+#[test]
+fn a_matched_grid_fetches_each_distinct_w_once_and_reports_identical_ones() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    let revs = grid_repo(&ws, &hub);
+    let job = ws.job("version: 1\njobs:\n  - model: org/pythia\n    name: p\n    revisions: {match: \"step*\"}\n");
+    let job = job.to_str().unwrap();
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
+    let o = ws.run_env(&[job], &env).ok();
+    // Natural order, every revision its own output.
+    let built: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("built    "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        built,
+        ["p@step0/gamma", "p@step1/gamma", "p@step2/gamma", "p@step3/gamma", "p@step4/gamma", "p@step10/gamma"]
+    );
+    for (rev, dir) in &revs {
+        assert_eq!(
+            ws.read(&format!("tensors/p@{rev}/W.safetensors")),
+            reference_w(dir, "model.embed_tokens.weight"),
+            "{rev}"
+        );
+    }
+    // One refs listing; no revision lookups; W fetched from the CDN for 4 distinct (file, range) pairs only.
+    let reqs = hub.requests();
+    assert_eq!(reqs.iter().filter(|r| r.path.ends_with("/refs")).count(), 1, "{reqs:?}");
+    assert!(!reqs.iter().any(|r| r.path.contains("/revision/")), "{reqs:?}");
+    let w_len = ws.manifest("p@step0", "gamma")["source"]["range"]["length"].as_u64().unwrap();
+    let w_fetches = reqs
+        .iter()
+        .filter(|r| {
+            r.origin == "cdn"
+                && r.range.as_deref().is_some_and(|g| {
+                    let (a, b) = g.trim_start_matches("bytes=").split_once('-').unwrap();
+                    b.parse::<u64>().unwrap() - a.parse::<u64>().unwrap() + 1 >= w_len / 4
+                })
+        })
+        .count();
+    assert_eq!(w_fetches, 4, "step1 and step2 share step0's bytes: {reqs:?}");
+    let m = ws.manifest("p@step2", "gamma");
+    assert_eq!((m["source"]["fetch"].as_str(), m["source"]["shared_from"].as_str()), (Some("shared"), Some("p@step0")));
+    assert_eq!(m["source"]["revision"], "step2");
+    // The duplicate report: the same files, and different files with the same W.
+    assert!(o.stdout.contains("same W   p: step0 = step1 = step2 (3 revisions; W sha256"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("same W   p: step3 = step4 (2 revisions") && o.stdout.contains("different files, the same W"),
+        "{}",
+        o.stdout
+    );
+
+    // status: fresh, one listing, the duplicates in JSON too.
+    hub.reset_counters();
+    let o = ws.run_env(&["status", job, "--format", "json"], &env).ok();
+    let rows: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 6);
+    assert_eq!(rows[1]["same_w_as"], serde_json::json!(["p@step0", "p@step2"]));
+    assert_eq!(hub.requests().len(), 1, "a fresh grid is judged from one refs listing");
+    let md = ws.run_env(&["status", job, "--format", "markdown"], &env).ok();
+    assert!(
+        md.stdout.contains("Revisions with byte-identical W") && md.stdout.contains("| p | step3, step4 |"),
+        "{}",
+        md.stdout
+    );
+
+    // A lock file pins the grid: judged with no network at all.
+    let o = ws.run_env(&["lock", job], &env).ok();
+    assert!(o.stdout.contains("locked   p: 6 revisions of org/pythia"), "{}", o.stdout);
+    let lock: serde_json::Value = serde_json::from_slice(&ws.read("jobs/test.lock.json")).unwrap();
+    assert_eq!(lock["grids"]["p"]["revisions"][5]["revision"], "step10");
+    drop(hub);
+    let t = std::time::Instant::now();
+    let o = ws.run(&["status", job, "--check", "--offline"]).ok();
+    assert_eq!(o.stdout.lines().filter(|l| l.starts_with("fresh")).count(), 6, "{}", o.stdout);
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    ws.run(&["verify", job]).ok();
+    // Offline with no lock, the grid cannot know its revisions: said, not guessed.
+    std::fs::remove_file(ws.path("jobs/test.lock.json")).unwrap();
+    let o = ws.run(&["status", job, "--offline"]).expect(2);
+    assert!(o.stderr.contains("run `gamma-run lock"), "{}", o.stderr);
+}
+
+#[test]
+fn listed_grids_shards_and_an_interrupted_grid() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    grid_repo(&ws, &hub);
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
+    let job =
+        ws.job("version: 1\njobs:\n  - model: org/pythia\n    name: p\n    revisions: [step3, step1, step10, step2]\n");
+    let job = job.to_str().unwrap();
+    // Listed order is kept; the shards of a grid partition it.
+    let mut seen = Vec::new();
+    for k in 0..3 {
+        let o = ws.run_env(&["status", job, "--shard", &format!("{k}/3")], &env).ok();
+        seen.extend(o.stdout.lines().map(|l| l.split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string()));
+    }
+    seen.sort();
+    assert_eq!(seen, ["p@step1/gamma", "p@step10/gamma", "p@step2/gamma", "p@step3/gamma"]);
+    // Two built, then a crash in the middle of the rest: a rerun keeps the two and builds what is missing.
+    ws.run_env(&[job, "--only", "p@step3", "--only", "p@step1"], &env).ok();
+    let mut crash = env.to_vec();
+    crash.push(("GAMMA_RUN_FAILPOINT", "before-manifest"));
+    let o = ws.run_env(&[job], &crash);
+    assert_ne!(o.code(), 0, "aborted");
+    let o = ws.run_env(&[job], &env).ok();
+    assert!(o.stdout.contains("fresh    p@step3/gamma") && o.stdout.contains("fresh    p@step1/gamma"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("built    p@step10/gamma") && o.stdout.contains("built    p@step2/gamma"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(ws.manifest("p@step2", "gamma")["source"]["shared_from"], "p@step1");
+    // Syntax errors name the line and what to do.
+    for (yaml, want) in [
+        ("  - model: org/pythia\n    revision: main\n    revisions: [step1]\n", "either `revision:` or `revisions:`"),
+        ("  - path: ../models/a\n    revisions: [step1]\n", "applies to `model:` jobs"),
+        ("  - model: org/pythia\n    revisions: []\n", "`revisions:` is empty"),
+        ("  - model: org/pythia\n    revisions: [refs/pr/1]\n", "must be a plain name"),
+        ("  - model: org/pythia\n    revisions: [step1, step1]\n", "listed twice"),
+        ("  - model: org/pythia\n    revisions: {glob: step}\n", "revisions"),
+    ] {
+        let bad = ws.job(&format!("version: 1\njobs:\n{yaml}"));
+        let o = ws.run(&["status", bad.to_str().unwrap()]).expect(2);
+        assert!(o.stderr.contains(want), "{yaml}: {}", o.stderr);
+    }
+}
