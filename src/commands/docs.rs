@@ -39,6 +39,10 @@ pub(crate) const ENVIRONMENT: &[(&str, &str)] = &[
         "A log filter (tracing's EnvFilter syntax) that replaces -v and -q, e.g. RUST_LOG=debug to see the \
          libraries' logs too. The HTTP stack's wire dumps are never shown.",
     ),
+    (
+        "GAMMA_RUN_HTTP_CONNECTIONS",
+        "Hub requests in flight at once, all --jobs workers together (default 8): the connection budget.",
+    ),
     ("GAMMA_RUN_HTTP_ATTEMPTS", "Attempts per Hub request on transient failures (timeouts, 429, 5xx; default 6)."),
     ("GAMMA_RUN_HTTP_BACKOFF_MS", "The first retry's delay in milliseconds, doubling each time (default 500)."),
     ("GAMMA_RUN_HTTP_TIMEOUT_S", "Seconds to wait for a response to start (default 60; a body may take 4 times that)."),

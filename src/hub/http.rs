@@ -16,6 +16,8 @@ pub(crate) struct Http {
     pub(crate) settings: HubSettings,
     /// Set when a server answered a range request with the whole file.
     pub(crate) ranges_ignored: std::sync::atomic::AtomicBool,
+    /// The connection budget: requests in flight, all workers together, held until their answer is dropped.
+    budget: std::sync::Arc<Budget>,
     /// Hosts (`host:port`) found unreachable in this run, with the error that said so.
     unreachable: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
@@ -71,7 +73,12 @@ impl Http {
             .timeout_recv_body(Some(settings.timeout * 4))
             .build()
             .into();
-        Http { agent, settings, ranges_ignored: Default::default(), unreachable: Default::default() }
+        let budget = std::sync::Arc::new(Budget {
+            limit: settings.connections,
+            used: Default::default(),
+            freed: Default::default(),
+        });
+        Http { agent, settings, ranges_ignored: Default::default(), budget, unreachable: Default::default() }
     }
 
     /// Sends `method url` (with `Range: bytes=a-b` if given), retrying transient failures. With `follow`,
@@ -83,7 +90,7 @@ impl Http {
         range: Option<(u64, u64)>,
         ctx: &Ctx,
         follow: bool,
-    ) -> Result<Response<Body>> {
+    ) -> Result<Answer> {
         let mut url = url.to_string();
         let home = |u: &str| Origin::of(u).is_ok_and(|o| o == self.settings.origin);
         // Once a redirect has left the endpoint's origin, the token is never attached again, even if it returns.
@@ -98,7 +105,7 @@ impl Http {
                 continue;
             }
             if status >= 400 {
-                return Err(http_error(resp, ctx, &self.settings));
+                return Err(http_error(resp.resp, ctx, &self.settings));
             }
             return Ok(resp);
         }
@@ -112,7 +119,7 @@ impl Http {
         range: Option<(u64, u64)>,
         ctx: &Ctx,
         with_token: bool,
-    ) -> Result<Response<Body>> {
+    ) -> Result<Answer> {
         let host = Origin::of(url).map(|o| format!("{}:{}", o.host, o.port)).unwrap_or_default();
         let known = |h: &str| self.unreachable.lock().ok()?.get(h).cloned();
         if let Some(message) = known(&host) {
@@ -132,6 +139,7 @@ impl Http {
                 req = req.header("Range", format!("bytes={a}-{b}"));
             }
             let started = std::time::Instant::now();
+            let permit = self.budget.acquire();
             let outcome = req.call();
             if let Ok(r) = &outcome {
                 // Never the query: a CDN's signed URL carries its signature there.
@@ -170,13 +178,14 @@ impl Http {
             };
             if !transient || attempt >= self.settings.attempts {
                 return match outcome {
-                    Ok(r) => Ok(r),
+                    Ok(r) => Ok(Answer { resp: r, _permit: permit }),
                     Err(e) => Err(ctx.protocol(format!("{e} (after {attempt} attempts)"))),
                 };
             }
             let backoff = self.settings.backoff * 2u32.saturating_pow(attempt - 1);
             let wait = wait.unwrap_or(backoff.min(Duration::from_secs(30)));
             tracing::warn!(repo = ctx.repo, file = %ctx.what, attempt, "{why}; retrying in {wait:?}");
+            drop(permit);
             std::thread::sleep(wait);
         }
     }
@@ -196,6 +205,56 @@ impl Http {
             "{what} ({e}); not retried, and later requests to it in this run fail at once. With no network, run with \
              --offline (or HF_HUB_OFFLINE=1) to read models from the HF cache; for a mirror, set HF_ENDPOINT"
         )
+    }
+}
+
+/// A bounded number of requests in flight: a worker waits for a free slot rather than opening another
+/// connection (many revisions of a grid, many workers, one budget).
+struct Budget {
+    limit: usize,
+    used: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Budget {
+    fn acquire(self: &std::sync::Arc<Self>) -> Permit {
+        let mut used = self.used.lock().expect("budget lock");
+        while *used >= self.limit {
+            used = self.freed.wait(used).expect("budget lock");
+        }
+        *used += 1;
+        Permit(std::sync::Arc::clone(self))
+    }
+}
+
+/// A slot of the budget, given back when the answer (and so its connection) is dropped.
+pub(crate) struct Permit(std::sync::Arc<Budget>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Ok(mut used) = self.0.used.lock() {
+            *used -= 1;
+        }
+        self.0.freed.notify_one();
+    }
+}
+
+/// An answer from the Hub, holding its slot of the connection budget until it is dropped.
+pub(crate) struct Answer {
+    resp: Response<Body>,
+    _permit: Permit,
+}
+
+impl std::ops::Deref for Answer {
+    type Target = Response<Body>;
+    fn deref(&self) -> &Response<Body> {
+        &self.resp
+    }
+}
+
+impl std::ops::DerefMut for Answer {
+    fn deref_mut(&mut self) -> &mut Response<Body> {
+        &mut self.resp
     }
 }
 

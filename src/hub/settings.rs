@@ -14,6 +14,8 @@ pub(crate) struct HubSettings {
     pub(crate) origin: Origin,
     pub(crate) token: Option<String>,
     pub(crate) attempts: u32,
+    /// Requests in flight at once, all workers together (`GAMMA_RUN_HTTP_CONNECTIONS`, default 8).
+    pub(crate) connections: usize,
     pub(crate) backoff: Duration,
     pub(crate) timeout: Duration,
 }
@@ -115,6 +117,7 @@ impl HubSettings {
             origin,
             token,
             attempts: num("GAMMA_RUN_HTTP_ATTEMPTS", 6) as u32,
+            connections: num("GAMMA_RUN_HTTP_CONNECTIONS", 8).clamp(1, 256) as usize,
             backoff: Duration::from_millis(num("GAMMA_RUN_HTTP_BACKOFF_MS", 500)),
             timeout: Duration::from_secs(num("GAMMA_RUN_HTTP_TIMEOUT_S", 60)),
         })

@@ -165,3 +165,24 @@ fn listed_grids_shards_and_an_interrupted_grid() {
         assert!(o.stderr.contains(want), "{yaml}: {}", o.stderr);
     }
 }
+
+/// Many revisions are latency-bound: `--jobs` overlaps their requests, and one connection budget
+/// (`GAMMA_RUN_HTTP_CONNECTIONS`) bounds what all workers have in flight together.
+#[test]
+fn parallel_revisions_share_one_connection_budget() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    grid_repo(&ws, &hub);
+    hub.faults(crate::support::hub::Faults { slow_ms: 30, ..Default::default() });
+    let job = ws.job("version: 1\njobs:\n  - model: org/pythia\n    name: p\n    revisions: {match: \"step*\"}\n");
+    let job = job.to_str().unwrap();
+    let o = ws.run_env(&[job, "-j", "6"], &[("HF_ENDPOINT", &hub.endpoint), ("GAMMA_RUN_HTTP_CONNECTIONS", "2")]).ok();
+    assert!(o.stdout.contains("6 built"), "{}", o.stdout);
+    assert!(hub.max_in_flight() <= 2, "at most 2 requests in flight, saw {}", hub.max_in_flight());
+    // Without the cap the workers do overlap (the budget is what held them).
+    std::fs::remove_dir_all(ws.path("tensors")).unwrap();
+    std::fs::remove_dir_all(ws.path("manifests")).unwrap();
+    hub.reset_counters();
+    ws.run_env(&[job, "-j", "6"], &[("HF_ENDPOINT", &hub.endpoint)]).ok();
+    assert!(hub.max_in_flight() > 2, "saw {}", hub.max_in_flight());
+}

@@ -75,6 +75,9 @@ pub struct State {
     pub faults: Faults,
     pub served: u64,
     pub requests: Vec<Req>,
+    /// Requests being answered now, and the most at once.
+    pub in_flight: u32,
+    pub max_in_flight: u32,
 }
 
 pub struct TestHub {
@@ -150,9 +153,14 @@ impl TestHub {
     pub fn requests(&self) -> Vec<Req> {
         self.state.lock().unwrap().requests.clone()
     }
+    /// The most requests answered at once since the last reset.
+    pub fn max_in_flight(&self) -> u32 {
+        self.state.lock().unwrap().max_in_flight
+    }
     pub fn reset_counters(&self) {
         let mut st = self.state.lock().unwrap();
         st.served = 0;
+        st.max_in_flight = 0;
         st.requests.clear();
     }
 }
@@ -214,6 +222,8 @@ fn serve(conn: TcpStream, origin: &'static str, st: &Mutex<State>, urls: &(Strin
     };
     let (response, faults) = {
         let mut s = st.lock().unwrap();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
         s.requests.push(req);
         let r = match origin {
             "hub" => hub_route(&mut s, &method, &path, &headers, &urls.0),
@@ -222,6 +232,25 @@ fn serve(conn: TcpStream, origin: &'static str, st: &Mutex<State>, urls: &(Strin
         (r, s.faults.clone())
     };
     write_response(conn, &method, response, faults.slow_ms, st);
+}
+
+/// Ends a request's time in flight once: just before its last bytes are written (the client may start its next
+/// request as soon as it has them), or on any early return.
+struct Answering<'a>(&'a Mutex<State>, bool);
+
+impl Answering<'_> {
+    fn done(&mut self) {
+        if !self.1 {
+            self.1 = true;
+            self.0.lock().unwrap().in_flight -= 1;
+        }
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.done();
+    }
 }
 
 fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, String>, cdn: &str) -> Response {
@@ -408,12 +437,20 @@ fn write_response(mut conn: TcpStream, method: &str, r: Response, slow_ms: u64, 
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", r.declared.unwrap_or(r.body.len())));
+    let mut answering = Answering(st, false);
+    if method == "HEAD" || r.body.is_empty() {
+        answering.done();
+    }
     if conn.write_all(head.as_bytes()).is_err() || method == "HEAD" {
         return;
     }
-    for piece in r.body.chunks(64 << 10) {
+    let pieces = r.body.len().div_ceil(64 << 10);
+    for (i, piece) in r.body.chunks(64 << 10).enumerate() {
         if slow_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(slow_ms));
+        }
+        if i + 1 == pieces {
+            answering.done();
         }
         if conn.write_all(piece).is_err() {
             return;
