@@ -166,22 +166,9 @@ pub(crate) fn find_w(files: &dyn Files, wanted: unembedding::Wanted) -> Result<F
         }
     };
     let w = header.get(&choice.key).expect("the chosen key is in its shard's header").clone();
-    // The config's sizes describe W; the input embedding may have other rows (image or audio tokens) or columns
-    // (a factorised embedding), so it is checked only as a float matrix.
-    let shape_known = wanted.explicit.is_some() || wanted.matrix == unembedding::Matrix::Embedding;
-    unembedding::check(&rules, &w, shape_known).map_err(|m| Error::checkpoint(files.describe(&shard), m))?;
-    if config.quantized {
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        unembedding::check_quantized(&rules, &keys, &choice.key)
-            .map_err(|m| Error::checkpoint(files.describe(&shard), m))?;
-    }
-    let w = match choice.keep_rows {
-        Some(rows) if rows < w.shape[0] => {
-            let row_bytes = (w.end - w.begin) / w.shape[0];
-            header::TensorInfo { end: w.begin + rows * row_bytes, shape: vec![rows, w.shape[1]], ..w }
-        }
-        _ => w,
-    };
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let w = checked(&rules, config.quantized, &keys, &choice, wanted, w)
+        .map_err(|m| Error::checkpoint(files.describe(&shard), m))?;
     tracing::debug!(
         "{} is {} in {} ({}, {:?}, {} bytes at data offset {}): {}",
         if wanted.matrix == unembedding::Matrix::Embedding { "E" } else { "W" },
@@ -206,6 +193,32 @@ pub(crate) fn find_w(files: &dyn Files, wanted: unembedding::Wanted) -> Result<F
         shard_len,
         w,
         data_start,
+    })
+}
+
+/// The chosen tensor checked — a float matrix of the config's shape, not packed when the checkpoint is
+/// quantized — and cut to its first rows where transformers keeps only those.
+fn checked(
+    rules: &unembedding::Rules,
+    quantized: bool,
+    keys: &[&str],
+    choice: &unembedding::Choice,
+    wanted: unembedding::Wanted,
+    w: header::TensorInfo,
+) -> std::result::Result<header::TensorInfo, String> {
+    // The config's sizes describe W; the input embedding may have other rows (image or audio tokens) or columns
+    // (a factorised embedding), so it is checked only as a float matrix.
+    let as_stored = wanted.explicit.is_some() || wanted.matrix == unembedding::Matrix::Embedding;
+    unembedding::check(rules, &w, as_stored)?;
+    if quantized {
+        unembedding::check_quantized(rules, keys, &choice.key)?;
+    }
+    Ok(match choice.keep_rows {
+        Some(rows) if rows < w.shape[0] => {
+            let row_bytes = (w.end - w.begin) / w.shape[0];
+            header::TensorInfo { end: w.begin + rows * row_bytes, shape: vec![rows, w.shape[1]], ..w }
+        }
+        _ => w,
     })
 }
 
@@ -297,18 +310,7 @@ fn find_in_bin(
         return Err(too_big());
     }
     let w = header::TensorInfo { name: choice.key.clone(), dtype: t.dtype, shape: t.shape.clone(), begin, end };
-    let shape_known = wanted.explicit.is_some() || wanted.matrix == unembedding::Matrix::Embedding;
-    unembedding::check(rules, &w, shape_known).map_err(bad)?;
-    if config.quantized {
-        unembedding::check_quantized(rules, &keys, &choice.key).map_err(bad)?;
-    }
-    let w = match choice.keep_rows {
-        Some(rows) if rows < w.shape[0] => {
-            let row_bytes = (w.end - w.begin) / w.shape[0];
-            header::TensorInfo { end: w.begin + rows * row_bytes, shape: vec![rows, w.shape[1]], ..w }
-        }
-        _ => w,
-    };
+    let w = checked(rules, config.quantized, &keys, &choice, wanted, w).map_err(bad)?;
     tracing::debug!(
         "{} is {} in {} (entry {storage_name}, {}, {:?}, {} bytes at offset {}): {}",
         if wanted.matrix == unembedding::Matrix::Embedding { "E" } else { "W" },
