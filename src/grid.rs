@@ -196,6 +196,17 @@ fn expand_with(jf: &JobFile, hub: Option<&Hub>, lock: Option<Lock>) -> Result<Jo
             }
         }
     }
+    // A grid's names are made here: none may be another job's (`p@step1` named by hand, say).
+    let mut seen = std::collections::HashSet::new();
+    for j in &jobs {
+        if !seen.insert(j.name.as_str()) {
+            return Err(Error::Usage(format!(
+                "{}: output name {:?} is used twice (a grid's revision and another job); rename one",
+                jf.path.display(),
+                j.name
+            )));
+        }
+    }
     Ok(JobFile { jobs, ..jf.clone() })
 }
 

@@ -89,6 +89,8 @@ impl V {
         match self {
             V::Tuple(v, _) | V::List(v, _) => 1 + v.iter().map(V::nodes).sum::<u64>(),
             V::Dict(v, _) => 1 + v.iter().map(|(k, x)| k.nodes() + x.nodes()).sum::<u64>(),
+            // A string costs its length too: copying it is that much work.
+            V::Str(s) => 1 + s.len() as u64 / 64,
             _ => 1,
         }
     }
@@ -213,7 +215,13 @@ fn tensors(top: V) -> Result<Vec<(String, TensorRef)>, String> {
     let mut out = Vec::new();
     for (k, v) in items {
         match (k, v) {
-            (V::Str(k), V::Tensor(t)) => out.push((k, *t)),
+            (V::Str(k), V::Tensor(t)) => {
+                // torch keeps the last of two equal keys, gamma-run would read the first: refused instead.
+                if out.iter().any(|(o, _): &(String, TensorRef)| *o == k) {
+                    return Err(format!("the state dict holds {k:?} twice"));
+                }
+                out.push((k, *t));
+            }
             (V::Str(_), _) => {}
             (k, _) => return Err(format!("a state dict key is {}, not a str", k.kind())),
         }
@@ -271,18 +279,28 @@ impl Reader<'_> {
         }
         Ok(self.stack.last_mut().expect("checked"))
     }
+    fn charge(&mut self, n: u64) -> Result<(), String> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(format!("more than {MAX_NODES} values (counting a string's bytes)"));
+        }
+        Ok(())
+    }
     fn memo_put(&mut self, key: u64) -> Result<(), String> {
-        let v = self.stack.last().ok_or("memoizing an empty stack")?.clone();
+        // Charged before the copy is made, so a hostile stream cannot ask for an enormous one.
+        let n = self.stack.last().ok_or("memoizing an empty stack")?.nodes();
+        self.charge(n)?;
+        let v = self.stack.last().expect("checked").clone();
         if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&key) {
             return Err(format!("more than {MAX_MEMO} memo entries"));
         }
-        self.nodes += v.nodes();
         self.memo.insert(key, v);
         Ok(())
     }
     fn memo_get(&mut self, key: u64) -> Result<(), String> {
-        let v = self.memo.get(&key).ok_or_else(|| format!("memo entry {key} was never stored"))?.clone();
-        self.nodes += v.nodes();
+        let n = self.memo.get(&key).ok_or_else(|| format!("memo entry {key} was never stored"))?.nodes();
+        self.charge(n)?;
+        let v = self.memo.get(&key).expect("checked").clone();
         self.push(v)
     }
     fn int(v: &V, what: &str) -> Result<u64, String> {
@@ -595,6 +613,24 @@ mod tests {
         assert!(state_dict(b"\x80\x02i.").unwrap_err().contains("opcode"));
         assert!(state_dict(b"\x80\x02t.").unwrap_err().contains("MARK"));
         assert!(state_dict(b"\x80\x02h\x05.").unwrap_err().contains("memo"));
+    }
+
+    #[test]
+    fn a_key_stored_twice_and_a_memo_flood_are_refused() {
+        // {"w": t, "w": t}: torch keeps the last, so which one is meant is not the reader's to guess.
+        let one = one_tensor();
+        let mut twice = one[..one.len() - 2].to_vec();
+        twice.extend_from_slice(b"X\x01\x00\x00\x00wh\x0du.");
+        assert!(state_dict(&twice).unwrap_err().contains("twice"), "{:?}", state_dict(&twice));
+        // A 4 MiB string copied from the memo over and over: stopped by its cost, not by running out of memory.
+        let mut p = b"\x80\x02]q\x00(X\x00\x00\x40\x00".to_vec();
+        p.extend(std::iter::repeat_n(b'a', 4 << 20));
+        p.extend_from_slice(b"q\x01");
+        for _ in 0..1_000_000 {
+            p.extend_from_slice(b"h\x01");
+        }
+        p.extend_from_slice(b"e.");
+        assert!(state_dict(&p).unwrap_err().contains("values"));
     }
 
     #[test]

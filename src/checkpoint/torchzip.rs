@@ -60,7 +60,9 @@ pub(crate) fn directory(tail: &[u8], tail_start: u64, len: u64) -> Result<Direct
     if eocd >= 20 && tail[eocd - 20..eocd - 16] == *b"PK\x06\x07" {
         let at = u64_at(tail, eocd - 20 + 8).ok_or_else(short)?;
         let rel = at.checked_sub(tail_start).and_then(|r| usize::try_from(r).ok());
-        let rec = rel.and_then(|r| tail.get(r..r + 56)).ok_or("the zip64 end record is not where its locator says")?;
+        let rec = rel
+            .and_then(|r| tail.get(r..r.checked_add(56)?))
+            .ok_or("the zip64 end record is not where its locator says")?;
         if rec[..4] != *b"PK\x06\x06" {
             return Err("the zip64 end record is not where its locator says".into());
         }
@@ -121,7 +123,7 @@ pub(crate) fn entries(cd: &[u8], d: &Directory, len: u64) -> Result<Vec<Entry>, 
             }
             e += 4 + len;
         }
-        if local_header.checked_add(LOCAL_HEADER + compressed).is_none_or(|end| end > len) {
+        if compressed.checked_add(LOCAL_HEADER).and_then(|n| local_header.checked_add(n)).is_none_or(|end| end > len) {
             return Err(format!(
                 "entry {name} points past the end of the file (at {local_header}, {compressed} bytes)"
             ));

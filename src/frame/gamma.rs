@@ -89,7 +89,7 @@ impl Frame for Extracted {
             tensor: tensor_override.map(str::to_string),
             matrix: self.matrix,
             out_tensor: self.tensor,
-            grid: job.grid.map(|g| (g.to_string(), self.name, cx.store.clone())),
+            grid: job.grid.map(|g| (g.to_string(), (self.name, self.file_name), cx.store.clone())),
             fetch: job.fetch,
             sources: cx.sources.clone(),
         };
@@ -120,7 +120,7 @@ struct Extract {
     fetch: Fetch,
     sources: SourceOptions,
     /// For a grid's output: its grid, the frame, and the store holding its siblings (whose bytes may be shared).
-    grid: Option<(String, &'static str, crate::store::Store)>,
+    grid: Option<(String, (&'static str, &'static str), crate::store::Store)>,
 }
 
 impl Producer for Extract {
@@ -134,7 +134,7 @@ impl Producer for Extract {
         // A grid revision whose W another revision already holds (same shard content, same range): its stored
         // file, checked against its manifest, is copied instead of fetching W again.
         if let (source::WBytes::Remote(..), Some((grid, frame, store))) = (&loc.bytes, &self.grid)
-            && let Some(sib) = shared::sibling(store, grid, frame, &loc)
+            && let Some(sib) = shared::sibling(store, grid, *frame, &loc)
         {
             shared::copy(&sib, out)?;
             let mut src = record(&loc);
@@ -363,7 +363,12 @@ mod shared {
 
     /// An output of grid `grid` (frame `frame`) built from a shard with this one's SHA-256, with W at the same
     /// range, key, dtype and shape — and whose stored file still hashes to its manifest's SHA-256.
-    pub(super) fn sibling(store: &crate::store::Store, grid: &str, frame: &str, loc: &Located) -> Option<Sibling> {
+    pub(super) fn sibling(
+        store: &crate::store::Store,
+        grid: &str,
+        (frame, file_name): (&str, &str),
+        loc: &Located,
+    ) -> Option<Sibling> {
         let shard_sha = loc.files.iter().find(|f| f.path == loc.shard)?.sha256.clone()?;
         let prefix = format!("{grid}@");
         let mut names: Vec<String> = std::fs::read_dir(&store.manifests)
@@ -388,7 +393,9 @@ mod shared {
                     .files
                     .iter()
                     .any(|f| f.path == src.range.file && f.sha256.as_deref() == Some(shard_sha.as_str()))
-                && crate::manifest::check_output_path(&m.output.path).is_ok();
+                && m.frame_version == super::VERSION
+                && crate::manifest::check_output_path(&m.output.path).is_ok()
+                && store.root().join(&m.output.path) == store.output_path(&name, file_name);
             if !same {
                 continue;
             }

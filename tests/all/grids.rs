@@ -159,6 +159,10 @@ fn listed_grids_shards_and_an_interrupted_grid() {
         ("  - model: org/pythia\n    revisions: [refs/pr/1]\n", "must be a plain name"),
         ("  - model: org/pythia\n    revisions: [step1, step1]\n", "listed twice"),
         ("  - model: org/pythia\n    revisions: {glob: step}\n", "revisions"),
+        (
+            "  - model: org/pythia\n    name: p\n    revisions: [step1]\n  - model: org/pythia\n    name: p@step1\n",
+            "duplicate output name",
+        ),
     ] {
         let bad = ws.job(&format!("version: 1\njobs:\n{yaml}"));
         let o = ws.run(&["status", bad.to_str().unwrap()]).expect(2);
