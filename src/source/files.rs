@@ -169,17 +169,7 @@ pub(crate) fn find_w(files: &dyn Files, wanted: unembedding::Wanted) -> Result<F
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let w = checked(&rules, config.quantized, &keys, &choice, wanted, w)
         .map_err(|m| Error::checkpoint(files.describe(&shard), m))?;
-    tracing::debug!(
-        "{} is {} in {} ({}, {:?}, {} bytes at data offset {}): {}",
-        if wanted.matrix == unembedding::Matrix::Embedding { "E" } else { "W" },
-        choice.key,
-        files.describe(&shard).display(),
-        w.dtype.name(),
-        w.shape,
-        w.end - w.begin,
-        w.begin,
-        choice.reason
-    );
+    log_found(files, &shard, wanted, &choice, &w, &format!("at data offset {}", w.begin));
     let index = index_bytes.map(|b| (INDEX.to_string(), b));
     let (data_start, described_by) = (header.data_start(), header.raw.clone());
     Ok(Found {
@@ -220,6 +210,27 @@ fn checked(
         }
         _ => w,
     })
+}
+
+/// `-v`: which tensor was found, where, and why.
+fn log_found(
+    files: &dyn Files,
+    shard: &str,
+    wanted: unembedding::Wanted,
+    choice: &unembedding::Choice,
+    w: &header::TensorInfo,
+    at: &str,
+) {
+    tracing::debug!(
+        "{} is {} in {} ({}, {:?}, {} bytes {at}): {}",
+        if wanted.matrix == unembedding::Matrix::Embedding { "E" } else { "W" },
+        choice.key,
+        files.describe(shard).display(),
+        w.dtype.name(),
+        w.shape,
+        w.end - w.begin,
+        choice.reason
+    );
 }
 
 const BIN: &str = "pytorch_model.bin";
@@ -311,16 +322,13 @@ fn find_in_bin(
     }
     let w = header::TensorInfo { name: choice.key.clone(), dtype: t.dtype, shape: t.shape.clone(), begin, end };
     let w = checked(rules, config.quantized, &keys, &choice, wanted, w).map_err(bad)?;
-    tracing::debug!(
-        "{} is {} in {} (entry {storage_name}, {}, {:?}, {} bytes at offset {}): {}",
-        if wanted.matrix == unembedding::Matrix::Embedding { "E" } else { "W" },
-        choice.key,
-        files.describe(&shard).display(),
-        w.dtype.name(),
-        w.shape,
-        w.end - w.begin,
-        data_start + w.begin,
-        choice.reason
+    log_found(
+        files,
+        &shard,
+        wanted,
+        &choice,
+        &w,
+        &format!("at offset {} (entry {storage_name})", data_start + w.begin),
     );
     Ok(Found {
         config_bytes,
