@@ -83,10 +83,27 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> 
     results.into_iter().map(|r| r.into_inner().expect("no poisoned results").expect("every item ran")).collect()
 }
 
+/// Runs the selected jobs on `opts.jobs` workers. With several workers, a grid output whose W another worker is
+/// fetching is deferred (`Error::Deferred`) and run again once the first pass is over, when it finds that
+/// output's bytes stored: each distinct W is fetched once, however many workers overlap.
 pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
     let selected = crate::selection::select(jf, &opts.only, opts.shard)?;
-    let per_job = in_parallel(&selected, opts.jobs, |job| run_job(job, cx, opts));
+    let first = Context { claims: Some(Default::default()), ..cx.clone() };
+    let mut per_job = in_parallel(&selected, opts.jobs, |job| run_job(job, &first, opts));
+    let deferred: Vec<usize> = (0..per_job.len()).filter(|&i| per_job[i].iter().any(is_deferred)).collect();
+    if !deferred.is_empty() {
+        tracing::debug!("{} outputs deferred until the W they share was stored: running them now", deferred.len());
+        let again: Vec<&Job> = deferred.iter().map(|&i| &selected[i]).collect();
+        let second = in_parallel(&again, opts.jobs, |job| run_job(job, cx, opts));
+        for (i, reports) in deferred.into_iter().zip(second) {
+            per_job[i] = reports;
+        }
+    }
     Ok(per_job.into_iter().flatten().collect())
+}
+
+fn is_deferred(r: &Report) -> bool {
+    matches!(r.outcome, Outcome::Failed(Error::Deferred { .. }))
 }
 
 pub(crate) fn status(
@@ -416,7 +433,21 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
     }
     store::remove_durably(&manifest_path)?;
     store::failpoint("after-manifest-removed");
-    let written = sink.commit()?;
+    let written = match &produced.expect_sha256 {
+        None => sink.commit()?,
+        Some((want, from)) => sink.commit_checked(|_, got| {
+            if got == want {
+                return Ok(());
+            }
+            Err(Error::checkpoint(
+                from,
+                format!(
+                    "its bytes hash to {got}, not the SHA-256 {want} its manifest records, so they were not shared; \
+                     nothing was stored. Check it with `gamma-run verify` and rebuild it with --force"
+                ),
+            ))
+        })?,
+    };
     store::failpoint("before-manifest");
     let manifest = Manifest {
         schema: SCHEMA.into(),

@@ -38,7 +38,7 @@ pub(crate) fn context(jf: &JobFile, offline: bool) -> Result<Context, Error> {
     // Hub settings (endpoint, token file) are read only when a job names a Hub model: a local-only job file
     // neither reads the token nor fails on a malformed HF_ENDPOINT.
     let needs_hub = jf.jobs.iter().any(|j| matches!(j.source, crate::job::SourceSpec::Hub { .. }));
-    Ok(Context { store: jf.store.clone(), sources: source_options(offline, needs_hub)? })
+    Ok(Context { store: jf.store.clone(), sources: source_options(offline, needs_hub)?, claims: None })
 }
 
 /// How sources are reached: the HF cache, and the Hub unless offline (`--offline`, `HF_HUB_OFFLINE`) or not

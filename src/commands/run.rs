@@ -5,6 +5,16 @@ use crate::cli::RunArgs;
 use crate::error::Result;
 use crate::runner::{self, Outcome, RunOptions};
 
+/// Without `--jobs`: one worker, or — when several jobs read from the Hub, whose time goes on waiting for
+/// answers — one per connection of the budget, which bounds the requests in flight whatever the worker count.
+fn default_workers(jf: &crate::job::JobFile, cx: &crate::frame::Context) -> usize {
+    let from_hub = jf.jobs.iter().filter(|j| matches!(j.source, crate::job::SourceSpec::Hub { .. })).count();
+    match &cx.sources.hub {
+        Some(hub) if from_hub > 1 => hub.connections(),
+        _ => 1,
+    }
+}
+
 pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     let started = std::time::Instant::now();
     let jf = crate::job::load(&args.jobfile)?;
@@ -15,7 +25,7 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
         dry_run: args.dry_run,
         only: args.only,
         shard: args.shard,
-        jobs: args.jobs as usize,
+        jobs: args.jobs.map_or_else(|| default_workers(&jf, &cx), usize::from),
     };
     let reports = runner::run(&jf, &cx, &opts)?;
     let moved = crate::report::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched() };

@@ -2,7 +2,7 @@
 //! Streams W's byte range from the shard that holds it — a local file, the HF cache, or the Hub — converting
 //! f32/f16 on the way; nothing else is read.
 
-use super::{Context, Frame, Plan, Produced, Producer};
+use super::{Context, Frame, Plan, Produced, Producer, shared};
 use crate::checkpoint::header::Dtype;
 use crate::dtype;
 use crate::error::Result;
@@ -27,7 +27,7 @@ pub(crate) static EMBEDDING: Extracted =
     Extracted { name: "embedding", file_name: "E.safetensors", tensor: "E", matrix: Matrix::Embedding };
 
 /// The bytes these frames write for the same source bytes; bump when they change.
-const VERSION: u32 = 1;
+pub(super) const VERSION: u32 = 1;
 
 /// What a frame of `matrix` looks for; the job's `tensor:` names W only.
 fn wanted(matrix: Matrix, tensor: Option<&str>) -> Wanted<'_> {
@@ -89,7 +89,13 @@ impl Frame for Extracted {
             tensor: tensor_override.map(str::to_string),
             matrix: self.matrix,
             out_tensor: self.tensor,
-            grid: job.grid.map(|g| (g.to_string(), (self.name, self.file_name), cx.store.clone())),
+            grid: job.grid.map(|g| Grid {
+                grid: g.to_string(),
+                name: job.name.to_string(),
+                frame: (self.name, self.file_name),
+                store: cx.store.clone(),
+                claims: cx.claims.clone(),
+            }),
             fetch: job.fetch,
             sources: cx.sources.clone(),
         };
@@ -119,8 +125,19 @@ struct Extract {
     out_tensor: &'static str,
     fetch: Fetch,
     sources: SourceOptions,
-    /// For a grid's output: its grid, the frame, and the store holding its siblings (whose bytes may be shared).
-    grid: Option<(String, (&'static str, &'static str), crate::store::Store)>,
+    /// For a grid's output: where its siblings (whose bytes may be shared) are.
+    grid: Option<Grid>,
+}
+
+/// A grid output's place among its siblings.
+struct Grid {
+    grid: String,
+    /// This output's name (`<grid>@<revision>`).
+    name: String,
+    /// The frame's name and file name.
+    frame: (&'static str, &'static str),
+    store: crate::store::Store,
+    claims: Option<std::sync::Arc<super::Claims>>,
 }
 
 impl Producer for Extract {
@@ -132,17 +149,31 @@ impl Producer for Extract {
             }
         };
         // A grid revision whose W another revision already holds (same shard content, same range): its stored
-        // file, checked against its manifest, is copied instead of fetching W again.
-        if let (source::WBytes::Remote(..), Some((grid, frame, store))) = (&loc.bytes, &self.grid)
-            && let Some(sib) = shared::sibling(store, grid, *frame, &loc)
-        {
-            shared::copy(&sib, out)?;
-            let mut src = record(&loc);
-            src.fetch = Some(source::FetchMode::Shared.as_str().into());
-            src.shared_from = Some(sib.name.clone());
-            tracing::debug!("{}: W is {}'s (same shard SHA-256 and range): copied, not fetched", loc.shard, sib.name);
-            let warnings = loc.choice.warning.iter().cloned().collect();
-            return Ok(Produced { shape: loc.w.shape.clone(), nan_count: sib.nan_count, source: Some(src), warnings });
+        // file, checked against its manifest, is copied instead of fetching W again. One another worker of this
+        // run is fetching now: deferred until that one is stored.
+        if let (source::WBytes::Remote(..), Some(g)) = (&loc.bytes, &self.grid) {
+            if let Some(sib) = shared::sibling(&g.store, &g.grid, g.frame, &loc) {
+                shared::copy(&sib, out)?;
+                let mut src = record(&loc);
+                src.fetch = Some(source::FetchMode::Shared.as_str().into());
+                src.shared_from = Some(sib.name.clone());
+                tracing::debug!("{}: W is {}'s (same shard SHA-256 and range): copied, not fetched", loc.shard, sib.name);
+                let warnings = loc.choice.warning.iter().cloned().collect();
+                return Ok(Produced {
+                    shape: loc.w.shape.clone(),
+                    nan_count: sib.nan_count,
+                    source: Some(src),
+                    warnings,
+                    expect_sha256: Some((sib.sha256, sib.file)),
+                });
+            }
+            let content = shared::Content::of(g.frame.0, &loc);
+            if let (Some(claims), Some(content)) = (&g.claims, content)
+                && let Some(by) = claims.claim(content, &g.name)
+            {
+                tracing::debug!("{}: W is the same as {by}'s, which is being fetched: deferred", g.name);
+                return Err(crate::error::Error::Deferred { by });
+            }
         }
         let header = safetensors_file::header(&[safetensors_file::Entry {
             name: self.out_tensor,
@@ -155,10 +186,16 @@ impl Producer for Extract {
         // Pieces of whole elements, each converting into one output buffer.
         let piece = (BUF_LEN as u64 / 2) * width;
         let (mut nan_count, mut buf) = (0u64, Vec::new());
+        let mut whole = Elements::new(loc.w.dtype);
         loc.read_w(piece, &mut |bytes| {
-            nan_count += convert(loc.w.dtype, bytes, &mut buf, out)?;
-            Ok(())
+            whole.feed(bytes, &mut |b| {
+                nan_count += convert(loc.w.dtype, b, &mut buf, out)?;
+                Ok(())
+            })
         })?;
+        if !whole.is_empty() {
+            return Err(crate::error::Error::checkpoint(&loc.shard, "W ended inside an element"));
+        }
         // Warnings are reported when an output is built, once: the choice's (a head stored beside a tied
         // embedding, say; the manifest's `reason` keeps it), then what the bytes showed.
         let mut warnings: Vec<String> = loc.choice.warning.iter().cloned().collect();
@@ -167,7 +204,7 @@ impl Producer for Extract {
                 "W holds {nan_count} NaN values (written as the canonical NaN 0x7FC0 when converted); recorded in the manifest"
             ));
         }
-        Ok(Produced { shape: loc.w.shape.clone(), nan_count, source: Some(record(&loc)), warnings })
+        Ok(Produced { shape: loc.w.shape.clone(), nan_count, source: Some(record(&loc)), warnings, expect_sha256: None })
     }
 
     fn transfer(&self) -> Result<Option<source::Transfer>> {
@@ -226,11 +263,47 @@ fn convert(dtype: Dtype, src: &[u8], buf: &mut Vec<u8>, out: &mut dyn ByteSink) 
 pub(crate) struct Reextract {
     dtype: Dtype,
     end: u64,
-    /// Bytes of a partial element carried over between pieces.
-    carry: Vec<u8>,
+    whole: Elements,
     buf: Vec<u8>,
     next: u64,
     sink: crate::store::HashOnly,
+}
+
+/// Regroups a stream of bytes into whole elements, carrying a partial element over to the next piece.
+struct Elements {
+    width: usize,
+    carry: Vec<u8>,
+}
+
+impl Elements {
+    fn new(dtype: Dtype) -> Elements {
+        Elements { width: dtype::source_width(dtype), carry: Vec::new() }
+    }
+
+    /// Hands `take` the whole elements that `bytes`, after what was carried over, completes.
+    fn feed(&mut self, mut bytes: &[u8], take: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        if !self.carry.is_empty() {
+            let need = (self.width - self.carry.len()).min(bytes.len());
+            self.carry.extend_from_slice(&bytes[..need]);
+            bytes = &bytes[need..];
+            if self.carry.len() < self.width {
+                return Ok(());
+            }
+            let c = std::mem::take(&mut self.carry);
+            take(&c)?;
+        }
+        let whole = bytes.len() / self.width * self.width;
+        if whole > 0 {
+            take(&bytes[..whole])?;
+        }
+        self.carry.extend_from_slice(&bytes[whole..]);
+        Ok(())
+    }
+
+    /// No partial element is waiting.
+    fn is_empty(&self) -> bool {
+        self.carry.is_empty()
+    }
 }
 
 impl Reextract {
@@ -261,7 +334,7 @@ impl Reextract {
         }]);
         ByteSink::write(&mut sink, &header).map_err(|e| e.to_string())?;
         let begin = src.range.offset;
-        Ok(Reextract { dtype, end, carry: Vec::new(), buf: Vec::new(), next: begin, sink })
+        Ok(Reextract { dtype, end, whole: Elements::new(dtype), buf: Vec::new(), next: begin, sink })
     }
 
     /// A piece of the file starting at byte `pos`; pieces must come in order.
@@ -270,27 +343,15 @@ impl Reextract {
         if lo >= hi {
             return Ok(());
         }
-        let mut bytes = &piece[(lo - pos) as usize..(hi - pos) as usize];
+        let bytes = &piece[(lo - pos) as usize..(hi - pos) as usize];
         self.next = hi;
-        let width = dtype::source_width(self.dtype);
-        if !self.carry.is_empty() {
-            let need = (width - self.carry.len()).min(bytes.len());
-            self.carry.extend_from_slice(&bytes[..need]);
-            bytes = &bytes[need..];
-            if self.carry.len() == width {
-                let c = std::mem::take(&mut self.carry);
-                convert(self.dtype, &c, &mut self.buf, &mut self.sink)?;
-            }
-        }
-        let whole = bytes.len() / width * width;
-        convert(self.dtype, &bytes[..whole], &mut self.buf, &mut self.sink)?;
-        self.carry.extend_from_slice(&bytes[whole..]);
-        Ok(())
+        let (dtype, buf, sink) = (self.dtype, &mut self.buf, &mut self.sink);
+        self.whole.feed(bytes, &mut |b| convert(dtype, b, buf, sink).map(|_| ()))
     }
 
     /// The SHA-256 of the γ file these bytes give, or `None` if the file ended before W did.
     pub(crate) fn finish(self) -> Option<String> {
-        (self.next == self.end && self.carry.is_empty()).then(|| self.sink.finish())
+        (self.next == self.end && self.whole.is_empty()).then(|| self.sink.finish())
     }
 }
 
@@ -340,96 +401,5 @@ mod tests {
         let mut r = Reextract::new(&src, "W").unwrap();
         r.feed(0, &flipped).unwrap();
         assert_ne!(r.finish().unwrap(), whole);
-    }
-}
-
-/// Sharing W's bytes between a grid's outputs.
-mod shared {
-    use crate::error::{Error, Result};
-    use crate::manifest::Manifest;
-    use crate::source::Located;
-    use crate::store::ByteSink;
-    use sha2::Digest;
-    use std::io::Read;
-    use std::path::PathBuf;
-
-    pub(super) struct Sibling {
-        pub(super) name: String,
-        pub(super) file: PathBuf,
-        pub(super) sha256: String,
-        pub(super) size: u64,
-        pub(super) nan_count: u64,
-    }
-
-    /// An output of grid `grid` (frame `frame`) built from a shard with this one's SHA-256, with W at the same
-    /// range, key, dtype and shape — and whose stored file still hashes to its manifest's SHA-256.
-    pub(super) fn sibling(
-        store: &crate::store::Store,
-        grid: &str,
-        (frame, file_name): (&str, &str),
-        loc: &Located,
-    ) -> Option<Sibling> {
-        let shard_sha = loc.files.iter().find(|f| f.path == loc.shard)?.sha256.clone()?;
-        let prefix = format!("{grid}@");
-        let mut names: Vec<String> = std::fs::read_dir(&store.manifests)
-            .ok()?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| n.starts_with(&prefix))
-            .collect();
-        names.sort();
-        for name in names {
-            let Ok(m) = Manifest::read(&store.manifest_path(&name, frame)) else { continue };
-            let Some(src) = &m.source else { continue };
-            let same = m.name == name
-                && m.frame == frame
-                && src.repo == loc.repo
-                && src.tensor == loc.w.name
-                && src.dtype == loc.w.dtype.name()
-                && src.shape == loc.w.shape
-                && src.range.offset == loc.w_offset
-                && src.range.length == loc.w.end - loc.w.begin
-                && src
-                    .files
-                    .iter()
-                    .any(|f| f.path == src.range.file && f.sha256.as_deref() == Some(shard_sha.as_str()))
-                && m.frame_version == super::VERSION
-                && crate::manifest::check_output_path(&m.output.path).is_ok()
-                && store.root().join(&m.output.path) == store.output_path(&name, file_name);
-            if !same {
-                continue;
-            }
-            let file = store.root().join(&m.output.path);
-            // Checked before it is used: its bytes must be the ones its manifest describes.
-            if crate::store::sha256_file(&file).ok().as_deref() != Some(m.output.sha256.as_str()) {
-                continue;
-            }
-            return Some(Sibling { name, file, sha256: m.output.sha256, size: m.output.size, nan_count: m.nan_count });
-        }
-        None
-    }
-
-    /// Copies the sibling's file into `out`, hashing it on the way: a file that changed since it was checked
-    /// fails the build (nothing is stored) rather than passing on other bytes.
-    pub(super) fn copy(sib: &Sibling, out: &mut dyn ByteSink) -> Result<()> {
-        let mut f = crate::fsread::open_regular(&sib.file)?;
-        out.reserve(sib.size)?;
-        let mut h = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).map_err(|e| Error::io(&sib.file, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            out.write(&buf[..n])?;
-        }
-        if crate::names::hex(&h.finalize()) != sib.sha256 {
-            return Err(Error::checkpoint(
-                &sib.file,
-                "changed while its bytes were shared; nothing was stored, run again",
-            ));
-        }
-        Ok(())
     }
 }

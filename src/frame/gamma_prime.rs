@@ -226,7 +226,7 @@ impl Producer for Centered {
             });
         }
         let warnings = if nans > 0 { vec![nan_warning(nans, nans_in_w)] } else { Vec::new() };
-        Ok(Produced { shape: vec![v as u64, d as u64], nan_count: nans, source: None, warnings })
+        Ok(Produced { shape: vec![v as u64, d as u64], nan_count: nans, source: None, warnings, expect_sha256: None })
     }
 }
 

@@ -7,6 +7,9 @@
 
 mod gamma;
 mod gamma_prime;
+mod shared;
+
+pub(crate) use shared::Claims;
 
 pub(crate) use gamma::Reextract;
 
@@ -62,9 +65,13 @@ pub(crate) struct Target<'a> {
 }
 
 /// Everything frames may consult.
+#[derive(Clone)]
 pub(crate) struct Context {
     pub(crate) store: Store,
     pub(crate) sources: SourceOptions,
+    /// While a run builds outputs concurrently: the W contents its outputs set out to fetch, so each distinct
+    /// content is fetched once (`None`: no deferring, as for `status` and a run's second pass).
+    pub(crate) claims: Option<std::sync::Arc<Claims>>,
 }
 
 /// A planned output: its identity, provenance, and how to produce it.
@@ -107,6 +114,9 @@ pub(crate) struct Produced {
     /// Where the bytes came from, for frames read from a model source.
     pub(crate) source: Option<SourceRecord>,
     pub(crate) warnings: Vec<String>,
+    /// The SHA-256 the written bytes must have (a copy of another output's file: its manifest's), and the file
+    /// they came from; checked before anything is stored.
+    pub(crate) expect_sha256: Option<(String, std::path::PathBuf)>,
 }
 
 static FRAMES: &[&dyn Frame] = &[&gamma::GAMMA, &gamma_prime::GammaPrime, &gamma::EMBEDDING];

@@ -20,6 +20,8 @@ pub(crate) struct Http {
     budget: std::sync::Arc<Budget>,
     /// Hosts (`host:port`) found unreachable in this run, with the error that said so.
     unreachable: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Large ranges being streamed now (`ranges::stream_ordered`), all workers together.
+    pub(crate) streams: std::sync::atomic::AtomicUsize,
 }
 
 /// The two requests gamma-run makes.
@@ -78,7 +80,14 @@ impl Http {
             used: Default::default(),
             freed: Default::default(),
         });
-        Http { agent, settings, ranges_ignored: Default::default(), budget, unreachable: Default::default() }
+        Http {
+            agent,
+            settings,
+            ranges_ignored: Default::default(),
+            budget,
+            unreachable: Default::default(),
+            streams: Default::default(),
+        }
     }
 
     /// Sends `method url` (with `Range: bytes=a-b` if given), retrying transient failures. With `follow`,

@@ -49,6 +49,11 @@ impl Hub {
         Hub { http: Http::new(settings) }
     }
 
+    /// The most requests this client has in flight at once (`GAMMA_RUN_HTTP_CONNECTIONS`).
+    pub(crate) fn connections(&self) -> usize {
+        self.http.settings.connections
+    }
+
     /// The commit a revision names: one API call; a 40-hex revision needs none.
     pub(crate) fn resolve_revision(&self, repo: &str, revision: &str) -> Result<String> {
         if crate::names::is_commit(revision) {
@@ -147,14 +152,15 @@ impl Hub {
         ranges::fetch_vec(&self.http, remote, offset, len)
     }
 
-    /// Streams `[offset, offset + len)` to `sink` in order, in `chunk`-byte pieces fetched a few at a time.
+    /// Streams `[offset, offset + len)` to `sink` in order, in pieces of any length (up to `chunk` bytes, fetched
+    /// a few at a time while no other range is being streamed).
     pub(crate) fn stream(
         &self,
         remote: &Remote,
         offset: u64,
         len: u64,
         chunk: u64,
-        sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
         ranges::stream_ordered(&self.http, remote, offset, len, chunk, sink)
     }

@@ -1,14 +1,16 @@
 //! Byte ranges, checked: a range answer must be `206` with a `Content-Range` that matches what was asked and
 //! exactly that many bytes. A body cut short is resumed from where it stopped. A server that ignores `Range`
 //! (answers 200) gets a warning and a fallback that skips to the range in the full body — correct, but slower.
-//! Large ranges are fetched as several concurrent pieces and handed on in order, a bounded window at a time.
+//! A large range is fetched as several concurrent pieces and handed on in order, a bounded window at a time, when
+//! it is the only one being streamed; while others are (a grid's workers), each is one request streamed through a
+//! small buffer, so memory stays bounded whatever the number of workers and the connection budget is shared.
 
 use super::Remote;
 use super::http::{Ctx, Http};
 use crate::error::Result;
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// Pieces fetched at once by `stream_ordered` (memory: WINDOW × chunk).
@@ -128,38 +130,41 @@ pub(crate) fn fetch_vec(http: &Http, remote: &Remote, offset: u64, len: u64) -> 
     Ok(v)
 }
 
-/// Streams a large range as `chunk`-sized pieces fetched by up to `WINDOW` threads, delivered in order.
+/// Counts a stream as active for as long as it lives.
+struct Streaming<'a>(&'a AtomicUsize);
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Streams `[offset, offset + len)` to `sink` in order, in pieces of any length: as `chunk`-sized pieces fetched
+/// by up to `WINDOW` threads when no other stream is active, else as one request read through a 1 MiB buffer.
 pub(crate) fn stream_ordered(
     http: &Http,
     remote: &Remote,
     offset: u64,
     len: u64,
     chunk: u64,
-    sink: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
+    let others = http.streams.fetch_add(1, Ordering::SeqCst);
+    let _active = Streaming(&http.streams);
+    if others > 0 {
+        return fetch_into(http, remote, offset, len, sink);
+    }
     let chunk = chunk.max(1);
     let pieces = len.div_ceil(chunk);
     // The first piece alone: it tells whether the server honours ranges at all.
     let first = chunk.min(len);
-    sink(fetch_vec(http, remote, offset, first)?)?;
+    sink(&fetch_vec(http, remote, offset, first)?)?;
     if pieces <= 1 {
         return Ok(());
     }
     if http.ranges_ignored.load(Ordering::Relaxed) {
         // One pass over the full body for the rest, instead of one full body per piece.
-        let mut pending = Vec::with_capacity(chunk as usize);
-        fetch_into(http, remote, offset + first, len - first, &mut |mut b| {
-            while !b.is_empty() {
-                let take = ((chunk as usize) - pending.len()).min(b.len());
-                pending.extend_from_slice(&b[..take]);
-                b = &b[take..];
-                if pending.len() == chunk as usize {
-                    sink(std::mem::replace(&mut pending, Vec::with_capacity(chunk as usize)))?;
-                }
-            }
-            Ok(())
-        })?;
-        return if pending.is_empty() { Ok(()) } else { sink(pending) };
+        return fetch_into(http, remote, offset + first, len - first, sink);
     }
     let next = AtomicU64::new(1);
     let state = Mutex::new((1u64, BTreeMap::<u64, Result<Vec<u8>>>::new(), false));
@@ -201,7 +206,7 @@ pub(crate) fn stream_ordered(
                     st = ready.wait(st).expect("lock");
                 }
             };
-            let r = piece.and_then(&mut *sink);
+            let r = piece.and_then(|p| sink(&p));
             let mut st = state.lock().expect("lock");
             st.0 = i + 1;
             if let Err(e) = r {

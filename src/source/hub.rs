@@ -265,7 +265,7 @@ fn download(hub: &Hub, remote: &Remote, cache: &Path) -> Result<(PathBuf, String
     let bar = crate::progress::bar(remote.size, &format!("downloading {}", remote.path));
     hub.stream(remote, 0, remote.size, 4 << 20, &mut |v| {
         bar.inc(v.len() as u64);
-        sink.write(&v)
+        sink.write(v)
     })?;
     bar.finish_and_clear();
     sink.commit_checked(|size, got| {

@@ -195,8 +195,9 @@ pub(crate) fn resolve(
 }
 
 impl Located {
-    /// Streams W's bytes in order, in pieces of at most `piece` bytes (whole elements when `piece` is a multiple
-    /// of the element width): from the local file or cache blob by positional reads, or from the Hub by range.
+    /// Streams W's bytes in order, in pieces of at most `piece` bytes — which may split an element (a Hub stream
+    /// hands on what each read gave): from the local file or cache blob by positional reads, or from the Hub by
+    /// range.
     /// This and `locate` are the only places that decide where W's bytes come from; frames only transform them.
     pub(crate) fn read_w(&self, piece: u64, take: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         let len = self.w.end - self.w.begin;
@@ -219,7 +220,7 @@ impl Located {
                 let bar = crate::progress::bar(len, &format!("W from {}", remote.path));
                 hub.stream(remote, self.w_offset, len, piece, &mut |bytes| {
                     bar.inc(bytes.len() as u64);
-                    take(&bytes)
+                    take(bytes)
                 })?;
                 bar.finish_and_clear();
                 Ok(())

@@ -122,7 +122,7 @@ pub(crate) fn reread(
             let bar = crate::progress::bar(r.size, &label);
             hub.stream(&r, 0, r.size, PIECE as u64, &mut |p| {
                 bar.inc(p.len() as u64);
-                take(&p)
+                take(p)
             })?;
             bar.finish_and_clear();
             format!("hf://{repo}@{commit}/{}", file.path)
