@@ -190,3 +190,66 @@ fn parallel_revisions_share_one_connection_budget() {
     ws.run_env(&[job, "-j", "6"], &[("HF_ENDPOINT", &hub.endpoint)]).ok();
     assert!(hub.max_in_flight() > 2, "saw {}", hub.max_in_flight());
 }
+
+/// Requests for W (ranges of at least a quarter of W) that reached the CDN.
+fn w_fetches(hub: &TestHub, w_len: u64) -> usize {
+    hub.requests()
+        .iter()
+        .filter(|r| {
+            r.origin == "cdn"
+                && r.range.as_deref().is_some_and(|g| {
+                    let (a, b) = g.trim_start_matches("bytes=").split_once('-').unwrap();
+                    b.parse::<u64>().unwrap() - a.parse::<u64>().unwrap() + 1 >= w_len / 4
+                })
+        })
+        .count()
+}
+
+#[test]
+fn parallel_workers_fetch_each_distinct_w_once_through_rate_limits_and_cut_connections() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    let revs = grid_repo(&ws, &hub);
+    let job = ws.job("version: 1\njobs:\n  - model: org/pythia\n    name: p\n    revisions: {match: \"step*\"}\n");
+    let job = job.to_str().unwrap();
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str()), ("GAMMA_RUN_HTTP_BACKOFF_MS", "10")];
+    // Slow answers, so that workers overlap on the same content; a 429 with Retry-After, 503s and a cut body
+    // on the way: retried and resumed, and the grid does not fail.
+    hub.faults(crate::support::hub::Faults {
+        slow_ms: 20,
+        rate_limit: 1,
+        fail_503: 2,
+        drop_mid_body: 1,
+        ..Default::default()
+    });
+    let o = ws.run_env(&[job, "-j", "6"], &env).ok();
+    assert!(o.stdout.contains("6 built"), "{}", o.stdout);
+    for (rev, dir) in &revs {
+        assert_eq!(
+            ws.read(&format!("tensors/p@{rev}/W.safetensors")),
+            reference_w(dir, "model.embed_tokens.weight"),
+            "{rev}"
+        );
+    }
+    let w_len = ws.manifest("p@step0", "gamma")["source"]["range"]["length"].as_u64().unwrap();
+    // 4 distinct (file, range) pairs; the retried and resumed requests come on top of those.
+    let shared: Vec<String> = ["step0", "step1", "step2"]
+        .iter()
+        .filter_map(|r| ws.manifest(&format!("p@{r}"), "gamma")["source"]["shared_from"].as_str().map(String::from))
+        .collect();
+    assert_eq!(shared.len(), 2, "two of step0–step2 take the third's bytes: {shared:?}");
+    let served_w = w_fetches(&hub, w_len);
+    assert!((4..=4 + 4).contains(&served_w), "4 distinct W, each fetched once (plus retries): {served_w}");
+
+    // Without faults the count is exact, and it does not depend on the worker count.
+    for workers in ["1", "3", "8"] {
+        std::fs::remove_dir_all(ws.path("tensors")).unwrap();
+        std::fs::remove_dir_all(ws.path("manifests")).unwrap();
+        hub.faults(crate::support::hub::Faults { slow_ms: 10, ..Default::default() });
+        hub.reset_counters();
+        let o = ws.run_env(&[job, "-j", workers], &env).ok();
+        assert!(o.stdout.contains("6 built"), "{}", o.stdout);
+        assert_eq!(w_fetches(&hub, w_len), 4, "-j {workers}");
+        assert!(o.stdout.contains("same W   p: step0 = step1 = step2"), "{}", o.stdout);
+    }
+}
