@@ -132,7 +132,9 @@ impl Progress {
 /// Hashes `file` from its start, following the writer: reads each range back once it is written.
 fn hash_behind(file: std::fs::File, progress: &Progress) -> std::io::Result<String> {
     let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; BUF_LEN];
+    // Grown to the largest piece read, not allocated whole: a small output's hasher touches little memory, which
+    // counts when a grid's workers each hold a sink.
+    let mut buf = Vec::new();
     let mut pos = 0u64;
     loop {
         let s = progress.hashed(pos);
@@ -141,6 +143,9 @@ fn hash_behind(file: std::fs::File, progress: &Progress) -> std::io::Result<Stri
         }
         if pos < s.written {
             let n = (s.written - pos).min(BUF_LEN as u64) as usize;
+            if buf.len() < n {
+                buf.resize(n, 0);
+            }
             if let Err(e) = crate::fsread::read_exact_at(&file, &mut buf[..n], pos) {
                 progress.update(|s| s.hasher_failed = true);
                 return Err(e);
