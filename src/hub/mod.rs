@@ -4,6 +4,7 @@
 //! backoff (honouring `Retry-After`) and resuming cut ranges, and never taking a 200 body as a range.
 
 mod http;
+mod memo;
 mod ranges;
 mod settings;
 
@@ -42,11 +43,13 @@ impl Remote {
 
 pub(crate) struct Hub {
     http: Http,
+    /// What this run has learnt and may use again (a grid's revisions share configs and headers).
+    memo: memo::Memo,
 }
 
 impl Hub {
     pub(crate) fn new(settings: HubSettings) -> Hub {
-        Hub { http: Http::new(settings) }
+        Hub { http: Http::new(settings), memo: Default::default() }
     }
 
     /// The most requests this client has in flight at once (`GAMMA_RUN_HTTP_CONNECTIONS`).
@@ -99,7 +102,17 @@ impl Hub {
     }
 
     /// Metadata of `path` at `commit`, from a HEAD on its resolve URL. `Ok(None)` if the file does not exist.
+    /// Remembered for a few minutes within a run (a commit's files never change).
     pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<Remote>> {
+        if let Some(known) = self.memo.file(repo, commit, path) {
+            return Ok(known);
+        }
+        let r = self.file_uncached(repo, commit, path)?;
+        self.memo.keep_file(repo, commit, path, &r);
+        Ok(r)
+    }
+
+    fn file_uncached(&self, repo: &str, commit: &str, path: &str) -> Result<Option<Remote>> {
         let url = format!("{}/{repo}/resolve/{commit}/{}", self.http.settings.endpoint, encode_path(path));
         let ctx = http::Ctx::new(repo, path.to_string());
         let resp = match self.http.send(http::Method::Head, &url, None, &ctx, false) {
@@ -147,9 +160,15 @@ impl Hub {
         self.range(remote, 0, remote.size)
     }
 
-    /// Exactly `len` bytes at `offset`, retried and resumed until complete.
+    /// Exactly `len` bytes at `offset`, retried and resumed until complete. Small ranges of a file named by its
+    /// content are remembered for the run: the same config or header in another revision is not fetched again.
     pub(crate) fn range(&self, remote: &Remote, offset: u64, len: u64) -> Result<Vec<u8>> {
-        ranges::fetch_vec(&self.http, remote, offset, len)
+        if let Some(bytes) = self.memo.range(remote, offset, len) {
+            return Ok(bytes);
+        }
+        let bytes = ranges::fetch_vec(&self.http, remote, offset, len)?;
+        self.memo.keep_range(remote, offset, &bytes);
+        Ok(bytes)
     }
 
     /// Streams `[offset, offset + len)` to `sink` in order, in pieces of any length (up to `chunk` bytes, fetched
