@@ -129,6 +129,9 @@ impl Progress {
     }
 }
 
+/// The most the hasher reads back at once: enough for full speed, little for a grid's many sinks at once.
+const HASH_READ: usize = 1 << 20;
+
 /// Hashes `file` from its start, following the writer: reads each range back once it is written.
 fn hash_behind(file: std::fs::File, progress: &Progress) -> std::io::Result<String> {
     let mut h = sha2::Sha256::new();
@@ -142,7 +145,7 @@ fn hash_behind(file: std::fs::File, progress: &Progress) -> std::io::Result<Stri
             return Err(std::io::Error::other("abandoned"));
         }
         if pos < s.written {
-            let n = (s.written - pos).min(BUF_LEN as u64) as usize;
+            let n = (s.written - pos).min(HASH_READ as u64) as usize;
             if buf.len() < n {
                 buf.resize(n, 0);
             }
