@@ -48,6 +48,9 @@ impl Store {
         no_links_below(root, path)?;
         // The nearest existing ancestor decides where the write lands.
         let existing = path.ancestors().skip(1).find(|a| a.exists());
+        // An ancestor above `root`: the root did not exist when looked for, and the write creates it (checked
+        // this way, not by canonicalizing the root afterwards: another worker may create it in between).
+        let existing = existing.filter(|d| d.starts_with(root));
         if let (Some(dir), Ok(real_root)) = (existing, std::fs::canonicalize(root)) {
             let real = std::fs::canonicalize(dir).at(dir)?;
             if !real.starts_with(&real_root) {

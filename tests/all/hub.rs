@@ -613,6 +613,8 @@ fn progress_bars_on_a_terminal_are_labelled_by_output_with_sizes_rate_and_eta() 
     let tty = String::from_utf8_lossy(&std::fs::read(&seen).unwrap()).into_owned();
     assert!(tty.contains("grid-step1/gamma"), "labelled by output: {tty:?}");
     assert!(tty.contains("W from model.safetensors"), "{tty:?}");
-    assert!(tty.contains("1.00 MiB/1.00 MiB") && tty.contains("MiB/s eta"), "sizes, rate, ETA: {tty:?}");
+    // Sizes (done/total: the bar is drawn at a bounded rate, so under load its last frame may be short of the
+    // end), rate and ETA.
+    assert!(tty.contains("MiB/1.00 MiB") && tty.contains("MiB/s eta"), "sizes, rate, ETA: {tty:?}");
     assert!(!tty.contains("org/m:model"), "{tty:?}");
 }
