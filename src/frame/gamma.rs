@@ -157,7 +157,11 @@ impl Producer for Extract {
                 let mut src = record(&loc);
                 src.fetch = Some(source::FetchMode::Shared.as_str().into());
                 src.shared_from = Some(sib.name.clone());
-                tracing::debug!("{}: W is {}'s (same shard SHA-256 and range): copied, not fetched", loc.shard, sib.name);
+                tracing::debug!(
+                    "{}: W is {}'s (same shard SHA-256 and range): copied, not fetched",
+                    loc.shard,
+                    sib.name
+                );
                 let warnings = loc.choice.warning.iter().cloned().collect();
                 return Ok(Produced {
                     shape: loc.w.shape.clone(),
@@ -204,7 +208,13 @@ impl Producer for Extract {
                 "W holds {nan_count} NaN values (written as the canonical NaN 0x7FC0 when converted); recorded in the manifest"
             ));
         }
-        Ok(Produced { shape: loc.w.shape.clone(), nan_count, source: Some(record(&loc)), warnings, expect_sha256: None })
+        Ok(Produced {
+            shape: loc.w.shape.clone(),
+            nan_count,
+            source: Some(record(&loc)),
+            warnings,
+            expect_sha256: None,
+        })
     }
 
     fn transfer(&self) -> Result<Option<source::Transfer>> {

@@ -17,16 +17,22 @@ const MAX_RANGE: u64 = 256 << 10;
 const MAX_RANGE_BYTES: usize = 8 << 20;
 
 type FileKey = (String, String, String);
+/// Kept ranges by (content, offset, length), and their bytes in all.
+type Ranges = (HashMap<(String, u64, u64), Vec<u8>>, usize);
 
 #[derive(Default)]
 pub(super) struct Memo {
     files: Mutex<HashMap<FileKey, (Option<Remote>, Instant)>>,
-    ranges: Mutex<(HashMap<(String, u64, u64), Vec<u8>>, usize)>,
+    ranges: Mutex<Ranges>,
 }
 
 /// The content a remote file's bytes are named by, if the Hub gave one.
 fn content(remote: &Remote) -> Option<String> {
-    remote.sha256.as_ref().map(|s| format!("sha256:{s}")).or_else(|| remote.git_etag.as_ref().map(|g| format!("git:{g}")))
+    remote
+        .sha256
+        .as_ref()
+        .map(|s| format!("sha256:{s}"))
+        .or_else(|| remote.git_etag.as_ref().map(|g| format!("git:{g}")))
 }
 
 impl Memo {
