@@ -30,7 +30,7 @@ pub(crate) struct Content {
     offset: u64,
     length: u64,
     tensor: String,
-    dtype: &'static str,
+    dtype: String,
     shape: Vec<u64>,
 }
 
@@ -45,7 +45,7 @@ impl Content {
             offset: loc.w_offset,
             length: loc.w.end - loc.w.begin,
             tensor: loc.w.name.clone(),
-            dtype: loc.w.dtype.name(),
+            dtype: loc.w.dtype.name().to_string(),
             shape: loc.w.shape.clone(),
         })
     }
@@ -105,13 +105,12 @@ pub(super) fn sibling(
             offset: src.range.offset,
             length: src.range.length,
             tensor: src.tensor.clone(),
-            dtype: loc.w.dtype.name(),
+            dtype: src.dtype.clone(),
             shape: src.shape.clone(),
         };
         let same = m.name == name
             && m.frame == frame
             && theirs == want
-            && src.dtype == loc.w.dtype.name()
             && m.frame_version == super::gamma::VERSION
             && crate::manifest::check_output_path(&m.output.path).is_ok()
             && store.root().join(&m.output.path) == store.output_path(&name, file_name);
