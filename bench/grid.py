@@ -83,6 +83,8 @@ lock = threading.Lock()
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # As a CDN does: small responses are not held back by Nagle waiting for a delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
 
     def log_message(self, *a):
         pass
@@ -171,19 +173,26 @@ threading.Thread(target=server.serve_forever, daemon=True).start()
 endpoint = f"http://127.0.0.1:{server.server_address[1]}"
 
 
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin") or sys.exit(
+    "bench: needs GNU time (/usr/bin/time, Debian package `time`) to measure the run's peak RSS")
+
+
 def peak_rss_of(cmd, env, cwd):
-    """Runs cmd, returning (wall, stdout, peak RSS in MiB) from wait4."""
+    """Runs cmd, returning (wall, stdout, peak RSS in MiB). The RSS comes from GNU time, which forks the command
+    from its own small process: wait4's ru_maxrss for a child of this one would include this Python process's
+    RSS (the server's), inherited through fork, and read ~73 MiB for a command that used 20."""
     t = time.perf_counter()
-    errf = tempfile.TemporaryFile()
-    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=errf)
+    errf, rssf = tempfile.TemporaryFile(), tempfile.NamedTemporaryFile()
+    p = subprocess.Popen([GNU_TIME, "-f", "%M", "-o", rssf.name] + cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=errf)
     out = p.stdout.read()
-    _, status, ru = os.wait4(p.pid, 0)
+    status = p.wait()
     errf.seek(0)
     err = errf.read()
     wall = time.perf_counter() - t
     if status != 0:
         sys.exit(f"bench: {cmd} failed ({status}):\n{err.decode()[-3000:]}")
-    return wall, out.decode(), ru.ru_maxrss / 1024
+    return wall, out.decode(), int(open(rssf.name).read().split()[-1]) / 1024
 
 
 def reset():
@@ -228,12 +237,14 @@ def grid_run():
     return wall, out, rss, dict(stats)
 
 
-runs = 1 if args.smoke else 3
+runs = 1 if args.smoke else 5
 rows = []
 g_walls, c_walls, rss_max, moved = [], [], 0, None
 for i in range(runs):
     order = [grid_run, curl_run] if i % 2 == 0 else [curl_run, grid_run]
     for f in order:
+        # Neither run inherits the other's writeback.
+        subprocess.run(["sync"], check=True)
         if f is curl_run:
             c_walls.append(curl_run())
         else:

@@ -1,6 +1,7 @@
 //! gamma-run: extracts language models' unembedding matrix W into coordinate frames, with manifests that record
 //! provenance and decide freshness. The binary (`main.rs`) is a thin shell over these modules.
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
@@ -19,6 +20,7 @@ pub mod progress;
 pub mod redact;
 pub mod report;
 pub mod runner;
+pub mod schedule;
 pub mod selection;
 pub mod source;
 pub mod store;

@@ -6,6 +6,7 @@ use gamma_run::cli::{Cli, Command};
 use gamma_run::commands::{self, Exit};
 
 fn main() -> std::process::ExitCode {
+    gamma_run::alloc::bound_large_buffers();
     let cli = Cli::parse_from(gamma_run::cli::args());
     init_logging(cli.verbose, cli.quiet, cli.color);
     let result = match cli.command {

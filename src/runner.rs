@@ -64,46 +64,31 @@ pub(crate) struct Row {
     pub(crate) notes: Vec<String>,
 }
 
-/// Runs `f` over `items` on `workers` threads, results in input order. Jobs get their own threads so that
-/// frames can use rayon's global pool (all cores) for their own work whatever `--jobs` is.
-fn in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, items.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    *results[i].lock().expect("no poisoned results") = Some(f(item));
-                }
-            });
-        }
-    });
-    results.into_iter().map(|r| r.into_inner().expect("no poisoned results").expect("every item ran")).collect()
-}
-
-/// Runs the selected jobs on `opts.jobs` workers. With several workers, a grid output whose W another worker is
-/// fetching is deferred (`Error::Deferred`) and run again once the first pass is over, when it finds that
-/// output's bytes stored: each distinct W is fetched once, however many workers overlap.
+/// Runs the selected jobs on `opts.jobs` workers. A grid output whose W another worker is fetching is deferred
+/// (`Error::Deferred`): its job runs again as soon as that worker's job has returned, and finds those bytes
+/// stored (or, if that one failed, fetches them itself). Each distinct W is fetched once, however many workers
+/// overlap, and copies overlap with fetches.
 pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
     let selected = crate::selection::select(jf, &opts.only, opts.shard)?;
-    let first = Context { claims: Some(Default::default()), ..cx.clone() };
-    let mut per_job = in_parallel(&selected, opts.jobs, |job| run_job(job, &first, opts));
-    let deferred: Vec<usize> = (0..per_job.len()).filter(|&i| per_job[i].iter().any(is_deferred)).collect();
-    if !deferred.is_empty() {
-        tracing::debug!("{} outputs deferred until the W they share was stored: running them now", deferred.len());
-        let again: Vec<&Job> = deferred.iter().map(|&i| &selected[i]).collect();
-        let second = in_parallel(&again, opts.jobs, |job| run_job(job, cx, opts));
-        for (i, reports) in deferred.into_iter().zip(second) {
-            per_job[i] = reports;
-        }
-    }
-    Ok(per_job.into_iter().flatten().collect())
+    let claims = std::sync::Arc::new(crate::frame::Claims::default());
+    let cx = Context { claims: Some(claims.clone()), ..cx.clone() };
+    let batch = crate::schedule::Batch {
+        name: &|job: &Job| job.name.clone(),
+        run: &|job: &Job, previous: Option<Vec<Report>>| run_job(job, &cx, opts, previous.unwrap_or_default()),
+        waits_for: &|reports: &Vec<Report>| {
+            reports.iter().find_map(|r| match &r.outcome {
+                Outcome::Failed(Error::Deferred { by }) => Some(by.clone()),
+                _ => None,
+            })
+        },
+        returned: &|name: &str| claims.release(name),
+    };
+    Ok(crate::schedule::run(&selected, opts.jobs, &batch).into_iter().flatten().collect())
 }
 
-fn is_deferred(r: &Report) -> bool {
-    matches!(r.outcome, Outcome::Failed(Error::Deferred { .. }))
+/// A report a job's next run keeps: anything but a deferred output, or one skipped (because of it).
+fn settled(r: &Report) -> bool {
+    !matches!(r.outcome, Outcome::Failed(Error::Deferred { .. }) | Outcome::Skipped(_))
 }
 
 pub(crate) fn status(
@@ -191,10 +176,16 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
     rows
 }
 
-fn run_job(job: &Job, cx: &Context, opts: &RunOptions) -> Vec<Report> {
+/// Runs a job's outputs in order. `previous`: what its last run reported, when it was deferred; outputs settled
+/// then keep their reports (one built then is not reported fresh now, nor built twice with `--force`).
+fn run_job(job: &Job, cx: &Context, opts: &RunOptions, mut previous: Vec<Report>) -> Vec<Report> {
     let mut reports: Vec<Report> = Vec::new();
     for req in &job.frames {
         let frame = req.frame;
+        if let Some(at) = previous.iter().position(|r| r.frame == frame.name() && settled(r)) {
+            reports.push(previous.swap_remove(at));
+            continue;
+        }
         let standing = |name: &str| {
             reports.iter().find(|r| r.frame == name).map(|r| match &r.outcome {
                 // A dry-run rebuild known to write the same bytes leaves its dependents as they are.
@@ -475,23 +466,4 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
     store::write_atomic(&manifest_path, &manifest.to_bytes())?;
     let warnings = produced.warnings;
     Ok((written, warnings))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parallel_results_come_back_in_input_order_whatever_the_workers() {
-        let items: Vec<u64> = (0..24).collect();
-        for workers in [1, 2, 5, 64] {
-            // Later items finish first: order must come from the input, not from completion.
-            let out = in_parallel(&items, workers, |&i| {
-                std::thread::sleep(std::time::Duration::from_millis((24 - i) % 5));
-                i * 10
-            });
-            assert_eq!(out, items.iter().map(|i| i * 10).collect::<Vec<_>>(), "{workers} workers");
-        }
-        assert!(in_parallel(&Vec::<u8>::new(), 4, |_| 0).is_empty());
-    }
 }

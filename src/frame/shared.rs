@@ -51,9 +51,9 @@ impl Content {
     }
 }
 
-/// The contents some output of this run has set out to fetch, and which output. Claims are never released: a
-/// claimant that finished is found on disk (`sibling`) before its claim is looked at; one that failed leaves its
-/// deferred siblings to fetch for themselves when the runner runs them again, without claims.
+/// The contents some output of this run has set out to fetch, and which output. A claim is released when its
+/// claimant's job returns: had it stored W, the outputs deferred by it find that file (`sibling`) when they run
+/// again; had it failed, the first of them to run claims the content for itself.
 #[derive(Debug, Default)]
 pub(crate) struct Claims {
     taken: Mutex<HashMap<Content, String>>,
@@ -71,6 +71,11 @@ impl Claims {
                 None
             }
         }
+    }
+
+    /// Lets go of whatever output `name` claimed.
+    pub(crate) fn release(&self, name: &str) {
+        self.taken.lock().expect("claims lock").retain(|_, by| by != name);
     }
 }
 
