@@ -152,7 +152,7 @@ impl Producer for Extract {
         // file, checked against its manifest, is copied instead of fetching W again. One another worker of this
         // run is fetching now: deferred until that one is stored.
         if let (source::WBytes::Remote(..), Some(g)) = (&loc.bytes, &self.grid) {
-            if let Some(sib) = shared::sibling(&g.store, &g.grid, g.frame, &loc) {
+            if let Some(sib) = shared::sibling(&g.store, &g.grid, g.frame, &loc, g.claims.as_deref()) {
                 shared::copy(&sib, out)?;
                 let mut src = record(&loc);
                 src.fetch = Some(source::FetchMode::Shared.as_str().into());

@@ -10,7 +10,7 @@ use crate::source::Located;
 use crate::store::ByteSink;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A stored output whose bytes this one may take.
 pub(super) struct Sibling {
@@ -51,12 +51,19 @@ impl Content {
     }
 }
 
-/// The contents some output of this run has set out to fetch, and which output. A claim is released when its
-/// claimant's job returns: had it stored W, the outputs deferred by it find that file (`sibling`) when they run
-/// again; had it failed, the first of them to run claims the content for itself.
+/// A grid's stored outputs (for one frame) and the content each was built from, in name order.
+type Index = Vec<(String, Content)>;
+
+/// The run's sharing state. `taken`: the contents some output of this run has set out to fetch, and which
+/// output. A claim is released when its claimant's job returns, and the content is then remembered as that
+/// output's (`stored`): had it stored W, the outputs deferred by it find that file when they run again; had it
+/// failed, the first of them to run claims the content for itself. `scanned`: per grid and frame, the contents
+/// of the outputs stored before (read once a run from their manifests, not once an output).
 #[derive(Debug, Default)]
 pub(crate) struct Claims {
     taken: Mutex<HashMap<Content, String>>,
+    stored: Mutex<HashMap<Content, String>>,
+    scanned: Mutex<HashMap<(String, &'static str), Arc<Index>>>,
 }
 
 impl Claims {
@@ -73,81 +80,115 @@ impl Claims {
         }
     }
 
-    /// Lets go of whatever output `name` claimed.
+    /// Lets go of whatever output `name` claimed, remembering it as the place to look for that content.
     pub(crate) fn release(&self, name: &str) {
-        self.taken.lock().expect("claims lock").retain(|_, by| by != name);
+        let mut taken = self.taken.lock().expect("claims lock");
+        let mine: Vec<Content> = taken.iter().filter(|(_, by)| *by == name).map(|(c, _)| c.clone()).collect();
+        let mut stored = self.stored.lock().expect("claims lock");
+        for c in mine {
+            taken.remove(&c);
+            stored.insert(c, name.to_string());
+        }
+    }
+
+    /// The outputs of grid `grid` that may hold `want`: this run's claimant first, then those stored before.
+    fn candidates(&self, store: &crate::store::Store, grid: &str, want: &Content) -> Vec<String> {
+        let first = self.stored.lock().expect("claims lock").get(want).cloned();
+        let index = {
+            let mut scanned = self.scanned.lock().expect("claims lock");
+            let key = (grid.to_string(), want.frame);
+            scanned.entry(key).or_insert_with(|| Arc::new(scan(store, grid, want.frame))).clone()
+        };
+        let before = index.iter().filter(|(n, c)| c == want && Some(n) != first.as_ref()).map(|(n, _)| n.clone());
+        first.clone().into_iter().chain(before).collect()
     }
 }
 
-/// An output of grid `grid` (frame `frame`) built from a shard with this one's content, whose stored file is
-/// the one its manifest describes: by its stat cache when that matches (the bytes are checked again as they are
-/// copied: `Produced::expect_sha256`), else by hashing it now.
-pub(super) fn sibling(
-    store: &crate::store::Store,
-    grid: &str,
-    (frame, file_name): (&'static str, &str),
-    loc: &Located,
-) -> Option<Sibling> {
-    let want = Content::of(frame, loc)?;
+/// The content each stored output of grid `grid` (frame `frame`) was built from, by its manifest, in name order.
+fn scan(store: &crate::store::Store, grid: &str, frame: &'static str) -> Index {
     let prefix = format!("{grid}@");
-    let mut names: Vec<String> = std::fs::read_dir(&store.manifests)
-        .ok()?
+    let Ok(dir) = std::fs::read_dir(&store.manifests) else { return Vec::new() };
+    let mut names: Vec<String> = dir
         .flatten()
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .filter(|n| n.starts_with(&prefix))
         .collect();
     names.sort();
-    for name in names {
-        let Ok(m) = Manifest::read(&store.manifest_path(&name, frame)) else { continue };
-        let Some(src) = &m.source else { continue };
-        let theirs = Content {
-            frame,
-            repo: src.repo.clone(),
-            shard_sha256: match src.files.iter().find(|f| f.path == src.range.file).and_then(|f| f.sha256.clone()) {
-                Some(s) => s,
-                None => continue,
-            },
-            offset: src.range.offset,
-            length: src.range.length,
-            tensor: src.tensor.clone(),
-            dtype: src.dtype.clone(),
-            shape: src.shape.clone(),
-        };
-        let same = m.name == name
-            && m.frame == frame
-            && theirs == want
-            && m.frame_version == super::gamma::VERSION
-            && crate::manifest::check_output_path(&m.output.path).is_ok()
-            && store.root().join(&m.output.path) == store.output_path(&name, file_name);
-        if !same {
-            continue;
-        }
-        let file = store.root().join(&m.output.path);
-        let as_recorded = crate::store::FileStat::of(&file).is_ok_and(|now| m.stat.output.unchanged(&now));
-        if !as_recorded && crate::store::sha256_file(&file).ok().as_deref() != Some(m.output.sha256.as_str()) {
-            continue;
-        }
-        return Some(Sibling { name, file, sha256: m.output.sha256, size: m.output.size, nan_count: m.nan_count });
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let m = Manifest::read(&store.manifest_path(&name, frame)).ok()?;
+            let c = content_of(frame, &m)?;
+            Some((name, c))
+        })
+        .collect()
+}
+
+/// The content a stored output's manifest says it was built from.
+fn content_of(frame: &'static str, m: &Manifest) -> Option<Content> {
+    let src = m.source.as_ref()?;
+    Some(Content {
+        frame,
+        repo: src.repo.clone(),
+        shard_sha256: src.files.iter().find(|f| f.path == src.range.file)?.sha256.clone()?,
+        offset: src.range.offset,
+        length: src.range.length,
+        tensor: src.tensor.clone(),
+        dtype: src.dtype.clone(),
+        shape: src.shape.clone(),
+    })
+}
+
+/// An output of grid `grid` (frame `frame`) built from a shard with this one's content, whose stored file is
+/// the one its manifest describes: by its stat cache when that matches (the bytes are checked again as they are
+/// copied: `Produced::expect_sha256`), else by hashing it now. With the run's `claims`, the candidates come from
+/// its index; without, from reading the grid's manifests.
+pub(super) fn sibling(
+    store: &crate::store::Store,
+    grid: &str,
+    (frame, file_name): (&'static str, &str),
+    loc: &Located,
+    claims: Option<&Claims>,
+) -> Option<Sibling> {
+    let want = Content::of(frame, loc)?;
+    let names = match claims {
+        Some(c) => c.candidates(store, grid, &want),
+        None => scan(store, grid, frame).into_iter().filter(|(_, c)| *c == want).map(|(n, _)| n).collect(),
+    };
+    names.into_iter().find_map(|name| stored_as_recorded(store, name, (frame, file_name), &want))
+}
+
+/// Output `name`, if its manifest (read now) says it holds `want` and its file is the one the manifest describes.
+fn stored_as_recorded(
+    store: &crate::store::Store,
+    name: String,
+    (frame, file_name): (&'static str, &str),
+    want: &Content,
+) -> Option<Sibling> {
+    let m = Manifest::read(&store.manifest_path(&name, frame)).ok()?;
+    let same = m.name == name
+        && m.frame == frame
+        && content_of(frame, &m).as_ref() == Some(want)
+        && m.frame_version == super::gamma::VERSION
+        && crate::manifest::check_output_path(&m.output.path).is_ok()
+        && store.root().join(&m.output.path) == store.output_path(&name, file_name);
+    if !same {
+        return None;
     }
-    None
+    let file = store.root().join(&m.output.path);
+    let as_recorded = crate::store::FileStat::of(&file).is_ok_and(|now| m.stat.output.unchanged(&now));
+    if !as_recorded && crate::store::sha256_file(&file).ok().as_deref() != Some(m.output.sha256.as_str()) {
+        return None;
+    }
+    Some(Sibling { name, file, sha256: m.output.sha256, size: m.output.size, nan_count: m.nan_count })
 }
 
 /// Copies the sibling's file into `out`. The sink hashes what it writes; the caller checks that hash against
 /// the sibling's manifest before anything is stored.
 pub(super) fn copy(sib: &Sibling, out: &mut dyn ByteSink) -> Result<()> {
-    use std::io::Read;
-    let mut f = crate::fsread::open_regular(&sib.file)?;
+    let f = crate::fsread::open_regular(&sib.file)?;
     out.reserve(sib.size)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut copied = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(&sib.file, e))?;
-        if n == 0 {
-            break;
-        }
-        copied += n as u64;
-        out.write(&buf[..n])?;
-    }
+    let copied = out.copy_from(&f, &sib.file)?;
     if copied != sib.size {
         return Err(Error::checkpoint(
             &sib.file,

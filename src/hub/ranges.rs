@@ -80,19 +80,21 @@ pub(crate) fn fetch_into(
         let want = b - a + 1;
         let mut buf = vec![0u8; (want.min(1 << 20)) as usize];
         let mut this = 0u64;
+        // The buffer is filled before it is handed on: a few large writes (and hasher wake-ups) per range, not
+        // one per socket read.
         let cut = loop {
             let room = ((want - this) as usize).min(buf.len());
             if room == 0 {
                 break None;
             }
-            match reader.read(&mut buf[..room]) {
-                Ok(0) => break Some("the body ended early".to_string()),
-                Ok(n) => {
-                    crate::progress::count_fetched(n as u64);
-                    sink(&buf[..n])?;
-                    this += n as u64;
-                }
-                Err(e) => break Some(e.to_string()),
+            let (filled, cut) = fill(&mut reader, &mut buf[..room]);
+            if filled > 0 {
+                crate::progress::count_fetched(filled as u64);
+                sink(&buf[..filled])?;
+                this += filled as u64;
+            }
+            if cut.is_some() {
+                break cut;
             }
         };
         got += this;
@@ -110,6 +112,20 @@ pub(crate) fn fetch_into(
         }
     }
     Ok(())
+}
+
+/// Reads into all of `buf` unless the body ends or fails first: the bytes read, and why it stopped short.
+fn fill(reader: &mut impl std::io::Read, buf: &mut [u8]) -> (usize, Option<String>) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => return (filled, Some("the body ended early".to_string())),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (filled, Some(e.to_string())),
+        }
+    }
+    (filled, None)
 }
 
 fn check_cuts(cuts: u32, http: &Http, ctx: &Ctx) -> Result<()> {

@@ -73,7 +73,7 @@ impl Found {
     }
 }
 
-const SINGLE: &str = "model.safetensors";
+pub(super) const SINGLE: &str = "model.safetensors";
 /// An index naming more shards than this is refused (the largest public models have a few hundred).
 const MAX_SHARDS: usize = 4096;
 const INDEX: &str = "model.safetensors.index.json";

@@ -56,14 +56,23 @@ struct HubFiles<'a> {
     repo: &'a str,
     commit: &'a str,
     seen: Mutex<BTreeMap<String, Remote>>,
+    /// One asker at a time per name: a caller that finds a name being asked for waits for that answer instead
+    /// of sending the same request.
+    asking: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
 }
 
 impl HubFiles<'_> {
     fn remote(&self, name: &str) -> Result<Option<Remote>> {
-        if let Some(r) = self.seen.lock().expect("lock").get(name) {
-            return Ok(Some(r.clone()));
+        let seen = || self.seen.lock().expect("lock").get(name).cloned();
+        if let Some(r) = seen() {
+            return Ok(Some(r));
         }
         crate::names::check_relative_file(name).map_err(|m| Error::checkpoint(self.describe(name), m))?;
+        let turn = self.asking.lock().expect("lock").entry(name.into()).or_default().clone();
+        let _turn = turn.lock().expect("lock");
+        if let Some(r) = seen() {
+            return Ok(Some(r));
+        }
         let r = self.hub.file(self.repo, self.commit, name)?;
         if let Some(r) = &r {
             self.seen.lock().expect("lock").insert(name.into(), r.clone());
@@ -197,8 +206,14 @@ fn find(
     at: &super::HubRef,
     wanted: crate::unembedding::Wanted,
 ) -> Result<(files::Found, BTreeMap<String, Remote>)> {
-    let hf = HubFiles { hub, repo: &at.repo, commit: &at.commit, seen: Mutex::new(BTreeMap::new()) };
-    let found = files::find_w(&hf, wanted)?;
+    let hf = HubFiles { hub, repo: &at.repo, commit: &at.commit, seen: Default::default(), asking: Default::default() };
+    // The single-file checkpoint is asked for right after config.json whatever config says (see `find_w`): its
+    // metadata is asked for at the same time, so a revision costs one round trip less. Its errors are dropped
+    // here; `find_w` asks again, in its turn, and reports them.
+    let found = std::thread::scope(|s| {
+        s.spawn(|| hf.remote(files::SINGLE).ok());
+        files::find_w(&hf, wanted)
+    })?;
     Ok((found, hf.seen.into_inner().expect("lock")))
 }
 
