@@ -72,8 +72,9 @@ pub struct RunArgs {
     /// Only shard K of N (0-based): a stable partition of the jobs for CI matrices and array jobs
     #[arg(long, value_name = "K/N")]
     pub(crate) shard: Option<crate::selection::Shard>,
-    /// Jobs to run in parallel [default: 1; when several jobs read from the Hub, as many as the connection
-    /// budget, GAMMA_RUN_HTTP_CONNECTIONS (8), so their requests overlap]
+    /// Jobs to run in parallel [default: 1; when several jobs read from the Hub, twice the connection budget,
+    /// GAMMA_RUN_HTTP_CONNECTIONS (8), so their requests overlap and the connections stay busy while workers
+    /// write; the budget still bounds the requests in flight]
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) jobs: Option<u16>,
     /// Never touch the network: read Hub models from the HF cache only (also HF_HUB_OFFLINE=1)
