@@ -253,4 +253,16 @@ fn parallel_workers_fetch_each_distinct_w_once_through_rate_limits_and_cut_conne
         assert_eq!(w_fetches(&hub, w_len), 4, "-j {workers}");
         assert!(o.stdout.contains("same W   p: step0 = step1 = step2"), "{}", o.stdout);
     }
+
+    // With a derived frame: a deferred revision's job runs again as soon as the one it waited for is done, and
+    // then builds both its outputs; every output is reported once, as built (none is left deferred or skipped).
+    let job2 = ws.job(
+        "version: 1\njobs:\n  - model: org/pythia\n    name: q\n    revisions: {match: \"step*\"}\n    frames: [gamma, gamma_prime]\n",
+    );
+    hub.faults(crate::support::hub::Faults { slow_ms: 10, ..Default::default() });
+    hub.reset_counters();
+    let o = ws.run_env(&[job2.to_str().unwrap(), "-j", "8"], &env).ok();
+    assert!(o.stdout.contains("12 built"), "{}", o.stdout);
+    assert_eq!(o.stdout.matches("built    q@").count(), 12, "{}", o.stdout);
+    assert_eq!(w_fetches(&hub, w_len), 4);
 }
