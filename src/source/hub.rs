@@ -50,6 +50,11 @@ pub(crate) fn resolve_commit(repo: &str, revision: &str, opts: &SourceOptions) -
     }
 }
 
+/// The first read of a safetensors header: its 8-byte length and, where it is short, the header itself. A round
+/// trip less per distinct file (a grid's 70 distinct W: 1.4 s of 20 ms requests, over 8 connections 0.18 s of
+/// wall time) for at most 32 KiB read past the header (0.5% of a 6 MiB W, far less of a real model's).
+const FIRST_HEADER_READ: u64 = 8 + (32 << 10);
+
 /// The Hub's files at one commit, with the metadata of each file looked at.
 struct HubFiles<'a> {
     hub: &'a Hub,
@@ -95,9 +100,10 @@ impl Files for HubFiles<'_> {
         if r.size < 8 {
             return Err(bad(format!("{} bytes is too short for a safetensors file", r.size)));
         }
-        // Every shard's header is read (transformers loads every shard), so none is over-read: the 8-byte
-        // length first, then exactly the header.
-        let mut first = self.hub.range(&r, 0, 8)?;
+        // Every shard's header is read (transformers loads every shard). One request where the header is short:
+        // the first `FIRST_HEADER_READ` bytes, which hold most single-file checkpoints' headers whole; the rest
+        // of a longer header in a second. At most that much past a header is read, once per distinct file.
+        let mut first = self.hub.range(&r, 0, r.size.min(FIRST_HEADER_READ))?;
         let prefix: [u8; 8] = first[..8].try_into().expect("8 bytes");
         let n = header::header_len(prefix, r.size).map_err(bad)?;
         let end = 8 + n;
