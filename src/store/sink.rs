@@ -1,4 +1,5 @@
-//! An output being written: a temp file beside its final name. One thread appends whole buffers; a second thread
+//! An output being written: a temp file beside its final name. One thread appends whole buffers (or copies a
+//! stored file in, in the kernel where it can: `ByteSink::copy_from`); a second thread
 //! reads back what has been written (hot in the page cache) and hashes it, so SHA-256 comes free on a two-core
 //! machine and the digest is of the bytes the file holds. The writer waits for the hasher only when it gets more
 //! than `MAX_LAG` (256 MiB) ahead, so what is read back is still in the page cache. `commit` makes
@@ -226,9 +227,19 @@ impl Sink {
             self.poisoned = true;
             return Err(self.err(e));
         }
-        self.size += buf.len() as u64;
+        self.appended(buf.len() as u64)
+    }
+
+    /// `n` more bytes are in the file (written or copied in): starts their writeback every so often, and lets
+    /// the hasher follow.
+    fn appended(&mut self, n: u64) -> Result<()> {
+        self.size += n;
         if self.size - self.flushed >= WRITEBACK_EVERY {
-            start_writeback(file.as_file(), self.flushed, self.size - self.flushed);
+            start_writeback(
+                self.file.as_ref().expect("sink is open").as_file(),
+                self.flushed,
+                self.size - self.flushed,
+            );
             self.flushed = self.size;
         }
         if !self.progress.wrote(self.size) {
@@ -375,16 +386,7 @@ impl Sink {
             if n == 0 {
                 return Ok(from as u64);
             }
-            self.size += n as u64;
-            let file = self.file.as_ref().expect("sink is open").as_file();
-            if self.size - self.flushed >= WRITEBACK_EVERY {
-                start_writeback(file, self.flushed, self.size - self.flushed);
-                self.flushed = self.size;
-            }
-            if !self.progress.wrote(self.size) {
-                self.poisoned = true;
-                return Err(self.err(std::io::Error::other("hashing failed")));
-            }
+            self.appended(n as u64)?;
         }
     }
 
