@@ -169,12 +169,16 @@ pub struct LockArgs {
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
-    /// Every job file that writes into the workspace: whatever none of them produces is removed
+    /// Job files of the workspace; the others in it (YAML job files at its top and under its jobs/) are read
+    /// too: whatever none of them produces is removed
     #[arg(required = true, value_name = "JOBFILE")]
     pub(crate) jobfiles: Vec<PathBuf>,
     /// List what would be removed; remove nothing
     #[arg(long, short = 'n')]
     pub(crate) dry_run: bool,
+    /// Remove without asking (without it, clean asks on a terminal and refuses elsewhere)
+    #[arg(long, short = 'y', conflicts_with = "dry_run")]
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -47,6 +47,22 @@ pub enum Error {
         message: String,
     },
 
+    /// Two job files of one workspace produce the same output: each run would overwrite the other's.
+    #[error(
+        "{second}: output {name:?} is also produced by {first}, which writes into the same workspace ({root}); each \
+         run would overwrite the other's output and call it stale: give one of the jobs a distinct `name:`",
+        first = first.display(), second = second.display(), root = root.display()
+    )]
+    OutputOfTwoJobFiles { name: String, first: PathBuf, second: PathBuf, root: PathBuf },
+
+    /// A job file of the workspace that cannot be read, where what it produces must be known (`clean`).
+    #[error(
+        "{path} writes into this workspace but cannot be read ({why}); fix it (or move it out of the workspace) \
+         before `clean`, which must keep every output any job file produces",
+        path = path.display()
+    )]
+    UnreadableNeighbour { path: PathBuf, why: String },
+
     #[error("{0}")]
     Usage(String),
 }

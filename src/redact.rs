@@ -63,4 +63,21 @@ mod tests {
         assert!(event_allowed("ureqx", &tracing::Level::TRACE));
         assert!(event_allowed("gamma_run::hub", &tracing::Level::TRACE));
     }
+
+    #[test]
+    fn every_occurrence_of_a_secret_is_replaced() {
+        register("hf_twice_secret_456");
+        let line =
+            "GET ?token=hf_twice_secret_456 (Authorization: Bearer hf_twice_secret_456), again hf_twice_secret_456";
+        let out = redact(line);
+        assert!(!out.contains("hf_twice_secret_456"), "{out}");
+        assert_eq!(out.matches("<redacted>").count(), 3, "{out}");
+        // Back to back, and a secret inside a longer registered one.
+        register("hf_twice_secret_456_longer");
+        assert_eq!(
+            redact("hf_twice_secret_456hf_twice_secret_456_longer"),
+            "<redacted><redacted>",
+            "the longer secret is replaced whole"
+        );
+    }
 }

@@ -83,6 +83,11 @@ pub(crate) struct Moved {
 
 /// The run's result lines and summary; with `quiet`, only failed and skipped outputs (and then the summary).
 /// The summary ends with the elapsed time and the bytes moved: fetched from the Hub, written to outputs.
+/// The workspace a run writes into (a dry run's first line).
+pub(crate) fn workspace(root: &std::path::Path) {
+    out!("workspace {}  (tensors/, manifests/)", plain(&root.display().to_string()));
+}
+
 pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved) {
     let (mut built, mut fresh, mut failed, mut skipped, mut written) = (0, 0, 0, 0, 0u64);
     for r in reports {
@@ -396,6 +401,10 @@ pub(crate) fn cleaned(verb: &str, path: &std::path::Path, size: u64, why: &str) 
     out!("{verb:<12} {}  ({}; {})", plain(&shown_path(path)), human_bytes(size), plain(why));
 }
 
+pub(crate) fn clean_declined(count: usize) {
+    out!("nothing removed ({count} files would have been; `--dry-run` lists them)");
+}
+
 pub(crate) fn cleaned_summary(count: usize, bytes: u64, dry_run: bool) {
     match (count, dry_run) {
         (0, _) => out!("nothing to remove"),
@@ -453,7 +462,7 @@ pub(crate) fn verify(checked: &[Checked], as_json: bool) {
 /// `path` relative to the current directory when it lies below it (as the user would type it), else as is.
 /// A path as every command prints it: relative to the current directory (with up to two `..`, as a job file's
 /// outputs beside `jobs/` are), else as it is.
-fn shown_path(path: &std::path::Path) -> String {
+pub(crate) fn shown_path(path: &std::path::Path) -> String {
     let cwd = std::env::current_dir().ok().and_then(|d| std::fs::canonicalize(d).ok());
     match cwd {
         Some(cwd) if path.is_absolute() => relative(path, &cwd).unwrap_or_else(|| path.display().to_string()),
@@ -478,7 +487,7 @@ fn relative(path: &std::path::Path, from: &std::path::Path) -> Option<String> {
     Some(out.display().to_string())
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
     let (mut v, mut u) = (n as f64, 0);
     while v >= 1024.0 && u < UNITS.len() - 1 {

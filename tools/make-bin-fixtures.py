@@ -129,14 +129,15 @@ def hostile(name, data, why):
     expected["hostile"][name] = why
 
 
-def rezip(replace):
+def rezip(replace, deflate=lambda name: False):
     src = zipfile.ZipFile(io.BytesIO(good))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
         for info in src.infolist():
             data = src.read(info.filename)
             data = replace(info.filename, data)
-            z.writestr(info.filename, data)
+            method = zipfile.ZIP_DEFLATED if deflate(info.filename) else zipfile.ZIP_STORED
+            z.writestr(info.filename, data, compress_type=method)
     return buf.getvalue()
 
 
@@ -159,6 +160,10 @@ hostile("hostile-entry-past-end", bytes(bad), "past the end")
 huge = good  # built from the real pickle with the size tuple patched is fiddly; use a crafted pickle instead
 huge_pickle = (b"\x80\x02}q\x00X\x0e\x00\x00\x00lm_head.weightq\x01ctorch._utils\n_rebuild_tensor_v2\nq\x02((X\x07\x00\x00\x00storageq\x03ctorch\nBFloat16Storage\nq\x04X\x01\x00\x00\x000q\x05X\x03\x00\x00\x00cpuq\x06M\x00\x04tq\x07QK\x00\x8a\x06\x00\x00\x00\x00\x00\x01\x8a\x04\x00\x00\x10\x00\x86q\x08\x8a\x04\x00\x00\x10\x00K\x01\x86q\tccollections\nOrderedDict\nq\n)Rq\x0bJ\x00\x00\x00\x00\x89tq\x0cRq\rs.")
 hostile("hostile-huge-size", rezip(lambda n, d: huge_pickle if n.endswith("data.pkl") else d), "declares a size")
+
+# The tensors' entries deflated (the pickle stays stored, so it still parses): read as raw bf16 they would be a
+# wrong W; they must be refused as compressed.
+hostile("hostile-deflated", rezip(lambda n, d: d, deflate=lambda n: "/data/" in n), "compressed")
 
 (out / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
 print(json.dumps(expected, indent=1))

@@ -3,9 +3,14 @@
 //! interpreted. It understands the opcodes of protocols 2–5 that such a pickle uses, and only these globals:
 //! `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, `torch._utils._rebuild_parameter` and the
 //! `torch.*Storage` types (persistent ids name the storages). Anything else — `os.system`, `builtins.eval`, an
-//! unknown class — is refused with its name. Input size, memo size, value count and nesting are capped.
+//! unknown class — is refused with its name. Input size, memo size, value count and nesting are capped, and
+//! the memory a parse may take is a budget in bytes, a small multiple of the input, charged before each value is
+//! made or copied; strings are shared, not copied, when the memo hands them out again. Every step is linear in
+//! the input (a key is looked up, never compared with every earlier one), and at most `MAX_PARSES` parses run at
+//! once, so parallel grid workers cannot multiply the budget.
 
 use super::header::Dtype;
+use std::rc::Rc;
 
 /// Refused past this size (a state dict's pickle is kilobytes to a few megabytes).
 pub const MAX_PICKLE: u64 = 64 << 20;
@@ -14,6 +19,43 @@ const MAX_MEMO: usize = 1 << 20;
 const MAX_NODES: u64 = 20_000_000;
 const MAX_DEPTH: u32 = 32;
 const MAX_DIMS: usize = 16;
+/// The memory a parse may take: this many times its input, plus `BUDGET_FLOOR`, and never more than
+/// `BUDGET_CAP` (a real state dict's pickle needs about one to three times its size).
+const BUDGET_PER_INPUT_BYTE: u64 = 4;
+const BUDGET_FLOOR: u64 = 16 << 20;
+const BUDGET_CAP: u64 = 160 << 20;
+/// Parses that may run at once in this process (each within its budget).
+const MAX_PARSES: usize = 2;
+
+/// The byte budget of a parse of `len` bytes.
+fn budget(len: usize) -> u64 {
+    (len as u64).saturating_mul(BUDGET_PER_INPUT_BYTE).saturating_add(BUDGET_FLOOR).min(BUDGET_CAP)
+}
+
+/// What one value costs in memory, not counting what it shares.
+const VALUE_BYTES: u64 = std::mem::size_of::<V>() as u64;
+
+/// Lets at most `MAX_PARSES` parses run at once; the others wait for a slot.
+struct Slot;
+static SLOTS: (std::sync::Mutex<usize>, std::sync::Condvar) = (std::sync::Mutex::new(0), std::sync::Condvar::new());
+impl Slot {
+    fn take() -> Slot {
+        let (lock, freed) = &SLOTS;
+        let mut busy = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *busy >= MAX_PARSES {
+            busy = freed.wait(busy).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *busy += 1;
+        Slot
+    }
+}
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (lock, freed) = &SLOTS;
+        *lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner) -= 1;
+        freed.notify_one();
+    }
+}
 
 /// A tensor of the state dict: where its bytes are in which storage, and how they are laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +105,8 @@ enum V {
     /// An integer wider than 64 bits (only its presence matters).
     BigInt,
     Float(f64),
-    Str(String),
+    /// Shared: the memo hands out the same string, not a copy.
+    Str(Rc<str>),
     Bytes(usize),
     /// Containers carry their nesting depth.
     Tuple(Vec<V>, u32),
@@ -89,8 +132,8 @@ impl V {
         match self {
             V::Tuple(v, _) | V::List(v, _) => 1 + v.iter().map(V::nodes).sum::<u64>(),
             V::Dict(v, _) => 1 + v.iter().map(|(k, x)| k.nodes() + x.nodes()).sum::<u64>(),
-            // A string costs its length too: copying it is that much work.
-            V::Str(s) => 1 + s.len() as u64 / 64,
+            // The boxed TensorRef and its shape and stride.
+            V::Tensor(_) => 4,
             _ => 1,
         }
     }
@@ -148,6 +191,10 @@ struct Reader<'a> {
     marks: Vec<usize>,
     memo: std::collections::HashMap<u64, V>,
     nodes: u64,
+    /// Bytes of memory the values alive now (on the stack, in the memo, the strings made) take, and the most
+    /// they may.
+    bytes: u64,
+    budget: u64,
 }
 
 /// The state dict a `data.pkl` holds: its tensors by name, in pickle order (non-tensor entries are skipped).
@@ -161,7 +208,17 @@ fn load(data: &[u8], at: usize) -> Result<(V, usize), String> {
     if data.len() as u64 > MAX_PICKLE {
         return Err(format!("the pickle is {} bytes, more than the {MAX_PICKLE} allowed", data.len()));
     }
-    let mut r = Reader { data, pos: at, stack: Vec::new(), marks: Vec::new(), memo: Default::default(), nodes: 0 };
+    let _slot = Slot::take();
+    let mut r = Reader {
+        data,
+        pos: at,
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: Default::default(),
+        nodes: 0,
+        bytes: 0,
+        budget: budget(data.len()),
+    };
     let top = r.run().map_err(|e| format!("{e} (at byte {} of the pickle)", r.pos))?;
     Ok((top, r.pos))
 }
@@ -192,7 +249,7 @@ pub fn legacy(data: &[u8]) -> Result<Legacy, String> {
     }
     let (info, at) = load(data, at)?;
     if let V::Dict(items, _) = &info {
-        let little = items.iter().find(|(k, _)| *k == V::Str("little_endian".into())).map(|(_, v)| v);
+        let little = items.iter().find(|(k, _)| matches!(k, V::Str(s) if &**s == "little_endian")).map(|(_, v)| v);
         if little != Some(&V::Bool(true)) {
             return Err("a big-endian (or unknown byte order) legacy file; only little-endian storages are read".into());
         }
@@ -203,7 +260,7 @@ pub fn legacy(data: &[u8]) -> Result<Legacy, String> {
     let storage_order = keys
         .into_iter()
         .map(|k| match k {
-            V::Str(s) => Ok(s),
+            V::Str(s) => Ok(s.to_string()),
             other => Err(format!("a legacy storage key is {}", other.kind())),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -213,14 +270,15 @@ pub fn legacy(data: &[u8]) -> Result<Legacy, String> {
 fn tensors(top: V) -> Result<Vec<(String, TensorRef)>, String> {
     let V::Dict(items, _) = top else { return Err(format!("the pickle holds {}, not a state dict", top.kind())) };
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (k, v) in items {
         match (k, v) {
             (V::Str(k), V::Tensor(t)) => {
                 // torch keeps the last of two equal keys, gamma-run would read the first: refused instead.
-                if out.iter().any(|(o, _): &(String, TensorRef)| *o == k) {
+                if !seen.insert(k.clone()) {
                     return Err(format!("the state dict holds {k:?} twice"));
                 }
-                out.push((k, *t));
+                out.push((k.to_string(), *t));
             }
             (V::Str(_), _) => {}
             (k, _) => return Err(format!("a state dict key is {}, not a str", k.kind())),
@@ -254,23 +312,34 @@ impl Reader<'_> {
         if v.depth() > MAX_DEPTH {
             return Err(format!("values nested more than {MAX_DEPTH} deep"));
         }
-        self.nodes += 1;
-        if self.nodes > MAX_NODES {
-            return Err(format!("more than {MAX_NODES} values"));
-        }
+        self.charge(1)?;
+        self.alloc(v.nodes().saturating_mul(VALUE_BYTES))?;
         self.stack.push(v);
         Ok(())
+    }
+    /// Gives back the memory of values leaving the stack (dropped, or charged again where they go).
+    fn free(&mut self, v: &V) {
+        self.bytes = self.bytes.saturating_sub(v.nodes().saturating_mul(VALUE_BYTES));
     }
     fn pop(&mut self) -> Result<V, String> {
         let floor = self.marks.last().copied().unwrap_or(0);
         if self.stack.len() <= floor {
             return Err("the stack is empty".into());
         }
-        Ok(self.stack.pop().expect("checked"))
+        let v = self.stack.pop().expect("checked");
+        self.free(&v);
+        Ok(v)
     }
     fn pop_mark(&mut self) -> Result<Vec<V>, String> {
         let m = self.marks.pop().ok_or("no MARK to pop to")?;
-        Ok(self.stack.split_off(m))
+        let items = self.stack.split_off(m);
+        items.iter().for_each(|v| self.free(v));
+        Ok(items)
+    }
+    /// Moves `items` into the container on top of the stack (SETITEMS with `dict`, APPENDS without).
+    fn add_to_top(&mut self, items: Vec<V>, dict: bool) -> Result<(), String> {
+        self.alloc(items.iter().map(V::nodes).sum::<u64>().saturating_mul(VALUE_BYTES))?;
+        if dict { Self::set_items(self.top_mut()?, items) } else { Self::append(self.top_mut()?, items) }
     }
     fn top_mut(&mut self) -> Result<&mut V, String> {
         let floor = self.marks.last().copied().unwrap_or(0);
@@ -279,10 +348,25 @@ impl Reader<'_> {
         }
         Ok(self.stack.last_mut().expect("checked"))
     }
+    /// Counts `n` values made or copied, before they are, against the value cap (the work a stream may ask for).
     fn charge(&mut self, n: u64) -> Result<(), String> {
         self.nodes = self.nodes.saturating_add(n);
         if self.nodes > MAX_NODES {
-            return Err(format!("more than {MAX_NODES} values (counting a string's bytes)"));
+            return Err(format!("more than {MAX_NODES} values"));
+        }
+        Ok(())
+    }
+    /// Counts `n` bytes of memory against the parse's budget, before they are allocated.
+    fn alloc(&mut self, n: u64) -> Result<(), String> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > self.budget {
+            return Err(format!(
+                "reading it would take more than {} MiB of memory (its budget: {BUDGET_PER_INPUT_BYTE} × its size + \
+                 {} MiB, at most {} MiB)",
+                self.budget >> 20,
+                BUDGET_FLOOR >> 20,
+                BUDGET_CAP >> 20
+            ));
         }
         Ok(())
     }
@@ -290,11 +374,14 @@ impl Reader<'_> {
         // Charged before the copy is made, so a hostile stream cannot ask for an enormous one.
         let n = self.stack.last().ok_or("memoizing an empty stack")?.nodes();
         self.charge(n)?;
-        let v = self.stack.last().expect("checked").clone();
+        self.alloc(n.saturating_mul(VALUE_BYTES))?;
         if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&key) {
             return Err(format!("more than {MAX_MEMO} memo entries"));
         }
-        self.memo.insert(key, v);
+        let v = self.stack.last().expect("checked").clone();
+        if let Some(old) = self.memo.insert(key, v) {
+            self.free(&old);
+        }
         Ok(())
     }
     fn memo_get(&mut self, key: u64) -> Result<(), String> {
@@ -316,8 +403,8 @@ impl Reader<'_> {
         }
         items.iter().map(|i| Self::int(i, what)).collect()
     }
-    fn str_of(bytes: &[u8]) -> Result<String, String> {
-        String::from_utf8(bytes.to_vec()).map_err(|_| "a string that is not UTF-8".to_string())
+    fn str_of(bytes: &[u8]) -> Result<Rc<str>, String> {
+        std::str::from_utf8(bytes).map(Rc::from).map_err(|_| "a string that is not UTF-8".to_string())
     }
 
     fn reduce(f: V, args: V) -> Result<V, String> {
@@ -461,6 +548,7 @@ impl Reader<'_> {
                         _ => self.le(8)?,
                     };
                     let n = usize::try_from(n).map_err(|_| "a string too long")?;
+                    self.alloc(n as u64)?;
                     let s = Self::str_of(self.take(n)?)?;
                     self.push(V::Str(s))?;
                 }
@@ -499,9 +587,11 @@ impl Reader<'_> {
                             V::Str(_location),
                             numel,
                             V::None,
-                        ] if tag == "storage" => {
-                            V::Storage { dtype: *dtype, key: key.clone(), numel: Self::int(numel, "a storage's size")? }
-                        }
+                        ] if &**tag == "storage" => V::Storage {
+                            dtype: *dtype,
+                            key: key.to_string(),
+                            numel: Self::int(numel, "a storage's size")?,
+                        },
                         _ => return Err("a persistent id that is not ('storage', type, key, location, size)".into()),
                     };
                     self.push(storage)?;
@@ -523,19 +613,19 @@ impl Reader<'_> {
                 b's' => {
                     let v = self.pop()?;
                     let k = self.pop()?;
-                    Self::set_items(self.top_mut()?, vec![k, v])?;
+                    self.add_to_top(vec![k, v], true)?;
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
-                    Self::set_items(self.top_mut()?, items)?;
+                    self.add_to_top(items, true)?;
                 }
                 b'a' => {
                     let v = self.pop()?;
-                    Self::append(self.top_mut()?, vec![v])?;
+                    self.add_to_top(vec![v], false)?;
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
-                    Self::append(self.top_mut()?, items)?;
+                    self.add_to_top(items, false)?;
                 }
                 other => return Err(format!("pickle opcode 0x{other:02x}, which a state dict does not use")),
             }
@@ -630,7 +720,151 @@ mod tests {
             p.extend_from_slice(b"h\x01");
         }
         p.extend_from_slice(b"e.");
-        assert!(state_dict(&p).unwrap_err().contains("values"));
+        let err = state_dict(&p).unwrap_err();
+        assert!(err.contains("values") || err.contains("MiB of memory"), "{err}");
+    }
+
+    // One test per cap (issue 30): each fails if its cap is dropped.
+
+    #[test]
+    fn the_memo_cap_refuses_one_entry_more() {
+        // None, then 2^20 + 1 LONG_BINPUTs under distinct keys.
+        let mut p = b"\x80\x02N".to_vec();
+        for k in 0..=(MAX_MEMO as u32) {
+            p.push(b'r');
+            p.extend_from_slice(&k.to_le_bytes());
+        }
+        p.push(b'.');
+        // (The byte budget would stop this stream first; the memo cap is checked without it.)
+        let run = |data: &[u8]| {
+            let mut r = Reader {
+                data,
+                pos: 0,
+                stack: Vec::new(),
+                marks: Vec::new(),
+                memo: Default::default(),
+                nodes: 0,
+                bytes: 0,
+                budget: u64::MAX,
+            };
+            r.run().map(|_| r.memo.len())
+        };
+        let err = run(&p).unwrap_err();
+        assert_eq!(err, format!("more than {MAX_MEMO} memo entries"));
+        // One fewer is within the cap.
+        let fewer = [&p[..3], &p[3 + 5..]].concat();
+        assert_eq!(run(&fewer), Ok(MAX_MEMO));
+    }
+
+    #[test]
+    fn the_size_cap_refuses_a_pickle_one_byte_too_long() {
+        let mut p = one_tensor();
+        p.resize(MAX_PICKLE as usize + 1, b'.');
+        let err = state_dict(&p).unwrap_err();
+        assert!(err.contains(&format!("more than the {MAX_PICKLE} allowed")), "{err}");
+        p.truncate(MAX_PICKLE as usize);
+        assert_eq!(state_dict(&p).unwrap().len(), 1, "a pickle at the cap is read");
+    }
+
+    #[test]
+    fn the_value_cap_refuses_one_value_more() {
+        // MAX_NODES Nones fit (each is one value); one more does not. A list of them keeps the byte budget out of
+        // the way: it is a fixed 4 bytes of input per value... so the value cap trips first only with the budget
+        // raised, which a test cannot do; instead count: MAX_NODES + 1 pushes of None.
+        let n = MAX_NODES as usize + 1;
+        let mut p = b"\x80\x02".to_vec();
+        p.extend(std::iter::repeat_n(b'N', n));
+        p.push(b'.');
+        let mut r = Reader {
+            data: &p,
+            pos: 0,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: Default::default(),
+            nodes: 0,
+            bytes: 0,
+            budget: u64::MAX,
+        };
+        let err = r.run().unwrap_err();
+        assert_eq!(err, format!("more than {MAX_NODES} values"));
+        assert_eq!(r.stack.len(), MAX_NODES as usize);
+    }
+
+    #[test]
+    fn the_byte_budget_refuses_before_allocating() {
+        // A 4 MiB string fetched from the memo a million times shares one copy: cheap in memory, but every fetch is
+        // still a value; a list that holds them all trips the budget (or the value cap) without taking gigabytes.
+        let mut p = b"\x80\x02]q\x00(X\x00\x00\x40\x00".to_vec();
+        p.extend(std::iter::repeat_n(b'a', 4 << 20));
+        p.extend_from_slice(b"q\x01");
+        for _ in 0..1_000_000 {
+            p.extend_from_slice(b"h\x01");
+        }
+        p.extend_from_slice(b"e.");
+        let err = state_dict(&p).unwrap_err();
+        assert!(err.contains("MiB of memory"), "{err}");
+        // A string longer than the budget is refused before it is copied.
+        let mut r = Reader {
+            data: b"\x80\x02X\x00\x00\x00\x10",
+            pos: 0,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: Default::default(),
+            nodes: 0,
+            bytes: 0,
+            budget: 1 << 20,
+        };
+        assert!(r.run().unwrap_err().contains("MiB of memory"));
+        assert_eq!(budget(0), BUDGET_FLOOR);
+        assert_eq!(budget(usize::MAX), BUDGET_CAP);
+    }
+
+    #[test]
+    fn the_depth_cap_refuses_one_level_more() {
+        let nested = |levels: usize| {
+            let mut p = b"\x80\x02N".to_vec();
+            p.extend(std::iter::repeat_n(0x85u8, levels));
+            p.push(b'.');
+            p
+        };
+        let err = state_dict(&nested(MAX_DEPTH as usize + 1)).unwrap_err();
+        assert!(err.contains(&format!("nested more than {MAX_DEPTH} deep")), "{err}");
+        assert!(state_dict(&nested(MAX_DEPTH as usize)).unwrap_err().contains("not a state dict"));
+        // MARKs count too.
+        let mut marks = b"\x80\x02".to_vec();
+        marks.extend(std::iter::repeat_n(b'(', MAX_DEPTH as usize + 1));
+        assert!(state_dict(&marks).unwrap_err().contains(&format!("MARKs nested more than {MAX_DEPTH}")));
+    }
+
+    #[test]
+    fn many_keys_are_checked_for_duplicates_in_linear_time() {
+        // 200,000 tensors: comparing each key with every earlier one (2·10^10 comparisons) would take minutes.
+        let n = 200_000u32;
+        let mut p = b"\x80\x02}q\x00(".to_vec();
+        let storage = b"ctorch\nBFloat16Storage\nq\x01";
+        for i in 0..n {
+            let key = format!("t{i}");
+            p.push(b'X');
+            p.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            p.extend_from_slice(key.as_bytes());
+            p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storage");
+            if i == 0 {
+                p.extend_from_slice(storage);
+            } else {
+                p.extend_from_slice(b"h\x01");
+            }
+            p.extend_from_slice(b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00K\x01\x85K\x01\x85\x89)tR");
+        }
+        p.extend_from_slice(b"u.");
+        let t = std::time::Instant::now();
+        let sd = state_dict(&p).unwrap();
+        assert_eq!(sd.len(), n as usize);
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{:?} for {n} keys", t.elapsed());
+        // And a duplicate among them is still found.
+        let mut dup = p[..p.len() - 2].to_vec();
+        dup.extend_from_slice(b"X\x02\x00\x00\x00t7ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storageh\x01");
+        dup.extend_from_slice(b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00K\x01\x85K\x01\x85\x89)tRu.");
+        assert!(state_dict(&dup).unwrap_err().contains("\"t7\" twice"));
     }
 
     #[test]
@@ -647,6 +881,6 @@ mod tests {
         }
         p.push(b'.');
         let err = state_dict(&p).unwrap_err();
-        assert!(err.contains("nested") || err.contains("values"), "{err}");
+        assert!(err.contains("nested") || err.contains("values") || err.contains("MiB of memory"), "{err}");
     }
 }

@@ -1,6 +1,6 @@
-//! `gamma-run clean JOBFILE...` (alias `gc`): removes the outputs and manifests that no job in the given job
-//! files produces any more, and temp files interrupted runs left; `--dry-run` lists them first, as DVC's `gc`
-//! does. Give every job file that writes into the workspace: what none of them lists is removed.
+//! `gamma-run clean JOBFILE...` (alias `gc`): removes the outputs and manifests that no job file of the
+//! workspace produces any more (the given ones and every other job file found in it), and temp files
+//! interrupted runs left; `--dry-run` lists them, and removing asks first unless `--yes`, as DVC's `gc` does.
 
 use super::Exit;
 use crate::cli::CleanArgs;
@@ -35,44 +35,70 @@ struct Workspace {
 }
 
 pub fn execute(args: CleanArgs) -> Result<Exit> {
-    // Job files that share a workspace are judged together; each workspace on its own.
+    // Job files that share a workspace are judged together, with every other job file found in it; each
+    // workspace on its own.
     let mut stores: BTreeMap<std::path::PathBuf, Workspace> = BTreeMap::new();
+    let keep = |ws: &mut Workspace, path: String, jf: &crate::job::JobFile| -> Result<()> {
+        if ws.files.contains(&path) {
+            return Ok(());
+        }
+        ws.files.push(path);
+        for job in &crate::grid::expand_stored(jf)?.jobs {
+            for req in &job.frames {
+                ws.kept.insert((job.name.clone(), req.name().to_string()));
+            }
+        }
+        Ok(())
+    };
     for path in &args.jobfiles {
-        let jf = crate::grid::expand_stored(&crate::job::load(path)?)?;
+        let jf = crate::job::load(path)?;
         let ws = stores.entry(jf.store.root().to_path_buf()).or_insert_with(|| Workspace {
             store: jf.store.clone(),
             kept: BTreeSet::new(),
             files: Vec::new(),
         });
-        ws.files.push(path.display().to_string());
-        for job in &jf.jobs {
-            for req in &job.frames {
-                ws.kept.insert((job.name.clone(), req.name().to_string()));
-            }
+        keep(ws, path.display().to_string(), &jf)?;
+        for (other, loaded) in crate::job::neighbours::of(&jf) {
+            let shown = crate::report::shown_path(&other);
+            let loaded =
+                loaded.map_err(|e| crate::error::Error::UnreadableNeighbour { path: other, why: e.to_string() })?;
+            keep(ws, shown, &loaded)?;
         }
     }
     let frames = crate::frame::names();
     let known: Vec<(&str, &str)> =
         frames.iter().filter_map(|n| crate::frame::by_name(n).map(|f| (f.name(), f.file_name()))).collect();
+    let mut found = Vec::new();
+    for ws in stores.values() {
+        let mine: Vec<_> =
+            clean::find(&ws.store, &known, &ws.kept)?.into_iter().filter(|r| is_ours(&ws.store, r)).collect();
+        found.push(mine);
+    }
+    let why = |ws: &Workspace, w: Why, output: &(String, String)| match w {
+        Why::NotProduced => format!("no job in {} produces {}/{}", ws.files.join(", "), output.0, output.1),
+        Why::Leftover => "a temp file left by an interrupted run".to_string(),
+    };
+    let total: usize = found.iter().map(Vec::len).sum();
+    let total_bytes: u64 = found.iter().flatten().map(|r| r.size).sum();
+    if args.dry_run {
+        for (ws, rs) in stores.values().zip(&found) {
+            for r in rs {
+                crate::report::cleaned("would remove", &r.path, r.size, &why(ws, r.why, &r.output));
+            }
+        }
+        crate::report::cleaned_summary(total, total_bytes, true);
+        return Ok(Exit::Ok);
+    }
+    if !args.yes && total > 0 && !confirmed(total, total_bytes)? {
+        crate::report::clean_declined(total);
+        return Ok(Exit::Ok);
+    }
     let mut failed = false;
     let (mut count, mut bytes) = (0usize, 0u64);
-    for Workspace { store, kept, files } in stores.values() {
-        let found: Vec<_> = clean::find(store, &known, kept)?.into_iter().filter(|r| is_ours(store, r)).collect();
-        let why = |w: Why, output: &(String, String)| match w {
-            Why::NotProduced => format!("no job in {} produces {}/{}", files.join(", "), output.0, output.1),
-            Why::Leftover => "a temp file left by an interrupted run".to_string(),
-        };
-        if args.dry_run {
-            for r in &found {
-                crate::report::cleaned("would remove", &r.path, r.size, &why(r.why, &r.output));
-            }
-            count += found.len();
-            bytes += found.iter().map(|r| r.size).sum::<u64>();
-            continue;
-        }
-        let (done, skipped) = clean::remove(store, &found);
+    for (ws, rs) in stores.values().zip(&found) {
+        let (done, skipped) = clean::remove(&ws.store, rs);
         for r in &done {
-            crate::report::cleaned("removed", &r.path, r.size, &why(r.why, &r.output));
+            crate::report::cleaned("removed", &r.path, r.size, &why(ws, r.why, &r.output));
         }
         for (r, reason) in &skipped {
             failed = true;
@@ -81,6 +107,24 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
         count += done.len();
         bytes += done.iter().map(|r| r.size).sum::<u64>();
     }
-    crate::report::cleaned_summary(count, bytes, args.dry_run);
+    crate::report::cleaned_summary(count, bytes, false);
     Ok(if failed { Exit::Error } else { Exit::Ok })
+}
+
+/// Asks on the terminal whether to remove `n` files; where there is no terminal to ask (CI, a pipe), the answer
+/// is no, and the error says how to remove them without asking.
+fn confirmed(n: usize, bytes: u64) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let size = crate::report::human_bytes(bytes);
+    if !std::io::stdin().is_terminal() {
+        return Err(crate::error::Error::Usage(format!(
+            "clean would remove {n} files ({size}) and cannot ask here (no terminal): list them with `--dry-run`, \
+             remove them with `--yes` (-y)"
+        )));
+    }
+    eprint!("Remove {n} files ({size})? Run with --dry-run to list them first. [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| crate::error::Error::io("<stdin>", e))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
 }

@@ -20,6 +20,12 @@ fn default_workers(jf: &crate::job::JobFile, cx: &crate::frame::Context) -> usiz
 pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     let started = std::time::Instant::now();
     let jf = crate::job::load(&args.jobfile)?;
+    crate::job::neighbours::check_names(&jf)?;
+    let root = jf.store.root();
+    tracing::info!(workspace = %root.display(), "outputs go to its tensors/ and manifests/");
+    if args.dry_run && !quiet {
+        crate::report::workspace(root);
+    }
     let cx = super::context(&jf, args.offline)?;
     let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
     let opts = RunOptions {

@@ -1,8 +1,10 @@
 //! Job files: read (`spec`), validated (`validate`) into `JobFile` and `Job`s that the rest of gamma-run uses.
 //! A `Job` names one model source and the frames to build from it under one output name.
 
+pub(crate) mod neighbours;
 mod spec;
 mod validate;
+pub(crate) mod workspace;
 
 pub use validate::from_text;
 pub(crate) use validate::{check_name, load};

@@ -36,8 +36,9 @@ pub(crate) fn load(path: &Path) -> Result<JobFile> {
     from_text(path, &text, &dir)
 }
 
-/// Parses and validates job-file `text`, as if read from `path` in directory `dir` (absolute). No I/O: the
-/// entry point for `load` and for the fuzzer.
+/// Parses and validates job-file `text`, as if read from `path` in directory `dir` (absolute). No I/O but the
+/// workspace rule's look for existing workspaces (`workspace::default_root`): the entry point for `load` and for
+/// the fuzzer.
 pub fn from_text(path: &Path, text: &str, dir: &Path) -> Result<JobFile> {
     if text.len() as u64 > MAX_JOB_FILE_BYTES {
         let message = format!("the job file is {} bytes; the limit is {MAX_JOB_FILE_BYTES}", text.len());
@@ -127,8 +128,10 @@ impl Validator<'_> {
             Some(o) => (o.tensors.as_ref(), o.manifests.as_ref()),
             None => (None, None),
         };
-        let tensors = self.output_dir(tensors, "../tensors")?;
-        let manifests = self.output_dir(manifests, "../manifests")?;
+        // Without `output:`, the workspace rule; a key given is relative to this file, as always.
+        let root = super::workspace::default_root(&self.dir);
+        let tensors = self.output_dir(tensors, &root.join("tensors"))?;
+        let manifests = self.output_dir(manifests, &root.join("manifests"))?;
         let root = crate::store::workspace_of(&manifests);
         if !tensors.starts_with(root) || tensors == root || tensors.starts_with(&manifests) {
             let at = raw.output.as_ref().and_then(|o| o.tensors.as_ref()).map_or(Location::UNKNOWN, |t| t.referenced);
@@ -171,8 +174,8 @@ impl Validator<'_> {
         Ok(JobFile { path: self.path.clone(), store: Store { tensors, manifests }, jobs })
     }
 
-    fn output_dir(&self, raw: Option<&Spanned<String>>, default: &str) -> Result<PathBuf> {
-        let Some(raw) = raw else { return Ok(normalize(&self.dir.join(default))) };
+    fn output_dir(&self, raw: Option<&Spanned<String>>, default: &Path) -> Result<PathBuf> {
+        let Some(raw) = raw else { return Ok(normalize(default)) };
         if raw.value.trim().is_empty() || raw.value.contains('\0') {
             return self.err(&raw.referenced, "output directory must be a non-empty path");
         }

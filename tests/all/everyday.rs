@@ -322,7 +322,11 @@ fn clean_lists_then_removes_what_no_job_produces_any_more() {
     std::fs::create_dir_all(&locks).unwrap();
     let held = std::fs::File::create(locks.join("b.gamma.lock")).unwrap();
     held.lock().unwrap();
+    // Without --yes, and no terminal to ask on: nothing removed, and the error says how.
     let o = ws.run(&["gc", job]).expect(2);
+    assert!(o.stderr.contains("clean would remove 5 files") && o.stderr.contains("--yes"), "{}", o.all());
+    assert!(ws.path("tensors/a/W_prime.safetensors").exists());
+    let o = ws.run(&["gc", job, "-y"]).expect(2);
     assert!(
         o.stdout.contains("KEPT         tensors/b/W.safetensors") && o.stdout.contains("another gamma-run"),
         "{}",
@@ -331,7 +335,7 @@ fn clean_lists_then_removes_what_no_job_produces_any_more() {
     assert!(o.stdout.contains("removed      tensors/a/W_prime.safetensors"), "{}", o.stdout);
     assert!(o.stdout.contains("3 files removed"), "{}", o.stdout);
     drop(held);
-    let o = ws.run(&["clean", job]).ok();
+    let o = ws.run(&["clean", job, "--yes"]).ok();
     assert!(o.stdout.contains("2 files removed"), "{}", o.stdout);
     assert!(!ws.path("tensors/b").exists() && !ws.path("manifests/b").exists(), "empty name directories go too");
     assert!(ws.path("tensors/a/notes.txt").exists(), "files that are not gamma-run's stay");
@@ -341,9 +345,73 @@ fn clean_lists_then_removes_what_no_job_produces_any_more() {
     std::fs::create_dir_all(ws.path("manifests/other")).unwrap();
     std::fs::write(ws.path("manifests/other/gamma.json"), "{\"not\": \"a manifest\"}").unwrap();
     assert_eq!(ws.run(&["clean", job]).ok().stdout, "nothing to remove\n");
+    assert_eq!(ws.run(&["clean", job, "-y"]).ok().stdout, "nothing to remove\n");
     assert!(ws.path("tensors/stray/E.safetensors").exists() && ws.path("manifests/other/gamma.json").exists());
     // What the job file still produces is untouched and fresh.
     let o = ws.run(&["status", job, "--check"]).ok();
     assert_eq!(o.stdout, "fresh    a/gamma\nfresh    c/gamma\n");
     ws.run(&["verify", job]).ok();
+}
+
+/// Issue 24: two job files in one workspace. `clean` with one of them keeps what the other produces (it reads
+/// every job file of the workspace), and refuses when one of them cannot be read; two job files producing the
+/// same output name are refused by `run` and `status`, naming both.
+#[test]
+fn clean_keeps_what_another_job_file_of_the_workspace_produces() {
+    let ws = Ws::new();
+    ws.synth("a", &[]);
+    ws.synth("b", &["--seed", "2"]);
+    std::fs::write(
+        ws.path("jobs/mine.yaml"),
+        "version: 1\njobs:\n  - path: ../models/a\n    frames: [gamma, gamma_prime]\n",
+    )
+    .unwrap();
+    std::fs::write(ws.path("jobs/two.yaml"), "version: 1\njobs:\n  - path: ../models/b\n").unwrap();
+    ws.run(&["jobs/mine.yaml"]).ok();
+    ws.run(&["jobs/two.yaml"]).ok();
+    let o = ws.run(&["clean", "jobs/two.yaml", "--yes"]).ok();
+    assert_eq!(o.stdout, "nothing to remove\n");
+    assert!(ws.path("tensors/a/W_prime.safetensors").exists());
+    // A job file of the workspace that cannot be read: clean cannot know what it keeps, so it removes nothing.
+    std::fs::write(ws.path("jobs/mine.yaml"), "version: 1\njobs:\n  - path: ../models/a\n    frames: [gamma, nope]\n")
+        .unwrap();
+    let o = ws.run(&["clean", "jobs/two.yaml", "--yes"]).expect(2);
+    assert!(o.stderr.contains("mine.yaml") && o.stderr.contains("cannot be read"), "{}", o.all());
+    assert!(ws.path("tensors/a/W.safetensors").exists());
+    // Once mine.yaml no longer lists a's γ′, clean with either file removes it.
+    std::fs::write(ws.path("jobs/mine.yaml"), "version: 1\njobs:\n  - path: ../models/a\n").unwrap();
+    let o = ws.run(&["clean", "jobs/two.yaml", "--yes"]).ok();
+    assert!(o.stdout.contains("2 files removed"), "{}", o.stdout);
+    assert!(o.stdout.contains("no job in jobs/two.yaml, jobs/mine.yaml produces a/gamma_prime"), "{}", o.stdout);
+    // The same output name in two job files of the workspace: refused, naming both.
+    std::fs::write(ws.path("jobs/clash.yml"), "version: 1\njobs:\n  - path: ../models/b\n    name: a\n").unwrap();
+    for cmd in [vec!["jobs/clash.yml"], vec!["status", "jobs/clash.yml"]] {
+        let o = ws.run(&cmd).expect(2);
+        assert!(o.stderr.contains("jobs/clash.yml") && o.stderr.contains("mine.yaml"), "{}", o.all());
+        assert!(o.stderr.contains("output \"a\" is also produced by"), "{}", o.all());
+    }
+    assert!(ws.manifest("a", "gamma")["source"]["path"].as_str().unwrap().ends_with("models/a"), "a untouched");
+    ws.run(&["verify"]).ok();
+}
+
+/// Issue 24: the workspace rule. A job file at the project's top with no `output:` writes beside itself (it used
+/// to write into the project's parent); one in `jobs/sub/` writes into the project, or where its outputs already
+/// are; a dry run names the workspace.
+#[test]
+fn a_job_file_without_output_keys_writes_inside_its_project() {
+    let ws = Ws::new();
+    ws.synth("a", &[]);
+    std::fs::write(ws.path("top.yaml"), "version: 1\njobs:\n  - path: models/a\n").unwrap();
+    let root = std::fs::canonicalize(ws.path("")).unwrap();
+    let o = ws.run(&["top.yaml", "--dry-run"]).ok();
+    assert!(o.stdout.starts_with(&format!("workspace {}  (tensors/, manifests/)\n", root.display())), "{}", o.stdout);
+    ws.run(&["top.yaml"]).ok();
+    assert!(ws.path("tensors/a/W.safetensors").is_file() && ws.path("manifests/a/gamma.json").is_file());
+    assert!(!root.parent().unwrap().join("tensors/a").exists(), "wrote outside the project");
+    // jobs/sub/x.yaml: the project (the directory holding jobs/), where the top-level file's outputs are.
+    std::fs::create_dir_all(ws.path("jobs/sub")).unwrap();
+    std::fs::write(ws.path("jobs/sub/x.yaml"), "version: 1\njobs:\n  - path: ../../models/a\n    name: a2\n").unwrap();
+    ws.run(&["jobs/sub/x.yaml"]).ok();
+    assert!(ws.path("tensors/a2/W.safetensors").is_file() && !ws.path("jobs/tensors").exists());
+    assert_eq!(ws.run(&["status", "jobs/sub/x.yaml", "--check"]).ok().stdout, "fresh    a2/gamma\n");
 }

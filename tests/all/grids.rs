@@ -266,3 +266,35 @@ fn parallel_workers_fetch_each_distinct_w_once_through_rate_limits_and_cut_conne
     assert_eq!(o.stdout.matches("built    q@").count(), 12, "{}", o.stdout);
     assert_eq!(w_fetches(&hub, w_len), 4);
 }
+
+/// Issue 30: a sibling is taken only when its file is the one its manifest describes. Deleting one revision's W
+/// (the first in name order, so that it is its own first candidate) and rerunning rebuilds it from a sibling
+/// with its old bytes; a sibling whose file was replaced is passed over. Fails if sharing skips the stat/hash
+/// check of the candidate (the revision then copies its own missing file, or a replaced one).
+#[test]
+fn a_deleted_or_replaced_grid_output_is_never_taken_as_a_sibling() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    grid_repo(&ws, &hub);
+    let job = ws.job("version: 1\njobs:\n  - model: org/pythia\n    name: p\n    revisions: [step0, step1, step2]\n");
+    let job = job.to_str().unwrap();
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
+    ws.run_env(&[job, "-j", "1"], &env).ok();
+    let old = ws.read("tensors/p@step0/W.safetensors");
+    let w_len = ws.manifest("p@step0", "gamma")["source"]["range"]["length"].as_u64().unwrap();
+    // step0's file gone; step1's replaced by other bytes of the same size (its manifest untouched).
+    std::fs::remove_file(ws.path("tensors/p@step0/W.safetensors")).unwrap();
+    let mut other = ws.read("tensors/p@step1/W.safetensors");
+    let last = other.len() - 1;
+    other[last] ^= 0x40;
+    std::fs::write(ws.path("tensors/p@step1/W.safetensors"), &other).unwrap();
+    hub.reset_counters();
+    let o = ws.run_env(&[job, "-j", "1"], &env).expect(0);
+    assert!(o.stdout.contains("built    p@step0/gamma") && o.stdout.contains("built    p@step1/gamma"), "{}", o.all());
+    assert_eq!(ws.read("tensors/p@step0/W.safetensors"), old, "step0 rebuilt with its old bytes");
+    assert_eq!(ws.read("tensors/p@step1/W.safetensors"), old, "step1 rebuilt with its old bytes");
+    let m = ws.manifest("p@step0", "gamma");
+    assert_eq!((m["source"]["fetch"].as_str(), m["source"]["shared_from"].as_str()), (Some("shared"), Some("p@step2")));
+    assert_eq!(w_fetches(&hub, w_len), 0, "W came from step2's stored file: {:?}", hub.requests());
+    ws.run(&["verify"]).ok();
+}

@@ -118,3 +118,59 @@ fn a_sharded_bin_model_is_fetched_by_range_moving_little_more_than_w() {
     ws.run(&[full.to_str().unwrap(), "--offline", "--force"]).ok();
     assert_eq!(ws.manifest("full", "gamma")["source"]["kind"], "hf_cache");
 }
+
+/// A `pytorch_model.bin` in `models/<name>` whose archive holds `pickle` (pieces: bytes repeated) as its data.pkl.
+fn crafted_bin(ws: &Ws, name: &str, pickle: &[(&[u8], usize)]) {
+    let dir = ws.path(&format!("models/{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(data().join("llama-untied-bf16/config.json"), dir.join("config.json")).unwrap();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("pytorch_model.bin")).unwrap());
+    stored_zip(&mut out, &[("archive/data.pkl", pickle), ("archive/byteorder", &[(b"little", 1)])]);
+}
+
+/// Issue 24: what a crafted checkpoint can make a parse do is bounded. Each crafted `.bin` is refused (or read)
+/// quickly, by a process whose peak RSS stays under 256 MiB: 80,000 keys (a duplicate check that compared each
+/// key with every earlier one took 66 s) and a 60 MiB string fetched back from the memo 40 times (deep copies
+/// peaked at 1.36 GB). `status` parses the same way as a build.
+#[test]
+fn crafted_pickles_are_read_in_linear_time_and_bounded_memory() {
+    let ws = Ws::new();
+    // {"t0": tensor, …, "t79999": tensor}, all views of one storage; W is none of them.
+    let mut keys = b"\x80\x02}q\x00(".to_vec();
+    for i in 0..80_000u32 {
+        let key = format!("t{i}");
+        keys.push(b'X');
+        keys.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        keys.extend_from_slice(key.as_bytes());
+        keys.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storage");
+        keys.extend_from_slice(if i == 0 { b"ctorch\nBFloat16Storage\nq\x01" as &[u8] } else { b"h\x01" });
+        keys.extend_from_slice(b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00K\x01\x85K\x01\x85\x89)tR");
+    }
+    keys.extend_from_slice(b"u.");
+    crafted_bin(&ws, "keys", &[(&keys, 1)]);
+    // A list holding one 60 MiB string and 40 fetches of it from the memo.
+    let mut head = b"\x80\x02]q\x00(X".to_vec();
+    head.extend_from_slice(&(60u32 << 20).to_le_bytes());
+    crafted_bin(&ws, "string", &[(&head, 1), (&[b's'; 4096], 15 << 10), (b"q\x01", 1), (b"h\x01", 40), (b"e.", 1)]);
+    drop(keys);
+    for (name, why) in [("keys", "holds 80000 tensors, none named like W"), ("string", "not a state dict")] {
+        let job = ws.job(&format!("version: 1\njobs:\n  - path: ../models/{name}\n"));
+        for args in [vec![job.to_str().unwrap()], vec!["status", job.to_str().unwrap()]] {
+            let before = own_peak_rss_mib();
+            let m = ws.run_measured(&args, &[]);
+            m.out.code();
+            let out = m.out.all();
+            assert!(out.contains(&format!("{name}/gamma")) && out.contains(why), "{name} {args:?}: {out}");
+            assert!(m.wall < std::time::Duration::from_secs(10), "{name} {args:?}: {:?}", m.wall);
+            eprintln!("{name} {args:?}: {:.0} MiB (test process {before:.0} MiB), {:?}", m.peak_rss_mib, m.wall);
+            if before >= 128.0 {
+                skip(
+                    "crafted_pickles_are_read_in_linear_time_and_bounded_memory (RSS part)",
+                    &format!("the test process itself peaked at {before:.0} MiB, which Linux counts in the child's"),
+                );
+            } else {
+                assert!(m.peak_rss_mib < 256.0, "{name} {args:?}: peak RSS {:.0} MiB", m.peak_rss_mib);
+            }
+        }
+    }
+}

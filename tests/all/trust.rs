@@ -398,6 +398,32 @@ fn temp_files_of_runs_without_locks_are_removed_by_later_runs() {
     assert!(tmp_files(&ws.path("tensors/m")).is_empty() && tmp_files(&ws.path("manifests/m")).is_empty());
 }
 
+/// Issue 30: without locks, `clean` cannot know whether a run is still writing a temp file: it keeps every one,
+/// says why, and exits 2 (fails if `clean` removed temp files while locks are off).
+#[test]
+fn clean_keeps_temp_files_while_locks_are_off() {
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    let job = job.to_str().unwrap();
+    ws.run(&[job]).ok();
+    let temps = ["tensors/m/.W.safetensors.Xk3j9a.tmp", "manifests/m/.gamma.json.Qp2m1z.tmp"];
+    for t in temps {
+        std::fs::write(ws.path(t), b"being written").unwrap();
+    }
+    let nolock = [("GAMMA_RUN_NO_LOCK", "1")];
+    let o = ws.run_env(&["clean", job, "--yes"], &nolock).expect(2);
+    for t in temps {
+        assert!(ws.path(t).exists(), "{t} removed while locks are off: {}", o.all());
+        let name = t.rsplit('/').next().unwrap();
+        assert!(o.stdout.lines().any(|l| l.contains(name) && l.contains("locks are off")), "{}", o.all());
+    }
+    // With locks, nobody holds them: removed.
+    ws.run(&["clean", job, "--yes"]).ok();
+    assert!(temps.iter().all(|t| !ws.path(t).exists()));
+    ws.run(&["verify"]).ok();
+}
+
 #[test]
 fn links_planted_in_the_workspace_are_never_written_through() {
     let ws = Ws::new();

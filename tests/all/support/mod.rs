@@ -367,3 +367,97 @@ pub fn assert_gamma_prime_matches_reference(ws: &Ws, name: &str) {
         );
     }
 }
+
+/// A zip archive of `entries`, each stored uncompressed, as `torch.save` writes them (CRCs are left 0: gamma-run
+/// reads byte ranges and never checks them, and the crafted archives the tests need are not meant for zip tools).
+/// An entry's data is pieces, each bytes repeated a number of times, streamed to `out`: a large crafted entry
+/// never sits in the test's memory.
+pub fn stored_zip(out: &mut dyn std::io::Write, entries: &[(&str, &[(&[u8], usize)])]) {
+    let (mut at, mut cd) = (0u32, Vec::new());
+    for (name, pieces) in entries {
+        let len: usize = pieces.iter().map(|(b, n)| b.len() * n).sum();
+        let header = |sig: &[u8], central: bool| {
+            let mut h = sig.to_vec();
+            if central {
+                h.extend_from_slice(&20u16.to_le_bytes()); // made by
+            }
+            h.extend_from_slice(&20u16.to_le_bytes()); // version needed
+            h.extend_from_slice(&[0; 2]); // flags
+            h.extend_from_slice(&[0; 2]); // method: stored
+            h.extend_from_slice(&[0; 4]); // time, date
+            h.extend_from_slice(&[0; 4]); // crc
+            h.extend_from_slice(&(len as u32).to_le_bytes());
+            h.extend_from_slice(&(len as u32).to_le_bytes());
+            h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            h.extend_from_slice(&[0; 2]); // extra
+            if central {
+                h.extend_from_slice(&[0; 6]); // comment length, disk, internal attributes
+                h.extend_from_slice(&[0; 4]); // external attributes
+                h.extend_from_slice(&at.to_le_bytes());
+            }
+            h.extend_from_slice(name.as_bytes());
+            h
+        };
+        let local = header(b"PK\x03\x04", false);
+        out.write_all(&local).unwrap();
+        for (bytes, n) in *pieces {
+            for _ in 0..*n {
+                out.write_all(bytes).unwrap();
+            }
+        }
+        cd.extend(header(b"PK\x01\x02", true));
+        at += (local.len() + len) as u32;
+    }
+    out.write_all(&cd).unwrap();
+    let mut end = b"PK\x05\x06".to_vec();
+    end.extend_from_slice(&[0; 4]);
+    end.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    end.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    end.extend_from_slice(&(cd.len() as u32).to_le_bytes());
+    end.extend_from_slice(&at.to_le_bytes());
+    end.extend_from_slice(&[0; 2]);
+    out.write_all(&end).unwrap();
+}
+
+/// This process's peak resident memory (`VmHWM`), in MiB.
+pub fn own_peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().strip_suffix("kB"));
+    kib.and_then(|k| k.trim().parse::<f64>().ok()).map_or(0.0, |k| k / 1024.0)
+}
+
+/// What a measured run took: its output, its peak resident memory and its wall time.
+pub struct Measured {
+    pub out: Out,
+    pub peak_rss_mib: f64,
+    pub wall: std::time::Duration,
+}
+
+impl Ws {
+    /// Runs the binary like `run_env` and measures that one process's peak RSS (`wait4`'s `ru_maxrss`: other
+    /// tests' processes are not counted, but Linux counts the memory of the process that started it, this test
+    /// binary, as it was when the child began: compare with `own_peak_rss_mib`).
+    #[track_caller]
+    pub fn run_measured(&self, args: &[&str], env: &[(&str, &str)]) -> Measured {
+        let at = std::panic::Location::caller();
+        let (so, se) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
+        let mut cmd = self.command(args, env);
+        cmd.stdout(so.try_clone().unwrap()).stderr(se.try_clone().unwrap());
+        let start = std::time::Instant::now();
+        let child = cmd.spawn().unwrap();
+        let (mut status, mut ru): (libc::c_int, libc::rusage) = (0, unsafe { std::mem::zeroed() });
+        // SAFETY: waits for our own child, whose pid we hold; `Child` is never waited on after this.
+        let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+        assert_eq!(pid, child.id() as libc::pid_t, "wait4");
+        let wall = start.elapsed();
+        let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut s = String::new();
+            f.seek(std::io::SeekFrom::Start(0)).unwrap();
+            f.read_to_string(&mut s).unwrap();
+            s
+        };
+        Measured { out: Out::new(code, read(so), read(se), at), peak_rss_mib: ru.ru_maxrss as f64 / 1024.0, wall }
+    }
+}
