@@ -4,6 +4,9 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+/// Job files larger than this are refused before parsing (real ones are a few KB).
+pub(crate) const MAX_JOB_FILE_BYTES: u64 = 1024 * 1024;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JobFileSpec {

@@ -11,8 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 const DTYPE_ONLY_DERIVED: &str = "`dtype:` applies to derived frames such as gamma_prime; gamma is always bf16";
 
-/// Job files larger than this are refused before parsing (real ones are a few KB).
-pub(crate) const MAX_JOB_FILE_BYTES: u64 = 1024 * 1024;
+use super::spec::MAX_JOB_FILE_BYTES;
 
 /// Reads, parses and validates the job file at `path`.
 pub(crate) fn load(path: &Path) -> Result<JobFile> {

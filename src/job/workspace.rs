@@ -57,7 +57,7 @@ fn collect(dir: &Path, depth: usize, max: usize, out: &mut Vec<PathBuf>) {
 /// Whether a YAML file has the top-level keys of a gamma-run job file (a GitHub workflow, a compose file or a
 /// config beside them does not).
 fn reads_like_a_job_file(path: &Path) -> bool {
-    let Ok(text) = crate::fsread::read_small(path, super::validate::MAX_JOB_FILE_BYTES) else { return false };
+    let Ok(text) = crate::fsread::read_small(path, super::spec::MAX_JOB_FILE_BYTES) else { return false };
     let text = String::from_utf8_lossy(&text);
     let top = |key: &str| text.lines().any(|l| l.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':')));
     top("version") && top("jobs")
