@@ -70,7 +70,9 @@ pub(crate) struct Row {
 /// overlap, and copies overlap with fetches.
 pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
     let selected = crate::selection::select(jf, &opts.only, opts.shard)?;
-    let claims = std::sync::Arc::new(crate::frame::Claims::default());
+    // Siblings are the outputs of this job file's grids (all of them, selected or not), never another name.
+    let members = jf.jobs.iter().filter_map(|j| Some((j.grid.as_ref()?.base.clone(), j.name.clone())));
+    let claims = std::sync::Arc::new(crate::frame::Claims::for_grids(members));
     let cx = Context { claims: Some(claims.clone()), ..cx.clone() };
     let batch = crate::schedule::Batch {
         name: &|job: &Job| job.name.clone(),
@@ -453,7 +455,7 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
             dtype: plan.dtype.name().into(),
             shape: produced.shape,
         },
-        source: produced.source,
+        source: produced.source.map(crate::manifest::consistency::sealed),
         inputs: plan.inputs,
         params: plan.params,
         nan_count: produced.nan_count,

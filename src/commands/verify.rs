@@ -92,6 +92,7 @@ fn check_inner(path: &Path, how: &How, output: &mut Option<PathBuf>) -> std::res
     }
     consistency::check(&m).map_err(|why| mismatch(format!("manifest edited: {why}")))?;
     let inputs = consistency::inputs(&m, how.manifests).map_err(|why| mismatch(format!("manifest edited: {why}")))?;
+    crate::frame::vouched(how.manifests, &m).map_err(mismatch)?;
     check_output_path(&m.output.path).map_err(mismatch)?;
     let root = how.root;
     let out = root.join(&m.output.path);

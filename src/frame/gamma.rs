@@ -248,6 +248,7 @@ fn record(loc: &Located) -> SourceRecord {
         shape: loc.w.shape.clone(),
         reason: loc.choice.reason.clone(),
         shared_from: None,
+        seal: None,
         range: ByteRange { file: loc.shard.clone(), offset: loc.w_offset, length: loc.w.end - loc.w.begin },
         head: loc.choice.head.clone(),
         format: Some(loc.format.as_str().into()),
@@ -390,6 +391,7 @@ mod tests {
             format: None,
             entry: None,
             shared_from: None,
+            seal: None,
         };
         let whole = {
             let mut r = Reextract::new(&src, "W").unwrap();

@@ -9,7 +9,7 @@ mod gamma;
 mod gamma_prime;
 mod shared;
 
-pub(crate) use shared::Claims;
+pub(crate) use shared::{Claims, vouched};
 
 pub(crate) use gamma::Reextract;
 

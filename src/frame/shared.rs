@@ -2,7 +2,9 @@
 //! the same range, key, dtype and shape) is written from the sibling's stored file instead of fetching W again.
 //! Within one run, `Claims` makes concurrent workers fetch each distinct content once: the first to reach a
 //! content fetches it, the others are deferred until it is stored (the runner runs them again afterwards).
-//! It does not decide freshness, and it does not fetch anything.
+//! A sibling is only ever an output of the same job file's grid whose manifest passes the consistency check
+//! and is sealed (`consistency::seal`: its shard digests and W's range cannot have been edited unnoticed), and
+//! whose file is the one that manifest describes. It does not decide freshness, and it does not fetch anything.
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -61,12 +63,23 @@ type Index = Vec<(String, Content)>;
 /// of the outputs stored before (read once a run from their manifests, not once an output).
 #[derive(Debug, Default)]
 pub(crate) struct Claims {
+    /// Per grid, the output names the job file gives it: the only outputs that may be siblings.
+    members: HashMap<String, std::collections::BTreeSet<String>>,
     taken: Mutex<HashMap<Content, String>>,
     stored: Mutex<HashMap<Content, String>>,
     scanned: Mutex<HashMap<(String, &'static str), Arc<Index>>>,
 }
 
 impl Claims {
+    /// The run's sharing state for a job file whose grids have these (grid, output name) pairs.
+    pub(crate) fn for_grids(members: impl Iterator<Item = (String, String)>) -> Claims {
+        let mut by_grid: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+        for (grid, name) in members {
+            by_grid.entry(grid).or_default().insert(name);
+        }
+        Claims { members: by_grid, ..Claims::default() }
+    }
+
     /// Claims `content` for output `name`; `Some(other)` if another output has claimed it already.
     pub(super) fn claim(&self, content: Content, name: &str) -> Option<String> {
         let mut taken = self.taken.lock().expect("claims lock");
@@ -100,7 +113,8 @@ impl Claims {
             scanned.entry(key).or_insert_with(|| Arc::new(scan(store, grid, want.frame))).clone()
         };
         let before = index.iter().filter(|(n, c)| c == want && Some(n) != first.as_ref()).map(|(n, _)| n.clone());
-        first.clone().into_iter().chain(before).collect()
+        let member = |n: &String| self.members.get(grid).is_some_and(|m| m.contains(n));
+        first.clone().into_iter().chain(before).filter(member).collect()
     }
 }
 
@@ -139,10 +153,10 @@ fn content_of(frame: &'static str, m: &Manifest) -> Option<Content> {
     })
 }
 
-/// An output of grid `grid` (frame `frame`) built from a shard with this one's content, whose stored file is
-/// the one its manifest describes: by its stat cache when that matches (the bytes are checked again as they are
-/// copied: `Produced::expect_sha256`), else by hashing it now. With the run's `claims`, the candidates come from
-/// its index; without, from reading the grid's manifests.
+/// An output of grid `grid` (frame `frame`) of this job file, built from a shard with this one's content,
+/// whose stored file is the one its manifest describes: by its stat cache when that matches (the bytes are
+/// checked again as they are copied: `Produced::expect_sha256`), else by hashing it now. The candidates come
+/// from the run's `claims`; outside a run (no claims) nothing is shared.
 pub(super) fn sibling(
     store: &crate::store::Store,
     grid: &str,
@@ -151,14 +165,12 @@ pub(super) fn sibling(
     claims: Option<&Claims>,
 ) -> Option<Sibling> {
     let want = Content::of(frame, loc)?;
-    let names = match claims {
-        Some(c) => c.candidates(store, grid, &want),
-        None => scan(store, grid, frame).into_iter().filter(|(_, c)| *c == want).map(|(n, _)| n).collect(),
-    };
+    let names = claims?.candidates(store, grid, &want);
     names.into_iter().find_map(|name| stored_as_recorded(store, name, (frame, file_name), &want))
 }
 
-/// Output `name`, if its manifest (read now) says it holds `want` and its file is the one the manifest describes.
+/// Output `name`, if its manifest (read now) is sealed, agrees with itself, says it holds `want`, and its file is
+/// the one the manifest describes.
 fn stored_as_recorded(
     store: &crate::store::Store,
     name: String,
@@ -166,7 +178,10 @@ fn stored_as_recorded(
     want: &Content,
 ) -> Option<Sibling> {
     let m = Manifest::read(&store.manifest_path(&name, frame)).ok()?;
+    let sealed = m.source.as_ref().is_some_and(|s| s.seal.is_some());
     let same = m.name == name
+        && sealed
+        && crate::manifest::consistency::check(&m).is_ok()
         && m.frame == frame
         && content_of(frame, &m).as_ref() == Some(want)
         && m.frame_version == super::gamma::VERSION
@@ -181,6 +196,34 @@ fn stored_as_recorded(
         return None;
     }
     Some(Sibling { name, file, sha256: m.output.sha256, size: m.output.size, nan_count: m.nan_count })
+}
+
+/// `Err(why)` when the output a shared copy (`source.shared_from`) took its bytes from no longer vouches for
+/// them: its manifest, where it still has one, must agree with itself, record the same content (shard digest,
+/// W's range, tensor, dtype, shape) and the same output SHA-256. A sibling whose manifest is gone (its revision
+/// left the grid, `clean` removed it) contradicts nothing: the bytes were checked against it when copied.
+pub(crate) fn vouched(manifests: &std::path::Path, m: &Manifest) -> std::result::Result<(), String> {
+    let Some(from) = m.source.as_ref().and_then(|s| s.shared_from.as_deref()) else { return Ok(()) };
+    if crate::names::check_relative_file(from).is_err() || from.contains('/') {
+        return Err(format!("source.shared_from {from:?} is not an output name"));
+    }
+    let path = manifests.join(from).join(format!("{}.json", m.frame));
+    if !path.exists() {
+        return Ok(());
+    }
+    let redo = format!("rebuild it (`gamma-run run JOBFILE --force --only {}`) to fetch W", m.name);
+    let sib = Manifest::read(&path)
+        .map_err(|e| format!("shared from {from}, whose manifest cannot be read ({e}); {redo}"))?;
+    crate::manifest::consistency::check(&sib)
+        .map_err(|why| format!("shared from {from}, whose manifest was edited ({why}); {redo}"))?;
+    let frame: &'static str = if m.frame == "embedding" { "embedding" } else { "gamma" };
+    let same_content = content_of(frame, &sib).is_some() && content_of(frame, &sib) == content_of(frame, m);
+    if !same_content || sib.output.sha256 != m.output.sha256 || sib.name != from {
+        return Err(format!(
+            "shared from {from}, whose manifest no longer records this content (shard digest, W's range) and bytes; {redo}"
+        ));
+    }
+    Ok(())
 }
 
 /// Copies the sibling's file into `out`. The sink hashes what it writes; the caller checks that hash against

@@ -5,8 +5,57 @@
 //! against the manifests of the frames it names. Someone who rewrites an output and its manifest consistently
 //! can forge both; signed attestations are the defence against that (README, "Threat model").
 
-use super::{Manifest, fingerprint};
+use super::{Manifest, SourceRecord, fingerprint};
 use std::path::Path;
+
+/// The seal of a source record: SHA-256 of `key=value` lines (values JSON-quoted) of every field a reader acts
+/// on — kind, repo, path, revision, commit, fetch, each file's path, size, digest and its origin, W's tensor,
+/// dtype, shape and byte range, the format and zip entry, and whose bytes a shared copy holds. Explicit keys in
+/// a fixed order, so the encoding never changes with the struct.
+pub(crate) fn seal(s: &SourceRecord) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut lines = vec![
+        ("kind", s.kind.clone()),
+        ("repo", opt(&s.repo)),
+        ("path", opt(&s.path)),
+        ("revision", opt(&s.revision)),
+        ("commit", opt(&s.commit)),
+        ("fetch", opt(&s.fetch)),
+        ("tensor", s.tensor.clone()),
+        ("dtype", s.dtype.clone()),
+        ("shape", s.shape.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
+        ("range.file", s.range.file.clone()),
+        ("range.offset", s.range.offset.to_string()),
+        ("range.length", s.range.length.to_string()),
+        ("format", opt(&s.format)),
+        ("entry", opt(&s.entry)),
+        ("shared_from", opt(&s.shared_from)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect::<Vec<_>>();
+    for (i, f) in s.files.iter().enumerate() {
+        lines.push((format!("files.{i}.path"), f.path.clone()));
+        lines.push((format!("files.{i}.size"), f.size.to_string()));
+        lines.push((format!("files.{i}.sha256"), opt(&f.sha256)));
+        lines.push((format!("files.{i}.sha256_from"), f.sha256_from.map_or("-", |d| d.as_str()).to_string()));
+    }
+    let mut text = String::from("gamma-run source seal v1\n");
+    for (k, v) in lines {
+        text.push_str(&k);
+        text.push('=');
+        text.push_str(&serde_json::to_string(&v).expect("strings serialise"));
+        text.push('\n');
+    }
+    crate::store::sha256_bytes(text.as_bytes())
+}
+
+/// `s` with its seal set (what the runner stores).
+pub(crate) fn sealed(mut s: SourceRecord) -> SourceRecord {
+    s.seal = None;
+    s.seal = Some(seal(&s));
+    s
+}
 
 /// `Err(why)` when the manifest contradicts itself.
 pub(crate) fn check(m: &Manifest) -> Result<(), String> {
@@ -28,6 +77,13 @@ pub(crate) fn check(m: &Manifest) -> Result<(), String> {
     same("output.dtype", "output.dtype", Some(&m.output.dtype))?;
     match (&m.source, m.inputs.is_empty()) {
         (Some(s), true) => {
+            if let Some(recorded) = &s.seal
+                && *recorded != seal(s)
+            {
+                return Err("a source field (files, their digests, W's tensor, shape, range, path, …) is not what \
+                            its seal records"
+                    .into());
+            }
             match fp.get("source.kind").map(String::as_str) {
                 Some("hub") => {
                     if s.kind != "hub" && s.kind != "hf_cache" {

@@ -177,6 +177,7 @@ mod tests {
                 format: None,
                 entry: None,
                 shared_from: None,
+                seal: None,
             }),
             inputs: Vec::new(),
             params: BTreeMap::new(),

@@ -80,6 +80,11 @@ pub(crate) struct SourceRecord {
     /// What the model's head adds beyond `h @ W.T` (a bias, a logit scale, a soft-cap); absent when nothing.
     #[serde(default, skip_serializing_if = "Head::is_empty")]
     pub(crate) head: Head,
+    /// SHA-256 of an explicit encoding of the fields above that sharing, freshness and `verify --sources` act
+    /// on (`consistency::seal`): an edit to any of them reads as "manifest edited". Absent in manifests written
+    /// before it existed: those are judged as before, but never lent to a grid sibling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) seal: Option<String>,
 }
 
 /// What the model's head adds to `h @ W.T`, recorded in the manifest (`source.head`) and shown by `show`.

@@ -291,10 +291,127 @@ fn a_deleted_or_replaced_grid_output_is_never_taken_as_a_sibling() {
     hub.reset_counters();
     let o = ws.run_env(&[job, "-j", "1"], &env).expect(0);
     assert!(o.stdout.contains("built    p@step0/gamma") && o.stdout.contains("built    p@step1/gamma"), "{}", o.all());
-    assert_eq!(ws.read("tensors/p@step0/W.safetensors"), old, "step0 rebuilt with its old bytes");
-    assert_eq!(ws.read("tensors/p@step1/W.safetensors"), old, "step1 rebuilt with its old bytes");
+    assert_eq!(sha256(&ws.read("tensors/p@step0/W.safetensors")), sha256(&old), "step0 rebuilt with its old bytes");
+    assert_eq!(sha256(&ws.read("tensors/p@step1/W.safetensors")), sha256(&old), "step1 rebuilt with its old bytes");
     let m = ws.manifest("p@step0", "gamma");
     assert_eq!((m["source"]["fetch"].as_str(), m["source"]["shared_from"].as_str()), (Some("shared"), Some("p@step2")));
     assert_eq!(w_fetches(&hub, w_len), 0, "W came from step2's stored file: {:?}", hub.requests());
     ws.run(&["verify"]).ok();
+}
+
+/// Issue 24: a wrong W cannot be laundered through grid sharing. Revision step3's manifest is edited to claim
+/// step0's shard (its digest), and step0 is then rebuilt:
+/// - edited alone, step3's manifest reads as "manifest edited" and is never a sibling: step0 fetches its own W;
+/// - sealed again as a forger would (self-consistent), step0 does take step3's bytes — but its manifest says
+///   whose they are, and once step3's manifest is repaired `verify` says step3 no longer vouches for them;
+/// - a planted manifest of an output the job file does not have (`p@evil`) is never a sibling.
+#[test]
+fn a_wrong_w_is_not_laundered_through_grid_sharing() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    grid_repo(&ws, &hub);
+    let job = ws.job("version: 1\njobs:\n  - model: org/pythia\n    name: p\n    revisions: [step0, step3]\n");
+    let job = job.to_str().unwrap();
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
+    ws.run_env(&[job, "-j", "1"], &env).ok();
+    let w = |rev: &str| sha256(&ws.read(&format!("tensors/p@{rev}/W.safetensors")));
+    let (w0, w3) = (w("step0"), w("step3"));
+    assert_ne!(w0, w3);
+    let good3 = ws.read("manifests/p@step3/gamma.json");
+    let m0 = ws.manifest("p@step0", "gamma");
+    let shard0 =
+        m0["source"]["files"].as_array().unwrap().iter().find(|f| f["path"] == m0["source"]["range"]["file"]).unwrap()
+            ["sha256"]
+            .clone();
+    let claim_step0s_shard = |m: &mut serde_json::Value| {
+        let file = m["source"]["range"]["file"].clone();
+        for f in m["source"]["files"].as_array_mut().unwrap() {
+            if f["path"] == file {
+                f["sha256"] = shard0.clone();
+            }
+        }
+        m["source"]["range"] = m0["source"]["range"].clone();
+    };
+    let write3 = |m: &serde_json::Value| {
+        std::fs::write(ws.path("manifests/p@step3/gamma.json"), serde_json::to_vec_pretty(m).unwrap()).unwrap()
+    };
+
+    // Edited alone: caught, and not lent.
+    let mut m3 = ws.manifest("p@step3", "gamma");
+    claim_step0s_shard(&mut m3);
+    write3(&m3);
+    let s = ws.run_env(&["status", job, "--check"], &env).expect(1);
+    assert!(s.stdout.contains("p@step3/gamma: manifest edited"), "{}", s.stdout);
+    std::fs::remove_file(ws.path("tensors/p@step0/W.safetensors")).unwrap();
+    ws.run_env(&[job, "-j", "1"], &env).ok();
+    assert_eq!(w("step0"), w0, "step0 took the edited sibling's bytes");
+    assert_eq!(ws.manifest("p@step0", "gamma")["source"]["fetch"], "range");
+    assert_eq!(w("step3"), w3);
+    ws.run_env(&["verify"], &env).ok();
+
+    // A planted output of no job (a copy of step3's manifest and file under another grid name): never lent.
+    let mut evil = ws.manifest("p@step3", "gamma");
+    claim_step0s_shard(&mut evil);
+    evil["name"] = "p@evil".into();
+    evil["output"]["path"] = "tensors/p@evil/W.safetensors".into();
+    crate::trust::reseal(&mut evil);
+    std::fs::create_dir_all(ws.path("manifests/p@evil")).unwrap();
+    std::fs::create_dir_all(ws.path("tensors/p@evil")).unwrap();
+    std::fs::write(ws.path("manifests/p@evil/gamma.json"), serde_json::to_vec_pretty(&evil).unwrap()).unwrap();
+    std::fs::copy(ws.path("tensors/p@step3/W.safetensors"), ws.path("tensors/p@evil/W.safetensors")).unwrap();
+    std::fs::remove_file(ws.path("tensors/p@step0/W.safetensors")).unwrap();
+    ws.run_env(&[job, "-j", "1"], &env).ok();
+    assert_eq!(w("step0"), w0, "step0 took a planted manifest's bytes");
+    std::fs::remove_dir_all(ws.path("manifests/p@evil")).unwrap();
+    std::fs::remove_dir_all(ws.path("tensors/p@evil")).unwrap();
+
+    // Sealed again: self-consistent, so lent; the copy says whose bytes it holds, and verify re-checks that.
+    let mut m3 = ws.manifest("p@step3", "gamma");
+    claim_step0s_shard(&mut m3);
+    crate::trust::reseal(&mut m3);
+    write3(&m3);
+    std::fs::remove_file(ws.path("tensors/p@step0/W.safetensors")).unwrap();
+    ws.run_env(&[job, "-j", "1"], &env).ok();
+    assert_eq!(ws.manifest("p@step0", "gamma")["source"]["shared_from"], "p@step3");
+    std::fs::write(ws.path("manifests/p@step3/gamma.json"), &good3).unwrap();
+    let v = ws.run_env(&["verify"], &env).expect(1);
+    assert!(
+        v.stdout.contains("p@step0/gamma.json")
+            && v.stdout.contains("shared from p@step3, whose manifest no longer records"),
+        "{}",
+        v.stdout
+    );
+    // verify --sources re-extracts W from step0's own shard and says the same in its own words.
+    let v = ws.run_env(&["verify", "--sources"], &env).expect(1);
+    assert!(v.stdout.contains("MISMATCH") && v.stdout.contains("p@step0"), "{}", v.stdout);
+}
+
+/// Issue 24: a manifest written before seals existed (no `source.seal`) stays fresh, but is never lent to a
+/// sibling: it cannot prove the shard digest sharing relies on, so the sibling fetches W instead.
+#[test]
+fn an_unsealed_manifest_stays_fresh_but_is_not_lent() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    grid_repo(&ws, &hub);
+    let job = ws.job("version: 1\njobs:\n  - model: org/pythia\n    name: p\n    revisions: [step0, step1]\n");
+    let job = job.to_str().unwrap();
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
+    ws.run_env(&[job, "-j", "1"], &env).ok();
+    for rev in ["step0", "step1"] {
+        let path = ws.path(&format!("manifests/p@{rev}/gamma.json"));
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        m["source"].as_object_mut().unwrap().remove("seal");
+        m["source"].as_object_mut().unwrap().remove("shared_from");
+        m["source"]["fetch"] = "range".into();
+        std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    }
+    let o = ws.run_env(&["status", job, "--check"], &env).ok();
+    assert!(o.stdout.starts_with("fresh    p@step0/gamma\nfresh    p@step1/gamma\n"), "{}", o.stdout);
+    std::fs::remove_file(ws.path("tensors/p@step1/W.safetensors")).unwrap();
+    let w_len = ws.manifest("p@step0", "gamma")["source"]["range"]["length"].as_u64().unwrap();
+    hub.reset_counters();
+    ws.run_env(&[job, "-j", "1"], &env).ok();
+    assert_eq!(ws.manifest("p@step1", "gamma")["source"]["fetch"], "range");
+    assert_eq!(w_fetches(&hub, w_len), 1, "W fetched, not copied from the unsealed sibling");
+    ws.run_env(&["verify"], &env).ok();
 }

@@ -190,6 +190,7 @@ fn manifests_from_before_sha256_from_are_read_as_unchecked_and_stay_fresh() {
             f.as_object_mut().unwrap().remove("sha256_from");
         }
         m["stat"]["output"].as_object_mut().unwrap().remove("ctime_ns");
+        m["source"].as_object_mut().unwrap().remove("seal");
     });
     let before = mtime(&ws.path("tensors/m/W.safetensors"));
     let o = ws.run(&[job, "--offline"]).ok();
@@ -206,29 +207,119 @@ fn manifests_from_before_sha256_from_are_read_as_unchecked_and_stay_fresh() {
 
 // ---- Manifests that contradict themselves ----
 
+/// An edit to one field a reader acts on.
+type Edit = (&'static str, &'static str, fn(&mut serde_json::Value));
+
+/// Issue 30 (and 24): every field the consistency check compares, edited alone, reads as "manifest edited" in
+/// `status`, `verify` and `attest` — for a Hub model (from the cache), a local directory and a derived frame.
+/// Fails if the check stops comparing any one of them (each row is one field; a row names what it edits).
 #[test]
 fn a_manifest_whose_source_fields_disagree_with_its_fingerprint_is_edited() {
     let ws = Ws::new();
-    let dir = ws.synth("m", &[]);
+    let dir = ws.synth("m", &["--shards", "2"]);
     cache_model(&ws, &dir, "org/m", C1, Some("main"));
-    let job = ws.job("version: 1\njobs:\n  - model: org/m\n");
+    ws.synth("l", &["--shards", "2"]);
+    let job = ws.job("version: 1\njobs:\n  - model: org/m\n    frames: [gamma, gamma_prime]\n  - path: ../models/l\n");
     let job = job.to_str().unwrap();
     assert_eq!(ws.run(&[job, "--offline"]).code(), 0);
-    let good = ws.read("manifests/m/gamma.json");
-    for (field, value) in [("repo", "org/other"), ("commit", "cccccccccccccccccccccccccccccccccccccccc")] {
-        edit_manifest(&ws, "m", "gamma", |m| m["source"][field] = value.into());
+    let other_file = |m: &serde_json::Value| -> String {
+        let shard = m["source"]["range"]["file"].as_str().unwrap().to_string();
+        let files = m["source"]["files"].as_array().unwrap();
+        files.iter().map(|f| f["path"].as_str().unwrap().to_string()).find(|p| *p != shard).unwrap()
+    };
+    let shard_index = |m: &serde_json::Value| -> usize {
+        let shard = m["source"]["range"]["file"].as_str().unwrap();
+        m["source"]["files"].as_array().unwrap().iter().position(|f| f["path"] == shard).unwrap()
+    };
+    let rows: Vec<Edit> = vec![
+        ("m", "source.repo", |m| m["source"]["repo"] = "org/other".into()),
+        ("m", "source.commit", |m| m["source"]["commit"] = "c".repeat(40).into()),
+        ("m", "source.kind", |m| m["source"]["kind"] = "local".into()),
+        ("m", "frame_version", |m| m["frame_version"] = 7.into()),
+        ("m", "output.dtype", |m| m["output"]["dtype"] = "F32".into()),
+        ("m", "source.files[shard].sha256", |m| {
+            let i = m["source"]["range"]["file"].clone();
+            let files = m["source"]["files"].as_array_mut().unwrap();
+            let f = files.iter_mut().find(|f| f["path"] == i).unwrap();
+            f["sha256"] = "e".repeat(64).into();
+        }),
+        ("m", "source.range.offset", |m| {
+            m["source"]["range"]["offset"] = (m["source"]["range"]["offset"].as_u64().unwrap() + 2).into()
+        }),
+        ("m", "source.range.length", |m| {
+            m["source"]["range"]["length"] = (m["source"]["range"]["length"].as_u64().unwrap() - 2).into()
+        }),
+        ("m", "source.shape", |m| m["source"]["shape"][0] = 3.into()),
+        ("m", "source.dtype", |m| m["source"]["dtype"] = "F16".into()),
+        ("m", "source.tensor", |m| m["source"]["tensor"] = "lm_head.weight".into()),
+        ("m", "source.shared_from", |m| m["source"]["shared_from"] = "m@other".into()),
+        ("m", "fingerprint", |m| m["fingerprint"] = "0".repeat(64).into()),
+        ("l", "source.config_sha256", |m| {
+            let files = m["source"]["files"].as_array_mut().unwrap();
+            let f = files.iter_mut().find(|f| f["path"] == "config.json").unwrap();
+            f["sha256"] = "d".repeat(64).into();
+        }),
+        ("l", "source.index_sha256", |m| {
+            let files = m["source"]["files"].as_array_mut().unwrap();
+            let f = files.iter_mut().find(|f| f["path"] == "model.safetensors.index.json").unwrap();
+            f["sha256"] = "d".repeat(64).into();
+        }),
+        ("l", "source.path", |m| m["source"]["path"] = "/elsewhere/models/l".into()),
+        ("l", "source.files[].size", |m| m["source"]["files"][0]["size"] = 1.into()),
+        ("l", "source.range.file (to another file it lists)", |_| {}),
+        ("l", "source.files[shard] dropped", |_| {}),
+        ("m", "inputs[gamma].sha256", |_| {}),
+        ("m", "inputs[gamma].frame", |_| {}),
+    ];
+    // Fields the fingerprint records are edited twice: alone (the seal catches it), and with the record sealed
+    // again as a forger would (only the comparison with the fingerprint catches it).
+    let in_fingerprint = [
+        "source.repo",
+        "source.commit",
+        "source.kind",
+        "source.config_sha256",
+        "source.index_sha256",
+        "source.range.file (to another file it lists)",
+    ];
+    let passes = rows.iter().flat_map(|r| {
+        let twice = in_fingerprint.contains(&r.1);
+        std::iter::once((r, false)).chain(twice.then_some((r, true)))
+    });
+    for ((name, field, edit), resealed) in passes {
+        let (name, field) = (*name, *field);
+        let field_shown = if resealed { format!("{field}, sealed again") } else { field.to_string() };
+        let field = field_shown.as_str().split(", sealed").next().unwrap();
+        let frame = if field.starts_with("inputs") { "gamma_prime" } else { "gamma" };
+        let good = ws.read(&format!("manifests/{name}/{frame}.json"));
+        edit_manifest(&ws, name, frame, |m| {
+            match field {
+                "source.range.file (to another file it lists)" => m["source"]["range"]["file"] = other_file(m).into(),
+                "source.files[shard] dropped" => {
+                    let i = shard_index(m);
+                    m["source"]["files"].as_array_mut().unwrap().remove(i);
+                }
+                "inputs[gamma].sha256" => m["inputs"][0]["sha256"] = "f".repeat(64).into(),
+                "inputs[gamma].frame" => m["inputs"][0]["frame"] = "embedding".into(),
+                _ => edit(m),
+            }
+            if resealed {
+                reseal(m);
+            }
+        });
+        let field = field_shown.as_str();
         let s = ws.run(&["status", job, "--offline", "--check"]);
         assert_eq!(s.code(), 1, "{field}: {}", s.all());
-        assert!(s.stdout.contains("manifest edited"), "{field}: {}", s.stdout);
+        assert!(s.stdout.contains(&format!("{name}/{frame}: manifest edited")), "{field}: {}", s.stdout);
         let v = ws.run(&["verify"]);
         assert_eq!(v.code(), 1, "{field}: {}", v.all());
         assert!(v.stdout.contains("manifest edited"), "{field}: {}", v.stdout);
         let a = ws.run(&["attest"]);
         assert_eq!(a.code(), 2, "{field}: {}", a.all());
         assert!(a.stderr.contains("manifest edited"), "{field}: {}", a.stderr);
-        std::fs::write(ws.path("manifests/m/gamma.json"), &good).unwrap();
+        std::fs::write(ws.path(&format!("manifests/{name}/{frame}.json")), &good).unwrap();
     }
     assert_eq!(ws.run(&["status", job, "--offline", "--check"]).code(), 0);
+    ws.run(&["verify"]).ok();
 }
 
 #[test]
@@ -639,6 +730,43 @@ fn refingerprint(m: &mut serde_json::Value) {
     m["fingerprint"] = sha256(text.as_bytes()).into();
 }
 
+/// What a forger (or a test) must do after editing a source field: seal the record again, in the encoding
+/// `consistency::seal` documents (pinned here: changing it would call every stored manifest edited).
+pub(crate) fn reseal(m: &mut serde_json::Value) {
+    let s = &m["source"];
+    let opt = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let num = |v: &serde_json::Value| v.as_u64().unwrap().to_string();
+    let shape: Vec<String> = s["shape"].as_array().unwrap().iter().map(num).collect();
+    let mut lines = vec![
+        ("kind".to_string(), opt(&s["kind"])),
+        ("repo".into(), opt(&s["repo"])),
+        ("path".into(), opt(&s["path"])),
+        ("revision".into(), opt(&s["revision"])),
+        ("commit".into(), opt(&s["commit"])),
+        ("fetch".into(), opt(&s["fetch"])),
+        ("tensor".into(), opt(&s["tensor"])),
+        ("dtype".into(), opt(&s["dtype"])),
+        ("shape".into(), shape.join(",")),
+        ("range.file".into(), opt(&s["range"]["file"])),
+        ("range.offset".into(), num(&s["range"]["offset"])),
+        ("range.length".into(), num(&s["range"]["length"])),
+        ("format".into(), opt(&s["format"])),
+        ("entry".into(), opt(&s["entry"])),
+        ("shared_from".into(), opt(&s["shared_from"])),
+    ];
+    for (i, f) in s["files"].as_array().unwrap().iter().enumerate() {
+        lines.push((format!("files.{i}.path"), opt(&f["path"])));
+        lines.push((format!("files.{i}.size"), num(&f["size"])));
+        lines.push((format!("files.{i}.sha256"), opt(&f["sha256"])));
+        lines.push((format!("files.{i}.sha256_from"), opt(&f["sha256_from"])));
+    }
+    let mut text = String::from("gamma-run source seal v1\n");
+    for (k, v) in lines {
+        text.push_str(&format!("{k}={}\n", serde_json::to_string(&v).unwrap()));
+    }
+    m["source"]["seal"] = sha256(text.as_bytes()).into();
+}
+
 #[test]
 fn a_forged_but_self_consistent_manifest_steers_no_request_no_link_and_no_other_attestation() {
     let ws = Ws::new();
@@ -654,6 +782,7 @@ fn a_forged_but_self_consistent_manifest_steers_no_request_no_link_and_no_other_
         m["source"]["repo"] = evil.into();
         m["fingerprint_inputs"]["source.repo"] = evil.into();
         refingerprint(m);
+        reseal(m);
     });
     let before = hub.requests().len();
     let v = ws.run_env(&["verify", "--sources"], &env).expect(2);
