@@ -17,10 +17,38 @@ pub(crate) fn lock_path(jf: &JobFile) -> PathBuf {
     jf.path.with_file_name(format!("{stem}.lock.json"))
 }
 
+/// The job file's name, as a lock file records whose it is.
+fn file_name(jf: &JobFile) -> String {
+    jf.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// `Err` when another job file beside this one would share its lock file (`x.yaml` and `x.yml`, or any two
+/// names with the same stem): each `lock` would overwrite the other's pins.
+fn no_lock_clash(jf: &JobFile) -> Result<()> {
+    let (Some(stem), Some(dir)) = (jf.path.file_stem(), jf.path.parent()) else { return Ok(()) };
+    let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+    for ext in ["yaml", "yml"] {
+        let other = dir.join(format!("{}.{ext}", stem.to_string_lossy()));
+        if other.file_name() != jf.path.file_name() && other.is_file() {
+            return Err(Error::Usage(format!(
+                "{} and {} would share one lock file, {}: rename one of them (the lock file is named after the \
+                 job file without its extension)",
+                jf.path.display(),
+                other.display(),
+                lock_path(jf).display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The lock file: per grid, the revisions it resolved to, each with its commit.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Lock {
     pub(crate) version: u32,
+    /// The job file it pins (its file name); absent in lock files written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) job_file: Option<String>,
     pub(crate) grids: BTreeMap<String, LockedGrid>,
 }
 
@@ -42,8 +70,19 @@ pub(crate) struct LockedRevision {
 fn read_lock(jf: &JobFile) -> Result<Option<Lock>> {
     let path = lock_path(jf);
     let Some(bytes) = crate::fsread::read_small_opt(&path, 16 << 20)? else { return Ok(None) };
+    no_lock_clash(jf)?;
     let lock: Lock = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Usage(format!("{}: not a gamma-run lock file: {e}", path.display())))?;
+    if let Some(whose) = &lock.job_file
+        && *whose != file_name(jf)
+    {
+        return Err(Error::Usage(format!(
+            "{} pins {whose}, not {}: run `gamma-run lock {}` to write this job file's own",
+            path.display(),
+            jf.path.display(),
+            jf.path.display()
+        )));
+    }
     for g in lock.grids.values() {
         for r in &g.revisions {
             if !crate::names::is_commit(&r.commit) {
@@ -212,9 +251,10 @@ fn expand_with(jf: &JobFile, hub: Option<&Hub>, lock: Option<Lock>) -> Result<Jo
 
 /// The lock file for `jf`, from the Hub's refs: every grid's revisions with their commits.
 pub(crate) fn lock(jf: &JobFile, hub: &Hub) -> Result<(PathBuf, Lock)> {
+    no_lock_clash(jf)?;
     // Expanding afresh: an existing lock is not consulted.
     let expanded = expand_with(jf, Some(hub), None)?;
-    let mut lock = Lock { version: 1, grids: BTreeMap::new() };
+    let mut lock = Lock { version: 1, job_file: Some(file_name(jf)), grids: BTreeMap::new() };
     for job in &jf.jobs {
         let (Some(grid), SourceSpec::Hub { repo, .. }) = (&job.grid, &job.source) else { continue };
         let entry = lock.grids.entry(grid.base.clone()).or_insert_with(|| LockedGrid {

@@ -109,6 +109,17 @@ fn a_matched_grid_fetches_each_distinct_w_once_and_reports_identical_ones() {
     assert!(o.stdout.contains("locked   p: 6 revisions of org/pythia"), "{}", o.stdout);
     let lock: serde_json::Value = serde_json::from_slice(&ws.read("jobs/test.lock.json")).unwrap();
     assert_eq!(lock["grids"]["p"]["revisions"][5]["revision"], "step10");
+    assert_eq!(lock["job_file"], "test.yaml");
+    // Issue 24: jobs/test.yml beside it would share jobs/test.lock.json: refused for both, naming both.
+    let pins = ws.read("jobs/test.lock.json");
+    std::fs::copy(ws.path("jobs/test.yaml"), ws.path("jobs/test.yml")).unwrap();
+    let o = ws.run_env(&["lock", "jobs/test.yml"], &env).expect(2);
+    assert!(o.stderr.contains("test.yml") && o.stderr.contains("would share one lock file"), "{}", o.all());
+    // (status finds the copy producing the same outputs first, and refuses that, naming it too)
+    let o = ws.run_env(&["status", job, "--offline"], &env).expect(2);
+    assert!(o.stderr.contains("test.yml"), "{}", o.all());
+    std::fs::remove_file(ws.path("jobs/test.yml")).unwrap();
+    assert_eq!(ws.read("jobs/test.lock.json"), pins, "the refused lock wrote nothing");
     drop(hub);
     let t = std::time::Instant::now();
     let o = ws.run(&["status", job, "--check", "--offline"]).ok();
