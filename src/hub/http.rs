@@ -20,6 +20,9 @@ pub(crate) struct Http {
     budget: std::sync::Arc<Budget>,
     /// Hosts (`host:port`) found unreachable in this run, with the error that said so.
     unreachable: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Hosts that have answered in this run: a refused connection to one of them later (a mirror restarting)
+    /// is retried with backoff, not learnt as "unreachable" for the rest of the run.
+    answered: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Large ranges being streamed now (`ranges::stream_ordered`), all workers together.
     pub(crate) streams: std::sync::atomic::AtomicUsize,
 }
@@ -86,6 +89,7 @@ impl Http {
             ranges_ignored: Default::default(),
             budget,
             unreachable: Default::default(),
+            answered: Default::default(),
             streams: Default::default(),
         }
     }
@@ -150,6 +154,12 @@ impl Http {
             let started = std::time::Instant::now();
             let permit = self.budget.acquire();
             let outcome = req.call();
+            if outcome.is_ok()
+                && let Ok(mut seen) = self.answered.lock()
+            {
+                seen.insert(host.clone());
+            }
+            let has_answered = || self.answered.lock().is_ok_and(|seen| seen.contains(&host));
             if let Ok(r) = &outcome {
                 // Never the query: a CDN's signed URL carries its signature there.
                 let shown = url.split(['?', '#']).next().unwrap_or_default();
@@ -171,9 +181,11 @@ impl Http {
                 Ok(_) => (false, None, String::new()),
                 // A name that does not resolve, or no route: dead for the run, whichever host. A refused or timed-out
                 // connection: so for the endpoint itself; a CDN host gets the usual retries (one bad connection
-                // there must not fail every job).
+                // there must not fail every job). Only a host that has not answered in this run is learnt so:
+                // one that has (a mirror restarting mid-grid) gets the usual retries too.
                 Err(e)
                     if is_unreachable(e)
+                        && !has_answered()
                         && (is_dead_network(e) || Origin::of(url).is_ok_and(|o| o == self.settings.origin)) =>
                 {
                     let message = self.unreachable_advice(url, e);
@@ -183,7 +195,7 @@ impl Http {
                     }
                     return Err(ctx.protocol(message));
                 }
-                Err(e) => (is_transient(e), None, e.to_string()),
+                Err(e) => (is_transient(e) || (is_unreachable(e) && has_answered()), None, e.to_string()),
             };
             if !transient || attempt >= self.settings.attempts {
                 return match outcome {
@@ -346,4 +358,68 @@ fn http_error(mut resp: Response<Body>, ctx: &Ctx, settings: &HubSettings) -> Er
         message.push_str(&format!("; the Hub says: {s}"));
     }
     Error::Hub { repo: repo.into(), what: ctx.what.clone(), status: Some(status), code, request_id, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// Answers one request on `l` with 200 "ok".
+    fn answer_one(l: &TcpListener) {
+        let (mut c, _) = l.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = c.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").unwrap();
+    }
+
+    /// Issue 24: an endpoint that has answered in this run and then refuses connections (a mirror restarting) is
+    /// retried with backoff, and the request succeeds once it is back; one that never answered is learnt as
+    /// unreachable at once (the no-network case keeps failing fast).
+    #[test]
+    fn an_endpoint_that_answered_is_retried_when_it_refuses_later() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let env = |k: &str| match k {
+            "HF_ENDPOINT" => Some(endpoint.clone()),
+            "GAMMA_RUN_HTTP_BACKOFF_MS" => Some("40".into()),
+            _ => None,
+        };
+        let http = Http::new(HubSettings::from_env(env).unwrap());
+        let (down, is_down) = std::sync::mpsc::channel();
+        let server = std::thread::spawn(move || {
+            answer_one(&l);
+            drop(l);
+            down.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+            answer_one(&l);
+        });
+        let url = format!("{endpoint}/api/models/org/m");
+        let ctx = Ctx::new("org/m", "the revision API".into());
+        assert_eq!(http.send(Method::Get, &url, None, &ctx, false).unwrap().status().as_u16(), 200);
+        is_down.recv().unwrap();
+        let again = http.send(Method::Get, &url, None, &ctx, false);
+        assert_eq!(again.map(|a| a.status().as_u16()).map_err(|e| e.to_string()), Ok(200));
+        server.join().unwrap();
+        // A host that never answered: unreachable at once, and remembered.
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+        drop(closed);
+        let env = |k: &str| (k == "HF_ENDPOINT").then(|| dead.clone());
+        let http = Http::new(HubSettings::from_env(env).unwrap());
+        let t = std::time::Instant::now();
+        let err = http.send(Method::Get, &format!("{dead}/api/x"), None, &ctx, false).err().unwrap().to_string();
+        assert!(t.elapsed() < Duration::from_millis(400), "{:?}: {err}", t.elapsed());
+        assert!(!err.contains("attempts"), "{err}");
+    }
 }
