@@ -81,6 +81,7 @@ mod tests {
             size: 100,
             sha256: sha.map(str::to_string),
             git_etag: etag.map(str::to_string),
+            resolve: None,
         }
     }
 

@@ -25,6 +25,9 @@ pub(crate) struct Remote {
     pub(crate) sha256: Option<String>,
     /// The git blob id of small files (`ETag`), validated as 40 hex.
     pub(crate) git_etag: Option<String>,
+    /// For a file served from elsewhere (a CDN's signed URL, which expires): the endpoint's resolve URL that
+    /// redirected there, asked again when the signed URL is refused mid-transfer (`ranges::fetch_into`).
+    pub(crate) resolve: Option<String>,
 }
 
 impl Remote {
@@ -136,20 +139,20 @@ impl Hub {
         let size: u64 = size
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| ctx.protocol("no X-Linked-Size or Content-Length".into()))?;
-        let (url, sha256, git_etag) = if resp.status().is_redirection() {
+        let (url, sha256, git_etag, resolve) = if resp.status().is_redirection() {
             let loc = header("location").ok_or_else(|| ctx.protocol("a redirect without Location".into()))?;
             let sha = linked.ok_or_else(|| ctx.protocol("a large-file redirect without X-Linked-Etag".into()))?;
             if !crate::names::is_hex(&sha, 64) {
                 return Err(ctx.protocol(format!("X-Linked-Etag {sha:?} is not a SHA-256 (64 hex); refusing it")));
             }
-            (settings::join_url(&url, &loc).map_err(|e| ctx.protocol(e))?, Some(sha), None)
+            (settings::join_url(&url, &loc).map_err(|e| ctx.protocol(e))?, Some(sha), None, Some(url))
         } else {
             let etag = header("etag").map(strip);
             let sha = linked.filter(|s| crate::names::is_hex(s, 64));
             let git = etag.filter(|e| crate::names::is_hex(e, 40));
-            (url, sha, git)
+            (url, sha, git, None)
         };
-        Ok(Some(Remote { repo: repo.into(), path: path.into(), url, size, sha256, git_etag }))
+        Ok(Some(Remote { repo: repo.into(), path: path.into(), url, size, sha256, git_etag, resolve }))
     }
 
     /// A whole small file (at most `max` bytes).
@@ -198,6 +201,26 @@ pub(crate) fn encode_segment(s: &str) -> String {
 /// Percent-encodes a relative file path, segment by segment.
 pub(crate) fn encode_path(p: &str) -> String {
     p.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+}
+
+/// Asks the endpoint again where `remote`'s bytes are (its resolve URL), for a signed URL that has expired: the
+/// new location, provided the Hub still describes the same file (its X-Linked-Etag and size).
+pub(crate) fn re_resolve(http: &http::Http, remote: &Remote) -> Result<String> {
+    let Some(resolve) = &remote.resolve else {
+        return Err(remote.error("its URL was refused and it has no other".into()));
+    };
+    let ctx = http::Ctx::new(&remote.repo, remote.path.clone());
+    let resp = http.send(http::Method::Head, resolve, None, &ctx, false)?;
+    let ctx = ctx.answered(&resp);
+    let h = resp.headers();
+    let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(|v| v.trim_start_matches("W/").trim_matches('"'));
+    let same = header("x-linked-etag") == remote.sha256.as_deref()
+        && header("x-linked-size").and_then(|s| s.parse::<u64>().ok()) == Some(remote.size);
+    if !resp.status().is_redirection() || !same {
+        return Err(ctx.protocol("asked again for an expired URL, the Hub no longer describes the same file".into()));
+    }
+    let loc = header("location").ok_or_else(|| ctx.protocol("a redirect without Location".into()))?;
+    settings::join_url(resolve, loc).map_err(|e| ctx.protocol(e))
 }
 
 #[cfg(test)]

@@ -27,9 +27,23 @@ pub(crate) fn fetch_into(
     let first = Ctx::new(&remote.repo, remote.path.clone());
     let mut got = 0u64;
     let mut cuts = 0;
+    // A signed CDN URL expires (about an hour): refused mid-transfer (403, or 404 as some stores say it), it is
+    // asked for again at the endpoint and the transfer resumes from the bytes already received.
+    let mut url = std::borrow::Cow::Borrowed(remote.url.as_str());
+    let mut renewed = 0;
     while got < len {
         let (a, b) = (offset + got, offset + len - 1);
-        let mut resp = http.send(super::http::Method::Get, &remote.url, Some((a, b)), &first, true)?;
+        let mut resp = match http.send(super::http::Method::Get, &url, Some((a, b)), &first, true) {
+            Err(crate::error::Error::Hub { status: Some(403 | 404), .. })
+                if remote.resolve.is_some() && renewed < http.settings.attempts =>
+            {
+                renewed += 1;
+                tracing::warn!(repo = %remote.repo, file = %remote.path, got, of = len, "the signed URL was refused (expired?); asking the Hub for a new one and resuming");
+                url = std::borrow::Cow::Owned(super::re_resolve(http, remote)?);
+                continue;
+            }
+            other => other?,
+        };
         let ctx = first.answered(&resp);
         let status = resp.status().as_u16();
         let mut skip = 0u64;

@@ -2,7 +2,7 @@
 //! bit-identical to the reference, bytes transferred ≈ W, revisions and freshness with and without network,
 //! faults recovered from or failed cleanly with nothing partial stored, and the token kept to its origin.
 
-use crate::support::hub::{Faults, GOOD_TOKEN, TestHub};
+use crate::support::hub::{Faults, GOOD_TOKEN, Req, TestHub};
 use crate::support::*;
 
 const C1: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -176,6 +176,32 @@ fn transient_faults_are_retried_and_resumed() {
             assert!(o.stderr.contains("HTTP 429; retrying in 1s"), "{what}: {}", o.stderr);
         }
     }
+}
+
+/// Issue 24: a signed CDN URL that expires mid-stream (403) is asked for again at the endpoint and the transfer
+/// resumes from the bytes already received: the job does not fail, W is exact, and no range is fetched twice.
+#[test]
+fn an_expired_signed_url_is_resolved_again_and_the_stream_resumes() {
+    let (ws, hub, job, dir) = one(&["--vocab", "3000", "--hidden", "128"], "");
+    // Every CDN body is cut halfway, and every URL expires after one request: each resume needs a new URL.
+    hub.faults(Faults { drop_mid_body: 3, expire_urls_after: 1, ..Default::default() });
+    let o = run(&ws, &hub, &[&job]);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert_eq!(ws.read("tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"));
+    assert!(o.stderr.contains("the signed URL was refused"), "{}", o.stderr);
+    let reqs = hub.requests();
+    let cdn: Vec<&Req> = reqs.iter().filter(|r| r.origin == "cdn").collect();
+    let refused = hub.state.lock().unwrap().sig_gen;
+    assert!(refused >= 2, "URLs expired {refused} times");
+    // Each resume starts past the previous request's start: bytes already received are kept, not fetched again.
+    let starts: Vec<u64> = cdn
+        .iter()
+        .filter_map(|r| r.range.as_deref()?.trim_start_matches("bytes=").split('-').next()?.parse().ok())
+        .collect();
+    let w_start = *starts.iter().max().unwrap();
+    assert!(starts.windows(2).any(|w| w[1] > w[0] && w[0] > 0), "{starts:?}");
+    assert!(w_start > 0, "{starts:?}");
+    ws.run_env(&["verify"], &[]).ok();
 }
 
 #[test]

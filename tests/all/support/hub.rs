@@ -55,6 +55,9 @@ pub struct Faults {
     /// 206 answers carry a Content-Range for another range (`1`) or another total size (`2`); the bytes are
     /// the ones asked for.
     pub wrong_content_range: u8,
+    /// Signed CDN URLs expire: after this many CDN requests (0: never), every URL the endpoint issued before is
+    /// refused with 403 (as S3 refuses an expired signature); the endpoint's resolve answers carry new ones.
+    pub expire_urls_after: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +81,9 @@ pub struct State {
     /// Requests being answered now, and the most at once.
     pub in_flight: u32,
     pub max_in_flight: u32,
+    /// The signature generation of the CDN URLs issued now, and CDN requests since it began.
+    pub sig_gen: u32,
+    pub cdn_since_sig: u32,
 }
 
 pub struct TestHub {
@@ -319,7 +325,7 @@ fn hub_route(s: &mut State, method: &str, path: &str, headers: &HashMap<String, 
         let sha = if s.faults.hostile_etag { "../../../evil".to_string() } else { sha256(bytes) };
         h.push(("X-Linked-Etag", format!("\"{sha}\"")));
         h.push(("X-Linked-Size", bytes.len().to_string()));
-        h.push(("Location", format!("{cdn}/blobs/{}?sig=abc", sha256(bytes))));
+        h.push(("Location", format!("{cdn}/blobs/{}?sig=g{}", sha256(bytes), s.sig_gen)));
         return resp(302, &h, Vec::new());
     }
     h.push(("ETag", format!("\"{}\"", git_blob_id(bytes))));
@@ -338,6 +344,17 @@ fn cdn_route(s: &mut State, origin: &str, path: &str, headers: &HashMap<String, 
         return r;
     }
     let sha = path.trim_start_matches("/blobs/").split('?').next().unwrap_or("").to_string();
+    if origin == "cdn" && s.faults.expire_urls_after > 0 {
+        let sig = path.split_once("?sig=").map(|(_, g)| g.to_string()).unwrap_or_default();
+        if sig != format!("g{}", s.sig_gen) {
+            return error(403, "AccessDenied", None);
+        }
+        s.cdn_since_sig += 1;
+        if s.cdn_since_sig >= s.faults.expire_urls_after {
+            s.sig_gen += 1;
+            s.cdn_since_sig = 0;
+        }
+    }
     if origin == "cdn" && s.faults.redirect_chain {
         return resp(302, &[("Location", format!("{third}/blobs/{sha}?sig=def"))], Vec::new());
     }
