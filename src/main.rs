@@ -7,6 +7,7 @@ use gamma_run::commands::{self, Exit};
 
 fn main() -> std::process::ExitCode {
     gamma_run::alloc::bound_large_buffers();
+    gamma_run::store::interrupt::install();
     let cli = Cli::parse_from(gamma_run::cli::args());
     init_logging(cli.verbose, cli.quiet, cli.color);
     let result = match cli.command {

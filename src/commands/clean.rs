@@ -32,6 +32,28 @@ struct Workspace {
     store: crate::store::Store,
     kept: BTreeSet<(String, String)>,
     files: Vec<String>,
+    /// The Hub repos its job files read: their interrupted downloads in the HF cache are cleaned too.
+    repos: BTreeSet<String>,
+}
+
+/// A temp file of an interrupted `fetch: full` download in the HF cache: path, blob, size, repo folder.
+struct Download {
+    path: std::path::PathBuf,
+    sha: String,
+    size: u64,
+    folder: String,
+}
+
+/// The interrupted downloads of `repos` in the HF cache at `cache`.
+fn downloads(cache: &std::path::Path, repos: &BTreeSet<String>) -> Vec<Download> {
+    let mut out = Vec::new();
+    for repo in repos {
+        let folder = crate::source::hf_cache::repo_folder(repo);
+        for (path, sha, size) in crate::store::lock::temp_blobs(cache, &folder) {
+            out.push(Download { path, sha, size, folder: folder.clone() });
+        }
+    }
+    out
 }
 
 pub fn execute(args: CleanArgs) -> Result<Exit> {
@@ -43,6 +65,11 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
             return Ok(());
         }
         ws.files.push(path);
+        for job in &jf.jobs {
+            if let crate::job::SourceSpec::Hub { repo, .. } = &job.source {
+                ws.repos.insert(repo.clone());
+            }
+        }
         for job in &crate::grid::expand_stored(jf)?.jobs {
             for req in &job.frames {
                 ws.kept.insert((job.name.clone(), req.name().to_string()));
@@ -56,6 +83,7 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
             store: jf.store.clone(),
             kept: BTreeSet::new(),
             files: Vec::new(),
+            repos: BTreeSet::new(),
         });
         keep(ws, path.display().to_string(), &jf)?;
         for (other, loaded) in crate::job::neighbours::of(&jf) {
@@ -78,13 +106,21 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
         Why::NotProduced => format!("no job in {} produces {}/{}", ws.files.join(", "), output.0, output.1),
         Why::Leftover => "a temp file left by an interrupted run".to_string(),
     };
-    let total: usize = found.iter().map(Vec::len).sum();
-    let total_bytes: u64 = found.iter().flatten().map(|r| r.size).sum();
+    let cache = crate::source::hf_cache::cache_dir(|k| std::env::var(k).ok());
+    let repos: BTreeSet<String> = stores.values().flat_map(|w| w.repos.iter().cloned()).collect();
+    let downloads = downloads(&cache, &repos);
+    const DOWNLOAD: &str = "an interrupted download in the HF cache";
+    let total: usize = found.iter().map(Vec::len).sum::<usize>() + downloads.len();
+    let total_bytes: u64 =
+        found.iter().flatten().map(|r| r.size).sum::<u64>() + downloads.iter().map(|d| d.size).sum::<u64>();
     if args.dry_run {
         for (ws, rs) in stores.values().zip(&found) {
             for r in rs {
                 crate::report::cleaned("would remove", &r.path, r.size, &why(ws, r.why, &r.output));
             }
+        }
+        for d in &downloads {
+            crate::report::cleaned("would remove", &d.path, d.size, DOWNLOAD);
         }
         crate::report::cleaned_summary(total, total_bytes, true);
         return Ok(Exit::Ok);
@@ -106,6 +142,28 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
         }
         count += done.len();
         bytes += done.iter().map(|r| r.size).sum::<u64>();
+    }
+    for d in &downloads {
+        match crate::store::lock::remove_download_if_idle(&cache, &d.folder, &d.path, &d.sha) {
+            Ok(true) => {
+                crate::report::cleaned("removed", &d.path, d.size, DOWNLOAD);
+                count += 1;
+                bytes += d.size;
+            }
+            Ok(false) => {
+                failed = true;
+                crate::report::cleaned(
+                    "KEPT",
+                    &d.path,
+                    d.size,
+                    "another process is downloading it (its blob lock is held)",
+                );
+            }
+            Err(e) => {
+                failed = true;
+                crate::report::cleaned("KEPT", &d.path, d.size, &e.to_string());
+            }
+        }
     }
     crate::report::cleaned_summary(count, bytes, false);
     Ok(if failed { Exit::Error } else { Exit::Ok })

@@ -97,22 +97,45 @@ pub(crate) fn blob_lock(cache: &Path, repo_folder: &str, sha: &str) -> Result<Fi
 /// Removes temp files of interrupted downloads (`blobs/.<sha>.*.tmp`, full-size preallocated) whose blob lock
 /// nobody holds; `held` is the blob whose lock the caller holds already.
 pub(crate) fn remove_stale_downloads(cache: &Path, repo_folder: &str, held: &str) {
+    for (path, sha, _) in temp_blobs(cache, repo_folder) {
+        if sha == held {
+            tracing::info!(file = %path.display(), "removing an interrupted download");
+            let _ = std::fs::remove_file(&path);
+        } else {
+            let _ = remove_download_if_idle(cache, repo_folder, &path, &sha);
+        }
+    }
+}
+
+/// Temp files of downloads in a repo's blobs (`blobs/.<sha>.*.tmp`): path, blob SHA-256, size. Whether one is
+/// being written now, only its blob lock can tell (`remove_download_if_idle`).
+pub(crate) fn temp_blobs(cache: &Path, repo_folder: &str) -> Vec<(PathBuf, String, u64)> {
     let blobs = cache.join(repo_folder).join("blobs");
+    let mut out = Vec::new();
     for e in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
         let Some(sha) = n.strip_prefix('.').and_then(|r| r.split('.').next()) else { continue };
-        if !n.ends_with(".tmp") || !crate::names::is_hex(sha, 64) {
-            continue;
-        }
-        let idle = sha == held || {
-            let path = cache.join(".locks").join(repo_folder).join(format!("{sha}.lock"));
-            open_lock_file(cache, &path).is_ok_and(|f| f.try_lock().is_ok())
-        };
-        if idle {
-            tracing::info!(file = %e.path().display(), "removing an interrupted download");
-            let _ = std::fs::remove_file(e.path());
+        let Ok(meta) = std::fs::symlink_metadata(e.path()) else { continue };
+        if n.ends_with(".tmp") && crate::names::is_hex(sha, 64) && meta.file_type().is_file() {
+            out.push((e.path(), sha.to_string(), meta.len()));
         }
     }
+    out.sort();
+    out
+}
+
+/// Removes one interrupted download's temp file under its blob lock; `Ok(false)` when another process holds
+/// the lock (it may be writing it).
+pub(crate) fn remove_download_if_idle(cache: &Path, repo_folder: &str, temp: &Path, sha: &str) -> Result<bool> {
+    let path = cache.join(".locks").join(repo_folder).join(format!("{sha}.lock"));
+    let file = open_lock_file(cache, &path)?;
+    if file.try_lock().is_err() {
+        return Ok(false);
+    }
+    tracing::info!(file = %temp.display(), "removing an interrupted download");
+    let removed = std::fs::remove_file(temp).map_err(|e| Error::io(temp, e));
+    drop(file);
+    removed.map(|()| true)
 }
 
 /// `<root>/.gamma-run/locks/<name>.<frame>.lock` — beside `tensors/` and `manifests/`, never inside them.

@@ -3,6 +3,7 @@
 //! A crash leaves either the old file or the new one under the final name, never a mix.
 
 pub(crate) mod clean;
+pub mod interrupt;
 pub(crate) mod lock;
 pub(crate) mod safetensors_file;
 mod sink;

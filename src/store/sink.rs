@@ -191,6 +191,7 @@ impl Sink {
         builder.prefix(&prefix).suffix(".tmp");
         with_user_mode(&mut builder);
         let file = builder.tempfile_in(dir).at(dir)?;
+        super::interrupt::track(file.path());
         let reader = file.as_file().try_clone().at(file.path())?;
         let progress = Arc::new(Progress { max_lag, ..Default::default() });
         let follow = Arc::clone(&progress);
@@ -265,6 +266,8 @@ impl Sink {
         }
         self.progress.update(|s| s.done = true);
         let file = self.file.take().expect("sink is open");
+        // Renamed or removed by the time this returns, whichever way it returns.
+        let _tracked = super::interrupt::Tracked(file.path().to_path_buf());
         if self.reserved > self.size {
             // Fewer bytes than reserved (a short download, refused by `check` below): free the rest of the
             // allocation past the end.
@@ -301,6 +304,10 @@ impl Drop for Sink {
         self.progress.update(|s| s.abandoned = true);
         if let Some(h) = self.hasher.take() {
             let _ = h.join();
+        }
+        // The temp file itself is removed when `file` drops, right after this.
+        if let Some(f) = &self.file {
+            super::interrupt::untrack(f.path());
         }
     }
 }

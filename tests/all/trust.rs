@@ -470,6 +470,66 @@ fn an_interrupted_full_download_is_removed_by_the_next_run() {
     assert!(ws.path("hf-cache/.locks/models--org--m").is_dir(), "the Python client's lock layout");
 }
 
+/// Issue 24: Ctrl-C (SIGINT) or a CI cancel (SIGTERM) during `fetch: full` removes the preallocated temp blob
+/// from the shared HF cache and exits 130 / 143; a later run then downloads and builds as usual. A temp blob a
+/// SIGKILL left is removed by `clean` (under its blob lock), without a download.
+#[test]
+fn an_interrupted_download_removes_its_temp_blob_and_exits_with_the_signal() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    let dir =
+        ws.synth("m", &["--vocab", "8192", "--hidden", "256", "--dtype", "f32", "--tie", "false", "--store", "head"]);
+    hub.publish("org/m", C1, &dir, Some("main"));
+    let job = ws.job("version: 1\njobs:\n  - model: org/m\n    fetch: full\n");
+    let job = job.to_str().unwrap();
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
+    hub.faults(Faults { slow_ms: 40, ..Default::default() });
+    let blobs = ws.path("hf-cache/models--org--m/blobs");
+    let start_download = || {
+        let child = ws
+            .command(&[job], &env)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while tmp_files(&blobs).is_empty() && started.elapsed().as_secs() < 20 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(tmp_files(&blobs).len(), 1, "the download's temp blob");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        child
+    };
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let child = start_download();
+        // SAFETY: signals our own child, by the pid we hold.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{stderr}");
+        assert!(
+            stderr.contains("interrupted") && stderr.contains(" temp files removed") && !stderr.contains(": 0 temp"),
+            "{stderr}"
+        );
+        assert!(tmp_files(&blobs).is_empty(), "{:?}", tmp_files(&blobs));
+        assert!(!ws.path("tensors/m/W.safetensors").exists());
+    }
+    // SIGKILL cannot be caught: its temp blob stays until `clean` (or the next fetch of that repo) removes it.
+    let mut child = start_download();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(tmp_files(&blobs).len(), 1);
+    let o = ws.run_env(&["clean", job, "--dry-run"], &env).ok();
+    assert!(o.stdout.contains("would remove") && o.stdout.contains("blobs/."), "{}", o.stdout);
+    assert_eq!(tmp_files(&blobs).len(), 1, "a dry run removes nothing");
+    let o = ws.run_env(&["clean", job, "--yes"], &env).ok();
+    assert!(o.stdout.contains("an interrupted download"), "{}", o.stdout);
+    assert!(tmp_files(&blobs).is_empty(), "{:?}", tmp_files(&blobs));
+    hub.faults(Faults::default());
+    ws.run_env(&[job], &env).ok();
+    ws.run(&["verify"]).ok();
+}
+
 #[test]
 fn temp_files_of_runs_without_locks_are_removed_by_later_runs() {
     let ws = Ws::new();
