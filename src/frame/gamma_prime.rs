@@ -158,8 +158,8 @@ impl Centered {
     }
 }
 
-/// Column sums of whole bf16 rows, in row order.
-fn column_sums(rows: &[u8], d: usize) -> Vec<f64> {
+/// Column sums of whole bf16 rows, in row order (also `token_stats`' mean: the same centroid, bit for bit).
+pub(super) fn column_sums(rows: &[u8], d: usize) -> Vec<f64> {
     let mut s = vec![0f64; d];
     for row in rows.chunks_exact(d * 2) {
         for (acc, b) in s.iter_mut().zip(row.chunks_exact(2)) {

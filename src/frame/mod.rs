@@ -7,7 +7,9 @@
 
 mod gamma;
 mod gamma_prime;
+mod input;
 mod shared;
+mod token_stats;
 
 pub(crate) use shared::{Claims, vouched};
 
@@ -119,7 +121,7 @@ pub(crate) struct Produced {
     pub(crate) expect_sha256: Option<(String, std::path::PathBuf)>,
 }
 
-static FRAMES: &[&dyn Frame] = &[&gamma::GAMMA, &gamma_prime::GammaPrime, &gamma::EMBEDDING];
+static FRAMES: &[&dyn Frame] = &[&gamma::GAMMA, &gamma_prime::GammaPrime, &gamma::EMBEDDING, &token_stats::TokenStats];
 
 pub(crate) fn by_name(name: &str) -> Option<&'static dyn Frame> {
     FRAMES.iter().copied().find(|f| f.name() == name)

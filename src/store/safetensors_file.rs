@@ -1,12 +1,15 @@
 //! The bytes of a safetensors header exactly as `safetensors.torch.save_file` writes them: tensors in the given
 //! order, compact JSON, no `__metadata__`, padded with spaces to a multiple of 8. Deterministic by construction.
 
-/// The dtypes gamma-run writes (F16 only in synthetic checkpoints).
+/// The dtypes gamma-run writes (F16 only in synthetic checkpoints; F64 and the integers in statistics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OutDtype {
     Bf16,
     F16,
     F32,
+    F64,
+    I32,
+    I64,
 }
 
 impl OutDtype {
@@ -16,13 +19,17 @@ impl OutDtype {
             OutDtype::Bf16 => "BF16",
             OutDtype::F16 => "F16",
             OutDtype::F32 => "F32",
+            OutDtype::F64 => "F64",
+            OutDtype::I32 => "I32",
+            OutDtype::I64 => "I64",
         }
     }
     /// Bytes per element.
     pub(crate) fn width(self) -> u64 {
         match self {
             OutDtype::Bf16 | OutDtype::F16 => 2,
-            OutDtype::F32 => 4,
+            OutDtype::F32 | OutDtype::I32 => 4,
+            OutDtype::F64 | OutDtype::I64 => 8,
         }
     }
 }

@@ -17,5 +17,6 @@ mod interop;
 mod invariants;
 mod layouts;
 mod properties;
+mod stats;
 mod torch_bin;
 mod trust;

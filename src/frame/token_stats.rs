@@ -1,0 +1,518 @@
+//! `token_stats`: a first look at W (or, with `of: embedding`, at E) before any analysis — per row its L2 norm,
+//! centred norm, largest |x|, counts of zeros, subnormals and non-finite values, and the first earlier row with
+//! the same bytes; for the whole matrix the exponent histogram, the distinct bf16 values (all and per column) and
+//! the mean row. File `stats.safetensors`; the tensors and the rules each follows are in README ("Frames").
+//!
+//! Exact by construction: counts are integers, the mean is γ′'s centroid (f64, fixed 256-row chunks in order),
+//! norms are accumulated as double-double sums (an error near 2^-100 of the value) and rounded once, so they are
+//! the correctly rounded value unless the true one lies within about 2^-100 of a rounding boundary. Rows are hashed
+//! in the first pass and candidates confirmed by reading their bytes again: W is never held. The same γ gives the
+//! same file on any machine and thread count.
+
+use super::input::{MatrixInput, Opened};
+use super::{Context, Frame, Param, Params, Plan, Produced, Producer};
+use crate::dtype;
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, fingerprint};
+use crate::store::ByteSink;
+use crate::store::safetensors_file::{self, OutDtype};
+use rayon::prelude::*;
+use std::path::Path;
+
+/// Rows per task, and per partial sum of the mean (γ′'s chunk: the mean is computed exactly as γ′'s centroid).
+const CHUNK_ROWS: usize = 256;
+/// Rows read per block (8 chunks).
+const BLOCK_ROWS: usize = 8 * CHUNK_ROWS;
+/// Columns per task when marking distinct values (their bitmaps, 8 KiB each, stay in cache).
+const COLUMN_GROUP: usize = 32;
+/// 65,536 bits: one per bf16 pattern.
+const BITMAP_WORDS: usize = 1024;
+
+pub(crate) struct TokenStats;
+
+impl Frame for TokenStats {
+    fn name(&self) -> &'static str {
+        "token_stats"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn inputs(&self) -> &'static [&'static dyn Frame] {
+        static INPUTS: &[&dyn Frame] = &[&super::gamma::GAMMA];
+        INPUTS
+    }
+    fn params(&self) -> &'static [Param] {
+        &[
+            Param { name: "of", default: "gamma", allowed: &["gamma", "embedding"] },
+            Param { name: "dtype", default: "f32", allowed: &["f32", "f64"] },
+        ]
+    }
+    fn file_name(&self) -> &'static str {
+        "stats.safetensors"
+    }
+
+    fn prepare(&self, cx: &Context, job: &super::Target, params: &Params) -> Result<Plan> {
+        let (of, dtype) =
+            choices(params).map_err(|e| Error::Input { input: format!("{}/token_stats", job.name), message: e })?;
+        let input = |message: String| Error::Input { input: format!("{}/{of}", job.name), message };
+        let m = Manifest::read(&cx.store.manifest_path(job.name, of)).map_err(|e| {
+            let how = if of == "embedding" { "add embedding to the job's frames:" } else { "build gamma first" };
+            input(format!("{e}; {how}"))
+        })?;
+        let matrix = MatrixInput::of(of, cx.store.root(), &m).map_err(input)?;
+        let mut fp = fingerprint::base(self.name(), self.version(), dtype.name());
+        fp.insert(format!("input.{of}"), m.output.sha256.clone());
+        for (k, v) in params {
+            fp.insert(format!("param.{k}"), v.clone());
+        }
+        Ok(Plan {
+            fingerprint: fp,
+            tensor: "norm".into(),
+            dtype,
+            inputs: vec![matrix.record(&m)],
+            params: params.clone(),
+            watched: Vec::new(),
+            reads: Some(m.output.size),
+            notes: Vec::new(),
+            reads_tensor: None,
+            producer: Box::new(Stats { matrix, dtype }),
+        })
+    }
+
+    fn reproduce(&self, root: &Path, m: &Manifest, inputs: &[Manifest]) -> Option<Result<Box<dyn Producer>>> {
+        let fail = |message: String| Some(Err(Error::Input { input: format!("{}/token_stats", m.name), message }));
+        let (of, dtype) = match choices(&m.params) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let Some(named) = m.fingerprint_inputs.get(&format!("input.{of}")) else {
+            return fail(format!("the manifest's fingerprint names no {of} input"));
+        };
+        let Some(im) = inputs.iter().find(|i| i.frame == of && i.output.sha256 == *named) else {
+            return fail(format!("no {of} manifest records the sha256 {named} the fingerprint names"));
+        };
+        match MatrixInput::of(of, root, im) {
+            Ok(matrix) => Some(Ok(Box::new(Stats { matrix, dtype }))),
+            Err(e) => fail(e),
+        }
+    }
+}
+
+/// The `of` and `dtype` parameters, checked (a manifest from elsewhere may hold anything).
+fn choices(params: &Params) -> std::result::Result<(&'static str, OutDtype), String> {
+    let of = match params.get("of").map(String::as_str) {
+        Some("gamma") | None => "gamma",
+        Some("embedding") => "embedding",
+        Some(o) => return Err(format!("token_stats' of must be gamma or embedding, not {o:?}")),
+    };
+    let dtype = match params.get("dtype").map(String::as_str) {
+        Some("f32") | None => OutDtype::F32,
+        Some("f64") => OutDtype::F64,
+        Some(d) => return Err(format!("token_stats' dtype must be f32 or f64, not {d:?}")),
+    };
+    Ok((of, dtype))
+}
+
+struct Stats {
+    matrix: MatrixInput,
+    dtype: OutDtype,
+}
+
+/// What the first pass finds about one row.
+#[derive(Clone, Copy, Default)]
+struct Row {
+    norm: Dd,
+    max_abs: f32,
+    /// A non-NaN value was seen (else `max_abs` is NaN).
+    any: bool,
+    zeros: u32,
+    subnormals: u32,
+    nans: u32,
+    infs: u32,
+    hash: u64,
+}
+
+/// One chunk's share of the whole-matrix counts.
+struct ChunkTotals {
+    rows: Vec<Row>,
+    sums: Vec<f64>,
+    histogram: Vec<u64>,
+}
+
+impl Producer for Stats {
+    fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
+        let (v, d) = (self.matrix.v, self.matrix.d);
+        let opened = self.matrix.open()?;
+        // Pass 1 (verified): per-row facts, row hashes, the mean's chunk sums, the histogram, distinct values.
+        let mut rows: Vec<Row> = Vec::with_capacity(v);
+        let mut total = vec![0f64; d];
+        let mut histogram = vec![0u64; 512];
+        let mut columns = vec![0u64; d * BITMAP_WORDS];
+        opened.verified_pass(BLOCK_ROWS, &mut |_, block| {
+            let chunks: Vec<ChunkTotals> = block.par_chunks(CHUNK_ROWS * d * 2).map(|c| first_pass(c, d)).collect();
+            for c in chunks {
+                rows.extend_from_slice(&c.rows);
+                total.iter_mut().zip(&c.sums).for_each(|(t, s)| *t += s);
+                histogram.iter_mut().zip(&c.histogram).for_each(|(h, c)| *h += c);
+            }
+            columns.par_chunks_mut(COLUMN_GROUP * BITMAP_WORDS).enumerate().for_each(|(g, maps)| {
+                mark_columns(block, d, g * COLUMN_GROUP, maps);
+            });
+            Ok(())
+        })?;
+        let mean: Vec<f64> = total.iter().map(|s| s / v as f64).collect();
+        let duplicate_of = duplicates(&opened, &rows, d)?;
+        // Pass 2: centred norms, from the mean (the stat check below says the file did not change since pass 1).
+        let mut centered: Vec<(Dd, f64)> = Vec::with_capacity(v);
+        let mut buf = Vec::new();
+        let mut row = 0;
+        while row < v {
+            let n = BLOCK_ROWS.min(v - row);
+            opened.rows(row, n, &mut buf)?;
+            let part: Vec<Vec<(Dd, f64)>> = buf
+                .par_chunks(CHUNK_ROWS * d * 2)
+                .map(|c| c.chunks_exact(d * 2).map(|r| centered_sum(r, &mean)).collect())
+                .collect();
+            part.into_iter().for_each(|p| centered.extend(p));
+            row += n;
+        }
+        opened.unchanged()?;
+        let (distinct, column_distinct) = distinct_counts(&columns, d);
+        let mut warnings = Vec::new();
+        let not_finite = mean.iter().filter(|m| !m.is_finite()).count();
+        if not_finite > 0 {
+            warnings.push(format!(
+                "the mean of {not_finite} columns is not finite (W holds NaN or ±Inf there): every centred norm is NaN \
+                 or infinite; see nonfinite for the rows"
+            ));
+        }
+        let stats = Finished { rows, centered, duplicate_of, mean, histogram, distinct, column_distinct };
+        let nan_count = stats.write(out, self.dtype)?;
+        Ok(Produced { shape: vec![v as u64], nan_count, source: None, warnings, expect_sha256: None })
+    }
+}
+
+/// A double-double: the unevaluated sum `hi + lo`, |lo| ≤ half an ulp of `hi`.
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
+struct Dd {
+    hi: f64,
+    lo: f64,
+}
+
+impl Dd {
+    /// Adds `x` (Knuth's TwoSum: the rounding error of `hi + x` kept in `lo`).
+    #[inline(always)]
+    fn add(&mut self, x: f64) {
+        let s = self.hi + x;
+        let bb = s - self.hi;
+        let err = (self.hi - (s - bb)) + (x - bb);
+        self.hi = s;
+        self.lo += err;
+    }
+
+    fn add_dd(&mut self, o: Dd) {
+        self.add(o.hi);
+        self.lo += o.lo;
+    }
+
+    /// The same value with `lo` folded in as far as it goes (`hi` the nearest f64 to the sum).
+    fn normalized(self) -> Dd {
+        let s = self.hi + self.lo;
+        Dd { hi: s, lo: self.lo - (s - self.hi) }
+    }
+
+    /// √(hi + lo), as a double-double: one Newton step on the f64 root, with the exact residual (FMA).
+    fn sqrt(self) -> Dd {
+        let x = self.normalized();
+        if x.hi <= 0.0 || !x.hi.is_finite() {
+            return Dd { hi: x.hi.sqrt(), lo: 0.0 };
+        }
+        let r = x.hi.sqrt();
+        let residual = (-r).mul_add(r, x.hi) + x.lo;
+        Dd { hi: r, lo: residual / (2.0 * r) }.normalized()
+    }
+
+    /// Rounded once to f64.
+    fn to_f64(self) -> f64 {
+        self.normalized().hi
+    }
+
+    /// Rounded once to f32: `hi` rounds to f32 unless it lies exactly halfway between two f32 values, where the
+    /// sign of `lo` decides (the f64 step must not round the tie away).
+    fn to_f32(self) -> f32 {
+        let x = self.normalized();
+        let f = x.hi as f32;
+        if !f.is_finite() || f64::from(f) == x.hi || x.lo == 0.0 {
+            return f;
+        }
+        let other = if f64::from(f) < x.hi { f.next_up() } else { f.next_down() };
+        let (a, b) = (f64::from(f), f64::from(other));
+        if (x.hi - a).abs() != (b - x.hi).abs() {
+            return f;
+        }
+        // A tie in f64: the exact value is on `lo`'s side of it.
+        if (x.lo > 0.0) == (b > a) { other } else { f }
+    }
+}
+
+/// Pass 1 over one chunk of whole rows.
+fn first_pass(chunk: &[u8], d: usize) -> ChunkTotals {
+    let mut histogram = vec![0u64; 512];
+    let rows = chunk
+        .chunks_exact(d * 2)
+        .map(|r| {
+            let mut row = Row { max_abs: 0.0, hash: row_hash(r), ..Row::default() };
+            // Eight independent accumulators, combined in a fixed order: the same value on every machine.
+            let mut lanes = [Dd::default(); 8];
+            for (j, b) in r.chunks_exact(2).enumerate() {
+                let bits = u16::from_le_bytes([b[0], b[1]]);
+                histogram[usize::from(bits >> 7)] += 1;
+                let exp = (bits >> 7) & 0xff;
+                let mant = bits & 0x7f;
+                match (exp, mant) {
+                    (0, 0) => row.zeros += 1,
+                    (0, _) => row.subnormals += 1,
+                    (0xff, 0) => row.infs += 1,
+                    (0xff, _) => row.nans += 1,
+                    _ => {}
+                }
+                if exp == 0xff && mant != 0 {
+                    continue;
+                }
+                let x = f64::from(dtype::bf16_to_f32(bits));
+                row.any = true;
+                row.max_abs = row.max_abs.max(x.abs() as f32);
+                lanes[j % 8].add(x * x);
+            }
+            let mut sum = lanes[0];
+            for l in &lanes[1..] {
+                sum.add_dd(*l);
+            }
+            row.norm = sum;
+            row
+        })
+        .collect();
+    ChunkTotals { rows, sums: super::gamma_prime::column_sums(chunk, d), histogram }
+}
+
+/// Σ (x − μ)² over one row, as a double-double (x − μ split exactly by TwoSum, its square by FMA), and as a
+/// plain f64 sum, whose IEEE result stands where the row or the mean is not finite.
+fn centered_sum(row: &[u8], mean: &[f64]) -> (Dd, f64) {
+    let mut lanes = [Dd::default(); 8];
+    let mut plain = 0f64;
+    for (j, (b, m)) in row.chunks_exact(2).zip(mean).enumerate() {
+        let x = f64::from(dtype::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])));
+        let s = x - m;
+        let bb = s - x;
+        let e = (x - (s - bb)) + (-m - bb);
+        let p = s * s;
+        plain += p;
+        let pe = s.mul_add(s, -p) + 2.0 * s * e;
+        let lane = &mut lanes[j % 8];
+        lane.add(p);
+        lane.lo += pe;
+    }
+    let mut sum = lanes[0];
+    for l in &lanes[1..] {
+        sum.add_dd(*l);
+    }
+    (sum, plain)
+}
+
+/// A 64-bit hash of a row's bytes (FxHash's mix over 8-byte words): only a filter, every match is confirmed
+/// by comparing bytes.
+fn row_hash(row: &[u8]) -> u64 {
+    let mut h = row.len() as u64;
+    let mut words = row.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    for &b in words.remainder() {
+        h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    h
+}
+
+/// Sets, for columns `first..first + maps.len() / BITMAP_WORDS` of the rows in `block`, the bit of each value.
+fn mark_columns(block: &[u8], d: usize, first: usize, maps: &mut [u64]) {
+    let n = maps.len() / BITMAP_WORDS;
+    for row in block.chunks_exact(d * 2) {
+        for (k, b) in row[first * 2..(first + n) * 2].chunks_exact(2).enumerate() {
+            let bits = usize::from(u16::from_le_bytes([b[0], b[1]]));
+            maps[k * BITMAP_WORDS + bits / 64] |= 1 << (bits % 64);
+        }
+    }
+}
+
+/// Distinct values in all of W, and per column, from the per-column bitmaps.
+fn distinct_counts(columns: &[u64], d: usize) -> (u64, Vec<u32>) {
+    let mut all = vec![0u64; BITMAP_WORDS];
+    let per: Vec<u32> = columns
+        .chunks_exact(BITMAP_WORDS)
+        .take(d)
+        .map(|m| {
+            all.iter_mut().zip(m).for_each(|(a, x)| *a |= x);
+            m.iter().map(|x| x.count_ones()).sum()
+        })
+        .collect();
+    (all.iter().map(|x| u64::from(x.count_ones())).sum(), per)
+}
+
+/// For each row, the first earlier row with the same bytes (−1 for none): rows grouped by hash, in index order,
+/// and each candidate's bytes compared with the group's earlier rows, read again from the file.
+fn duplicates(opened: &Opened, rows: &[Row], d: usize) -> Result<Vec<i64>> {
+    let mut by_hash: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        by_hash.entry(r.hash).or_default().push(i);
+    }
+    let mut out = vec![-1i64; rows.len()];
+    let mut groups: Vec<&Vec<usize>> = by_hash.values().filter(|g| g.len() > 1).collect();
+    groups.sort_by_key(|g| g[0]);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for group in groups {
+        // Distinct byte patterns seen so far in this group: (first row, its bytes).
+        let mut firsts: Vec<(usize, Vec<u8>)> = Vec::new();
+        for &i in group {
+            opened.rows(i, 1, &mut a)?;
+            match firsts.iter().find(|(_, bytes)| *bytes == a) {
+                Some((first, _)) => out[i] = *first as i64,
+                None => {
+                    std::mem::swap(&mut a, &mut b);
+                    firsts.push((i, b.clone()));
+                }
+            }
+        }
+        debug_assert!(firsts.iter().all(|(_, x)| x.len() == d * 2));
+    }
+    Ok(out)
+}
+
+/// Everything the file holds, computed.
+struct Finished {
+    rows: Vec<Row>,
+    centered: Vec<(Dd, f64)>,
+    duplicate_of: Vec<i64>,
+    mean: Vec<f64>,
+    histogram: Vec<u64>,
+    distinct: u64,
+    column_distinct: Vec<u32>,
+}
+
+impl Finished {
+    /// Writes the file in the documented order (8-byte types first, so every tensor is aligned to its width);
+    /// returns the NaNs written.
+    fn write(&self, out: &mut dyn ByteSink, dtype: OutDtype) -> Result<u64> {
+        let (v, d) = (self.rows.len() as u64, self.mean.len() as u64);
+        let entries = [
+            safetensors_file::Entry { name: "duplicate_of", dtype: OutDtype::I64, shape: &[v] },
+            safetensors_file::Entry { name: "exponent_histogram", dtype: OutDtype::I64, shape: &[2, 256] },
+            safetensors_file::Entry { name: "distinct_values", dtype: OutDtype::I64, shape: &[] },
+            safetensors_file::Entry { name: "mean", dtype: OutDtype::F64, shape: &[d] },
+            safetensors_file::Entry { name: "norm", dtype, shape: &[v] },
+            safetensors_file::Entry { name: "centered_norm", dtype, shape: &[v] },
+            safetensors_file::Entry { name: "max_abs", dtype: OutDtype::F32, shape: &[v] },
+            safetensors_file::Entry { name: "zeros", dtype: OutDtype::I32, shape: &[v] },
+            safetensors_file::Entry { name: "subnormals", dtype: OutDtype::I32, shape: &[v] },
+            safetensors_file::Entry { name: "nonfinite", dtype: OutDtype::I32, shape: &[v] },
+            safetensors_file::Entry { name: "column_distinct", dtype: OutDtype::I32, shape: &[d] },
+        ];
+        let header = safetensors_file::header(&entries);
+        out.reserve(header.len() as u64 + entries.iter().map(|e| e.byte_len()).sum::<u64>())?;
+        out.write(&header)?;
+        let mut nans = 0u64;
+        let mut bytes = Vec::with_capacity(crate::store::BUF_LEN);
+        let mut put = |b: &[u8], out: &mut dyn ByteSink| -> Result<()> {
+            bytes.extend_from_slice(b);
+            if bytes.len() >= crate::store::BUF_LEN - 16 {
+                out.write(&bytes)?;
+                bytes.clear();
+            }
+            Ok(())
+        };
+        for x in &self.duplicate_of {
+            put(&x.to_le_bytes(), out)?;
+        }
+        for h in &self.histogram {
+            put(&(*h as i64).to_le_bytes(), out)?;
+        }
+        put(&(self.distinct as i64).to_le_bytes(), out)?;
+        for m in &self.mean {
+            nans += u64::from(m.is_nan());
+            put(&m.to_le_bytes(), out)?;
+        }
+        // A row with NaN: NaN. Otherwise an infinite value makes the norm +Inf; the centred norm is the IEEE
+        // result of the plain sum wherever that is not finite (an infinite or NaN mean: inf − inf is NaN).
+        let exact = |x: f64| Dd { hi: x, lo: 0.0 };
+        let norms = self.rows.iter().map(|r| match (r.nans, r.infs) {
+            (0, 0) => r.norm.sqrt(),
+            (0, _) => exact(f64::INFINITY),
+            _ => exact(f64::NAN),
+        });
+        let centered = self.rows.iter().zip(&self.centered).map(|(r, (dd, plain))| match r.nans {
+            0 if plain.is_finite() => dd.sqrt(),
+            0 => exact(plain.sqrt()),
+            _ => exact(f64::NAN),
+        });
+        for values in [norms.collect::<Vec<_>>(), centered.collect::<Vec<_>>()] {
+            for x in values {
+                nans += u64::from(x.hi.is_nan());
+                match dtype {
+                    OutDtype::F64 => put(&x.to_f64().to_le_bytes(), out)?,
+                    _ => put(&x.to_f32().to_le_bytes(), out)?,
+                }
+            }
+        }
+        for r in &self.rows {
+            let m = if r.any { r.max_abs } else { f32::NAN };
+            nans += u64::from(m.is_nan());
+            put(&m.to_le_bytes(), out)?;
+        }
+        for count in [|r: &Row| r.zeros, |r: &Row| r.subnormals, |r: &Row| r.nans + r.infs] {
+            for r in &self.rows {
+                put(&(count(r) as i32).to_le_bytes(), out)?;
+            }
+        }
+        for c in &self.column_distinct {
+            put(&(*c as i32).to_le_bytes(), out)?;
+        }
+        out.write(&bytes)?;
+        Ok(nans)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn double_doubles_round_once() {
+        // 1 + 2^-60 is not an f64, but its square root rounds to 1 in f32 and f64 alike.
+        let x = Dd { hi: 1.0, lo: 2f64.powi(-60) };
+        assert_eq!(x.sqrt().to_f64(), 1.0);
+        // A value exactly halfway between two f32s in f64, nudged by lo: lo decides.
+        let a = 1.0f32;
+        let mid = (f64::from(a) + f64::from(a.next_up())) / 2.0;
+        assert_eq!(Dd { hi: mid, lo: 1e-30 }.to_f32(), a.next_up());
+        assert_eq!(Dd { hi: mid, lo: -1e-30 }.to_f32(), a);
+        assert_eq!(Dd { hi: mid, lo: 0.0 }.to_f32(), a, "ties to even");
+        // Sums that plain f64 gets wrong: 1 + 2^-53 + 2^-53 = 1 + 2^-52.
+        let mut s = Dd::default();
+        for t in [1.0, 2f64.powi(-53), 2f64.powi(-53)] {
+            s.add(t);
+        }
+        assert_eq!(s.to_f64(), 1.0 + 2f64.powi(-52));
+    }
+
+    #[test]
+    fn rows_are_counted_by_their_bit_patterns() {
+        // d = 4: +0, -0, a subnormal, NaN.
+        let row: Vec<u8> = [0x0000u16, 0x8000, 0x0001, 0x7fc1].iter().flat_map(|b| b.to_le_bytes()).collect();
+        let c = first_pass(&row, 4);
+        let r = c.rows[0];
+        assert_eq!((r.zeros, r.subnormals, r.nans, r.infs), (2, 1, 1, 0));
+        assert_eq!(c.histogram.iter().sum::<u64>(), 4);
+        assert_eq!(c.histogram[0x000] + c.histogram[0x100], 3, "three with exponent 0, of either sign");
+        assert!(r.any && r.max_abs > 0.0);
+    }
+}
