@@ -73,6 +73,8 @@ pub(crate) struct Shown {
     pub(crate) size: u64,
     pub(crate) sha256: String,
     pub(crate) matches: bool,
+    /// For a `token_stats` file: its summary.
+    pub(crate) stats: Option<crate::frame::stats_summary::Summary>,
 }
 
 /// What a run took: its wall time and the bytes it fetched from the Hub.
@@ -217,7 +219,13 @@ pub(crate) fn status_json(rows: &[Row], store: &Store, dups: &[crate::grid::Dupl
 }
 
 /// A markdown table for CI job summaries and pull-request comments; commits link to the Hub's tree.
-pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str, dups: &[crate::grid::Duplicates]) {
+pub(crate) fn status_markdown(
+    rows: &[Row],
+    store: &Store,
+    endpoint: &str,
+    dups: &[crate::grid::Duplicates],
+    stats: &[(String, crate::frame::stats_summary::Summary)],
+) {
     let (fresh, total) = (rows.iter().filter(|r| matches!(r.state, Ok(State::Fresh))).count(), rows.len());
     out!("### gamma-run status: {fresh} of {total} outputs fresh\n");
     out!("| output | state | why | source | sha256 |");
@@ -264,17 +272,85 @@ pub(crate) fn status_markdown(rows: &[Row], store: &Store, endpoint: &str, dups:
             out!("| {} | {} | `{}…` | {files} |", md(&g.grid), md(&revs.join(", ")), md(sha));
         }
     }
+    if !stats.is_empty() {
+        out!("\n#### Token statistics\n");
+        out!(
+            "| output | rows × d | zero rows | duplicate groups (rows; largest) | norm median [min, max] | outliers | distinct values | non-finite | subnormals |"
+        );
+        out!("|---|---|---|---|---|---|---|---|---|");
+        for (name, s) in stats {
+            let largest =
+                s.duplicate_groups.first().map_or(String::new(), |g| format!("; {} from row {}", g.size, g.first_row));
+            out!(
+                "| {} | {} × {} | {} | {} ({}{largest}) | {:.4} [{:.4}, {:.4}] | {} | {} | {} | {} |",
+                md(name),
+                s.rows,
+                s.columns,
+                s.zero_rows,
+                s.duplicate_group_count,
+                s.rows_in_duplicate_groups,
+                s.norm.median,
+                s.norm.min,
+                s.norm.max,
+                s.outliers.count,
+                s.distinct_values,
+                s.nonfinite_values,
+                s.subnormal_values
+            );
+        }
+    }
 }
 
 fn shown_json(s: &Shown) -> serde_json::Value {
     json!({
         "file": s.file, "size": s.size, "sha256": s.sha256, "matches_manifest": s.matches,
         "tensors": s.tensors.iter().map(|(n, d, sh)| json!({"name": n, "dtype": d, "shape": sh})).collect::<Vec<_>>(),
-        "manifest_path": s.manifest_path, "manifest": s.manifest,
+        "manifest_path": s.manifest_path, "manifest": s.manifest, "stats": s.stats,
     })
 }
 
 /// Several outputs (a job file's): each as `show` shows one, separated by a blank line; JSON, an array.
+/// `show` of a stats file: the headline numbers first.
+fn stats_summary(s: &crate::frame::stats_summary::Summary) {
+    let row = |k: &str, v: String| out!("{k:<16} {}", plain(&v));
+    let listed = |rows: &[(u64, f64)]| rows.iter().map(|(r, x)| format!("{r} ({x:.4})")).collect::<Vec<_>>().join(", ");
+    row("rows", format!("{} × {}", s.rows, s.columns));
+    row("zero rows", s.zero_rows.to_string());
+    let largest: Vec<String> =
+        s.duplicate_groups.iter().map(|g| format!("{} rows from row {}", g.size, g.first_row)).collect();
+    row(
+        "duplicate groups",
+        match s.duplicate_group_count {
+            0 => "none (every row's bytes are unique)".into(),
+            n => format!("{n} ({} rows in all; largest: {})", s.rows_in_duplicate_groups, largest.join("; ")),
+        },
+    );
+    let n = &s.norm;
+    row("norm", format!("min {:.4}  q1 {:.4}  median {:.4}  q3 {:.4}  max {:.4}", n.min, n.q1, n.median, n.q3, n.max));
+    row("smallest norms", listed(&n.smallest_rows));
+    row("largest norms", listed(&n.largest_rows));
+    let o = &s.outliers;
+    row(
+        "norm outliers",
+        format!(
+            "{} rows more than {} MADs (MAD {:.4}) from the median{}",
+            o.count,
+            crate::frame::stats_summary::OUTLIER_MADS,
+            o.mad,
+            if o.rows.is_empty() { String::new() } else { format!(": {}", listed(&o.rows)) }
+        ),
+    );
+    row("distinct values", format!("{} of 65536 bf16 patterns", s.distinct_values));
+    row("non-finite", format!("{} values in {} rows", s.nonfinite_values, s.nonfinite_rows));
+    row("subnormals", format!("{} values in {} rows", s.subnormal_values, s.subnormal_rows));
+    let top = s.exponents.iter().map(|e| e.1).max().unwrap_or(1).max(1);
+    for (i, (label, count)) in s.exponents.iter().enumerate() {
+        let bar = "█".repeat(((count * 30).div_ceil(top)) as usize);
+        row(if i == 0 { "exponents" } else { "" }, format!("{label:>12} {bar} {count}"));
+    }
+    out!("");
+}
+
 pub(crate) fn show_all(all: &[Shown], as_json: bool) {
     if as_json {
         let items: Vec<_> = all.iter().map(shown_json).collect();
@@ -295,6 +371,9 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
         return;
     }
     let row = |k: &str, v: String| out!("{k:<16} {}", plain(&v));
+    if let Some(st) = &s.stats {
+        stats_summary(st);
+    }
     row("file", shown_path(&s.file));
     row("size", format!("{} bytes", s.size));
     row("sha256", s.sha256.clone());

@@ -44,7 +44,10 @@ fn shown(path: &Path) -> Result<Shown> {
         Err(e) => return Err(e),
     };
     let matches = manifest.as_ref().is_some_and(|m| m.output.sha256 == sha256 && m.output.size == size);
-    Ok(Shown { file, manifest_path, manifest, tensors, size, sha256, matches })
+    // A token_stats file: its summary (from the file, which is what the manifest describes only when it matches).
+    let is_stats = manifest.as_ref().is_some_and(|m| m.frame == "token_stats");
+    let stats = if is_stats && size > 0 { Some(crate::frame::stats_summary::summarize(&file)?) } else { None };
+    Ok(Shown { file, manifest_path, manifest, tensors, size, sha256, matches, stats })
 }
 
 /// `<root>/manifests/<name>/<frame>.json` → `<root>`.

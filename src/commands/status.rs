@@ -27,7 +27,15 @@ pub fn execute(args: StatusArgs) -> Result<Exit> {
             crate::report::duplicates(&dups);
         }
         Format::Json => crate::report::status_json(&rows, &cx.store, &dups),
-        Format::Markdown => crate::report::status_markdown(&rows, &cx.store, &hub_endpoint(), &dups),
+        Format::Markdown => {
+            // Headline numbers of fresh token_stats outputs (a file that cannot be read is left out, not an error).
+            let stats: Vec<(String, crate::frame::stats_summary::Summary)> = rows
+                .iter()
+                .filter(|r| r.frame == "token_stats" && matches!(r.state, Ok(State::Fresh)))
+                .filter_map(|r| Some((r.name.clone(), crate::frame::stats_summary::summarize(&r.output_path).ok()?)))
+                .collect();
+            crate::report::status_markdown(&rows, &cx.store, &hub_endpoint(), &dups, &stats)
+        }
     }
     if rows.iter().any(|r| r.state.is_err()) {
         return Ok(Exit::Error);

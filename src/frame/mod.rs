@@ -9,6 +9,7 @@ mod gamma;
 mod gamma_prime;
 mod input;
 mod shared;
+pub(crate) mod stats_summary;
 mod token_stats;
 
 pub(crate) use shared::{Claims, vouched};

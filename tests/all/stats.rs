@@ -237,17 +237,25 @@ fn show_summarises_the_statistics() {
     let (ws, job, _) = planted("[gamma, token_stats]", true);
     ws.run(&[&job]).ok();
     let o = ws.run(&["show", "tensors/m/stats.safetensors"]).ok();
+    // The ±0 mix is a zero row too (its values are all zero), but not a duplicate (its bytes differ).
     for want in [
-        "rows 600 × 24",
-        "zero rows 2",
-        "duplicate groups 3 (largest: 43 rows from row 3; 3 rows from row 450; 2 rows from row 20)",
-        "non-finite 4 values in 2 rows",
-        "subnormals 2 values in 1 rows",
+        "rows             600 × 24\n",
+        "zero rows        3\n",
+        "duplicate groups 3 (48 rows in all; largest: 43 rows from row 3; 3 rows from row 450; 2 rows from row 20)\n",
+        "largest norms    33 (4.8990), ",
+        "norm outliers    9 rows more than 4 MADs",
+        "non-finite       4 values in 2 rows\n",
+        "subnormals       2 values in 1 rows\n",
+        "                      inf/nan █ 4\n",
     ] {
         assert!(o.stdout.contains(want), "{want:?} not in:\n{}", o.stdout);
     }
     let j = ws.run(&["show", "tensors/m/stats.safetensors", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(v["stats"]["duplicate_groups"][0]["size"], 43);
-    assert_eq!(v["stats"]["zero_rows"], 2);
+    assert_eq!(v["stats"]["zero_rows"], 3);
+    // The markdown status report carries the headline numbers.
+    let md = ws.run(&["status", &job, "--format", "markdown"]).ok();
+    assert!(md.stdout.contains("#### Token statistics"), "{}", md.stdout);
+    assert!(md.stdout.contains("| m | 600 × 24 | 3 | 3 (48; 43 from row 3) | "), "{}", md.stdout);
 }
