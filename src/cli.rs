@@ -60,11 +60,14 @@ pub enum Command {
 pub struct RunArgs {
     /// The job file (YAML)
     pub(crate) jobfile: PathBuf,
-    /// Rebuild outputs even when they are fresh
+    /// Rebuild the selected outputs even when they are fresh (inputs `--only` brings along only when stale)
     #[arg(long)]
     pub(crate) force: bool,
+    /// Rebuild the selected outputs and every input they bring along, fresh or not
+    #[arg(long, conflicts_with = "force")]
+    pub(crate) force_all: bool,
     /// Show what would be built and why; write nothing
-    #[arg(long)]
+    #[arg(long, short = 'n')]
     pub(crate) dry_run: bool,
     /// Only outputs matching this glob: a name (`Qwen*`) or name/frame (`*/gamma_prime`); repeatable
     #[arg(long, value_name = "PATTERN")]

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunOptions {
     pub(crate) force: bool,
+    /// With `force`: also the inputs `--only` brought along (`--force-all`); without, they are judged.
+    pub(crate) force_inputs: bool,
     pub(crate) dry_run: bool,
     pub(crate) only: Vec<String>,
     pub(crate) shard: Option<crate::selection::Shard>,
@@ -184,6 +186,14 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions, mut previous: Vec<Report>
     let mut reports: Vec<Report> = Vec::new();
     for req in &job.frames {
         let frame = req.frame;
+        // `--force` rebuilds what was selected; an input brought along only when stale (unless `--force-all`).
+        let own;
+        let opts = if opts.force && !req.selected && !opts.force_inputs {
+            own = RunOptions { force: false, ..opts.clone() };
+            &own
+        } else {
+            opts
+        };
         if let Some(at) = previous.iter().position(|r| r.frame == frame.name() && settled(r)) {
             reports.push(previous.swap_remove(at));
             continue;

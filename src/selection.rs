@@ -75,6 +75,9 @@ pub(crate) fn select(jf: &JobFile, only: &[String], shard: Option<Shard>) -> Res
             wanted.iter().flat_map(|w| crate::frame::with_inputs(w.frame)).map(super::frame::Frame::name).collect();
         let mut j = job.clone();
         j.frames.retain(|f| needed.contains(&f.name()));
+        for f in &mut j.frames {
+            f.selected = matches(job, f.name());
+        }
         out.push(j);
     }
     Ok(out)

@@ -29,7 +29,8 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     let cx = super::context(&jf, args.offline)?;
     let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
     let opts = RunOptions {
-        force: args.force,
+        force: args.force || args.force_all,
+        force_inputs: args.force_all,
         dry_run: args.dry_run,
         only: args.only,
         shard: args.shard,

@@ -54,6 +54,8 @@ pub(crate) fn grid_name(base: &str, revision: &str) -> String {
 pub(crate) struct FrameReq {
     pub(crate) frame: &'static dyn crate::frame::Frame,
     pub(crate) params: crate::frame::Params,
+    /// Selected itself (by `--only`, or by no `--only`), not only brought along as an input of one that was.
+    pub(crate) selected: bool,
 }
 
 impl FrameReq {

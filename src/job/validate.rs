@@ -249,7 +249,7 @@ impl Validator<'_> {
             }
             None => {
                 let gamma = crate::frame::by_name("gamma").ok_or_else(|| Error::Usage("no gamma frame".into()))?;
-                vec![FrameReq { frame: gamma, params: Default::default() }]
+                vec![FrameReq { frame: gamma, params: Default::default(), selected: true }]
             }
             Some(list) => self.frames(list, spec.dtype.as_ref())?,
         };
@@ -349,12 +349,12 @@ impl Validator<'_> {
             let params = crate::frame::resolve_params(frame, &given).or_else(|e| self.err(&item.referenced, e))?;
             for dep in crate::frame::with_inputs(frame) {
                 let req = if dep.name() == frame.name() {
-                    FrameReq { frame: dep, params: params.clone() }
+                    FrameReq { frame: dep, params: params.clone(), selected: true }
                 } else {
                     // An input listed implicitly takes its defaults, which its own declaration makes valid.
                     let defaults = crate::frame::resolve_params(dep, &Default::default())
                         .or_else(|e| self.err(&item.referenced, e))?;
-                    FrameReq { frame: dep, params: defaults }
+                    FrameReq { frame: dep, params: defaults, selected: true }
                 };
                 match out.iter().position(|r| r.name() == dep.name()) {
                     Some(i) if dep.name() == frame.name() => out[i] = req,

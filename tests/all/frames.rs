@@ -159,3 +159,29 @@ fn fingerprint(inputs: &serde_json::Value) -> String {
     }
     sha256(text.as_bytes())
 }
+
+/// Issue 28: `--force` with `--only NAME/FRAME` rebuilds the selected output only; its inputs are rebuilt only
+/// when stale, unless `--force-all` (Snakemake's `--force` / `--forceall`); `-n` is `--dry-run`.
+#[test]
+fn force_rebuilds_what_was_selected_and_force_all_its_inputs_too() {
+    let (ws, job) = setup("[gamma, gamma_prime]");
+    ws.run(&[&job]).ok();
+    let o = ws.run(&[&job, "--force", "--only", "m/gamma_prime"]).ok();
+    assert!(
+        o.stdout.contains("fresh    m/gamma\n") && o.stdout.contains("built    m/gamma_prime  (--force)"),
+        "{}",
+        o.stdout
+    );
+    let o = ws.run(&[&job, "--force-all", "--only", "m/gamma_prime"]).ok();
+    assert!(
+        o.stdout.contains("built    m/gamma  (--force)") && o.stdout.contains("built    m/gamma_prime  (--force)"),
+        "{}",
+        o.stdout
+    );
+    let o = ws.run(&[&job, "-n", "--force", "--only", "m/gamma_prime"]).ok();
+    assert!(
+        o.stdout.contains("would build m/gamma_prime") && !o.stdout.contains("would build m/gamma "),
+        "{}",
+        o.stdout
+    );
+}
