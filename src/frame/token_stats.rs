@@ -121,7 +121,8 @@ struct Stats {
 /// What the first pass finds about one row.
 #[derive(Clone, Copy, Default)]
 struct Row {
-    norm: Dd,
+    /// √(Σ x²), rounded once to the output dtype (special rows are decided when written).
+    norm: f64,
     max_abs: f32,
     /// A non-NaN value was seen (else `max_abs` is NaN).
     any: bool,
@@ -142,6 +143,7 @@ struct ChunkTotals {
 impl Producer for Stats {
     fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
         let (v, d) = (self.matrix.v, self.matrix.d);
+        let rounding = if self.dtype == OutDtype::F64 { Rounding::F64 } else { Rounding::F32 };
         let opened = self.matrix.open()?;
         // Pass 1 (verified): per-row facts, row hashes, the mean's chunk sums, the histogram, distinct values.
         let mut rows: Vec<Row> = Vec::with_capacity(v);
@@ -149,7 +151,8 @@ impl Producer for Stats {
         let mut histogram = vec![0u64; 512];
         let mut columns = vec![0u64; d * BITMAP_WORDS];
         opened.verified_pass(BLOCK_ROWS, &mut |_, block| {
-            let chunks: Vec<ChunkTotals> = block.par_chunks(CHUNK_ROWS * d * 2).map(|c| first_pass(c, d)).collect();
+            let chunks: Vec<ChunkTotals> =
+                block.par_chunks(CHUNK_ROWS * d * 2).map(|c| first_pass(c, d, rounding)).collect();
             for c in chunks {
                 rows.extend_from_slice(&c.rows);
                 total.iter_mut().zip(&c.sums).for_each(|(t, s)| *t += s);
@@ -163,15 +166,15 @@ impl Producer for Stats {
         let mean: Vec<f64> = total.iter().map(|s| s / v as f64).collect();
         let duplicate_of = duplicates(&opened, &rows, d)?;
         // Pass 2: centred norms, from the mean (the stat check below says the file did not change since pass 1).
-        let mut centered: Vec<(Dd, f64)> = Vec::with_capacity(v);
+        let mut centered: Vec<f64> = Vec::with_capacity(v);
         let mut buf = Vec::new();
         let mut row = 0;
         while row < v {
             let n = BLOCK_ROWS.min(v - row);
             opened.rows(row, n, &mut buf)?;
-            let part: Vec<Vec<(Dd, f64)>> = buf
+            let part: Vec<Vec<f64>> = buf
                 .par_chunks(CHUNK_ROWS * d * 2)
-                .map(|c| c.chunks_exact(d * 2).map(|r| centered_sum(r, &mean)).collect())
+                .map(|c| c.chunks_exact(d * 2).map(|r| centered_norm(r, &mean, rounding)).collect())
                 .collect();
             part.into_iter().for_each(|p| centered.extend(p));
             row += n;
@@ -255,15 +258,67 @@ impl Dd {
     }
 }
 
+/// How norms are rounded: once, to the output's dtype.
+#[derive(Clone, Copy, PartialEq)]
+enum Rounding {
+    F32,
+    F64,
+}
+
+/// √ of a sum of `n` non-negative terms, rounded once: from `plain`, its f64 sum, when the rounding error bound
+/// of that sum ((n + 3)·2⁻⁵³ relative, with slack for the bound's own arithmetic) leaves no doubt about the f32
+/// result; else from the double-double `exact` computes (about one row in 10⁵ for f32; always for f64).
+fn rounded_root(plain: f64, n: usize, to: Rounding, exact: impl FnOnce() -> Dd) -> f64 {
+    if plain == 0.0 {
+        // Non-negative terms that cannot underflow (bf16 squares are ≥ 2⁻²⁶⁶): all of them zero.
+        return 0.0;
+    }
+    if to == Rounding::F32 && plain.is_finite() {
+        let eps = (n as f64 + 16.0) * f64::EPSILON;
+        let (low, high) = ((plain * (1.0 - eps)).sqrt() as f32, (plain * (1.0 + eps)).sqrt() as f32);
+        if low == high {
+            return f64::from(low);
+        }
+    }
+    let root = exact().sqrt();
+    match to {
+        Rounding::F32 => f64::from(root.to_f32()),
+        Rounding::F64 => root.to_f64(),
+    }
+}
+
+/// Σ x² of a row's non-NaN values as a double-double: eight lanes in a fixed order, each term exact.
+fn squares_exact(row: &[u8]) -> Dd {
+    let mut lanes = [Dd::default(); 8];
+    for (j, b) in row.chunks_exact(2).enumerate() {
+        let bits = u16::from_le_bytes([b[0], b[1]]);
+        if bits & 0x7f80 == 0x7f80 && bits & 0x7f != 0 {
+            continue;
+        }
+        let x = f64::from(dtype::bf16_to_f32(bits));
+        lanes[j % 8].add(x * x);
+    }
+    fold(lanes)
+}
+
+/// The lanes added in order.
+fn fold(lanes: [Dd; 8]) -> Dd {
+    let mut sum = lanes[0];
+    for l in &lanes[1..] {
+        sum.add_dd(*l);
+    }
+    sum
+}
+
 /// Pass 1 over one chunk of whole rows.
-fn first_pass(chunk: &[u8], d: usize) -> ChunkTotals {
+fn first_pass(chunk: &[u8], d: usize, to: Rounding) -> ChunkTotals {
     let mut histogram = vec![0u64; 512];
     let rows = chunk
         .chunks_exact(d * 2)
         .map(|r| {
             let mut row = Row { max_abs: 0.0, hash: row_hash(r), ..Row::default() };
-            // Eight independent accumulators, combined in a fixed order: the same value on every machine.
-            let mut lanes = [Dd::default(); 8];
+            // Eight independent partial sums, combined in a fixed order: the same value on every machine.
+            let mut lanes = [0f64; 8];
             for (j, b) in r.chunks_exact(2).enumerate() {
                 let bits = u16::from_le_bytes([b[0], b[1]]);
                 histogram[usize::from(bits >> 7)] += 1;
@@ -273,50 +328,58 @@ fn first_pass(chunk: &[u8], d: usize) -> ChunkTotals {
                     (0, 0) => row.zeros += 1,
                     (0, _) => row.subnormals += 1,
                     (0xff, 0) => row.infs += 1,
-                    (0xff, _) => row.nans += 1,
+                    (0xff, _) => {
+                        row.nans += 1;
+                        continue;
+                    }
                     _ => {}
-                }
-                if exp == 0xff && mant != 0 {
-                    continue;
                 }
                 let x = f64::from(dtype::bf16_to_f32(bits));
                 row.any = true;
                 row.max_abs = row.max_abs.max(x.abs() as f32);
-                lanes[j % 8].add(x * x);
+                lanes[j % 8] += x * x;
             }
-            let mut sum = lanes[0];
-            for l in &lanes[1..] {
-                sum.add_dd(*l);
+            if row.nans == 0 && row.infs == 0 {
+                let plain = lanes.iter().sum::<f64>();
+                row.norm = rounded_root(plain, d, to, || squares_exact(r));
             }
-            row.norm = sum;
             row
         })
         .collect();
     ChunkTotals { rows, sums: super::gamma_prime::column_sums(chunk, d), histogram }
 }
 
-/// Σ (x − μ)² over one row, as a double-double (x − μ split exactly by TwoSum, its square by FMA), and as a
-/// plain f64 sum, whose IEEE result stands where the row or the mean is not finite.
-fn centered_sum(row: &[u8], mean: &[f64]) -> (Dd, f64) {
+/// ‖row − μ‖, rounded once (`rounded_root`); where the row or the mean is not finite, the IEEE result of the plain
+/// f64 computation (inf − inf is NaN).
+fn centered_norm(row: &[u8], mean: &[f64], to: Rounding) -> f64 {
+    let mut lanes = [0f64; 8];
+    for (j, (b, m)) in row.chunks_exact(2).zip(mean).enumerate() {
+        let x = f64::from(dtype::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])));
+        let s = x - m;
+        lanes[j % 8] += s * s;
+    }
+    let plain = lanes.iter().sum::<f64>();
+    if !plain.is_finite() {
+        return plain.sqrt();
+    }
+    rounded_root(plain, mean.len(), to, || centered_exact(row, mean))
+}
+
+/// Σ (x − μ)² over one row as a double-double (x − μ split exactly by TwoSum, its square by FMA).
+fn centered_exact(row: &[u8], mean: &[f64]) -> Dd {
     let mut lanes = [Dd::default(); 8];
-    let mut plain = 0f64;
     for (j, (b, m)) in row.chunks_exact(2).zip(mean).enumerate() {
         let x = f64::from(dtype::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])));
         let s = x - m;
         let bb = s - x;
         let e = (x - (s - bb)) + (-m - bb);
         let p = s * s;
-        plain += p;
         let pe = s.mul_add(s, -p) + 2.0 * s * e;
         let lane = &mut lanes[j % 8];
         lane.add(p);
         lane.lo += pe;
     }
-    let mut sum = lanes[0];
-    for l in &lanes[1..] {
-        sum.add_dd(*l);
-    }
-    (sum, plain)
+    fold(lanes)
 }
 
 /// A 64-bit hash of a row's bytes (FxHash's mix over 8-byte words): only a filter, every match is confirmed
@@ -391,7 +454,7 @@ fn duplicates(opened: &Opened, rows: &[Row], d: usize) -> Result<Vec<i64>> {
 /// Everything the file holds, computed.
 struct Finished {
     rows: Vec<Row>,
-    centered: Vec<(Dd, f64)>,
+    centered: Vec<f64>,
     duplicate_of: Vec<i64>,
     mean: Vec<f64>,
     histogram: Vec<u64>,
@@ -443,23 +506,19 @@ impl Finished {
         }
         // A row with NaN: NaN. Otherwise an infinite value makes the norm +Inf; the centred norm is the IEEE
         // result of the plain sum wherever that is not finite (an infinite or NaN mean: inf − inf is NaN).
-        let exact = |x: f64| Dd { hi: x, lo: 0.0 };
+        // (Each value is already rounded to the output dtype: `as f32` is exact.)
         let norms = self.rows.iter().map(|r| match (r.nans, r.infs) {
-            (0, 0) => r.norm.sqrt(),
-            (0, _) => exact(f64::INFINITY),
-            _ => exact(f64::NAN),
+            (0, 0) => r.norm,
+            (0, _) => f64::INFINITY,
+            _ => f64::NAN,
         });
-        let centered = self.rows.iter().zip(&self.centered).map(|(r, (dd, plain))| match r.nans {
-            0 if plain.is_finite() => dd.sqrt(),
-            0 => exact(plain.sqrt()),
-            _ => exact(f64::NAN),
-        });
+        let centered = self.rows.iter().zip(&self.centered).map(|(r, c)| if r.nans == 0 { *c } else { f64::NAN });
         for values in [norms.collect::<Vec<_>>(), centered.collect::<Vec<_>>()] {
             for x in values {
-                nans += u64::from(x.hi.is_nan());
+                nans += u64::from(x.is_nan());
                 match dtype {
-                    OutDtype::F64 => put(&x.to_f64().to_le_bytes(), out)?,
-                    _ => put(&x.to_f32().to_le_bytes(), out)?,
+                    OutDtype::F64 => put(&x.to_le_bytes(), out)?,
+                    _ => put(&(x as f32).to_le_bytes(), out)?,
                 }
             }
         }
@@ -505,10 +564,23 @@ mod tests {
     }
 
     #[test]
+    fn a_norm_on_an_f32_tie_is_decided_by_what_f64_loses() {
+        // [2^24, 2^12, 2^12, 1, 2^-20]: Σx² = (2^24 + 1)² + 2^-40. In f64 the 2^-40 is lost and √ lands exactly
+        // halfway between the f32s 2^24 and 2^24 + 2 (ties to even: 2^24); the true norm is just above: 2^24 + 2.
+        let row: Vec<u8> = [0x4b80u16, 0x4580, 0x4580, 0x3f80, 0x3580].iter().flat_map(|b| b.to_le_bytes()).collect();
+        let c = first_pass(&row, 5, Rounding::F32);
+        assert_eq!(c.rows[0].norm, 16_777_218.0);
+        let plain: f64 = [2f64.powi(48), 2f64.powi(24), 2f64.powi(24), 1.0, 2f64.powi(-40)].iter().sum();
+        assert_eq!(plain.sqrt() as f32, 16_777_216.0, "the plain computation gets it wrong");
+        // In f64 the norm is 2^24 + 1 + a hair: the nearest f64 to it is 2^24 + 1.
+        assert_eq!(first_pass(&row, 5, Rounding::F64).rows[0].norm, 16_777_217.0);
+    }
+
+    #[test]
     fn rows_are_counted_by_their_bit_patterns() {
         // d = 4: +0, -0, a subnormal, NaN.
         let row: Vec<u8> = [0x0000u16, 0x8000, 0x0001, 0x7fc1].iter().flat_map(|b| b.to_le_bytes()).collect();
-        let c = first_pass(&row, 4);
+        let c = first_pass(&row, 4, Rounding::F32);
         let r = c.rows[0];
         assert_eq!((r.zeros, r.subnormals, r.nans, r.infs), (2, 1, 1, 0));
         assert_eq!(c.histogram.iter().sum::<u64>(), 4);
