@@ -259,3 +259,34 @@ fn show_summarises_the_statistics() {
     assert!(md.stdout.contains("#### Token statistics"), "{}", md.stdout);
     assert!(md.stdout.contains("| m | 600 × 24 | 3 | 3 (48; 43 from row 3) | "), "{}", md.stdout);
 }
+
+/// `of: embedding` describes E instead of W (the job must build `embedding` too, and is told so otherwise).
+#[test]
+fn statistics_of_the_input_embedding() {
+    let ws = Ws::new();
+    ws.synth("m", &["--vocab", "300", "--hidden", "16", "--tie", "false", "--store", "both-differ"]);
+    let job =
+        ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, {name: token_stats, of: embedding}]\n");
+    let o = ws.run(&[job.to_str().unwrap()]).expect(2);
+    assert!(
+        o.stdout.contains("FAILED   m/token_stats") && o.stdout.contains("add embedding to the job's frames:"),
+        "{}",
+        o.stdout
+    );
+    let job = ws.job(
+        "version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, embedding, {name: token_stats, of: embedding}]\n",
+    );
+    ws.run(&[job.to_str().unwrap()]).ok();
+    let m = ws.manifest("m", "token_stats");
+    assert_eq!(m["inputs"][0]["frame"], "embedding");
+    assert_eq!(m["inputs"][0]["sha256"], ws.manifest("m", "embedding")["output"]["sha256"]);
+    // E's rows, not W's: the norms are those of E.
+    let e = ws.read("tensors/m/E.safetensors");
+    let (_, e_bytes) = tensor_bytes(&e, "E");
+    let first: Vec<f64> = e_bytes[..32].chunks_exact(2).map(|b| value(u16::from_le_bytes([b[0], b[1]]))).collect();
+    let mut sq: Vec<f64> = first.iter().map(|x| x * x).collect();
+    sq.sort_by(f64::total_cmp);
+    let norm = f32s(&tensor_bytes(&ws.read("tensors/m/stats.safetensors"), "norm").1);
+    assert_eq!(norm[0], sq.iter().sum::<f64>().sqrt() as f32);
+    ws.run(&["verify", "--recompute"]).ok();
+}
