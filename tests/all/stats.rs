@@ -290,3 +290,20 @@ fn statistics_of_the_input_embedding() {
     assert_eq!(norm[0], sq.iter().sum::<f64>().sqrt() as f32);
     ws.run(&["verify", "--recompute"]).ok();
 }
+
+/// One row of one value: norm |x|, centred norm 0 (the mean is the row), no duplicates, one distinct value.
+#[test]
+fn a_single_row_of_one_value() {
+    let ws = Ws::new();
+    ws.synth("m", &["--vocab", "1", "--hidden", "1"]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, token_stats]\n");
+    ws.run(&[job.to_str().unwrap()]).ok();
+    let (_, w) = tensor_bytes(&ws.read("tensors/m/W.safetensors"), "W");
+    let x = value(u16::from_le_bytes([w[0], w[1]]));
+    let file = ws.read("tensors/m/stats.safetensors");
+    assert_eq!(f32s(&tensor_bytes(&file, "norm").1), [x.abs() as f32]);
+    assert_eq!(f32s(&tensor_bytes(&file, "centered_norm").1), [0.0]);
+    assert_eq!(i64s(&tensor_bytes(&file, "duplicate_of").1), [-1]);
+    assert_eq!(i64s(&tensor_bytes(&file, "distinct_values").1), [1]);
+    assert_eq!(f64s(&tensor_bytes(&file, "mean").1), [x]);
+}
