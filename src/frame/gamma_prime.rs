@@ -3,15 +3,15 @@
 //! in order (so any thread count gives the same bytes); W′ = W − centroid is computed in f64 and rounded once to
 //! the output dtype (f32 by default, or bf16). File: `W_prime` [V, d] then `centroid` [d] (f32).
 
+use super::input::{MatrixInput, Opened};
 use super::{Context, Frame, Param, Params, Plan, Produced, Producer};
 use crate::dtype;
-use crate::error::{Error, IoContext, Result};
-use crate::manifest::{InputRecord, Manifest, check_output_path, fingerprint};
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, fingerprint};
 use crate::store::safetensors_file::{self, OutDtype};
-use crate::store::{BUF_LEN, ByteSink, FileStat};
+use crate::store::{BUF_LEN, ByteSink};
 use rayon::prelude::*;
-use sha2::Digest;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Rows per partial sum: fixed, so the summation order never depends on threads or buffer sizes.
 const CHUNK_ROWS: usize = 256;
@@ -42,8 +42,8 @@ impl Frame for GammaPrime {
         let gamma_manifest = cx.store.manifest_path(job.name, "gamma");
         let input = |message: String| Error::Input { input: format!("{}/gamma", job.name), message };
         let m = Manifest::read(&gamma_manifest).map_err(|e| input(format!("{e}; build gamma first")))?;
-        let root = cx.store.root();
-        let centered = Centered::from_gamma(root, &m, out_dtype(params).map_err(input)?).map_err(input)?;
+        let matrix = MatrixInput::of("gamma", cx.store.root(), &m).map_err(input)?;
+        let centered = Centered { bf16_out: out_dtype(params).map_err(input)? == OutDtype::Bf16, matrix };
         let mut fp = fingerprint::base(self.name(), self.version(), centered.out_dtype().name());
         fp.insert("input.gamma".into(), m.output.sha256.clone());
         for (k, v) in params {
@@ -53,7 +53,7 @@ impl Frame for GammaPrime {
             fingerprint: fp,
             tensor: "W_prime".into(),
             dtype: centered.out_dtype(),
-            inputs: vec![InputRecord { frame: "gamma".into(), path: m.output.path.clone(), sha256: m.output.sha256 }],
+            inputs: vec![centered.matrix.record(&m)],
             params: params.clone(),
             watched: Vec::new(),
             reads: Some(m.output.size),
@@ -76,7 +76,12 @@ impl Frame for GammaPrime {
         let Some(gamma) = inputs.iter().find(|g| g.frame == "gamma" && g.output.sha256 == *named) else {
             return Some(Err(input(format!("no gamma manifest records the sha256 {named} the fingerprint names"))));
         };
-        Some(Centered::from_gamma(root, gamma, dtype).map(|c| Box::new(c) as Box<dyn Producer>).map_err(input))
+        let bf16_out = dtype == OutDtype::Bf16;
+        Some(
+            MatrixInput::of("gamma", root, gamma)
+                .map(|matrix| Box::new(Centered { matrix, bf16_out }) as Box<dyn Producer>)
+                .map_err(input),
+        )
     }
 }
 
@@ -90,70 +95,28 @@ fn out_dtype(params: &Params) -> std::result::Result<OutDtype, String> {
     }
 }
 
-/// Computes γ′ from a γ file whose SHA-256 must be `sha256`.
+/// Computes γ′ from γ's stored matrix (checked against γ's manifest by the kit's verified pass).
 struct Centered {
-    path: PathBuf,
-    sha256: String,
-    v: usize,
-    d: usize,
+    matrix: MatrixInput,
     bf16_out: bool,
 }
 
 impl Centered {
-    fn from_gamma(root: &Path, m: &Manifest, dtype: OutDtype) -> std::result::Result<Centered, String> {
-        check_output_path(&m.output.path)?;
-        let &[v, d] = m.output.shape.as_slice() else {
-            return Err(format!("gamma's shape {:?} is not a matrix", m.output.shape));
-        };
-        if v == 0 || d == 0 {
-            return Err(format!("gamma's shape {:?} is empty", m.output.shape));
-        }
-        if m.output.dtype != "BF16" || m.output.tensor != "W" {
-            return Err(format!("gamma's output is {} {}, expected W in BF16", m.output.tensor, m.output.dtype));
-        }
-        let path = root.join(&m.output.path);
-        Ok(Centered {
-            path,
-            sha256: m.output.sha256.clone(),
-            v: v as usize,
-            d: d as usize,
-            bf16_out: dtype == OutDtype::Bf16,
-        })
-    }
-
     fn out_dtype(&self) -> OutDtype {
         if self.bf16_out { OutDtype::Bf16 } else { OutDtype::F32 }
     }
 
-    /// Pass 1: the f64 column sums in a fixed order, hashing the whole file on the side to check it.
-    fn centroid(&self, file: &std::fs::File, data_start: u64, header_raw: &[u8]) -> Result<Vec<f64>> {
-        let (v, d) = (self.v, self.d);
-        let mut hasher = sha2::Sha256::new();
-        hasher.update(header_raw);
+    /// Pass 1: the f64 column sums in a fixed order, over γ's verified rows.
+    fn centroid(&self, opened: &Opened) -> Result<Vec<f64>> {
+        let (v, d) = (self.matrix.v, self.matrix.d);
         let mut sum = vec![0f64; d];
-        let mut buf = Vec::new();
-        let mut row = 0;
-        while row < v {
-            let rows = (CHUNK_ROWS * BATCH_CHUNKS).min(v - row);
-            buf.resize(rows * d * 2, 0);
-            crate::fsread::read_exact_at(file, &mut buf, data_start + (row * d * 2) as u64).at(&self.path)?;
-            let (_, partials) = rayon::join(
-                || hasher.update(&buf),
-                || buf.par_chunks(CHUNK_ROWS * d * 2).map(|c| column_sums(c, d)).collect::<Vec<_>>(),
-            );
+        opened.verified_pass(CHUNK_ROWS * BATCH_CHUNKS, &mut |_, buf| {
+            let partials: Vec<Vec<f64>> = buf.par_chunks(CHUNK_ROWS * d * 2).map(|c| column_sums(c, d)).collect();
             for p in partials {
                 sum.iter_mut().zip(&p).for_each(|(s, x)| *s += x);
             }
-            row += rows;
-        }
-        let got = crate::names::hex(&hasher.finalize());
-        if got != self.sha256 {
-            return Err(Error::InputChanged {
-                frame: "gamma",
-                path: self.path.clone(),
-                message: format!("its sha256 {got} differs from gamma's manifest ({}); rebuild gamma", self.sha256),
-            });
-        }
+            Ok(())
+        })?;
         Ok(sum.iter().map(|s| s / v as f64).collect())
     }
 }
@@ -171,17 +134,9 @@ pub(super) fn column_sums(rows: &[u8], d: usize) -> Vec<f64> {
 
 impl Producer for Centered {
     fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
-        let (v, d) = (self.v, self.d);
-        let file = crate::fsread::open_regular(&self.path)?;
-        let before = FileStat::of(&self.path)?;
-        let (header, _) = crate::source::read_header(&self.path)?;
-        let w = header.get("W").filter(|t| t.shape == [v as u64, d as u64] && t.dtype.name() == "BF16");
-        if w.is_none() || header.tensors.len() != 1 {
-            let message = format!("expected a single BF16 tensor W of shape [{v}, {d}]");
-            return Err(Error::Input { input: self.path.display().to_string(), message });
-        }
-        let data_start = header.data_start();
-        let centroid = self.centroid(&file, data_start, &header.raw)?;
+        let (v, d) = (self.matrix.v, self.matrix.d);
+        let opened = self.matrix.open()?;
+        let centroid = self.centroid(&opened)?;
 
         let width = self.out_dtype().width() as usize;
         let entries = [
@@ -200,8 +155,7 @@ impl Producer for Centered {
         let mut bufs: Vec<Vec<u8>> = (0..2).map(|_| Vec::with_capacity(BUF_LEN)).collect();
         while row < v {
             let rows = (rows_per_buf * 2).min(v - row);
-            input.resize(rows * d * 2, 0);
-            crate::fsread::read_exact_at(&file, &mut input, data_start + (row * d * 2) as u64).at(&self.path)?;
+            opened.rows(row, rows, &mut input)?;
             let counts: Vec<(u64, u64)> = bufs
                 .par_iter_mut()
                 .zip(input.par_chunks(rows_per_buf * d * 2))
@@ -219,12 +173,7 @@ impl Producer for Centered {
         }
         let tail: Vec<u8> = centroid.iter().flat_map(|c| dtype::f64_to_f32_bits(*c).to_le_bytes()).collect();
         out.write(&tail)?;
-        if FileStat::of(&self.path)? != before {
-            return Err(Error::Input {
-                input: self.path.display().to_string(),
-                message: "changed while it was read; run again".into(),
-            });
-        }
+        opened.unchanged()?;
         let warnings = if nans > 0 { vec![nan_warning(nans, nans_in_w)] } else { Vec::new() };
         Ok(Produced { shape: vec![v as u64, d as u64], nan_count: nans, source: None, warnings, expect_sha256: None })
     }
@@ -269,7 +218,7 @@ mod tests {
     use crate::store::HashOnly;
 
     /// A γ file of `v`×`d` bf16 values in `dir`, and its SHA-256.
-    fn gamma_file(dir: &Path, v: u64, d: u64) -> (PathBuf, String) {
+    fn gamma_file(dir: &Path, v: u64, d: u64) -> (std::path::PathBuf, String) {
         let header =
             safetensors_file::header(&[safetensors_file::Entry { name: "W", dtype: OutDtype::Bf16, shape: &[v, d] }]);
         let mut bytes = header.clone();
@@ -285,7 +234,15 @@ mod tests {
     fn gamma_bytes_that_differ_from_its_manifest_are_refused_whatever_the_digest_looks_like() {
         let dir = tempfile::tempdir().unwrap();
         let (path, sha) = gamma_file(dir.path(), 300, 5);
-        let centered = |sha256: String| Centered { path: path.clone(), sha256, v: 300, d: 5, bf16_out: false };
+        let matrix = |sha256: String| MatrixInput {
+            frame: "gamma",
+            path: path.clone(),
+            sha256,
+            tensor: "W".into(),
+            v: 300,
+            d: 5,
+        };
+        let centered = |sha256: String| Centered { matrix: matrix(sha256), bf16_out: false };
         assert!(centered(sha.clone()).produce(&mut HashOnly::new()).is_ok());
         // Same length, one digit different: a check that compares lengths (or prefixes) would pass it.
         let mut other = sha.clone().into_bytes();
