@@ -74,7 +74,7 @@ pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<R
     let selected = crate::selection::select(jf, &opts.only, opts.shard)?;
     // Siblings are the outputs of this job file's grids (all of them, selected or not), never another name.
     let members = jf.jobs.iter().filter_map(|j| Some((j.grid.as_ref()?.base.clone(), j.name.clone())));
-    let claims = std::sync::Arc::new(crate::frame::Claims::for_grids(members));
+    let claims = std::sync::Arc::new(crate::source::share::Claims::for_grids(members));
     let cx = Context { claims: Some(claims.clone()), ..cx.clone() };
     let batch = crate::schedule::Batch {
         name: &|job: &Job| job.name.clone(),

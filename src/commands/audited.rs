@@ -2,7 +2,7 @@
 //! manifests of the outputs it produces, found where `run` and `status` put them). Owns telling the two apart
 //! and listing the manifests; the checks themselves belong to each command.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use std::path::{Path, PathBuf};
 
 /// The manifests to audit and the directory they live in.
@@ -53,5 +53,26 @@ pub(crate) fn manifests(path: &Path, command: &str) -> Result<Audited> {
             path.display()
         )));
     }
-    Ok(Audited { dir: path.to_owned(), manifests: super::verify::find_manifests(path)? })
+    Ok(Audited { dir: path.to_owned(), manifests: find_manifests(path)? })
+}
+
+/// `<dir>/<name>/<frame>.json`, sorted.
+fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let sub = entry.at(dir)?.path();
+        if !sub.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&sub).at(&sub)? {
+            let p = f.at(&sub)?.path();
+            // Anything named *.json that is not a directory is a manifest to check: a FIFO or device there is
+            // reported (`Manifest::read` refuses it without blocking), never silently skipped.
+            if p.extension().is_some_and(|e| e == "json") && !p.is_dir() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -47,27 +47,6 @@ struct How<'a> {
     sources: Option<&'a SourceOptions>,
 }
 
-/// `<dir>/<name>/<frame>.json`, sorted.
-pub(crate) fn find_manifests(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).at(dir)? {
-        let sub = entry.at(dir)?.path();
-        if !sub.is_dir() {
-            continue;
-        }
-        for f in std::fs::read_dir(&sub).at(&sub)? {
-            let p = f.at(&sub)?.path();
-            // Anything named *.json that is not a directory is a manifest to check: a FIFO or device there is
-            // reported (`Manifest::read` refuses it without blocking), never silently skipped.
-            if p.extension().is_some_and(|e| e == "json") && !p.is_dir() {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn check(path: &Path, how: &How) -> Checked {
     let mut c = Checked { manifest: path.to_owned(), output: None, problem: None };
     if let Err(problem) = check_inner(path, how, &mut c.output) {
@@ -92,7 +71,7 @@ fn check_inner(path: &Path, how: &How, output: &mut Option<PathBuf>) -> std::res
     }
     consistency::check(&m).map_err(|why| mismatch(format!("manifest edited: {why}")))?;
     let inputs = consistency::inputs(&m, how.manifests).map_err(|why| mismatch(format!("manifest edited: {why}")))?;
-    crate::frame::vouched(how.manifests, &m).map_err(mismatch)?;
+    crate::source::share::vouched(how.manifests, &m).map_err(mismatch)?;
     check_output_path(&m.output.path).map_err(mismatch)?;
     let root = how.root;
     let out = root.join(&m.output.path);

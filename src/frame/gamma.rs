@@ -2,7 +2,7 @@
 //! Streams W's byte range from the shard that holds it — a local file, the HF cache, or the Hub — converting
 //! f32/f16 on the way; nothing else is read.
 
-use super::{Context, Frame, Plan, Produced, Producer, shared};
+use super::{Context, Frame, Plan, Produced, Producer};
 use crate::checkpoint::header::Dtype;
 use crate::dtype;
 use crate::error::Result;
@@ -92,7 +92,7 @@ impl Frame for Extracted {
             grid: job.grid.map(|g| Grid {
                 grid: g.to_string(),
                 name: job.name.to_string(),
-                frame: (self.name, self.file_name),
+                frame: source::share::FrameId { name: self.name, version: VERSION, file_name: self.file_name },
                 store: cx.store.clone(),
                 claims: cx.claims.clone(),
             }),
@@ -134,10 +134,10 @@ struct Grid {
     grid: String,
     /// This output's name (`<grid>@<revision>`).
     name: String,
-    /// The frame's name and file name.
-    frame: (&'static str, &'static str),
+    /// The frame being built, as sharing identifies it.
+    frame: source::share::FrameId,
     store: crate::store::Store,
-    claims: Option<std::sync::Arc<super::Claims>>,
+    claims: Option<std::sync::Arc<source::share::Claims>>,
 }
 
 impl Producer for Extract {
@@ -148,12 +148,12 @@ impl Producer for Extract {
                 source::locate(&self.resolved, wanted(self.matrix, self.tensor.as_deref()), self.fetch, &self.sources)?
             }
         };
-        // A grid revision whose W another revision already holds (same shard content, same range): its stored
-        // file, checked against its manifest, is copied instead of fetching W again. One another worker of this
-        // run is fetching now: deferred until that one is stored.
+        // A grid revision: `source::share` decides whether a sibling's stored bytes are copied, the revision
+        // waits for another worker fetching the same content, or W is fetched.
         if let (source::WBytes::Remote(..), Some(g)) = (&loc.bytes, &self.grid) {
-            if let Some(sib) = shared::sibling(&g.store, &g.grid, g.frame, &loc, g.claims.as_deref()) {
-                shared::copy(&sib, out)?;
+            let decided = source::share::decide(&g.store, &g.grid, &g.name, g.frame, &loc, g.claims.as_deref());
+            if let source::share::Share::Copy(sib) = decided {
+                source::share::copy(&sib, out)?;
                 let mut src = record(&loc);
                 src.fetch = Some(source::FetchMode::Shared.as_str().into());
                 src.shared_from = Some(sib.name.clone());
@@ -171,10 +171,7 @@ impl Producer for Extract {
                     expect_sha256: Some((sib.sha256, sib.file)),
                 });
             }
-            let content = shared::Content::of(g.frame.0, &loc);
-            if let (Some(claims), Some(content)) = (&g.claims, content)
-                && let Some(by) = claims.claim(content, &g.name)
-            {
+            if let source::share::Share::Wait(by) = decided {
                 tracing::debug!("{}: W is the same as {by}'s, which is being fetched: deferred", g.name);
                 return Err(crate::error::Error::Deferred { by });
             }

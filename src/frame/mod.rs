@@ -8,11 +8,8 @@
 mod gamma;
 mod gamma_prime;
 mod input;
-mod shared;
 pub(crate) mod stats_summary;
 mod token_stats;
-
-pub(crate) use shared::{Claims, vouched};
 
 pub(crate) use gamma::Reextract;
 
@@ -74,7 +71,7 @@ pub(crate) struct Context {
     pub(crate) sources: SourceOptions,
     /// While a run builds outputs concurrently: the W contents its outputs set out to fetch, so each distinct
     /// content is fetched once (`None`: no deferring, as for `status` and a run's second pass).
-    pub(crate) claims: Option<std::sync::Arc<Claims>>,
+    pub(crate) claims: Option<std::sync::Arc<crate::source::share::Claims>>,
 }
 
 /// A planned output: its identity, provenance, and how to produce it.

@@ -1,12 +1,14 @@
 //! Where W comes from. A job's `SourceSpec` is resolved cheaply to an identity (for the fingerprint) and located
 //! when it is needed: a local directory (`local`), a snapshot in the Hugging Face cache (`hf_cache`), or the Hub
 //! itself (`hub`: W's byte range read over HTTP, or `fetch: full` into the cache). All three find W through
-//! `files::find_w`, so the rules and checks are the same whatever holds the bytes.
+//! `files::find_w`, so the rules and checks are the same whatever holds the bytes. For a grid's output, the bytes
+//! may also come from a sibling's stored file (`share`), which decides that too.
 
 pub(crate) mod files;
 pub(crate) mod hf_cache;
 mod hub;
 mod local;
+pub(crate) mod share;
 mod spec;
 
 pub(crate) use spec::{Fetch, SourceSpec};

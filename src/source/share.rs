@@ -1,26 +1,65 @@
-//! Sharing W's bytes between a grid's outputs: a revision whose shard has the SHA-256 of a sibling's (and W at
-//! the same range, key, dtype and shape) is written from the sibling's stored file instead of fetching W again.
+//! Sharing W's bytes between a grid's outputs — the "sibling" way W's bytes can come from, owned here with the
+//! other ways (`source`): a revision whose shard has the SHA-256 of a sibling's (and W at the same range, key,
+//! dtype and shape) is written from the sibling's stored file instead of fetching W again (`decide`).
 //! Within one run, `Claims` makes concurrent workers fetch each distinct content once: the first to reach a
 //! content fetches it, the others are deferred until it is stored (the runner runs them again afterwards).
 //! A sibling is only ever an output of the same job file's grid whose manifest passes the consistency check
 //! and is sealed (`consistency::seal`: its shard digests and W's range cannot have been edited unnoticed), and
 //! whose file is the one that manifest describes. It does not decide freshness, and it does not fetch anything.
 
+use super::Located;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::source::Located;
 use crate::store::ByteSink;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+/// The output being built, as sharing needs to know it: its frame's name, version and file name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameId {
+    pub(crate) name: &'static str,
+    pub(crate) version: u32,
+    pub(crate) file_name: &'static str,
+}
+
+/// Where a grid output's W comes from, as sharing decides it.
+pub(crate) enum Share {
+    /// A sibling's stored file holds it: copy that (`copy`).
+    Copy(Sibling),
+    /// Another output of this run is fetching the same content: wait for it (its name).
+    Wait(String),
+    /// Fetch it (this output now claims the content for the run).
+    Fetch,
+}
+
+/// Decides for output `name` of grid `grid` whose W is at `loc`: a sibling's bytes, a wait, or a fetch.
+pub(crate) fn decide(
+    store: &crate::store::Store,
+    grid: &str,
+    name: &str,
+    id: FrameId,
+    loc: &Located,
+    claims: Option<&Claims>,
+) -> Share {
+    if let Some(sib) = sibling(store, grid, id, loc, claims) {
+        return Share::Copy(sib);
+    }
+    if let (Some(claims), Some(content)) = (claims, Content::of(id.name, loc))
+        && let Some(by) = claims.claim(content, name)
+    {
+        return Share::Wait(by);
+    }
+    Share::Fetch
+}
+
 /// A stored output whose bytes this one may take.
-pub(super) struct Sibling {
-    pub(super) name: String,
-    pub(super) file: PathBuf,
-    pub(super) sha256: String,
-    pub(super) size: u64,
-    pub(super) nan_count: u64,
+pub(crate) struct Sibling {
+    pub(crate) name: String,
+    pub(crate) file: PathBuf,
+    pub(crate) sha256: String,
+    pub(crate) size: u64,
+    pub(crate) nan_count: u64,
 }
 
 /// What makes two outputs' bytes the same: the frame, and W's place in a shard of the same content.
@@ -38,7 +77,7 @@ pub(crate) struct Content {
 
 impl Content {
     /// The content `loc` names, if its shard's SHA-256 is known (the Hub's word for LFS files).
-    pub(super) fn of(frame: &'static str, loc: &Located) -> Option<Content> {
+    pub(crate) fn of(frame: &'static str, loc: &Located) -> Option<Content> {
         let shard_sha256 = loc.files.iter().find(|f| f.path == loc.shard)?.sha256.clone()?;
         Some(Content {
             frame,
@@ -81,7 +120,7 @@ impl Claims {
     }
 
     /// Claims `content` for output `name`; `Some(other)` if another output has claimed it already.
-    pub(super) fn claim(&self, content: Content, name: &str) -> Option<String> {
+    pub(crate) fn claim(&self, content: Content, name: &str) -> Option<String> {
         let mut taken = self.taken.lock().expect("claims lock");
         match taken.get(&content) {
             Some(other) if other != name => Some(other.clone()),
@@ -157,26 +196,22 @@ fn content_of(frame: &'static str, m: &Manifest) -> Option<Content> {
 /// whose stored file is the one its manifest describes: by its stat cache when that matches (the bytes are
 /// checked again as they are copied: `Produced::expect_sha256`), else by hashing it now. The candidates come
 /// from the run's `claims`; outside a run (no claims) nothing is shared.
-pub(super) fn sibling(
+fn sibling(
     store: &crate::store::Store,
     grid: &str,
-    (frame, file_name): (&'static str, &str),
+    id: FrameId,
     loc: &Located,
     claims: Option<&Claims>,
 ) -> Option<Sibling> {
-    let want = Content::of(frame, loc)?;
+    let want = Content::of(id.name, loc)?;
     let names = claims?.candidates(store, grid, &want);
-    names.into_iter().find_map(|name| stored_as_recorded(store, name, (frame, file_name), &want))
+    names.into_iter().find_map(|name| stored_as_recorded(store, name, id, &want))
 }
 
 /// Output `name`, if its manifest (read now) is sealed, agrees with itself, says it holds `want`, and its file is
 /// the one the manifest describes.
-fn stored_as_recorded(
-    store: &crate::store::Store,
-    name: String,
-    (frame, file_name): (&'static str, &str),
-    want: &Content,
-) -> Option<Sibling> {
+fn stored_as_recorded(store: &crate::store::Store, name: String, id: FrameId, want: &Content) -> Option<Sibling> {
+    let (frame, file_name) = (id.name, id.file_name);
     let m = Manifest::read(&store.manifest_path(&name, frame)).ok()?;
     let sealed = m.source.as_ref().is_some_and(|s| s.seal.is_some());
     let same = m.name == name
@@ -184,7 +219,7 @@ fn stored_as_recorded(
         && crate::manifest::consistency::check(&m).is_ok()
         && m.frame == frame
         && content_of(frame, &m).as_ref() == Some(want)
-        && m.frame_version == super::gamma::VERSION
+        && m.frame_version == id.version
         && crate::manifest::check_output_path(&m.output.path).is_ok()
         && store.root().join(&m.output.path) == store.output_path(&name, file_name);
     if !same {
@@ -228,7 +263,7 @@ pub(crate) fn vouched(manifests: &std::path::Path, m: &Manifest) -> std::result:
 
 /// Copies the sibling's file into `out`. The sink hashes what it writes; the caller checks that hash against
 /// the sibling's manifest before anything is stored.
-pub(super) fn copy(sib: &Sibling, out: &mut dyn ByteSink) -> Result<()> {
+pub(crate) fn copy(sib: &Sibling, out: &mut dyn ByteSink) -> Result<()> {
     let f = crate::fsread::open_regular(&sib.file)?;
     out.reserve(sib.size)?;
     let copied = out.copy_from(&f, &sib.file)?;
