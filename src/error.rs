@@ -32,11 +32,6 @@ pub enum Error {
     #[error("{path}: {message}", path = path.display())]
     InputChanged { frame: &'static str, path: PathBuf, message: String },
 
-    /// A grid output whose W another output of this run is fetching: the runner runs it again once that one is
-    /// stored, so it is written from those bytes. Never reported to a user.
-    #[error("W is being fetched for {by}; deferred until it is stored")]
-    Deferred { by: String },
-
     #[error("{repo}: {what}: {message}{}", hub_context(*status, request_id))]
     Hub {
         repo: String,

@@ -93,8 +93,10 @@ pub(crate) fn workspace(root: &std::path::Path) {
 pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved) {
     let (mut built, mut fresh, mut failed, mut skipped, mut written) = (0, 0, 0, 0, 0u64);
     for r in reports {
-        for w in &r.warnings {
-            tracing::warn!(name = %r.name, frame = r.frame, "{}", plain(w));
+        if let Outcome::Built { warnings, .. } = &r.outcome {
+            for w in warnings {
+                tracing::warn!(name = %r.name, frame = r.frame, "{}", plain(w));
+            }
         }
         let id = format!("{}/{}", r.name, r.frame);
         match &r.outcome {
@@ -104,7 +106,7 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved)
                     out!("fresh    {id}");
                 }
             }
-            Outcome::Built { reasons, sha256, size, path } => {
+            Outcome::Built { reasons, sha256, size, path, .. } => {
                 built += 1;
                 written += size;
                 let at = plain(&shown_path(path)).into_owned();
@@ -133,6 +135,15 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved)
             Outcome::Skipped(why) => {
                 skipped += 1;
                 out!("SKIPPED  {id}: {}", plain(why));
+            }
+            // Settled by the runner before it reports (run again, or rebuilt first); said as it is if one remains.
+            Outcome::Deferred { by } => {
+                skipped += 1;
+                out!("SKIPPED  {id}: waited for {} to fetch the same W", plain(by));
+            }
+            Outcome::InputChanged { input, message, .. } => {
+                failed += 1;
+                out!("FAILED   {id}: input {input}: {}", plain(message));
             }
         }
     }

@@ -31,6 +31,8 @@ pub(crate) enum Outcome {
         size: u64,
         /// Where the file went.
         path: std::path::PathBuf,
+        /// What building it found that a user should know (reported once, when it is built).
+        warnings: Vec<String>,
     },
     /// `--dry-run`: it would be built, for these reasons, reading this many tensor bytes (if known), moving
     /// `transfer` from the model source; `same_bytes` when its bytes are known not to change (its dependents
@@ -43,6 +45,18 @@ pub(crate) enum Outcome {
     },
     Failed(Error),
     Skipped(String),
+    /// Not built yet: another output of this run is fetching the same W (its name). The runner runs this job again
+    /// once that one's job has returned; never reported.
+    Deferred {
+        by: String,
+    },
+    /// An input judged fresh whose bytes differ from its manifest (found while building): the runner rebuilds
+    /// that input first, then this output; reported as a failure only if that does not settle it.
+    InputChanged {
+        input: &'static str,
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 #[derive(Debug)]
@@ -50,7 +64,6 @@ pub(crate) struct Report {
     pub(crate) name: String,
     pub(crate) frame: &'static str,
     pub(crate) outcome: Outcome,
-    pub(crate) warnings: Vec<String>,
 }
 
 /// One output's state as `status` shows it.
@@ -67,7 +80,7 @@ pub(crate) struct Row {
 }
 
 /// Runs the selected jobs on `opts.jobs` workers. A grid output whose W another worker is fetching is deferred
-/// (`Error::Deferred`): its job runs again as soon as that worker's job has returned, and finds those bytes
+/// (`Outcome::Deferred`): its job runs again as soon as that worker's job has returned, and finds those bytes
 /// stored (or, if that one failed, fetches them itself). Each distinct W is fetched once, however many workers
 /// overlap, and copies overlap with fetches.
 pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
@@ -81,7 +94,7 @@ pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<R
         run: &|job: &Job, previous: Option<Vec<Report>>| run_job(job, &cx, opts, previous.unwrap_or_default()),
         waits_for: &|reports: &Vec<Report>| {
             reports.iter().find_map(|r| match &r.outcome {
-                Outcome::Failed(Error::Deferred { by }) => Some(by.clone()),
+                Outcome::Deferred { by } => Some(by.clone()),
                 _ => None,
             })
         },
@@ -92,7 +105,7 @@ pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<R
 
 /// A report a job's next run keeps: anything but a deferred output, or one skipped (because of it).
 fn settled(r: &Report) -> bool {
-    !matches!(r.outcome, Outcome::Failed(Error::Deferred { .. }) | Outcome::Skipped(_))
+    !matches!(r.outcome, Outcome::Deferred { .. } | Outcome::Skipped(_))
 }
 
 pub(crate) fn status(
@@ -205,24 +218,26 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions, mut previous: Vec<Report>
                     Standing::Ready
                 }
                 Outcome::WouldBuild { .. } => Standing::WillChange,
-                Outcome::Failed(_) | Outcome::Skipped(_) => Standing::Failed,
+                Outcome::Failed(_) | Outcome::Skipped(_) | Outcome::Deferred { .. } | Outcome::InputChanged { .. } => {
+                    Standing::Failed
+                }
             })
         };
-        let (outcome, warnings) = match unready_input(frame, &standing) {
-            Some((i, Standing::Failed)) => (Outcome::Skipped(format!("its input {i} failed")), Vec::new()),
+        let outcome = match unready_input(frame, &standing) {
+            Some((i, Standing::Failed)) => Outcome::Skipped(format!("its input {i} failed")),
             Some((i, _)) => {
                 let why = if opts.force { "--force".to_string() } else { format!("input {i} would be rebuilt") };
                 let reasons = vec![why];
-                (Outcome::WouldBuild { reasons, reads: None, transfer: None, same_bytes: false }, Vec::new())
+                Outcome::WouldBuild { reasons, reads: None, transfer: None, same_bytes: false }
             }
             None => match run_output(frame, job, &req.params, cx, opts) {
                 // An input judged fresh by its stat cache whose bytes turn out to differ from its manifest: it
                 // is stale after all. Rebuild it, then build this output from the rebuilt bytes (once).
-                (Outcome::Failed(Error::InputChanged { frame: input, path, message }), w) if !opts.dry_run => {
+                Outcome::InputChanged { input, path, message } => {
                     tracing::warn!("{}: {message}; rebuilding {input} first", path.display());
                     match rebuild_input(job, input, &mut reports, cx, opts) {
-                        true => run_output(frame, job, &req.params, cx, opts),
-                        false => (Outcome::Skipped(format!("its input {input} failed")), w),
+                        true => settle(run_output(frame, job, &req.params, cx, opts)),
+                        false => Outcome::Skipped(format!("its input {input} failed")),
                     }
                 }
                 other => other,
@@ -234,9 +249,19 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions, mut previous: Vec<Report>
             Outcome::Built { sha256, .. } => tracing::debug!(%sha256, "built"),
             _ => {}
         }
-        reports.push(Report { name: job.name.clone(), frame: frame.name(), outcome, warnings });
+        reports.push(Report { name: job.name.clone(), frame: frame.name(), outcome });
     }
     reports
+}
+
+/// An input that still differs after its rebuild is a failure, said as such.
+fn settle(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::InputChanged { input, path, message } => {
+            Outcome::Failed(Error::InputChanged { frame: input, path, message })
+        }
+        other => other,
+    }
 }
 
 /// Rebuilds input frame `input` of `job` (it was judged fresh, but its bytes differ from its manifest) and
@@ -245,37 +270,28 @@ fn rebuild_input(job: &Job, input: &str, reports: &mut [Report], cx: &Context, o
     let Some(req) = job.frames.iter().find(|r| r.name() == input) else { return false };
     let frame = req.frame;
     let forced = RunOptions { force: true, ..opts.clone() };
-    let (mut outcome, warnings) = run_output(frame, job, &req.params, cx, &forced);
+    let mut outcome = settle(run_output(frame, job, &req.params, cx, &forced));
     if let Outcome::Built { reasons, .. } = &mut outcome {
         *reasons = vec!["output modified (its bytes differ from its manifest)".into()];
     }
     let built = matches!(outcome, Outcome::Built { .. });
     if let Some(r) = reports.iter_mut().find(|r| r.frame == input) {
         r.outcome = outcome;
-        r.warnings.extend(warnings);
     }
     built
 }
 
-fn run_output(
-    frame: &dyn Frame,
-    job: &Job,
-    params: &Params,
-    cx: &Context,
-    opts: &RunOptions,
-) -> (Outcome, Vec<String>) {
-    // Warnings come from building (`Produced`); judging an output reports none.
-    let warnings = Vec::new();
+fn run_output(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context, opts: &RunOptions) -> Outcome {
     // `--force` rebuilds whatever the output's state: it is not judged (no re-hash, no re-read of W).
     if opts.force {
         return match frame.prepare(cx, &job.target(), params) {
             Ok(plan) => build_locked(frame, job, params, cx, opts, plan, vec!["--force".to_string()], None),
-            Err(e) => (Outcome::Failed(e), warnings),
+            Err(e) => Outcome::Failed(e),
         };
     }
     let (plan, assessment) = match judge(frame, job, params, cx) {
         Ok(j) => j,
-        Err(e) => return (Outcome::Failed(e), Vec::new()),
+        Err(e) => return Outcome::Failed(e),
     };
     let reasons = match assessment.state {
         State::Fresh => {
@@ -288,7 +304,7 @@ fn run_output(
                 let files = [output_path(cx, job, frame), manifest_path(cx, job, frame)];
                 store::lock::tidy_if_idle(root, &job.name, frame.name(), &files);
             }
-            return (Outcome::Fresh, warnings);
+            return Outcome::Fresh;
         }
         State::Missing => vec!["never built".to_string()],
         State::Stale(r) => r,
@@ -308,27 +324,26 @@ fn build_locked(
     plan: Plan,
     reasons: Vec<String>,
     old: Option<&Manifest>,
-) -> (Outcome, Vec<String>) {
-    let warnings = Vec::new();
+) -> Outcome {
     if opts.dry_run {
         let transfer = match plan.producer.transfer() {
             Ok(t) => t,
-            Err(e) => return (Outcome::Failed(e), warnings),
+            Err(e) => return Outcome::Failed(e),
         };
         let same_bytes = old.is_some_and(|m| plan.producer.same_bytes_as(m));
-        return (Outcome::WouldBuild { reasons, reads: plan.reads, transfer, same_bytes }, warnings);
+        return Outcome::WouldBuild { reasons, reads: plan.reads, transfer, same_bytes };
     }
     // Stale: take the output's lock. If another process held it, it may have just built this output.
     let root = cx.store.root();
     let (_lock, waited) = match store::lock::OutputLock::acquire(root, &job.name, frame.name()) {
         Ok(l) => l,
-        Err(e) => return (Outcome::Failed(e), warnings),
+        Err(e) => return Outcome::Failed(e),
     };
     let plan = if waited {
         match judge(frame, job, params, cx) {
-            Ok((_, a)) if a.state == State::Fresh && !opts.force => return (Outcome::Fresh, warnings),
+            Ok((_, a)) if a.state == State::Fresh && !opts.force => return Outcome::Fresh,
             Ok((plan, _)) => plan,
-            Err(e) => return (Outcome::Failed(e), warnings),
+            Err(e) => return Outcome::Failed(e),
         }
     } else {
         plan
@@ -339,14 +354,14 @@ fn build_locked(
     let started = std::time::Instant::now();
     let id = format!("{}/{}", job.name, frame.name());
     match crate::progress::for_output(&id, || build(frame, job, cx, plan)) {
-        Ok((written, mut more)) => {
-            let mut w = warnings;
-            w.append(&mut more);
+        Ok(Stored::Written(written, warnings)) => {
             let path = output_path(cx, job, frame);
             tracing::debug!("{id}: wrote {} bytes in {:.3} s", written.size, started.elapsed().as_secs_f64());
-            (Outcome::Built { reasons, sha256: written.sha256, size: written.size, path }, w)
+            Outcome::Built { reasons, sha256: written.sha256, size: written.size, path, warnings }
         }
-        Err(e) => (Outcome::Failed(e), warnings),
+        Ok(Stored::Waits(by)) => Outcome::Deferred { by },
+        Err(Error::InputChanged { frame: input, path, message }) => Outcome::InputChanged { input, path, message },
+        Err(e) => Outcome::Failed(e),
     }
 }
 
@@ -412,7 +427,14 @@ fn judge(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context) -> Result<
 
 /// Writes the output, then its manifest. The old manifest is removed first, so no manifest ever describes
 /// bytes other than the ones beside it; a crash in between leaves an output without a manifest (stale).
-fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(store::Written, Vec<String>)> {
+/// What `build` did: stored the output (with the warnings building it found), or nothing, because it waits for
+/// another output fetching the same W.
+enum Stored {
+    Written(store::Written, Vec<String>),
+    Waits(String),
+}
+
+fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<Stored> {
     let output_path = output_path(cx, job, frame);
     let manifest_path = manifest_path(cx, job, frame);
     let before: BTreeMap<String, FileStat> = plan.watched.iter().map(|w| (w.name.clone(), w.stat)).collect();
@@ -421,7 +443,12 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
     let created = store::missing_dirs(&output_path, &cx.store.tensors);
     let mut sink = Sink::create(&output_path)?;
     let produced = match plan.producer.produce(&mut sink) {
-        Ok(p) => p,
+        Ok(crate::frame::Production::Done(p)) => p,
+        Ok(crate::frame::Production::Wait(by)) => {
+            drop(sink);
+            store::remove_empty_dirs(&created);
+            return Ok(Stored::Waits(by));
+        }
         Err(e) => {
             // Leave no trace of a failed first build: the temp file goes with the sink, empty new dirs here.
             drop(sink);
@@ -476,6 +503,5 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<(stor
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     store::write_atomic(&manifest_path, &manifest.to_bytes())?;
-    let warnings = produced.warnings;
-    Ok((written, warnings))
+    Ok(Stored::Written(written, produced.warnings))
 }

@@ -47,6 +47,8 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
             .collect();
         crate::report::duplicates(&super::grid_duplicates(&jf, &done));
     }
-    let failed = reports.iter().any(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_)));
+    let failed = reports
+        .iter()
+        .any(|r| !matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. } | Outcome::WouldBuild { .. }));
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }

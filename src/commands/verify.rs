@@ -104,7 +104,12 @@ fn check_inner(path: &Path, how: &How, output: &mut Option<PathBuf>) -> std::res
         let frame = crate::frame::by_name(&m.frame).ok_or_else(|| mismatch(format!("unknown frame {:?}", m.frame)))?;
         if let Some(producer) = frame.reproduce(root, &m, &inputs) {
             let mut h = crate::store::HashOnly::new();
-            producer.and_then(|p| p.produce(&mut h)).map_err(|e| Problem::Error(format!("cannot recompute: {e}")))?;
+            let done = producer
+                .and_then(|p| p.produce(&mut h))
+                .map_err(|e| Problem::Error(format!("cannot recompute: {e}")))?;
+            if let crate::frame::Production::Wait(by) = done {
+                return Err(Problem::Error(format!("cannot recompute: it waits for {by}")));
+            }
             let again = h.finish();
             if again != m.output.sha256 {
                 return Err(mismatch(format!(

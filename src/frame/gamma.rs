@@ -2,7 +2,7 @@
 //! Streams W's byte range from the shard that holds it — a local file, the HF cache, or the Hub — converting
 //! f32/f16 on the way; nothing else is read.
 
-use super::{Context, Frame, Plan, Produced, Producer};
+use super::{Context, Frame, Plan, Produced, Producer, Production};
 use crate::checkpoint::header::Dtype;
 use crate::dtype;
 use crate::error::Result;
@@ -141,7 +141,7 @@ struct Grid {
 }
 
 impl Producer for Extract {
-    fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
+    fn produce(&self, out: &mut dyn ByteSink) -> Result<Production> {
         let loc = match &self.located {
             Some(loc) => loc.clone(),
             None => {
@@ -163,17 +163,17 @@ impl Producer for Extract {
                     sib.name
                 );
                 let warnings = loc.choice.warning.iter().cloned().collect();
-                return Ok(Produced {
+                return Ok(Production::Done(Produced {
                     shape: loc.w.shape.clone(),
                     nan_count: sib.nan_count,
                     source: Some(src),
                     warnings,
                     expect_sha256: Some((sib.sha256, sib.file)),
-                });
+                }));
             }
             if let source::share::Share::Wait(by) = decided {
                 tracing::debug!("{}: W is the same as {by}'s, which is being fetched: deferred", g.name);
-                return Err(crate::error::Error::Deferred { by });
+                return Ok(Production::Wait(by));
             }
         }
         let header = safetensors_file::header(&[safetensors_file::Entry {
@@ -205,13 +205,13 @@ impl Producer for Extract {
                 "W holds {nan_count} NaN values (written as the canonical NaN 0x7FC0 when converted); recorded in the manifest"
             ));
         }
-        Ok(Produced {
+        Ok(Production::Done(Produced {
             shape: loc.w.shape.clone(),
             nan_count,
             source: Some(record(&loc)),
             warnings,
             expect_sha256: None,
-        })
+        }))
     }
 
     fn transfer(&self) -> Result<Option<source::Transfer>> {

@@ -4,7 +4,7 @@
 //! the output dtype (f32 by default, or bf16). File: `W_prime` [V, d] then `centroid` [d] (f32).
 
 use super::input::{MatrixInput, Opened};
-use super::{Context, Frame, Param, Params, Plan, Produced, Producer};
+use super::{Context, Frame, Param, Params, Plan, Produced, Producer, Production};
 use crate::dtype;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, fingerprint};
@@ -133,7 +133,7 @@ pub(super) fn column_sums(rows: &[u8], d: usize) -> Vec<f64> {
 }
 
 impl Producer for Centered {
-    fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
+    fn produce(&self, out: &mut dyn ByteSink) -> Result<Production> {
         let (v, d) = (self.matrix.v, self.matrix.d);
         let opened = self.matrix.open()?;
         let centroid = self.centroid(&opened)?;
@@ -175,7 +175,13 @@ impl Producer for Centered {
         out.write(&tail)?;
         opened.unchanged()?;
         let warnings = if nans > 0 { vec![nan_warning(nans, nans_in_w)] } else { Vec::new() };
-        Ok(Produced { shape: vec![v as u64, d as u64], nan_count: nans, source: None, warnings, expect_sha256: None })
+        Ok(Production::Done(Produced {
+            shape: vec![v as u64, d as u64],
+            nan_count: nans,
+            source: None,
+            warnings,
+            expect_sha256: None,
+        }))
     }
 }
 

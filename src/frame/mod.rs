@@ -92,9 +92,18 @@ pub(crate) struct Plan {
     pub(crate) producer: Box<dyn Producer>,
 }
 
+/// What producing an output came to.
+pub(crate) enum Production {
+    /// The whole file was streamed: facts for its manifest.
+    Done(Produced),
+    /// Nothing was written: another output of this run is fetching the same W (its name); produce again once that
+    /// one is stored, and its bytes are copied.
+    Wait(String),
+}
+
 pub(crate) trait Producer: Send + Sync {
-    /// Streams the whole output file into `out`.
-    fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced>;
+    /// Streams the whole output file into `out` (or says it must wait).
+    fn produce(&self, out: &mut dyn ByteSink) -> Result<Production>;
     /// For `--dry-run`: what producing would move from the model source (`None`: it reads only its inputs).
     fn transfer(&self) -> Result<Option<crate::source::Transfer>> {
         Ok(None)

@@ -10,7 +10,7 @@
 //! same file on any machine and thread count.
 
 use super::input::{MatrixInput, Opened};
-use super::{Context, Frame, Param, Params, Plan, Produced, Producer};
+use super::{Context, Frame, Param, Params, Plan, Produced, Producer, Production};
 use crate::dtype;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, fingerprint};
@@ -141,7 +141,7 @@ struct ChunkTotals {
 }
 
 impl Producer for Stats {
-    fn produce(&self, out: &mut dyn ByteSink) -> Result<Produced> {
+    fn produce(&self, out: &mut dyn ByteSink) -> Result<Production> {
         let (v, d) = (self.matrix.v, self.matrix.d);
         let rounding = if self.dtype == OutDtype::F64 { Rounding::F64 } else { Rounding::F32 };
         let opened = self.matrix.open()?;
@@ -191,7 +191,7 @@ impl Producer for Stats {
         }
         let stats = Finished { rows, centered, duplicate_of, mean, histogram, distinct, column_distinct };
         let nan_count = stats.write(out, self.dtype)?;
-        Ok(Produced { shape: vec![v as u64], nan_count, source: None, warnings, expect_sha256: None })
+        Ok(Production::Done(Produced { shape: vec![v as u64], nan_count, source: None, warnings, expect_sha256: None }))
     }
 }
 
