@@ -22,6 +22,9 @@ fn main() -> std::process::ExitCode {
         Command::Man => commands::docs::man(),
         Command::Synth(args) => gamma_run::dev::synth::execute(args).map(|()| Exit::Ok),
     };
+    if let Some(peak) = gamma_run::alloc::peak_rss_bytes() {
+        tracing::debug!("peak memory {:.1} MiB (VmHWM)", peak as f64 / (1 << 20) as f64);
+    }
     let exit = result.unwrap_or_else(|e| {
         eprintln!("error: {}", gamma_run::text::plain_lines(&gamma_run::redact::redact(&e.to_string())));
         Exit::of_error(&e)
