@@ -7,7 +7,7 @@ use crate::frame::{Context, Frame, Params, Plan};
 use crate::job::{Job, JobFile};
 use crate::manifest::freshness::{self, State};
 use crate::manifest::{Manifest, OutputRecord, SCHEMA, StatCache, Tool, fingerprint};
-use crate::store::{self, FileStat, Sink};
+use crate::store::{self, FileStat};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -438,70 +438,53 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<Store
     let output_path = output_path(cx, job, frame);
     let manifest_path = manifest_path(cx, job, frame);
     let before: BTreeMap<String, FileStat> = plan.watched.iter().map(|w| (w.name.clone(), w.stat)).collect();
-    cx.store.guard(&output_path)?;
-    cx.store.guard(&manifest_path)?;
-    let created = store::missing_dirs(&output_path, &cx.store.tensors);
-    let mut sink = Sink::create(&output_path)?;
-    let produced = match plan.producer.produce(&mut sink) {
+    let mut publication = cx.store.begin(&output_path, &manifest_path)?;
+    let produced = match plan.producer.produce(publication.sink()) {
         Ok(crate::frame::Production::Done(p)) => p,
         Ok(crate::frame::Production::Wait(by)) => {
-            drop(sink);
-            store::remove_empty_dirs(&created);
+            publication.abandon();
             return Ok(Stored::Waits(by));
         }
         Err(e) => {
-            // Leave no trace of a failed first build: the temp file goes with the sink, empty new dirs here.
-            drop(sink);
-            store::remove_empty_dirs(&created);
+            // Leave no trace of a failed first build.
+            publication.abandon();
             return Err(e);
         }
     };
     for w in &plan.watched {
         if FileStat::of(&w.path)? != w.stat {
+            publication.abandon();
             return Err(Error::checkpoint(&w.path, "changed while it was being read; nothing was stored, run again"));
         }
     }
-    store::remove_durably(&manifest_path)?;
-    store::failpoint("after-manifest-removed");
-    let written = match &produced.expect_sha256 {
-        None => sink.commit()?,
-        Some((want, from)) => sink.commit_checked(|_, got| {
-            if got == want {
-                return Ok(());
-            }
-            Err(Error::checkpoint(
-                from,
-                format!(
-                    "its bytes hash to {got}, not the SHA-256 {want} its manifest records, so they were not shared; \
-                     nothing was stored. Check it with `gamma-run verify` and rebuild it with --force"
-                ),
-            ))
-        })?,
-    };
-    store::failpoint("before-manifest");
-    let manifest = Manifest {
-        schema: SCHEMA.into(),
-        name: job.name.clone(),
-        frame: frame.name().into(),
-        frame_version: frame.version(),
-        output: OutputRecord {
-            path: cx.store.relative_to_root(&output_path),
-            sha256: written.sha256.clone(),
-            size: written.size,
-            tensor: plan.tensor,
-            dtype: plan.dtype.name().into(),
-            shape: produced.shape,
-        },
-        source: produced.source.map(crate::manifest::consistency::sealed),
-        inputs: plan.inputs,
-        params: plan.params,
-        nan_count: produced.nan_count,
-        fingerprint: fingerprint::digest(&plan.fingerprint),
-        fingerprint_inputs: plan.fingerprint,
-        stat: StatCache { output: written.stat, sources: before },
-        tool: Tool::this(),
-        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    };
-    store::write_atomic(&manifest_path, &manifest.to_bytes())?;
+    let expect = produced.expect_sha256.as_ref().map(|(sha, from)| (sha.as_str(), from.as_path()));
+    let relative = cx.store.relative_to_root(&output_path);
+    let (shape, source, nan_count) = (produced.shape.clone(), produced.source.clone(), produced.nan_count);
+    let written = publication.commit(expect, |written| {
+        Manifest {
+            schema: SCHEMA.into(),
+            name: job.name.clone(),
+            frame: frame.name().into(),
+            frame_version: frame.version(),
+            output: OutputRecord {
+                path: relative,
+                sha256: written.sha256.clone(),
+                size: written.size,
+                tensor: plan.tensor,
+                dtype: plan.dtype.name().into(),
+                shape,
+            },
+            source: source.map(crate::manifest::consistency::sealed),
+            inputs: plan.inputs,
+            params: plan.params,
+            nan_count,
+            fingerprint: fingerprint::digest(&plan.fingerprint),
+            fingerprint_inputs: plan.fingerprint,
+            stat: StatCache { output: written.stat, sources: before },
+            tool: Tool::this(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+        .to_bytes()
+    })?;
     Ok(Stored::Written(written, produced.warnings))
 }

@@ -5,6 +5,7 @@
 pub(crate) mod clean;
 pub mod interrupt;
 pub(crate) mod lock;
+mod publish;
 pub(crate) mod safetensors_file;
 mod sink;
 
