@@ -162,7 +162,7 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved)
 
 /// "fetches W's byte range (1.0 MiB) from the Hub", and the like: what a dry run's output would move.
 fn transfer_words(t: &crate::source::Transfer) -> String {
-    use crate::source::FetchMode;
+    use crate::manifest::FetchMode;
     let w = human_bytes(t.w_bytes);
     match t.fetch {
         FetchMode::Local => format!("reads W ({w}) from the local checkpoint; no network"),
@@ -415,7 +415,7 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
                     src.revision.as_deref().unwrap_or("?")
                 ),
                 (_, Some(p)) => format!("local directory {p}"),
-                _ => src.kind.clone(),
+                _ => src.kind.as_str().to_string(),
             },
         );
         row("key", format!("{} ({} {:?})", src.tensor, src.dtype, src.shape));
@@ -441,11 +441,11 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
                 src.range.offset,
                 src.range.offset + src.range.length,
                 src.range.file,
-                src.fetch.as_deref().unwrap_or("?")
+                src.fetch.map_or("?", |f| f.as_str())
             ),
         );
         for f in &src.files {
-            let digest = match (&f.sha256, f.digest_from(&src.kind)) {
+            let digest = match (&f.sha256, f.digest_from(src.kind)) {
                 (Some(sha), Some(crate::manifest::DigestFrom::Computed)) => format!("sha256 {sha} (computed)"),
                 (Some(sha), Some(from)) => format!("sha256 {sha} ({}, not checked)", from.as_str()),
                 _ => "sha256 not known (the file was not read whole)".into(),

@@ -76,7 +76,7 @@ pub(crate) fn statement(m: &Manifest) -> Value {
                 d["digest"] = json!({"sha256": sha});
                 // Who vouches for the digest: computed by gamma-run, or the Hub's / the cache's unchecked word.
                 d["annotations"]["sha256_from"] =
-                    json!(f.digest_from(&s.kind).map(super::super::manifest::DigestFrom::as_str));
+                    json!(f.digest_from(s.kind).map(super::super::manifest::DigestFrom::as_str));
             }
             deps.push(d);
         }

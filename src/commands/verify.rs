@@ -155,7 +155,7 @@ fn check_sources(
         if let Some(want) = &f.sha256
             && got.sha256 != *want
         {
-            let said = f.digest_from(&s.kind).map_or("?", super::super::manifest::DigestFrom::as_str);
+            let said = f.digest_from(s.kind).map_or("?", super::super::manifest::DigestFrom::as_str);
             problems.push(format!(
                 "source {from}: sha256 {} differs from the manifest's {want} (sha256_from: {said})",
                 got.sha256

@@ -155,7 +155,7 @@ impl Producer for Extract {
             if let source::share::Share::Copy(sib) = decided {
                 source::share::copy(&sib, out)?;
                 let mut src = record(&loc);
-                src.fetch = Some(source::FetchMode::Shared.as_str().into());
+                src.fetch = Some(crate::manifest::FetchMode::Shared);
                 src.shared_from = Some(sib.name.clone());
                 tracing::debug!(
                     "{}: W is {}'s (same shard SHA-256 and range): copied, not fetched",
@@ -233,12 +233,12 @@ impl Producer for Extract {
 
 fn record(loc: &Located) -> SourceRecord {
     SourceRecord {
-        kind: loc.kind.as_str().into(),
+        kind: loc.kind,
         repo: loc.repo.clone(),
         path: loc.repo.is_none().then(|| loc.dir.as_ref().map(|d| d.display().to_string())).flatten(),
         revision: loc.revision.clone(),
         commit: loc.commit.clone(),
-        fetch: Some(loc.fetch.as_str().into()),
+        fetch: Some(loc.fetch),
         files: loc.files.clone(),
         tensor: loc.w.name.clone(),
         dtype: loc.w.dtype.name().into(),
@@ -248,7 +248,7 @@ fn record(loc: &Located) -> SourceRecord {
         seal: None,
         range: ByteRange { file: loc.shard.clone(), offset: loc.w_offset, length: loc.w.end - loc.w.begin },
         head: loc.choice.head.clone(),
-        format: Some(loc.format.as_str().into()),
+        format: Some(loc.format),
         entry: loc.entry.clone(),
     }
 }
@@ -372,7 +372,7 @@ mod tests {
         // f32 W of 3×5 at offset 13 of a 200-byte "file", fed in pieces that split elements.
         let file: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
         let src = SourceRecord {
-            kind: "local".into(),
+            kind: crate::manifest::SourceKind::Local,
             repo: None,
             path: None,
             revision: None,

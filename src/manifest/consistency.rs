@@ -15,19 +15,19 @@ use std::path::Path;
 pub(crate) fn seal(s: &SourceRecord) -> String {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut lines = vec![
-        ("kind", s.kind.clone()),
+        ("kind", s.kind.as_str().to_string()),
         ("repo", opt(&s.repo)),
         ("path", opt(&s.path)),
         ("revision", opt(&s.revision)),
         ("commit", opt(&s.commit)),
-        ("fetch", opt(&s.fetch)),
+        ("fetch", s.fetch.map_or("-", |f| f.as_str()).to_string()),
         ("tensor", s.tensor.clone()),
         ("dtype", s.dtype.clone()),
         ("shape", s.shape.iter().map(u64::to_string).collect::<Vec<_>>().join(",")),
         ("range.file", s.range.file.clone()),
         ("range.offset", s.range.offset.to_string()),
         ("range.length", s.range.length.to_string()),
-        ("format", opt(&s.format)),
+        ("format", s.format.map_or("-", |f| f.as_str()).to_string()),
         ("entry", opt(&s.entry)),
         ("shared_from", opt(&s.shared_from)),
     ]
@@ -86,17 +86,20 @@ pub(crate) fn check(m: &Manifest) -> Result<(), String> {
             }
             match fp.get("source.kind").map(String::as_str) {
                 Some("hub") => {
-                    if s.kind != "hub" && s.kind != "hf_cache" {
-                        return Err(format!("source.kind is {:?} but its fingerprint records a Hub model", s.kind));
+                    if !s.kind.is_hub() {
+                        return Err(format!(
+                            "source.kind is {:?} but its fingerprint records a Hub model",
+                            s.kind.as_str()
+                        ));
                     }
                     same("source.repo", "source.repo", s.repo.as_deref())?;
                     same("source.commit", "source.commit", s.commit.as_deref())?;
                 }
                 Some("local") => {
-                    if s.kind != "local" {
+                    if s.kind != super::SourceKind::Local {
                         return Err(format!(
                             "source.kind is {:?} but its fingerprint records a local directory",
-                            s.kind
+                            s.kind.as_str()
                         ));
                     }
                     let digest = |name: &str| s.files.iter().find(|f| f.path == name).and_then(|f| f.sha256.as_deref());

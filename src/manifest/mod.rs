@@ -5,6 +5,9 @@
 pub(crate) mod consistency;
 pub(crate) mod fingerprint;
 pub(crate) mod freshness;
+mod kinds;
+
+pub(crate) use kinds::{FetchMode, Format, SourceKind};
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::FileStat;
@@ -49,7 +52,7 @@ pub(crate) struct OutputRecord {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SourceRecord {
-    pub(crate) kind: String,
+    pub(crate) kind: SourceKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) repo: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,7 +61,7 @@ pub(crate) struct SourceRecord {
     pub(crate) commit: Option<String>,
     /// How W's bytes were read: `local`, `cache`, `range` (only W's byte range, from the Hub) or `full`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) fetch: Option<String>,
+    pub(crate) fetch: Option<FetchMode>,
     pub(crate) files: Vec<FileRecord>,
     pub(crate) tensor: String,
     pub(crate) dtype: String,
@@ -69,7 +72,7 @@ pub(crate) struct SourceRecord {
     /// How `range.file` stores tensors: `safetensors` or `pytorch-zip` (absent in manifests from before it was
     /// recorded: safetensors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) format: Option<String>,
+    pub(crate) format: Option<Format>,
     /// For `pytorch-zip`: the zip entry holding W's storage (`archive/data/0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) entry: Option<String>,
@@ -161,9 +164,10 @@ impl FileRecord {
 
     /// Where this record's digest came from; `None` when there is no digest. Manifests older than the field
     /// are read as not computed: `cache` for HF-cache sources, `hub` otherwise.
-    pub(crate) fn digest_from(&self, source_kind: &str) -> Option<DigestFrom> {
+    pub(crate) fn digest_from(&self, source_kind: SourceKind) -> Option<DigestFrom> {
         self.sha256.as_ref()?;
-        Some(self.sha256_from.unwrap_or(if source_kind == "hf_cache" { DigestFrom::Cache } else { DigestFrom::Hub }))
+        let old = if source_kind == SourceKind::HfCache { DigestFrom::Cache } else { DigestFrom::Hub };
+        Some(self.sha256_from.unwrap_or(old))
     }
 }
 

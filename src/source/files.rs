@@ -24,26 +24,6 @@ pub(crate) trait Files {
     fn read_at(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
 }
 
-/// How the file holding the matrix stores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
-    Safetensors,
-    /// `torch.save`'s zip (`pytorch_model.bin`), read through the restricted pickle reader.
-    PytorchZip,
-    /// The legacy (pre-1.6) `torch.save` format: pickles, then the storages.
-    PytorchLegacy,
-}
-
-impl Format {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Format::Safetensors => "safetensors",
-            Format::PytorchZip => "pytorch-zip",
-            Format::PytorchLegacy => "pytorch-legacy",
-        }
-    }
-}
-
 pub(crate) struct Found {
     pub(crate) config_bytes: Vec<u8>,
     /// The index's name and bytes, for a sharded checkpoint.
@@ -52,7 +32,7 @@ pub(crate) struct Found {
     /// What describes the shard's tensors (a safetensors header, a `.bin`'s pickle): part of a local source's
     /// identity.
     pub(crate) described_by: Vec<u8>,
-    pub(crate) format: Format,
+    pub(crate) format: crate::manifest::Format,
     /// For a `.bin`: the zip entry holding the matrix's storage.
     pub(crate) entry: Option<String>,
     pub(crate) shard: String,
@@ -177,7 +157,7 @@ pub(crate) fn find_w(files: &dyn Files, wanted: unembedding::Wanted) -> Result<F
         index,
         choice,
         described_by,
-        format: Format::Safetensors,
+        format: crate::manifest::Format::Safetensors,
         entry: None,
         shard,
         shard_len,
@@ -335,7 +315,11 @@ fn find_in_bin(
         index,
         choice,
         described_by: pickled,
-        format: if matches!(archive, Archive::Zip(_)) { Format::PytorchZip } else { Format::PytorchLegacy },
+        format: if matches!(archive, Archive::Zip(_)) {
+            crate::manifest::Format::PytorchZip
+        } else {
+            crate::manifest::Format::PytorchLegacy
+        },
         entry: Some(storage_name),
         shard,
         shard_len: len,

@@ -55,12 +55,12 @@ pub(crate) fn locate(cache: &Path, at: &super::HubRef, wanted: crate::unembeddin
     }
     files.push(record(&snapshot, &found.shard, found.shard_len));
     Ok(Located {
-        kind: super::SourceKind::HfCache,
+        kind: crate::manifest::SourceKind::HfCache,
         repo: Some(repo.into()),
         dir: Some(snapshot.clone()),
         revision: Some(revision.into()),
         commit: Some(commit.into()),
-        fetch: super::FetchMode::Cache,
+        fetch: crate::manifest::FetchMode::Cache,
         w_offset: found.w_offset(),
         w,
         format: found.format,

@@ -156,7 +156,7 @@ pub(crate) fn locate(
         sha256_from: from,
     });
     let (bytes, how, dir) = match fetch {
-        Fetch::Range => (WBytes::Remote(hub.clone(), shard), super::FetchMode::Range, None),
+        Fetch::Range => (WBytes::Remote(hub.clone(), shard), crate::manifest::FetchMode::Range, None),
         Fetch::Full => {
             let (blob, sha) = download(hub, &shard, cache)?;
             // `download` hashed every byte it kept (or re-hashed the blob it reused).
@@ -184,11 +184,11 @@ pub(crate) fn locate(
                 hf_cache::link(cache, at, name, &etag)?;
             }
             let snapshot = cache.join(hf_cache::repo_folder(repo)).join("snapshots").join(commit);
-            (WBytes::File(blob), super::FetchMode::Full, Some(snapshot))
+            (WBytes::File(blob), crate::manifest::FetchMode::Full, Some(snapshot))
         }
     };
     Ok(Located {
-        kind: super::SourceKind::Hub,
+        kind: crate::manifest::SourceKind::Hub,
         repo: Some(repo.into()),
         dir,
         revision: Some(revision.into()),
@@ -237,11 +237,11 @@ pub(crate) fn transfer(
     let w = found.w();
     let w_bytes = w.end - w.begin;
     let (mode, download) = match fetch {
-        Fetch::Range => (super::FetchMode::Range, w_bytes),
+        Fetch::Range => (crate::manifest::FetchMode::Range, w_bytes),
         Fetch::Full => {
             let cached = shard.sha256.as_deref().map(|sha| hf_cache::blob_path(cache, &at.repo, sha));
             let cached = cached.is_some_and(|b| std::fs::metadata(b).is_ok_and(|m| m.len() == shard.size));
-            (super::FetchMode::Full, if cached { 0 } else { shard.size })
+            (crate::manifest::FetchMode::Full, if cached { 0 } else { shard.size })
         }
     };
     Ok(super::Transfer { fetch: mode, shard: found.shard.clone(), shard_size: shard.size, w_bytes, download })

@@ -40,12 +40,12 @@ pub(crate) fn locate(dir: &Path, wanted: crate::unembedding::Wanted) -> Result<(
     files.push(FileRecord { path: found.shard.clone(), size: found.shard_len, sha256: None, sha256_from: None });
     let shard_path = dir.join(&found.shard);
     let loc = Located {
-        kind: super::SourceKind::Local,
+        kind: crate::manifest::SourceKind::Local,
         repo: None,
         dir: Some(dir.to_owned()),
         revision: None,
         commit: None,
-        fetch: super::FetchMode::Local,
+        fetch: crate::manifest::FetchMode::Local,
         w_offset: found.w_offset(),
         w,
         format: found.format,

@@ -24,60 +24,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub(crate) use crate::manifest::{DigestFrom, FileRecord};
+use crate::manifest::{FetchMode, Format, SourceKind};
 
 /// Where W's bytes can be read.
 #[derive(Clone)]
 pub(crate) enum WBytes {
     File(PathBuf),
     Remote(Arc<crate::hub::Hub>, crate::hub::Remote),
-}
-
-/// What holds a located W.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SourceKind {
-    Local,
-    HfCache,
-    Hub,
-}
-
-/// How W's bytes were obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FetchMode {
-    /// From a local checkpoint directory.
-    Local,
-    /// From a snapshot in the HF cache.
-    Cache,
-    /// Only W's byte range, from the Hub.
-    Range,
-    /// The shard downloaded into the HF cache, then read there.
-    Full,
-    /// Not read at all: another output of the grid holds the same W (same shard SHA-256, same range), and its
-    /// stored file, checked against its manifest, was copied.
-    Shared,
-}
-
-impl SourceKind {
-    /// As the manifest records it.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Local => "local",
-            SourceKind::HfCache => "hf_cache",
-            SourceKind::Hub => "hub",
-        }
-    }
-}
-
-impl FetchMode {
-    /// As the manifest records it.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            FetchMode::Local => "local",
-            FetchMode::Cache => "cache",
-            FetchMode::Range => "range",
-            FetchMode::Full => "full",
-            FetchMode::Shared => "shared",
-        }
-    }
 }
 
 /// W found: which file holds it, where, and everything the manifest says about the source.
@@ -91,7 +44,7 @@ pub(crate) struct Located {
     /// How the bytes were obtained.
     pub(crate) fetch: FetchMode,
     /// How the shard stores them, and (a `.bin`) the zip entry of the matrix's storage.
-    pub(crate) format: files::Format,
+    pub(crate) format: Format,
     pub(crate) entry: Option<String>,
     pub(crate) choice: Choice,
     pub(crate) w: TensorInfo,
@@ -181,8 +134,7 @@ pub(crate) fn resolve(
             match hub::resolve_commit(repo, revision, opts) {
                 Ok(commit) => Ok(Resolved::Hub(at(commit, false))),
                 Err(e @ Error::NotInCache { .. }) if opts.hub.is_none() => {
-                    let same = recorded
-                        .filter(|r| r.kind == SourceKind::Hub.as_str() || r.kind == SourceKind::HfCache.as_str());
+                    let same = recorded.filter(|r| r.kind.is_hub());
                     let same =
                         same.filter(|r| r.repo.as_deref() == Some(repo) && r.revision.as_deref() == Some(revision));
                     match same.and_then(|r| r.commit.clone()).filter(|c| crate::names::is_commit(c)) {

@@ -38,8 +38,9 @@ pub(crate) fn reread(
 ) -> Result<Reread> {
     crate::names::check_relative_file(&file.path)
         .map_err(|m| Error::Usage(format!("the manifest names source file {:?}: {m}", file.path)))?;
-    let at = match (src.kind.as_str(), &src.repo, &src.commit, &src.path) {
-        ("local", _, _, Some(dir)) => At::Disk(PathBuf::from(dir).join(&file.path)),
+    use crate::manifest::{FetchMode, SourceKind};
+    let at = match (src.kind, &src.repo, &src.commit, &src.path) {
+        (SourceKind::Local, _, _, Some(dir)) => At::Disk(PathBuf::from(dir).join(&file.path)),
         (_, Some(repo), Some(commit), _) => {
             crate::names::check_repo_id(repo).map_err(|m| Error::Usage(format!("the manifest's source.repo: {m}")))?;
             if !hf_cache::is_commit(commit) {
@@ -47,7 +48,7 @@ pub(crate) fn reread(
             }
             let snap = opts.hf_cache.join(hf_cache::repo_folder(repo)).join("snapshots").join(commit).join(&file.path);
             // What was read from the cache (or downloaded into it) is re-read there; a range read, from the Hub.
-            let from_cache = src.kind == "hf_cache" || src.fetch.as_deref() == Some("full");
+            let from_cache = src.kind == SourceKind::HfCache || src.fetch == Some(FetchMode::Full);
             if from_cache && snap.exists() {
                 At::Disk(snap)
             } else {
@@ -58,8 +59,8 @@ pub(crate) fn reread(
     };
     // The Hub's current word, for Hub sources only, and only for a repo id and commit that are what they should
     // be (a manifest is a file anyone may have edited; its fields must not steer requests that carry the token).
-    let remote = match (src.kind.as_str(), &src.repo, &src.commit, &opts.hub) {
-        ("hub" | "hf_cache", Some(repo), Some(commit), Some(hub)) => {
+    let remote = match (src.kind, &src.repo, &src.commit, &opts.hub) {
+        (SourceKind::Hub | SourceKind::HfCache, Some(repo), Some(commit), Some(hub)) => {
             crate::names::check_repo_id(repo).map_err(|m| Error::Usage(format!("the manifest's source.repo: {m}")))?;
             if !crate::names::is_commit(commit) {
                 return Err(Error::Usage(format!("the manifest's commit {commit:?} is not 40 hex")));
