@@ -471,7 +471,7 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<Store
                 sha256: written.sha256.clone(),
                 size: written.size,
                 tensor: plan.tensor,
-                dtype: plan.dtype.name().into(),
+                dtype: plan.dtype,
                 shape,
             },
             source: source.map(crate::manifest::consistency::sealed),

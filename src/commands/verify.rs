@@ -90,13 +90,13 @@ fn check_inner(path: &Path, how: &How, output: &mut Option<PathBuf>) -> std::res
     }
     let (h, _) = crate::source::read_header(&real).map_err(|e| mismatch(e.to_string()))?;
     let t = h.get(&m.output.tensor).ok_or_else(|| mismatch(format!("the file has no tensor {:?}", m.output.tensor)))?;
-    if t.dtype.name() != m.output.dtype || t.shape != m.output.shape {
+    if t.dtype.name() != m.output.dtype.name() || t.shape != m.output.shape {
         return Err(mismatch(format!(
             "tensor {:?} is {} {:?}, the manifest says {} {:?}",
             t.name,
             t.dtype.name(),
             t.shape,
-            m.output.dtype,
+            m.output.dtype.name(),
             m.output.shape
         )));
     }

@@ -7,6 +7,7 @@
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{InputRecord, Manifest, check_output_path};
 use crate::store::FileStat;
+use crate::store::safetensors_file::OutDtype;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 
@@ -31,8 +32,9 @@ impl MatrixInput {
         if v == 0 || d == 0 {
             return Err(format!("{frame}'s shape {:?} is empty", m.output.shape));
         }
-        if m.output.dtype != "BF16" || m.frame != frame {
-            return Err(format!("{frame}'s output is {} {}, expected a BF16 matrix", m.output.tensor, m.output.dtype));
+        if m.output.dtype != OutDtype::Bf16 || m.frame != frame {
+            let (tensor, dtype) = (&m.output.tensor, m.output.dtype.name());
+            return Err(format!("{frame}'s output is {tensor} {dtype}, expected a BF16 matrix"));
         }
         let (v, d) = (usize::try_from(v).map_err(|e| e.to_string())?, usize::try_from(d).map_err(|e| e.to_string())?);
         let path = root.join(&m.output.path);

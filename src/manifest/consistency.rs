@@ -74,7 +74,7 @@ pub(crate) fn check(m: &Manifest) -> Result<(), String> {
     };
     same("frame", "frame", Some(&m.frame))?;
     same("frame_version", "frame_version", Some(&m.frame_version.to_string()))?;
-    same("output.dtype", "output.dtype", Some(&m.output.dtype))?;
+    same("output.dtype", "output.dtype", Some(m.output.dtype.name()))?;
     match (&m.source, m.inputs.is_empty()) {
         (Some(s), true) => {
             if let Some(recorded) = &s.seal

@@ -157,7 +157,7 @@ mod tests {
                 sha256: crate::store::sha256_file(&output).unwrap(),
                 size: 18,
                 tensor: "W".into(),
-                dtype: "BF16".into(),
+                dtype: crate::store::safetensors_file::OutDtype::Bf16,
                 shape: vec![1, 9],
             },
             source: Some(SourceRecord {

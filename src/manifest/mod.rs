@@ -46,7 +46,7 @@ pub(crate) struct OutputRecord {
     pub(crate) sha256: String,
     pub(crate) size: u64,
     pub(crate) tensor: String,
-    pub(crate) dtype: String,
+    pub(crate) dtype: crate::store::safetensors_file::OutDtype,
     pub(crate) shape: Vec<u64>,
 }
 

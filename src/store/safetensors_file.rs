@@ -2,7 +2,8 @@
 //! order, compact JSON, no `__metadata__`, padded with spaces to a multiple of 8. Deterministic by construction.
 
 /// The dtypes gamma-run writes (F16 only in synthetic checkpoints; F64 and the integers in statistics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub(crate) enum OutDtype {
     Bf16,
     F16,
