@@ -34,7 +34,7 @@ pub fn execute(args: StatusArgs) -> Result<Exit> {
                 .filter(|r| r.frame == "token_stats" && matches!(r.state, Ok(State::Fresh)))
                 .filter_map(|r| Some((r.name.clone(), crate::frame::stats_summary::summarize(&r.output_path).ok()?)))
                 .collect();
-            crate::report::status_markdown(&rows, &cx.store, &hub_endpoint(), &dups, &stats)
+            crate::report::status_markdown(&rows, &cx.store, &hub_endpoint(), &dups, &stats);
         }
     }
     if rows.iter().any(|r| r.state.is_err()) {

@@ -92,7 +92,8 @@ pub(crate) struct Plan {
     pub(crate) producer: Box<dyn Producer>,
 }
 
-/// What producing an output came to.
+/// What producing an output came to (one per output built: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Production {
     /// The whole file was streamed: facts for its manifest.
     Done(Produced),

@@ -481,7 +481,10 @@ impl Finished {
             safetensors_file::Entry { name: "column_distinct", dtype: OutDtype::I32, shape: &[d] },
         ];
         let header = safetensors_file::header(&entries);
-        out.reserve(header.len() as u64 + entries.iter().map(|e| e.byte_len()).sum::<u64>())?;
+        out.reserve(
+            header.len() as u64
+                + entries.iter().map(super::super::store::safetensors_file::Entry::byte_len).sum::<u64>(),
+        )?;
         out.write(&header)?;
         let mut nans = 0u64;
         let mut bytes = Vec::with_capacity(crate::store::BUF_LEN);

@@ -344,7 +344,7 @@ fn a_wrong_w_is_not_laundered_through_grid_sharing() {
         m["source"]["range"] = m0["source"]["range"].clone();
     };
     let write3 = |m: &serde_json::Value| {
-        std::fs::write(ws.path("manifests/p@step3/gamma.json"), serde_json::to_vec_pretty(m).unwrap()).unwrap()
+        std::fs::write(ws.path("manifests/p@step3/gamma.json"), serde_json::to_vec_pretty(m).unwrap()).unwrap();
     };
 
     // Edited alone: caught, and not lent.

@@ -142,7 +142,7 @@ fn planted_rows_are_found_exactly() {
     // The mean is γ′'s centroid, bit for bit.
     let (_, mean) = tensor_bytes(&file, "mean");
     let mean = f64s(&mean);
-    let mut total = vec![0f64; D];
+    let mut total = [0f64; D];
     for chunk in rows.chunks(256) {
         let mut s = vec![0f64; D];
         chunk.iter().for_each(|r| r.iter().zip(&mut s).for_each(|(b, a)| *a += value(*b)));

@@ -244,10 +244,10 @@ fn a_manifest_whose_source_fields_disagree_with_its_fingerprint_is_edited() {
             f["sha256"] = "e".repeat(64).into();
         }),
         ("m", "source.range.offset", |m| {
-            m["source"]["range"]["offset"] = (m["source"]["range"]["offset"].as_u64().unwrap() + 2).into()
+            m["source"]["range"]["offset"] = (m["source"]["range"]["offset"].as_u64().unwrap() + 2).into();
         }),
         ("m", "source.range.length", |m| {
-            m["source"]["range"]["length"] = (m["source"]["range"]["length"].as_u64().unwrap() - 2).into()
+            m["source"]["range"]["length"] = (m["source"]["range"]["length"].as_u64().unwrap() - 2).into();
         }),
         ("m", "source.shape", |m| m["source"]["shape"][0] = 3.into()),
         ("m", "source.dtype", |m| m["source"]["dtype"] = "F16".into()),

@@ -372,7 +372,10 @@ pub fn assert_gamma_prime_matches_reference(ws: &Ws, name: &str) {
 /// reads byte ranges and never checks them, and the crafted archives the tests need are not meant for zip tools).
 /// An entry's data is pieces, each bytes repeated a number of times, streamed to `out`: a large crafted entry
 /// never sits in the test's memory.
-pub fn stored_zip(out: &mut dyn std::io::Write, entries: &[(&str, &[(&[u8], usize)])]) {
+/// An entry's data: pieces, each bytes repeated a number of times.
+pub type Pieces<'a> = &'a [(&'a [u8], usize)];
+
+pub fn stored_zip(out: &mut dyn std::io::Write, entries: &[(&str, Pieces)]) {
     let (mut at, mut cd) = (0u32, Vec::new());
     for (name, pieces) in entries {
         let len: usize = pieces.iter().map(|(b, n)| b.len() * n).sum();
