@@ -12,10 +12,10 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.verbose, cli.quiet, cli.color);
     let result = match cli.command {
         Command::Run(args) => commands::run::execute(args, cli.quiet),
-        Command::Status(args) => commands::status::execute(args),
-        Command::Verify(args) => commands::verify::execute(args),
+        Command::Status(args) => commands::status::execute(args, cli.quiet),
+        Command::Verify(args) => commands::verify::execute(args, cli.quiet),
         Command::Show(args) => commands::show::execute(args),
-        Command::Attest(args) => commands::attest::execute(args),
+        Command::Attest(args) => commands::attest::execute(args, cli.quiet),
         Command::Clean(args) => commands::clean::execute(args),
         Command::Lock(args) => commands::lock::execute(args),
         Command::Completions(args) => commands::docs::completions(args),

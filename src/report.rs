@@ -189,8 +189,12 @@ fn state_words(state: &Result<State, crate::error::Error>) -> (&'static str, Vec
     }
 }
 
-pub(crate) fn status_table(rows: &[Row]) {
+/// The status table; with `quiet`, only the outputs that are not fresh (nothing when all are, as `dvc status -q`).
+pub(crate) fn status_table(rows: &[Row], quiet: bool) {
     for r in rows {
+        if quiet && matches!(r.state, Ok(State::Fresh)) {
+            continue;
+        }
         let (state, reasons) = state_words(&r.state);
         let id = format!("{}/{}", r.name, r.frame);
         let notes = if r.notes.is_empty() { String::new() } else { format!("  ({})", plain(&r.notes.join("; "))) };
@@ -503,14 +507,19 @@ pub(crate) fn cleaned_summary(count: usize, bytes: u64, dry_run: bool) {
     }
 }
 
-pub(crate) fn attested(files: &[std::path::PathBuf]) {
+/// The statements written; nothing with `quiet`.
+pub(crate) fn attested(files: &[std::path::PathBuf], quiet: bool) {
+    if quiet {
+        return;
+    }
     for f in files {
         out!("wrote    {}", plain(&shown_path(f)));
     }
     out!("{} statements", files.len());
 }
 
-pub(crate) fn verify(checked: &[Checked], as_json: bool) {
+/// `verify`'s lines; with `quiet`, only mismatches and errors (and then the summary): nothing when all match.
+pub(crate) fn verify(checked: &[Checked], as_json: bool, quiet: bool) {
     if as_json {
         let items: Vec<_> = checked
             .iter()
@@ -530,6 +539,7 @@ pub(crate) fn verify(checked: &[Checked], as_json: bool) {
     for c in checked {
         let out = c.output.as_ref().map(|p| shown_path(p)).unwrap_or_default();
         match &c.problem {
+            None if quiet => {}
             None => out!("ok        {}", plain(&out)),
             Some(Problem::Mismatch(p)) => {
                 out!("MISMATCH  {} ({}): {}", plain(&shown_path(&c.manifest)), plain(&out), plain(p));
@@ -542,6 +552,9 @@ pub(crate) fn verify(checked: &[Checked], as_json: bool) {
     let bad = checked.iter().filter(|c| matches!(c.problem, Some(Problem::Mismatch(_)))).count();
     let errors = checked.iter().filter(|c| matches!(c.problem, Some(Problem::Error(_)))).count();
     let ok = checked.len() - bad - errors;
+    if quiet && bad + errors == 0 {
+        return;
+    }
     if errors > 0 {
         out!("{ok} verified, {bad} mismatched, {errors} could not be checked");
     } else {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 pub(crate) const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub(crate) const PREDICATE_TYPE: &str = "https://gamma-run.dev/provenance/v1";
 
-pub fn execute(args: AttestArgs) -> Result<Exit> {
+pub fn execute(args: AttestArgs, quiet: bool) -> Result<Exit> {
     let audited = super::audited::manifests(&args.manifests, "attest")?;
     let dir = &audited.dir;
     let root = crate::store::workspace_of(&std::fs::canonicalize(dir).at(dir)?).to_path_buf();
@@ -49,7 +49,7 @@ pub fn execute(args: AttestArgs) -> Result<Exit> {
         crate::store::write_atomic(&file, &bytes)?;
         written.push(file);
     }
-    crate::report::attested(&written);
+    crate::report::attested(&written, quiet);
     Ok(Exit::Ok)
 }
 

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::manifest::freshness::State;
 use crate::runner;
 
-pub fn execute(args: StatusArgs) -> Result<Exit> {
+pub fn execute(args: StatusArgs, quiet: bool) -> Result<Exit> {
     let jf = crate::job::load(&args.jobfile)?;
     crate::job::neighbours::check_names(&jf)?;
     let cx = super::context(&jf, args.offline)?;
@@ -23,8 +23,10 @@ pub fn execute(args: StatusArgs) -> Result<Exit> {
     let dups = super::grid_duplicates(&jf, &fresh);
     match format {
         Format::Table => {
-            crate::report::status_table(&rows);
-            crate::report::duplicates(&dups);
+            crate::report::status_table(&rows, quiet);
+            if !quiet {
+                crate::report::duplicates(&dups);
+            }
         }
         Format::Json => crate::report::status_json(&rows, &cx.store, &dups),
         Format::Markdown => {

@@ -15,7 +15,7 @@ use crate::source::SourceOptions;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
-pub fn execute(args: VerifyArgs) -> Result<Exit> {
+pub fn execute(args: VerifyArgs, quiet: bool) -> Result<Exit> {
     let audited = super::audited::manifests(&args.manifests, "verify")?;
     let (dir, manifests) = (&audited.dir, audited.manifests);
     let dir = std::fs::canonicalize(dir).at(dir)?;
@@ -29,7 +29,7 @@ pub fn execute(args: VerifyArgs) -> Result<Exit> {
     } else {
         manifests.par_iter().map(|m| check(m, &how)).collect()
     };
-    crate::report::verify(&checked, args.json);
+    crate::report::verify(&checked, args.json, quiet);
     let exit = if checked.iter().any(|c| matches!(c.problem, Some(Problem::Error(_)))) {
         Exit::Error
     } else if checked.iter().any(|c| c.problem.is_some()) {

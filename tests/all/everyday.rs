@@ -59,6 +59,24 @@ fn quiet_runs_print_only_what_failed() {
     let good = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
     let o = ws.run(&[good.to_str().unwrap(), "-q"]).ok();
     assert_eq!(o.stdout, "", "nothing to say when all is well");
+    // Issue 28: -q is silent on success for status, verify and attest too (`status --check -q` as a CI gate),
+    // and says only what is wrong otherwise.
+    let good = good.to_str().unwrap();
+    for args in [vec!["status", good, "--check", "-q"], vec!["verify", "-q"], vec!["attest", "-q"]] {
+        let o = ws.run(&args).ok();
+        assert_eq!((o.stdout.as_str(), o.stderr.as_str()), ("", ""), "{args:?}");
+    }
+    std::fs::remove_file(ws.path("manifests/m/gamma.json")).unwrap();
+    let o = ws.run(&["status", good, "--check", "-q"]).expect(1);
+    assert_eq!(o.stdout, "stale    m/gamma: manifest missing\n");
+    ws.run(&[good, "-q"]).ok();
+    let mut w = ws.read("tensors/m/W.safetensors");
+    let last = w.len() - 1;
+    w[last] ^= 1;
+    std::fs::write(ws.path("tensors/m/W.safetensors"), &w).unwrap();
+    let o = ws.run(&["verify", "-q"]).expect(1);
+    assert!(o.stdout.starts_with("MISMATCH  ") && o.stdout.ends_with("0 verified, 1 mismatched\n"), "{}", o.stdout);
+    assert_eq!(o.stdout.lines().count(), 2, "{}", o.stdout);
 }
 
 #[test]
