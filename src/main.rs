@@ -67,9 +67,13 @@ fn init_logging(verbose: u8, quiet: bool, color: gamma_run::cli::Color) {
         }
     };
     gamma_run::progress::set_plain(!color);
-    let lines = tracing_subscriber::fmt::layer()
-        .with_writer(|| gamma_run::progress::LogWriter)
-        .with_target(false)
-        .with_ansi(color);
-    tracing_subscriber::registry().with(filter).with(lines.with_filter(no_wire_dumps)).init();
+    // At the default verbosity a log line reads as cargo's do (`warning: …`); from `-v` on, with its time and
+    // level, for following a run step by step.
+    let lines = tracing_subscriber::fmt::layer().with_writer(|| gamma_run::progress::LogWriter).with_target(false);
+    if verbose == 0 {
+        let compact = lines.event_format(gamma_run::progress::Plain { color }).with_ansi(color);
+        tracing_subscriber::registry().with(filter).with(compact.with_filter(no_wire_dumps)).init();
+    } else {
+        tracing_subscriber::registry().with(filter).with(lines.with_ansi(color).with_filter(no_wire_dumps)).init();
+    }
 }

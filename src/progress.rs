@@ -95,3 +95,38 @@ impl Write for LogWriter {
         std::io::stderr().flush()
     }
 }
+
+/// The default log line: `warning: message  key=value …`, as cargo prints them — no time, no level column —
+/// with the level coloured when colour is on. (`-v` and more use tracing's full format, with times.)
+pub struct Plain {
+    pub color: bool,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = *event.metadata().level();
+        let (word, code) = match level {
+            tracing::Level::ERROR => ("error", "31"),
+            tracing::Level::WARN => ("warning", "33"),
+            tracing::Level::INFO => ("info", "32"),
+            tracing::Level::DEBUG => ("debug", "34"),
+            tracing::Level::TRACE => ("trace", "35"),
+        };
+        if self.color {
+            write!(writer, "\u{1b}[1;{code}m{word}\u{1b}[0m: ")?;
+        } else {
+            write!(writer, "{word}: ")?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

@@ -87,7 +87,11 @@ fn log_lines_are_coloured_only_when_asked_or_on_a_terminal() {
     let job = job.to_str().unwrap();
     // The warning about a head stored beside a tied embedding is a log line; stderr here is a pipe.
     let o = ws.run(&[job]).ok();
-    assert!(o.stderr.contains("WARN") && !o.stderr.contains('\u{1b}'), "no colour into a pipe: {:?}", o.stderr);
+    assert!(o.stderr.starts_with("warning: tied config but both"), "as cargo prints warnings: {:?}", o.stderr);
+    assert!(!o.stderr.contains('\u{1b}'), "no colour into a pipe: {:?}", o.stderr);
+    // Times and the level column from -v on (issue 28: not at the default verbosity).
+    let o = ws.run(&[job, "--force", "-v"]).ok();
+    assert!(o.stderr.contains("Z  WARN tied config"), "{:?}", o.stderr);
     let o = ws.run(&[job, "--force", "--color", "always"]).ok();
     assert!(o.stderr.contains("\u{1b}["), "--color always colours: {:?}", o.stderr);
     let o = ws.run(&["--color", "never", job, "--force"]).ok();
