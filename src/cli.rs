@@ -145,9 +145,9 @@ pub(crate) enum Format {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// A stored output (e.g. tensors/NAME/W.safetensors), its manifest (manifests/NAME/FRAME.json), or a job file
-    /// (each of its built outputs)
-    #[arg(value_name = "OUTPUT|MANIFEST|JOBFILE")]
+    /// A stored output (e.g. tensors/NAME/W.safetensors), its manifest (manifests/NAME/FRAME.json), a job file
+    /// (each of its built outputs), or an output's name (NAME or NAME/FRAME, in the workspace here or above)
+    #[arg(value_name = "OUTPUT|MANIFEST|JOBFILE|NAME")]
     pub(crate) path: PathBuf,
     /// Print JSON instead of a table
     #[arg(long)]

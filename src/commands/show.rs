@@ -17,9 +17,58 @@ pub fn execute(args: ShowArgs) -> Result<Exit> {
         crate::report::show_all(&shown, args.json);
         return Ok(if shown.iter().all(|s| s.matches) { Exit::Ok } else { Exit::Found });
     }
+    // An output's name (NAME or NAME/FRAME) where no such file exists: its manifests in the workspace here.
+    if !args.path.exists()
+        && let Some(manifests) = by_name(&args.path)?
+    {
+        let shown = manifests.iter().map(|m| shown(m)).collect::<Result<Vec<_>>>()?;
+        match shown.as_slice() {
+            [one] => crate::report::show(one, args.json),
+            all => crate::report::show_all(all, args.json),
+        }
+        return Ok(if shown.iter().all(|s| s.matches) { Exit::Ok } else { Exit::Found });
+    }
     let shown = shown(&args.path)?;
     crate::report::show(&shown, args.json);
     Ok(if shown.matches { Exit::Ok } else { Exit::Found })
+}
+
+/// The manifests an output name stands for (`NAME`: every frame built; `NAME/FRAME`: that one), in the nearest
+/// workspace (a directory holding `manifests/`) at or above the current directory. `None` when `path` is not
+/// shaped like a name; an error naming what was looked for when it is, but nothing matches.
+fn by_name(path: &Path) -> Result<Option<Vec<PathBuf>>> {
+    let text = path.to_string_lossy();
+    let (name, frame) = match text.split_once('/') {
+        Some((n, f)) => (n, Some(f)),
+        None => (text.as_ref(), None),
+    };
+    let plain = |s: &str| crate::job::check_name(s).is_ok();
+    if !plain(name) || frame.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) {
+        return Ok(None);
+    }
+    let cwd = std::env::current_dir().at(".")?;
+    let Some(root) = cwd.ancestors().find(|a| a.join("manifests").is_dir()) else { return Ok(None) };
+    let dir = root.join("manifests").join(name);
+    let mut found: Vec<PathBuf> = match frame {
+        Some(f) => vec![dir.join(format!("{f}.json"))].into_iter().filter(|p| p.is_file()).collect(),
+        None => std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json") && p.is_file())
+            .collect(),
+    };
+    found.sort();
+    if found.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no such file, and no output of that name in {} (give a file, a manifest, a job file, or NAME[/FRAME] \
+             of a built output)",
+            path.display(),
+            root.join("manifests").display()
+        )));
+    }
+    Ok(Some(found))
 }
 
 /// One stored output (named by its file or its manifest), read and compared with its manifest.

@@ -437,3 +437,19 @@ fn a_job_file_without_output_keys_writes_inside_its_project() {
     assert!(ws.path("tensors/a2/W.safetensors").is_file() && !ws.path("jobs/tensors").exists());
     assert_eq!(ws.run(&["status", "jobs/sub/x.yaml", "--check"]).ok().stdout, "fresh    a2/gamma\n");
 }
+
+/// Issue 28: `show NAME` and `show NAME/FRAME` find the output in the workspace here; a name that is not there is
+/// an error saying what was looked for.
+#[test]
+fn show_takes_an_output_name() {
+    let ws = Ws::new();
+    ws.synth("qwen3-tied", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/qwen3-tied\n    frames: [gamma, gamma_prime]\n");
+    ws.run(&[job.to_str().unwrap()]).ok();
+    let one = ws.run(&["show", "qwen3-tied/gamma"]).ok();
+    assert_eq!(one.stdout, ws.run(&["show", "tensors/qwen3-tied/W.safetensors"]).ok().stdout);
+    let both = ws.run(&["show", "qwen3-tied"]).ok();
+    assert!(both.stdout.contains("W.safetensors") && both.stdout.contains("W_prime.safetensors"), "{}", both.stdout);
+    let o = ws.run(&["show", "nope"]).expect(2);
+    assert!(o.stderr.contains("no output of that name"), "{}", o.stderr);
+}
