@@ -1,7 +1,7 @@
 //! Names from untrusted input, checked before they become paths or identities: relative file names (shards an
 //! index names, output paths a manifest records), and hex identities (SHA-256 digests, git commits and blob
-//! ids: lowercase, fixed length). One rule each, used by every module that needs it; and the hex encoding.
-//! This module only checks and encodes strings.
+//! ids: lowercase, fixed length). One rule each, used by every module that needs it; the hex encoding; and the
+//! "did you mean" of a name given against the names that exist. This module only checks and encodes strings.
 
 /// A file name from untrusted input that will be joined to a directory: plain relative segments only.
 pub(crate) fn check_relative_file(name: &str) -> Result<(), String> {
@@ -49,6 +49,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// The candidate closest to `wanted` by edit distance (strsim's Levenshtein), when close enough to be a likely
+/// typo: at most a third of the longer name's length, and at least one edit.
+pub(crate) fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let best = candidates.into_iter().map(|c| (strsim::levenshtein(wanted, c), c)).min_by_key(|(d, c)| (*d, *c))?;
+    let limit = (wanted.chars().count().max(best.1.chars().count()) / 3).max(1);
+    (best.0 <= limit).then_some(best.1)
 }
 
 #[cfg(test)]

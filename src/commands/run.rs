@@ -21,6 +21,9 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     let started = std::time::Instant::now();
     let jf = crate::job::load(&args.jobfile)?;
     crate::job::neighbours::check_names(&jf)?;
+    for note in &jf.notes {
+        tracing::warn!("{note}");
+    }
     let root = jf.store.root();
     tracing::info!(workspace = %root.display(), "outputs go to its tensors/ and manifests/");
     if args.dry_run && !quiet {

@@ -11,6 +11,9 @@ use crate::runner;
 pub fn execute(args: StatusArgs, quiet: bool) -> Result<Exit> {
     let jf = crate::job::load(&args.jobfile)?;
     crate::job::neighbours::check_names(&jf)?;
+    for note in &jf.notes {
+        tracing::warn!("{note}");
+    }
     let cx = super::context(&jf, args.offline)?;
     let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
     let rows = runner::status(&jf, &cx, &args.only, args.shard)?;

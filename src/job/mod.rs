@@ -18,6 +18,9 @@ pub struct JobFile {
     pub(crate) path: PathBuf,
     pub(crate) store: crate::store::Store,
     pub(crate) jobs: Vec<Job>,
+    /// What reading it found that is not an error of the file but will fail a job (a `path:` that does not
+    /// exist), each with its `file:line:col`: said when a command starts, while the other jobs still run.
+    pub(crate) notes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

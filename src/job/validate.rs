@@ -44,7 +44,7 @@ pub fn from_text(path: &Path, text: &str, dir: &Path) -> Result<JobFile> {
         return Err(Error::JobFile { path: path.into(), line: 1, col: 1, message });
     }
     let raw = parse(path, text)?;
-    Validator { path: path.to_owned(), dir: dir.to_owned(), text }.job_file(raw)
+    Validator { path: path.to_owned(), dir: dir.to_owned(), text, notes: Default::default() }.job_file(raw)
 }
 
 fn parse(path: &Path, text: &str) -> Result<JobFileSpec> {
@@ -105,6 +105,8 @@ struct Validator<'a> {
     path: PathBuf,
     dir: PathBuf,
     text: &'a str,
+    /// Notes for `JobFile::notes`, gathered while validating.
+    notes: std::cell::RefCell<Vec<String>>,
 }
 
 impl Validator<'_> {
@@ -170,7 +172,8 @@ impl Validator<'_> {
                 jobs.push(job);
             }
         }
-        Ok(JobFile { path: self.path.clone(), store: Store { tensors, manifests }, jobs })
+        let notes = self.notes.take();
+        Ok(JobFile { path: self.path.clone(), store: Store { tensors, manifests }, jobs, notes })
     }
 
     fn output_dir(&self, raw: Option<&Spanned<String>>, default: &Path) -> Result<PathBuf> {
@@ -220,7 +223,17 @@ impl Validator<'_> {
                 if p.value.trim().is_empty() || p.value.contains('\0') {
                     return self.err(&p.referenced, "`path:` must name a checkpoint directory");
                 }
-                SourceSpec::Local { dir: normalize(&self.dir.join(&p.value)) }
+                let dir = normalize(&self.dir.join(&p.value));
+                if !dir.exists() {
+                    let (line, col) = (p.referenced.line(), p.referenced.column());
+                    let hint = crate::source::local::did_you_mean(&dir);
+                    self.notes.borrow_mut().push(format!(
+                        "{}:{line}:{col}: `path:` {:?} does not exist{hint}",
+                        self.path.display(),
+                        p.value
+                    ));
+                }
+                SourceSpec::Local { dir }
             }
         };
         let name = match &spec.name {

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub(crate) fn locate(dir: &Path, wanted: crate::unembedding::Wanted) -> Result<(Located, BTreeMap<String, String>)> {
+    if !dir.exists() {
+        return Err(Error::checkpoint(dir, format!("does not exist{}", did_you_mean(dir))));
+    }
     if !dir.is_dir() {
         return Err(Error::checkpoint(dir, "not a directory; `path:` must name a local checkpoint directory"));
     }
@@ -77,4 +80,23 @@ fn shard_stats(dir: &Path) -> Result<BTreeMap<String, FileStat>> {
         }
     }
     Ok(out)
+}
+
+/// "; did you mean …?" for a directory that does not exist, from the names beside where it would be; and where
+/// `path:` is read from.
+pub(crate) fn did_you_mean(dir: &Path) -> String {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) else {
+        return String::new();
+    };
+    let names: Vec<String> = std::fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    let hint = crate::names::closest(name, names.iter().map(String::as_str))
+        .map(|n| format!("; did you mean {}?", parent.join(n).display()))
+        .unwrap_or_default();
+    format!("{hint} (`path:` is relative to the job file's directory)")
 }

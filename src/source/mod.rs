@@ -7,7 +7,7 @@
 pub(crate) mod files;
 pub(crate) mod hf_cache;
 mod hub;
-mod local;
+pub(crate) mod local;
 pub(crate) mod share;
 mod spec;
 

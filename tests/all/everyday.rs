@@ -453,3 +453,22 @@ fn show_takes_an_output_name() {
     let o = ws.run(&["show", "nope"]).expect(2);
     assert!(o.stderr.contains("no output of that name"), "{}", o.stderr);
 }
+
+/// Issue 28: a `path:` that does not exist is said when the job file is read, at its place, with the nearest
+/// existing name and where paths are relative to; the job fails with the same words, the others still run.
+#[test]
+fn a_path_that_does_not_exist_is_named_at_its_place_with_a_suggestion() {
+    let ws = Ws::new();
+    ws.synth("qwen3-tied", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/qwen3-tied\n  - path: ../models/qwen3-tide\n");
+    let o = ws.run(&[job.to_str().unwrap()]).expect(2);
+    let at = format!("{}:4:11: `path:` \"../models/qwen3-tide\" does not exist; did you mean ", job.display());
+    assert!(o.stderr.contains(&at) && o.stderr.contains("models/qwen3-tied?"), "{}", o.stderr);
+    assert!(o.stderr.contains("relative to the job file's directory"), "{}", o.stderr);
+    assert!(o.stdout.contains("built    qwen3-tied/gamma"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("FAILED   qwen3-tide/gamma") && o.stdout.contains("does not exist; did you mean"),
+        "{}",
+        o.stdout
+    );
+}
