@@ -63,8 +63,17 @@ fn parse(path: &Path, text: &str) -> Result<JobFileSpec> {
     options.budget = Some(budget);
     serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let loc = e.location().unwrap_or(Location::UNKNOWN);
-        let message = tidy(&e.to_string(), path);
-        Error::JobFile { path: path.into(), line: loc.line().max(1), col: loc.column().max(1), message }
+        let mut message = tidy(&e.to_string(), path);
+        let (mut line, mut col) = (loc.line().max(1), loc.column().max(1));
+        // The scanner reports a tab where the scalar before it began: point at the tab itself.
+        if message.contains("found a tab")
+            && let Some((l, c)) = first_tab(text, line)
+        {
+            (line, col) = (l, c);
+            let what = "a tab: YAML indents with spaces only; replace it with spaces";
+            message = format!("{what}{}", snippet(text, path, line, col, what));
+        }
+        Error::JobFile { path: path.into(), line, col, message }
     })
 }
 
@@ -84,6 +93,28 @@ fn snippet(text: &str, path: &Path, line: u64, col: u64, message: &str) -> Strin
     out
 }
 
+/// The first tab at or after line `from` (1-based line and column).
+fn first_tab(text: &str, from: u64) -> Option<(u64, u64)> {
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1) as usize)
+        .find_map(|(i, l)| l.find('\t').map(|c| (i as u64 + 1, l[..c].chars().count() as u64 + 1)))
+}
+
+/// "unknown field `frams`, expected one of …" → the same, with "; did you mean `frames`?" when one is close.
+fn did_you_mean(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else { return message.to_string() };
+    let Some((given, rest)) = rest.split_once('`') else { return message.to_string() };
+    let Some(list) = rest.strip_prefix(", expected one of ").or_else(|| rest.strip_prefix(", expected ")) else {
+        return message.to_string();
+    };
+    let known: Vec<&str> = list.split(',').map(|k| k.trim().trim_matches('`')).filter(|k| !k.is_empty()).collect();
+    match crate::names::closest(given, known.iter().copied()) {
+        Some(k) => format!("{message}; did you mean `{k}`?"),
+        None => message.to_string(),
+    }
+}
+
 /// serde-saphyr's message, without its own "error: line L column C:" prefix (we print `file:line:col`) and with
 /// the snippet naming the file rather than `<input>`.
 fn tidy(msg: &str, path: &Path) -> String {
@@ -91,7 +122,10 @@ fn tidy(msg: &str, path: &Path) -> String {
         (Some(rest), Some(_)) => rest.split_once(": ").map_or(msg, |(_, m)| m),
         _ => msg,
     };
-    body.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+    // The suggestion goes with the message's first line, and with its copy under the caret.
+    let first = body.lines().next().unwrap_or_default();
+    body.replace(first, &did_you_mean(first))
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
         .replace(
             "data did not match any variant of untagged enum FrameItem",
             "a frame is a name (gamma) or a mapping of strings ({name: gamma_prime, dtype: bf16})",
@@ -522,5 +556,15 @@ mod tests {
         assert_eq!(jf.jobs[1].source, SourceSpec::Hub { repo: "org/x".into(), revision: "v1".into(), commit: None });
         assert_eq!(jf.store.tensors, PathBuf::from("/work/ws/tensors"));
         assert_eq!(jf.store.manifests, PathBuf::from("/work/ws/manifests"));
+    }
+}
+
+#[cfg(test)]
+mod did_you_mean_tests {
+    #[test]
+    fn unknown_keys_get_the_nearest_known_one() {
+        let m = "unknown field `frams`, expected one of model, path, name, revision, revisions, frames, tensor, dtype, fetch";
+        assert_eq!(super::did_you_mean(m), format!("{m}; did you mean `frames`?"));
+        assert_eq!(super::first_tab("a: 1\nb:\n\tc: 2\n", 1), Some((3, 1)));
     }
 }

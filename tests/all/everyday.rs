@@ -472,3 +472,19 @@ fn a_path_that_does_not_exist_is_named_at_its_place_with_a_suggestion() {
         o.stdout
     );
 }
+
+/// Issue 28: an unknown key gets a "did you mean" (as clap and cargo do); a tab is pointed at where it is.
+#[test]
+fn job_file_typos_and_tabs_are_pointed_at() {
+    let ws = Ws::new();
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frams: [gamma]\n");
+    let o = ws.run(&[job.to_str().unwrap()]).expect(2);
+    assert!(
+        o.stderr.contains("test.yaml:4:5: unknown field `frams`") && o.stderr.contains("; did you mean `frames`?"),
+        "{}",
+        o.stderr
+    );
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n\tframes: [gamma]\n");
+    let o = ws.run(&[job.to_str().unwrap()]).expect(2);
+    assert!(o.stderr.contains("test.yaml:4:1: a tab: YAML indents with spaces only"), "{}", o.stderr);
+}
