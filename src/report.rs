@@ -45,6 +45,8 @@ pub(crate) struct Checked {
     pub(crate) manifest: PathBuf,
     pub(crate) output: Option<PathBuf>,
     pub(crate) problem: Option<Problem>,
+    /// What was checked beyond the file's size, hash and header (recomputed, sources re-read), said with `ok`.
+    pub(crate) also: Vec<String>,
 }
 
 /// Why a manifest did not verify.
@@ -528,6 +530,7 @@ pub(crate) fn verify(checked: &[Checked], as_json: bool, quiet: bool) {
                     "manifest": c.manifest,
                     "output": c.output,
                     "ok": c.problem.is_none(),
+                    "checked": c.also,
                     "problem": c.problem.as_ref().map(Problem::text),
                     "error": matches!(c.problem, Some(Problem::Error(_))),
                 })
@@ -540,7 +543,8 @@ pub(crate) fn verify(checked: &[Checked], as_json: bool, quiet: bool) {
         let out = c.output.as_ref().map(|p| shown_path(p)).unwrap_or_default();
         match &c.problem {
             None if quiet => {}
-            None => out!("ok        {}", plain(&out)),
+            None if c.also.is_empty() => out!("ok        {}", plain(&out)),
+            None => out!("ok        {}  ({})", plain(&out), plain(&c.also.join("; "))),
             Some(Problem::Mismatch(p)) => {
                 out!("MISMATCH  {} ({}): {}", plain(&shown_path(&c.manifest)), plain(&out), plain(p));
             }

@@ -48,14 +48,19 @@ struct How<'a> {
 }
 
 fn check(path: &Path, how: &How) -> Checked {
-    let mut c = Checked { manifest: path.to_owned(), output: None, problem: None };
-    if let Err(problem) = check_inner(path, how, &mut c.output) {
+    let mut c = Checked { manifest: path.to_owned(), output: None, problem: None, also: Vec::new() };
+    if let Err(problem) = check_inner(path, how, &mut c.output, &mut c.also) {
         c.problem = Some(problem);
     }
     c
 }
 
-fn check_inner(path: &Path, how: &How, output: &mut Option<PathBuf>) -> std::result::Result<(), Problem> {
+fn check_inner(
+    path: &Path,
+    how: &How,
+    output: &mut Option<PathBuf>,
+    also: &mut Vec<String>,
+) -> std::result::Result<(), Problem> {
     let mismatch = Problem::Mismatch;
     let m = Manifest::read(path).map_err(|e| mismatch(e.to_string()))?;
     let name = path.parent().and_then(Path::file_name).map(|s| s.to_string_lossy().into_owned());
@@ -117,10 +122,12 @@ fn check_inner(path: &Path, how: &How, output: &mut Option<PathBuf>) -> std::res
                     m.output.sha256
                 )));
             }
+            also.push("recomputed from its inputs".into());
         }
     }
     if let (Some(opts), Some(s)) = (how.sources, &m.source) {
         check_sources(&m, s, opts)?;
+        also.push(format!("{} source files re-read, {} re-extracted", s.files.len(), m.output.tensor));
     }
     Ok(())
 }

@@ -161,7 +161,11 @@ fn planted_rows_are_found_exactly() {
     assert_eq!(m["inputs"][0]["frame"], "gamma");
     assert_eq!(m["params"]["of"], "gamma");
     assert_eq!(m["nan_count"], 1 + V as u64 + 2, "row 30's norm, every centred norm, two means: {m}");
-    ws.run(&["verify", "--recompute"]).ok();
+    let v = ws.run(&["verify", "--recompute"]).ok();
+    // Issue 28: verify says what it checked beyond the hash.
+    assert!(v.stdout.contains("tensors/m/stats.safetensors  (recomputed from its inputs)\n"), "{}", v.stdout);
+    let v = ws.run(&["verify", "--sources"]).ok();
+    assert!(v.stdout.contains("tensors/m/W.safetensors  (2 source files re-read, W re-extracted)\n"), "{}", v.stdout);
 }
 
 #[test]
