@@ -27,11 +27,27 @@ pub(crate) fn resolve_commit(repo: &str, revision: &str, opts: &SourceOptions) -
         if let Some(c) = &c {
             tracing::debug!("{repo}: revision {revision} → commit {c} (the HF cache's refs/{revision}; offline)");
         }
+        // What is missing decides what to say: the cache itself, the model in it, or only the ref.
+        let hint = if !opts.hf_cache.is_dir() {
+            format!(
+                "offline, and that cache does not exist: fill it online (`gamma-run` with `fetch: full`, or `hf \
+                 download {repo}`), or point HF_HUB_CACHE / HF_HOME at the one that has it"
+            )
+        } else if !repo_dir.is_dir() {
+            format!(
+                "offline, and the cache holds nothing of {repo}: download it online first (`fetch: full`, or `hf \
+                 download {repo}`)"
+            )
+        } else {
+            format!(
+                "offline, and the cache has no refs/{revision} to resolve the revision; pin a 40-hex commit or run online"
+            )
+        };
         return c.ok_or_else(|| Error::NotInCache {
             repo: repo.into(),
             revision: revision.into(),
             cache: opts.hf_cache.clone(),
-            hint: format!("offline, and the cache has no refs/{revision} to resolve the revision; pin a 40-hex commit or run online"),
+            hint,
         });
     };
     match hub.resolve_revision(repo, revision) {

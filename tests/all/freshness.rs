@@ -211,5 +211,13 @@ fn a_model_missing_from_the_cache_is_a_clear_error() {
     let o = ws.run(&[job.to_str().unwrap(), "--offline"]);
     assert_eq!(o.code(), 2);
     assert!(o.stdout.contains("org/absent@v1.0 is not in the Hugging Face cache at"), "{}", o.stdout);
+    // Issue 28: what is missing decides what is said — here the cache itself.
+    assert!(o.stdout.contains("offline, and that cache does not exist: fill it online"), "{}", o.stdout);
+    // A cache without the model; a model without the ref.
+    std::fs::create_dir_all(ws.path("hf-cache")).unwrap();
+    let o = ws.run(&[job.to_str().unwrap(), "--offline"]).expect(2);
+    assert!(o.stdout.contains("offline, and the cache holds nothing of org/absent"), "{}", o.stdout);
+    std::fs::create_dir_all(ws.path("hf-cache/models--org--absent/refs")).unwrap();
+    let o = ws.run(&[job.to_str().unwrap(), "--offline"]).expect(2);
     assert!(o.stdout.contains("offline, and the cache has no refs/v1.0"), "{}", o.stdout);
 }
