@@ -9,7 +9,21 @@ use crate::error::{Error, Result};
 pub fn execute(args: LockArgs) -> Result<Exit> {
     let jf = crate::job::load(&args.jobfile)?;
     let cx = super::context(&jf, false)?;
+    let grids = jf
+        .jobs
+        .iter()
+        .filter(|j| j.grid.is_some() && matches!(j.source, crate::job::SourceSpec::Hub { .. }))
+        .map(|j| j.grid.as_ref().map(|g| g.base.as_str()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let Some(hub) = cx.sources.hub.as_deref() else {
+        if grids > 0 {
+            return Err(Error::Usage(format!(
+                "{}: locking asks the Hub for the refs of its {grids} grid(s), and this run is offline \
+                 (HF_HUB_OFFLINE is set): run `gamma-run lock` where the Hub (or HF_ENDPOINT's mirror) is reachable",
+                args.jobfile.display()
+            )));
+        }
         return Err(Error::Usage(format!("{}: no `model:` job with `revisions:` to lock", args.jobfile.display())));
     };
     let (path, lock) = crate::grid::lock(&jf, hub)?;

@@ -426,3 +426,17 @@ fn an_unsealed_manifest_stays_fresh_but_is_not_lent() {
     assert_eq!(w_fetches(&hub, w_len), 1, "W fetched, not copied from the unsealed sibling");
     ws.run_env(&["verify"], &env).ok();
 }
+
+/// Issue 28: `lock` offline says it needs the network (it used to say there was nothing to lock).
+#[test]
+fn lock_offline_says_it_needs_the_network() {
+    let ws = Ws::new();
+    let job = ws.job(
+        "version: 1\njobs:\n  - model: org/a\n    revisions: [s1, s2]\n  - model: org/b\n    revisions: {match: \"s*\"}\n",
+    );
+    let o = ws.run_env(&["lock", job.to_str().unwrap()], &[("HF_HUB_OFFLINE", "1")]).expect(2);
+    assert!(o.stderr.contains("the refs of its 2 grid(s), and this run is offline"), "{}", o.stderr);
+    let local = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    let o = ws.run(&["lock", local.to_str().unwrap()]).expect(2);
+    assert!(o.stderr.contains("no `model:` job with `revisions:` to lock"), "{}", o.stderr);
+}
