@@ -123,14 +123,32 @@ pub(crate) fn expand(jf: &JobFile, hub: Option<&Hub>) -> Result<JobFile> {
     if !jf.jobs.iter().any(|j| j.grid.is_some()) {
         return Ok(jf.clone());
     }
-    expand_with(jf, hub, read_lock(jf)?)
+    expand_with(jf, hub, read_lock(jf)?, true)
+}
+
+/// Why a grid job is still pending after `expand` (offline, with no lock file to pin its revisions): said as
+/// that job's failure, while the other jobs run.
+pub(crate) fn unexpanded(jf_path: &std::path::Path, job: &Job) -> Option<String> {
+    let (Some(Grid { base, pending: Some(pattern) }), SourceSpec::Hub { repo, .. }) = (&job.grid, &job.source) else {
+        return None;
+    };
+    Some(format!(
+        "grid {base} ({repo}, revisions matching {pattern:?}) needs the repo's refs: offline, and no lock file pins \
+         it — run `gamma-run lock {}` online first",
+        jf_path.display()
+    ))
 }
 
 /// A `{match: …}` grid offline and without a lock, for commands that audit what is stored (`verify`, `show`,
 /// `attest`, `clean`): the revisions whose outputs exist under the manifests directory.
 pub(crate) fn expand_stored(jf: &JobFile) -> Result<JobFile> {
     let mut jobs = Vec::new();
-    let expanded = match expand(jf, None) {
+    let strict = if jf.jobs.iter().any(|j| j.grid.is_some()) {
+        read_lock(jf).and_then(|lock| expand_with(jf, None, lock, false))
+    } else {
+        Ok(jf.clone())
+    };
+    let expanded = match strict {
         Ok(e) => return Ok(e),
         Err(_) => jf,
     };
@@ -163,7 +181,9 @@ pub(crate) fn expand_stored(jf: &JobFile) -> Result<JobFile> {
     Ok(JobFile { jobs, ..jf.clone() })
 }
 
-fn expand_with(jf: &JobFile, hub: Option<&Hub>, lock: Option<Lock>) -> Result<JobFile> {
+/// With `lenient`, a `match:` grid that cannot be expanded (offline, no lock) stays pending, for the runner to
+/// fail on its own (`unexpanded`); without, it is an error.
+fn expand_with(jf: &JobFile, hub: Option<&Hub>, lock: Option<Lock>, lenient: bool) -> Result<JobFile> {
     let mut listings: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     let mut refs_of = |repo: &str| -> Result<Option<Vec<(String, String)>>> {
         if let Some(l) = listings.get(repo) {
@@ -190,6 +210,10 @@ fn expand_with(jf: &JobFile, hub: Option<&Hub>, lock: Option<Lock>) -> Result<Jo
                     Some(g) => g.revisions.iter().map(|r| (r.revision.clone(), r.commit.clone())).collect(),
                     None => {
                         let Some(all) = refs_of(repo)? else {
+                            if lenient {
+                                jobs.push(job.clone());
+                                continue;
+                            }
                             return Err(Error::Usage(format!(
                                 "{}: grid {} ({repo}, revisions matching {pattern:?}) needs the repo's refs: offline, and \
                                  no lock file pins it — run `gamma-run lock {}` online first",
@@ -253,7 +277,7 @@ fn expand_with(jf: &JobFile, hub: Option<&Hub>, lock: Option<Lock>) -> Result<Jo
 pub(crate) fn lock(jf: &JobFile, hub: &Hub) -> Result<(PathBuf, Lock)> {
     no_lock_clash(jf)?;
     // Expanding afresh: an existing lock is not consulted.
-    let expanded = expand_with(jf, Some(hub), None)?;
+    let expanded = expand_with(jf, Some(hub), None, false)?;
     let mut lock = Lock { version: 1, job_file: Some(file_name(jf)), grids: BTreeMap::new() };
     for job in &jf.jobs {
         let (Some(grid), SourceSpec::Hub { repo, .. }) = (&job.grid, &job.source) else { continue };

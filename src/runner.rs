@@ -85,6 +85,20 @@ pub(crate) struct Row {
 /// overlap, and copies overlap with fetches.
 pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
     let selected = crate::selection::select(jf, &opts.only, opts.shard)?;
+    // A grid that could not be expanded (offline, no lock) fails on its own; the other jobs run.
+    let (pending, selected): (Vec<Job>, Vec<Job>) =
+        selected.into_iter().partition(|j| crate::grid::unexpanded(&jf.path, j).is_some());
+    let unexpanded: Vec<Report> = pending
+        .iter()
+        .flat_map(|j| {
+            let why = crate::grid::unexpanded(&jf.path, j).unwrap_or_default();
+            j.frames.iter().map(move |f| Report {
+                name: j.name.clone(),
+                frame: f.name(),
+                outcome: Outcome::Failed(Error::Usage(why.clone())),
+            })
+        })
+        .collect();
     // Siblings are the outputs of this job file's grids (all of them, selected or not), never another name.
     let members = jf.jobs.iter().filter_map(|j| Some((j.grid.as_ref()?.base.clone(), j.name.clone())));
     let claims = std::sync::Arc::new(crate::source::share::Claims::for_grids(members));
@@ -100,7 +114,9 @@ pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<R
         },
         returned: &|name: &str| claims.release(name),
     };
-    Ok(crate::schedule::run(&selected, opts.jobs, &batch).into_iter().flatten().collect())
+    let mut reports: Vec<Report> = crate::schedule::run(&selected, opts.jobs, &batch).into_iter().flatten().collect();
+    reports.extend(unexpanded);
+    Ok(reports)
 }
 
 /// A report a job's next run keeps: anything but a deferred output, or one skipped (because of it).
@@ -115,7 +131,25 @@ pub(crate) fn status(
     shard: Option<crate::selection::Shard>,
 ) -> Result<Vec<Row>> {
     let selected = crate::selection::select(jf, only, shard)?;
-    let rows: Vec<Vec<Row>> = selected.par_iter().map(|job| status_job(job, cx)).collect();
+    let rows: Vec<Vec<Row>> = selected
+        .par_iter()
+        .map(|job| match crate::grid::unexpanded(&jf.path, job) {
+            Some(why) => job
+                .frames
+                .iter()
+                .map(|f| Row {
+                    name: job.name.clone(),
+                    frame: f.name(),
+                    state: Err(Error::Usage(why.clone())),
+                    manifest: None,
+                    output_path: output_path(cx, job, f.frame),
+                    manifest_path: manifest_path(cx, job, f.frame),
+                    notes: Vec::new(),
+                })
+                .collect(),
+            None => status_job(job, cx),
+        })
+        .collect();
     Ok(rows.into_iter().flatten().collect())
 }
 

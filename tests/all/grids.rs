@@ -129,7 +129,21 @@ fn a_matched_grid_fetches_each_distinct_w_once_and_reports_identical_ones() {
     // Offline with no lock, the grid cannot know its revisions: said, not guessed.
     std::fs::remove_file(ws.path("jobs/test.lock.json")).unwrap();
     let o = ws.run(&["status", job, "--offline"]).expect(2);
-    assert!(o.stderr.contains("run `gamma-run lock"), "{}", o.stderr);
+    assert!(
+        o.stdout.starts_with("error    p/gamma: grid p (org/pythia") && o.stdout.contains("run `gamma-run lock"),
+        "{}",
+        o.stdout
+    );
+    // Issue 28: and only that grid fails: a local job beside it is still judged, and built.
+    ws.synth("local", &[]);
+    std::fs::write(
+        ws.path("jobs/test.yaml"),
+        "version: 1\njobs:\n  - model: org/pythia\n    name: p\n    revisions: {match: \"step*\"}\n  - path: ../models/local\n",
+    )
+    .unwrap();
+    let o = ws.run(&[job, "--offline"]).expect(2);
+    assert!(o.stdout.contains("built    local/gamma") && o.stdout.contains("FAILED   p/gamma: grid p"), "{}", o.stdout);
+    assert!(o.stdout.contains("1 built, 0 fresh, 1 failed"), "{}", o.stdout);
 }
 
 #[test]
