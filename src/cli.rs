@@ -47,6 +47,10 @@ pub enum Command {
     /// interrupted runs (list them first with --dry-run)
     #[command(visible_alias = "gc")]
     Clean(CleanArgs),
+    /// Write a commented starter job file (jobs/models.yaml in DIR) and say where its outputs will go
+    Init(InitArgs),
+    /// W of one model without a job file: `gamma-run get ORG/MODEL[@REV]` (or a local checkpoint directory)
+    Get(GetArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions(CompletionsArgs),
     /// Print the man page (roff)
@@ -165,6 +169,32 @@ pub struct AttestArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project directory [default: the current directory]
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// A Hub repo id with an optional revision (ORG/MODEL or ORG/MODEL@REVISION), or a local checkpoint directory
+    #[arg(value_name = "MODEL[@REV]|DIR")]
+    pub(crate) model: String,
+    /// Frames to build, besides gamma (repeatable): gamma_prime, embedding, token_stats
+    #[arg(long = "frame", value_name = "FRAME")]
+    pub(crate) frames: Vec<String>,
+    /// The workspace to write into (tensors/ and manifests/ there) [default: the current directory]
+    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Read the model from the HF cache only
+    #[arg(long)]
+    pub(crate) offline: bool,
+    /// Download the whole shard into the HF cache (`fetch: full`) instead of W's byte range
+    #[arg(long)]
+    pub(crate) full: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct LockArgs {
     /// The job file (YAML); the lock is written beside it as `<name>.lock.json`
     pub(crate) jobfile: PathBuf,
@@ -189,8 +219,22 @@ pub struct CompletionsArgs {
     pub(crate) shell: clap_complete::Shell,
 }
 
-const SUBCOMMANDS: &[&str] =
-    &["run", "status", "verify", "show", "attest", "lock", "clean", "gc", "completions", "man", "synth", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "run",
+    "status",
+    "verify",
+    "show",
+    "attest",
+    "lock",
+    "clean",
+    "gc",
+    "init",
+    "get",
+    "completions",
+    "man",
+    "synth",
+    "help",
+];
 
 /// The process arguments with `run` inserted when the first positional is not a subcommand.
 pub fn args() -> Vec<OsString> {

@@ -18,6 +18,8 @@ fn main() -> std::process::ExitCode {
         Command::Attest(args) => commands::attest::execute(args, cli.quiet),
         Command::Clean(args) => commands::clean::execute(args),
         Command::Lock(args) => commands::lock::execute(args),
+        Command::Init(args) => commands::init::execute(args),
+        Command::Get(args) => commands::get::execute(args, cli.quiet),
         Command::Completions(args) => commands::docs::completions(args),
         Command::Man => commands::docs::man(),
         Command::Synth(args) => gamma_run::dev::synth::execute(args).map(|()| Exit::Ok),

@@ -87,6 +87,17 @@ pub(crate) struct Moved {
 
 /// The run's result lines and summary; with `quiet`, only failed and skipped outputs (and then the summary).
 /// The summary ends with the elapsed time and the bytes moved: fetched from the Hub, written to outputs.
+/// What `init` wrote, and where its outputs will go.
+pub(crate) fn initialised(path: &std::path::Path, root: &std::path::Path) {
+    out!("wrote    {}", plain(&shown_path(path)));
+    out!(
+        "outputs  {}/tensors and {}/manifests (edit the jobs, then: gamma-run {})",
+        plain(&root.display().to_string()),
+        plain(&root.display().to_string()),
+        plain(&shown_path(path))
+    );
+}
+
 /// The workspace a run writes into (a dry run's first line).
 pub(crate) fn workspace(root: &std::path::Path) {
     out!("workspace {}  (tensors/, manifests/)", plain(&root.display().to_string()));

@@ -5,6 +5,8 @@ pub mod attest;
 mod audited;
 pub mod clean;
 pub mod docs;
+pub mod get;
+pub mod init;
 pub mod lock;
 pub mod run;
 pub mod show;

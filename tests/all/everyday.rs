@@ -488,3 +488,59 @@ fn job_file_typos_and_tabs_are_pointed_at() {
     let o = ws.run(&[job.to_str().unwrap()]).expect(2);
     assert!(o.stderr.contains("test.yaml:4:1: a tab: YAML indents with spaces only"), "{}", o.stderr);
 }
+
+/// Issue 28: `init` writes a commented job file that parses and says where outputs go (and never overwrites);
+/// `get` builds W for one model with no job file, where `-o` says.
+#[test]
+fn init_writes_a_starter_job_file_and_get_needs_none() {
+    let ws = Ws::new();
+    std::fs::remove_dir_all(ws.path("jobs")).unwrap();
+    let o = ws.run(&["init"]).ok();
+    let root = std::fs::canonicalize(ws.path("")).unwrap();
+    assert!(o.stdout.starts_with("wrote    jobs/models.yaml\n"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains(&format!("outputs  {}/tensors and {}/manifests", root.display(), root.display())),
+        "{}",
+        o.stdout
+    );
+    let text = String::from_utf8(ws.read("jobs/models.yaml")).unwrap();
+    for key in [
+        "output:",
+        "tensors:",
+        "manifests:",
+        "defaults:",
+        "revision:",
+        "revisions:",
+        "frames:",
+        "fetch:",
+        "name:",
+        "tensor:",
+        "path:",
+    ] {
+        assert!(text.contains(key), "{key} is not shown");
+    }
+    // It parses: judged offline, its one Hub job is an error of that job, not of the file.
+    let o = ws.run(&["status", "jobs/models.yaml", "--offline"]).expect(2);
+    assert!(o.stdout.starts_with("error    Qwen3-4B-Instruct-2507/gamma: "), "{}", o.stdout);
+    ws.run(&["init"]).expect(2);
+    // get: a local checkpoint, and a Hub model at a revision, each into -o's workspace.
+    let dir = ws.synth("m", &[]);
+    let o = ws.run(&["get", dir.to_str().unwrap(), "--frame", "gamma_prime", "-o", "nb"]).ok();
+    assert!(
+        o.stdout.contains("→ nb/tensors/m/W.safetensors") && o.stdout.contains("→ nb/tensors/m/W_prime.safetensors"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(ws.read("nb/tensors/m/W.safetensors"), reference_w(&dir, "model.embed_tokens.weight"));
+    assert!(ws.run(&["get", dir.to_str().unwrap(), "-o", "nb"]).ok().stdout.starts_with("fresh    m/gamma"));
+    let hub = crate::support::hub::TestHub::start();
+    hub.publish("org/tiny", &"c".repeat(40), &dir, Some("v1"));
+    let o = ws.run_env(&["get", "org/tiny@v1", "-o", "nb"], &[("HF_ENDPOINT", hub.endpoint.as_str())]).ok();
+    assert!(
+        o.stdout.contains("built    tiny/gamma") && o.stdout.contains("→ nb/tensors/tiny/W.safetensors"),
+        "{}",
+        o.stdout
+    );
+    let m: serde_json::Value = serde_json::from_slice(&ws.read("nb/manifests/tiny/gamma.json")).unwrap();
+    assert_eq!(m["source"]["revision"], "v1");
+}
