@@ -13,7 +13,15 @@ use std::path::PathBuf;
     long_about = "Runs the jobs of a YAML job file: extracts each model's unembedding matrix W (γ, bf16, bit-identical to \
 transformers) and derived frames, with a manifest per output. Fresh outputs are skipped, stale ones rebuilt.\n\n\
 `gamma-run JOBFILE` is `gamma-run run JOBFILE`.\n\nExit codes: 0 all good; 1 something stale (status --check) or a \
-verify mismatch; 2 an error (bad input, a failed job)."
+verify mismatch; 2 an error (bad input, a failed job).",
+    after_help = "Examples:\n  gamma-run init                                 # a commented job file: jobs/models.yaml\n  \
+gamma-run jobs/models.yaml -n                  # what would be built, and why\n  \
+gamma-run jobs/models.yaml                     # build what is stale\n  \
+gamma-run status jobs/models.yaml --check -q   # CI gate\n  \
+gamma-run verify jobs/models.yaml              # re-hash what is stored\n  \
+gamma-run get ORG/MODEL@REV -o out             # W of one model, no job file\n\n\
+A job file:\n  version: 1\n  jobs:\n    - model: Qwen/Qwen3-4B-Instruct-2507\n      frames: [gamma, gamma_prime]\n\n\
+Every key: `gamma-run man` (JOB FILE), or the file `gamma-run init` writes."
 )]
 pub struct Cli {
     /// More log output: -v gamma-run's decisions, -vv more (other libraries' logs: RUST_LOG)

@@ -50,6 +50,51 @@ pub(crate) const ENVIRONMENT: &[(&str, &str)] = &[
     ("GAMMA_RUN_FAILPOINT", "For crash tests only: abort at the named step of a write."),
 ];
 
+/// Every key a job file takes (the man page's JOB FILE section; a test checks each appears in `init`'s file).
+pub(crate) const JOB_FILE_KEYS: &[(&str, &str)] = &[
+    ("version: 1", "Required: the job-file format this gamma-run reads."),
+    (
+        "output: {tensors, manifests}",
+        "Where outputs go, relative to the job file. Without it: the workspace rule (the job file's directory, or the directory holding its jobs/).",
+    ),
+    ("defaults: {revision, frames, fetch}", "Applied to every job."),
+    ("jobs:", "The list of jobs; each has model: or path:."),
+    ("model: ORG/NAME", "A Hugging Face Hub repo id."),
+    ("path: DIR", "A local checkpoint directory, relative to the job file."),
+    ("revision: REV", "A branch, tag or 40-hex commit (model: jobs; default main)."),
+    ("revisions: [R1, R2] | {match: GLOB}", "A grid: one output per revision, named NAME@REV."),
+    ("name: NAME", "The output name (default: the repo id's or directory's last segment)."),
+    (
+        "frames: [gamma, …]",
+        "Frames to build: gamma, gamma_prime, embedding, token_stats; with parameters as {name: gamma_prime, dtype: bf16}.",
+    ),
+    ("tensor: KEY", "Which checkpoint key is W, when the rules need telling."),
+    ("dtype: f32|bf16|f64", "Output dtype of the derived frames that take one."),
+    (
+        "fetch: range|full",
+        "Read W's byte range from the Hub (range), or download the whole shard into the HF cache (full).",
+    ),
+];
+
+/// The everyday loop (the man page's EXAMPLES section).
+pub(crate) const EXAMPLES: &[(&str, &str)] = &[
+    ("Start a project: a commented job file in jobs/models.yaml.", "gamma-run init"),
+    (
+        "A minimal job file:",
+        "version: 1\njobs:\n  - model: Qwen/Qwen3-4B-Instruct-2507\n    frames: [gamma, gamma_prime]",
+    ),
+    (
+        "Build what is stale; say what would be built first.",
+        "gamma-run jobs/models.yaml -n\ngamma-run jobs/models.yaml",
+    ),
+    ("Gate CI on freshness, silently.", "gamma-run status jobs/models.yaml --check -q"),
+    (
+        "Audit what is stored.",
+        "gamma-run show qwen3-4b-instruct-2507/gamma\ngamma-run verify jobs/models.yaml --sources",
+    ),
+    ("W of one model, without a job file.", "gamma-run get Qwen/Qwen3-4B-Instruct-2507@main -o out"),
+];
+
 pub fn man() -> Result<Exit> {
     crate::report::emit_bytes(&man_page()?);
     Ok(Exit::Ok)
@@ -95,6 +140,14 @@ fn man_page() -> Result<Vec<u8>> {
             }
             roff.push_str(".RE\n");
         }
+    }
+    roff.push_str(".SH JOB FILE\n");
+    for (key, meaning) in JOB_FILE_KEYS {
+        let _ = writeln!(roff, ".TP\n\\fB{}\\fR\n{}", esc(key), esc(meaning));
+    }
+    roff.push_str(".SH EXAMPLES\n");
+    for (what, example) in EXAMPLES {
+        let _ = writeln!(roff, ".PP\n{}\n.PP\n.nf\n.RS\n{}\n.RE\n.fi", esc(what), esc(example));
     }
     roff.push_str(".SH ENVIRONMENT\n");
     for (name, meaning) in ENVIRONMENT {

@@ -273,3 +273,42 @@ fn the_release_workflow_builds_wheels_for_the_three_platforms_and_smoke_tests_th
     let py = std::fs::read_to_string(root.join("pyproject.toml")).unwrap();
     assert!(py.contains("build-backend = \"maturin\"") && py.contains("bindings = \"bin\""), "{py}");
 }
+
+/// Issue 28: the job file is learnt from the CLI: `--help` shows examples and a job file, `man` has a JOB FILE
+/// section with every key `init` writes, and an EXAMPLES section.
+#[test]
+fn help_and_man_teach_the_job_file() {
+    let ws = Ws::new();
+    let help = ws.run(&["--help"]).ok();
+    assert!(
+        help.stdout.contains("Examples:\n  gamma-run init") && help.stdout.contains("A job file:\n  version: 1"),
+        "{}",
+        help.stdout
+    );
+    let man = ws.run(&["man"]).ok();
+    assert!(man.stdout.contains(".SH JOB FILE") && man.stdout.contains(".SH EXAMPLES"), "no sections");
+    std::fs::remove_dir_all(ws.path("jobs")).unwrap();
+    ws.run(&["init"]).ok();
+    let template = String::from_utf8(ws.read("jobs/models.yaml")).unwrap();
+    for key in [
+        "version",
+        "output",
+        "defaults",
+        "jobs",
+        "model",
+        "path",
+        "revision",
+        "revisions",
+        "name",
+        "frames",
+        "tensor",
+        "dtype",
+        "fetch",
+    ] {
+        assert!(man.stdout.contains(&format!("\\fB{key}")), "man lacks {key}");
+        assert!(
+            template.contains(&format!("{key}:")) || key == "dtype" && template.contains("dtype"),
+            "init lacks {key}"
+        );
+    }
+}
