@@ -251,3 +251,27 @@ fn the_architecture_zoo_gives_the_reference_bytes_keys_and_head_notes() {
     let o = ws.run(&["show", "tensors/cohere-default/W.safetensors"]).ok();
     assert!(o.stdout.contains("head") && o.stdout.contains("logit_scale"), "{}", o.stdout);
 }
+
+/// Issue 28: the README's Python snippet, pasted as it is, runs with what the `[read]` extra installs
+/// (safetensors, numpy, ml_dtypes) in a workspace with the example's output (skipped, saying so, without them).
+#[test]
+fn the_readme_python_snippet_runs_with_the_read_extra() {
+    let ok = std::process::Command::new("python3").args(["-c", "import safetensors.numpy, numpy, ml_dtypes"]).output();
+    if !ok.is_ok_and(|o| o.status.success()) {
+        skip("the_readme_python_snippet_runs_with_the_read_extra", "python3 lacks safetensors, numpy or ml_dtypes");
+        return;
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let after = &readme[readme.find("### Reading outputs from Python").expect("the section")..];
+    let start = after.find("```python\n").expect("a python block") + "```python\n".len();
+    let snippet = &after[start..start + after[start..].find("```").unwrap()];
+    let ws = Ws::new();
+    ws.synth("tiny-qwen3", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/tiny-qwen3\n");
+    ws.run(&[job.to_str().unwrap()]).ok();
+    let script = format!("{snippet}print(W.dtype, W.shape)\n");
+    let o = std::process::Command::new("python3").args(["-c", &script]).current_dir(ws.dir.path()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{text}");
+    assert!(text.starts_with("bfloat16 ("), "{text}");
+}
