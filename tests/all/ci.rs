@@ -233,6 +233,13 @@ fn shipped_ci_examples_use_the_shard_contract() {
     );
     let steps = gha["jobs"]["build"]["steps"].to_string();
     assert!(steps.contains("--shard \\\"${{ matrix.shard }}/$SHARDS\\\""), "{steps}");
+    // Issue 28: gamma-run is built once, as a wheel, and installed from that artifact: no job compiles it again.
+    let wheel = gha["jobs"]["wheel"]["steps"].to_string();
+    assert!(wheel.contains("maturin build --release"), "{wheel}");
+    for job in ["build", "gate"] {
+        let text = gha["jobs"][job]["steps"].to_string();
+        assert!(text.contains("pip install wheels/*.whl") && !text.contains("cargo install"), "{job}: {text}");
+    }
     let gate = gha["jobs"]["gate"]["steps"].to_string();
     assert!(
         gate.contains("status \\\"$JOBFILE\\\" --check")
