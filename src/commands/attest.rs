@@ -44,7 +44,7 @@ pub fn execute(args: AttestArgs, quiet: bool) -> Result<Exit> {
         // Never through a planted link: below the workspace for the default place, below --out otherwise.
         let base = if args.out.is_some() { out.as_path() } else { root.as_path() };
         crate::store::no_links_below(base, &file)?;
-        let mut bytes = serde_json::to_vec_pretty(&statement(&m)).expect("json");
+        let mut bytes = serde_json::to_vec_pretty(&statement(&m, &root)).expect("json");
         bytes.push(b'\n');
         crate::store::write_atomic(&file, &bytes)?;
         written.push(file);
@@ -54,7 +54,7 @@ pub fn execute(args: AttestArgs, quiet: bool) -> Result<Exit> {
 }
 
 /// The statement for one manifest.
-pub(crate) fn statement(m: &Manifest) -> Value {
+pub(crate) fn statement(m: &Manifest, root: &std::path::Path) -> Value {
     let mut deps: Vec<Value> = Vec::new();
     let mut external = json!({
         "name": m.name,
@@ -66,9 +66,10 @@ pub(crate) fn statement(m: &Manifest) -> Value {
         external["source"] =
             json!({"kind": s.kind, "repo": s.repo, "path": s.path, "revision": s.revision, "tensor": s.tensor});
         for f in &s.files {
-            let uri = match (&s.repo, &s.commit, &s.path) {
+            let uri = match (&s.repo, &s.commit, s.local_dir(root)) {
                 (Some(repo), Some(commit), _) => format!("hf://{repo}@{commit}/{}", f.path),
-                (_, _, Some(dir)) => format!("file://{dir}/{}", f.path),
+                // Where the source is now: a path recorded relative to the workspace, resolved against it.
+                (_, _, Some(dir)) => format!("file://{}/{}", dir.display(), f.path),
                 _ => f.path.clone(),
             };
             let mut d = json!({"uri": uri, "name": f.path, "annotations": {"size": f.size}});

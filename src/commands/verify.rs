@@ -126,7 +126,7 @@ fn check_inner(
         }
     }
     if let (Some(opts), Some(s)) = (how.sources, &m.source) {
-        check_sources(&m, s, opts)?;
+        check_sources(&m, s, root, opts)?;
         also.push(format!("{} source files re-read, {} re-extracted", s.files.len(), m.output.tensor));
     }
     Ok(())
@@ -137,6 +137,7 @@ fn check_inner(
 fn check_sources(
     m: &Manifest,
     s: &crate::manifest::SourceRecord,
+    root: &Path,
     opts: &SourceOptions,
 ) -> std::result::Result<(), Problem> {
     let mut problems = Vec::new();
@@ -153,7 +154,7 @@ fn check_sources(
             Some(r) => r.feed(pos, piece),
             None => Ok(()),
         };
-        let got = crate::source::reread::reread(s, f, opts, &mut feed)
+        let got = crate::source::reread::reread(s, f, root, opts, &mut feed)
             .map_err(|e| Problem::Error(format!("source file {}: {e}", f.path)))?;
         let from = got.read_from;
         if got.size != f.size {

@@ -84,6 +84,7 @@ impl Frame for Extracted {
         let reads = located.as_ref().map(|l| l.w.end - l.w.begin);
         let reads_tensor = located.as_ref().map(|l| (l.w.name.clone(), l.shard.clone()));
         let producer = Extract {
+            root: cx.store.root().to_path_buf(),
             resolved,
             located,
             tensor: tensor_override.map(str::to_string),
@@ -116,6 +117,8 @@ impl Frame for Extracted {
 
 /// Locates W (lazily for Hub sources: only when the output is built) and copies or converts it.
 struct Extract {
+    /// The workspace root (a local source inside it is recorded relative to it).
+    root: std::path::PathBuf,
     resolved: Resolved,
     /// W as found while planning, if it could be found without the network.
     located: Option<Located>,
@@ -154,7 +157,7 @@ impl Producer for Extract {
             let decided = source::share::decide(&g.store, &g.grid, &g.name, g.frame, &loc, g.claims.as_deref());
             if let source::share::Share::Copy(sib) = decided {
                 source::share::copy(&sib, out)?;
-                let mut src = record(&loc);
+                let mut src = record(&loc, &self.root);
                 src.fetch = Some(crate::manifest::FetchMode::Shared);
                 src.shared_from = Some(sib.name.clone());
                 tracing::debug!(
@@ -208,7 +211,7 @@ impl Producer for Extract {
         Ok(Production::Done(Produced {
             shape: loc.w.shape.clone(),
             nan_count,
-            source: Some(record(&loc)),
+            source: Some(record(&loc, &self.root)),
             warnings,
             expect_sha256: None,
         }))
@@ -231,11 +234,17 @@ impl Producer for Extract {
     }
 }
 
-fn record(loc: &Located) -> SourceRecord {
+/// The manifest's record of where W came from; a local directory inside the workspace `root` is recorded relative
+/// to it (`SourceRecord::local_dir` resolves it), one outside as it is.
+fn record(loc: &Located, root: &std::path::Path) -> SourceRecord {
+    let shown = |d: &std::path::PathBuf| match d.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => d.display().to_string(),
+    };
     SourceRecord {
         kind: loc.kind,
         repo: loc.repo.clone(),
-        path: loc.repo.is_none().then(|| loc.dir.as_ref().map(|d| d.display().to_string())).flatten(),
+        path: loc.repo.is_none().then(|| loc.dir.as_ref().map(shown)).flatten(),
         revision: loc.revision.clone(),
         commit: loc.commit.clone(),
         fetch: Some(loc.fetch),

@@ -90,6 +90,15 @@ pub(crate) struct SourceRecord {
     pub(crate) seal: Option<String>,
 }
 
+impl SourceRecord {
+    /// A local source's directory: `path` as recorded when absolute, else relative to the workspace `root` (where
+    /// the source lies inside the workspace, it is recorded relative to it, so a moved workspace still finds it).
+    pub(crate) fn local_dir(&self, root: &Path) -> Option<std::path::PathBuf> {
+        let p = Path::new(self.path.as_deref()?);
+        Some(if p.is_absolute() { p.to_path_buf() } else { root.join(p) })
+    }
+}
+
 /// What the model's head adds to `h @ W.T`, recorded in the manifest (`source.head`) and shown by `show`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Head {

@@ -33,14 +33,15 @@ enum At {
 pub(crate) fn reread(
     src: &SourceRecord,
     file: &FileRecord,
+    root: &std::path::Path,
     opts: &SourceOptions,
     feed: &mut (dyn FnMut(u64, &[u8]) -> Result<()> + Send),
 ) -> Result<Reread> {
     crate::names::check_relative_file(&file.path)
         .map_err(|m| Error::Usage(format!("the manifest names source file {:?}: {m}", file.path)))?;
     use crate::manifest::{FetchMode, SourceKind};
-    let at = match (src.kind, &src.repo, &src.commit, &src.path) {
-        (SourceKind::Local, _, _, Some(dir)) => At::Disk(PathBuf::from(dir).join(&file.path)),
+    let at = match (src.kind, &src.repo, &src.commit, src.local_dir(root)) {
+        (SourceKind::Local, _, _, Some(dir)) => At::Disk(dir.join(&file.path)),
         (_, Some(repo), Some(commit), _) => {
             crate::names::check_repo_id(repo).map_err(|m| Error::Usage(format!("the manifest's source.repo: {m}")))?;
             if !hf_cache::is_commit(commit) {

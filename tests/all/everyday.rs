@@ -544,3 +544,26 @@ fn init_writes_a_starter_job_file_and_get_needs_none() {
     let m: serde_json::Value = serde_json::from_slice(&ws.read("nb/manifests/tiny/gamma.json")).unwrap();
     assert_eq!(m["source"]["revision"], "v1");
 }
+
+/// Issue 28: a local source inside the workspace is recorded relative to it, so a moved workspace (a CI cache
+/// restored elsewhere) still re-reads its sources and attests where they are now.
+#[test]
+fn a_moved_workspace_still_finds_its_local_sources() {
+    let ws = Ws::new();
+    std::fs::create_dir_all(ws.path("proj/jobs")).unwrap();
+    let o = ws.run(&["synth", "--out", "proj/models/m"]).ok();
+    drop(o);
+    std::fs::write(ws.path("proj/jobs/x.yaml"), "version: 1\njobs:\n  - path: ../models/m\n").unwrap();
+    ws.run(&["proj/jobs/x.yaml"]).ok();
+    let m: serde_json::Value = serde_json::from_slice(&ws.read("proj/manifests/m/gamma.json")).unwrap();
+    assert_eq!(m["source"]["path"], "models/m", "recorded relative to the workspace");
+    std::fs::rename(ws.path("proj"), ws.path("moved")).unwrap();
+    let v = ws.run(&["verify", "--sources", "moved/manifests"]).ok();
+    assert!(v.stdout.contains("source files re-read, W re-extracted"), "{}", v.stdout);
+    ws.run(&["attest", "moved/manifests"]).ok();
+    let st: serde_json::Value = serde_json::from_slice(&ws.read("moved/attestations/m/gamma.intoto.json")).unwrap();
+    let deps = st["predicate"]["buildDefinition"]["resolvedDependencies"].to_string();
+    let now = std::fs::canonicalize(ws.path("moved")).unwrap();
+    assert!(deps.contains(&format!("file://{}/models/m/config.json", now.display())), "{deps}");
+    assert!(ws.run(&["status", "moved/jobs/x.yaml", "--check"]).ok().stdout.starts_with("fresh    m/gamma"));
+}
