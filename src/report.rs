@@ -532,14 +532,19 @@ pub(crate) fn attested(files: &[std::path::PathBuf], quiet: bool) {
 }
 
 /// `verify`'s lines; with `quiet`, only mismatches and errors (and then the summary): nothing when all match.
-pub(crate) fn verify(checked: &[Checked], as_json: bool, quiet: bool) {
+pub(crate) fn verify(checked: &[Checked], root: &std::path::Path, as_json: bool, quiet: bool) {
     if as_json {
+        // Paths as `status --json` gives them: relative to the workspace (the parent of the manifests directory).
+        let rel = |p: &std::path::Path| {
+            let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            abs.strip_prefix(root).map_or_else(|_| p.display().to_string(), |r| r.display().to_string())
+        };
         let items: Vec<_> = checked
             .iter()
             .map(|c| {
                 json!({
-                    "manifest": c.manifest,
-                    "output": c.output,
+                    "manifest": rel(&c.manifest),
+                    "output": c.output.as_deref().map(rel),
                     "ok": c.problem.is_none(),
                     "checked": c.also,
                     "problem": c.problem.as_ref().map(Problem::text),

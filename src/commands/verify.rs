@@ -29,7 +29,7 @@ pub fn execute(args: VerifyArgs, quiet: bool) -> Result<Exit> {
     } else {
         manifests.par_iter().map(|m| check(m, &how)).collect()
     };
-    crate::report::verify(&checked, args.json, quiet);
+    crate::report::verify(&checked, &root, args.json, quiet);
     let exit = if checked.iter().any(|c| matches!(c.problem, Some(Problem::Error(_)))) {
         Exit::Error
     } else if checked.iter().any(|c| c.problem.is_some()) {

@@ -319,3 +319,17 @@ fn help_and_man_teach_the_job_file() {
         );
     }
 }
+
+/// Issue 28: `verify --json` gives `manifest` and `output` as `status --json` does: relative to the workspace.
+#[test]
+fn verify_json_paths_match_status_json() {
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    ws.run(&[job.to_str().unwrap()]).ok();
+    let v: serde_json::Value = serde_json::from_str(&ws.run(&["verify", "--json"]).ok().stdout).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&ws.run(&["status", job.to_str().unwrap(), "--json"]).ok().stdout).unwrap();
+    assert_eq!((&v[0]["manifest"], &v[0]["output"]), (&s[0]["manifest"], &s[0]["output"]));
+    assert_eq!(v[0]["output"], "tensors/m/W.safetensors");
+}
