@@ -174,12 +174,16 @@ fn unready_input(frame: &dyn Frame, standing: &dyn Fn(&str) -> Option<Standing>)
 
 fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
+    // Stale outputs whose rebuild is known to write the same bytes (a cosmetic config edit): their dependents
+    // stay as they are, as `run` and `--dry-run` leave them.
+    let mut same_bytes: Vec<&'static str> = Vec::new();
     for req in &job.frames {
         let frame = req.frame;
         let manifest_path = manifest_path(cx, job, frame);
         let standing = |name: &str| {
             rows.iter().find(|r| r.frame == name).map(|r| match &r.state {
                 Ok(State::Fresh) => Standing::Ready,
+                Ok(_) if same_bytes.contains(&r.frame) => Standing::Ready,
                 Ok(_) => Standing::WillChange,
                 Err(_) => Standing::Failed,
             })
@@ -193,7 +197,18 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
         }
         let judged = judge(frame, job, &req.params, cx).map(|(plan, a)| {
             notes.extend(plan.notes);
-            (a.state, a.manifest)
+            let unchanged = matches!(a.state, State::Stale(_))
+                && a.manifest.as_ref().is_some_and(|m| plan.producer.same_bytes_as(m));
+            if unchanged {
+                notes.push("its W is unchanged (same tensor, range and shard): a rebuild writes the same bytes".into());
+            }
+            (a.state, a.manifest, unchanged)
+        });
+        let judged = judged.map(|(state, m, unchanged)| {
+            if unchanged {
+                same_bytes.push(frame.name());
+            }
+            (state, m)
         });
         let (state, manifest) = match (judged, stale_input) {
             (Ok((state, m)), None) => (Ok(state), m),

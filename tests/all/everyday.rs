@@ -188,6 +188,10 @@ fn dry_runs_count_skips_apart_and_do_not_predict_rebuilds_the_run_skips() {
     assert!(dry.stdout.contains("would build m/gamma  (config.json changed)"), "{}", dry.stdout);
     assert!(dry.stdout.contains("W is unchanged (same tensor, range and shard)"), "{}", dry.stdout);
     assert!(dry.stdout.contains("fresh    m/gamma_prime"), "{}", dry.stdout);
+    // Issue 28: status agrees with what run will do: γ stale (and why), γ′ fresh.
+    let st = ws.run(&["status", job, "--only", "m"]).ok();
+    assert!(st.stdout.contains("stale    m/gamma: config.json changed  (its W is unchanged"), "{}", st.stdout);
+    assert!(st.stdout.contains("fresh    m/gamma_prime"), "{}", st.stdout);
     let real = ws.run(&[job, "--only", "m"]).ok();
     assert!(
         real.stdout.contains("built    m/gamma") && real.stdout.contains("fresh    m/gamma_prime"),
@@ -200,6 +204,8 @@ fn dry_runs_count_skips_apart_and_do_not_predict_rebuilds_the_run_skips() {
     let dry = ws.run(&[job, "--dry-run", "--only", "m"]).ok();
     assert!(dry.stdout.contains("would build m/gamma_prime  (input gamma would be rebuilt)"), "{}", dry.stdout);
     assert!(!dry.stdout.contains("W is unchanged"), "{}", dry.stdout);
+    let st = ws.run(&["status", job, "--only", "m"]).ok();
+    assert!(st.stdout.contains("stale    m/gamma_prime: input gamma is not fresh"), "{}", st.stdout);
     let real = ws.run(&[job, "--only", "m"]).ok();
     assert!(real.stdout.contains("built    m/gamma_prime"), "{}", real.stdout);
     assert_ne!(ws.read("tensors/m/W.safetensors"), before);
