@@ -197,8 +197,11 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
         }
         let judged = judge(frame, job, &req.params, cx).map(|(plan, a)| {
             notes.extend(plan.notes);
+            // Only a manifest that agrees with itself can vouch for the bytes it describes.
             let unchanged = matches!(a.state, State::Stale(_))
-                && a.manifest.as_ref().is_some_and(|m| plan.producer.same_bytes_as(m));
+                && a.manifest
+                    .as_ref()
+                    .is_some_and(|m| crate::manifest::consistency::check(m).is_ok() && plan.producer.same_bytes_as(m));
             if unchanged {
                 notes.push("its W is unchanged (same tensor, range and shard): a rebuild writes the same bytes".into());
             }
@@ -379,7 +382,8 @@ fn build_locked(
             Ok(t) => t,
             Err(e) => return Outcome::Failed(e),
         };
-        let same_bytes = old.is_some_and(|m| plan.producer.same_bytes_as(m));
+        let same_bytes =
+            old.is_some_and(|m| crate::manifest::consistency::check(m).is_ok() && plan.producer.same_bytes_as(m));
         return Outcome::WouldBuild { reasons, reads: plan.reads, transfer, same_bytes };
     }
     // Stale: take the output's lock. If another process held it, it may have just built this output.
