@@ -124,7 +124,10 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved)
                 written += size;
                 let at = plain(&shown_path(path)).into_owned();
                 if !quiet {
-                    out!("built    {id}  ({})  {size} bytes  sha256 {sha256}  → {at}", plain(&reasons.join("; ")));
+                    // A short line (12 hex digits, as the markdown table has); `show` and `--json` give the whole.
+                    let short = sha256.get(..12).unwrap_or(sha256);
+                    let size = human_bytes(*size);
+                    out!("built    {id}  ({})  {size}  sha256 {short}…  → {at}", plain(&reasons.join("; ")));
                 }
             }
             Outcome::WouldBuild { reasons, reads, transfer, same_bytes } => {

@@ -573,3 +573,17 @@ fn a_moved_workspace_still_finds_its_local_sources() {
     assert!(deps.contains(&format!("file://{}/models/m/config.json", now.display())), "{deps}");
     assert!(ws.run(&["status", "moved/jobs/x.yaml", "--check"]).ok().stdout.starts_with("fresh    m/gamma"));
 }
+
+/// Issue 28: a result line stays short: the size in human units and 12 hex digits of the SHA-256 (the manifest,
+/// `show` and `--json` carry the whole).
+#[test]
+fn result_lines_are_short() {
+    let ws = Ws::new();
+    ws.synth("m", &[]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
+    let o = ws.run(&[job.to_str().unwrap()]).ok();
+    let sha = ws.manifest("m", "gamma")["output"]["sha256"].as_str().unwrap().to_string();
+    let line = o.stdout.lines().next().unwrap();
+    assert!(line.contains(&format!("sha256 {}…  → tensors/m/W.safetensors", &sha[..12])), "{line}");
+    assert!(!line.contains(&sha) && line.chars().count() < 110, "{line}");
+}
