@@ -1,5 +1,7 @@
-//! What a safetensors checkpoint is made of, parsed strictly: the per-file header (`header`), the shard index
-//! (`index`) and `config.json` (`config`). Parsing only: nothing here opens files or decides which tensor is W.
+//! What a checkpoint is made of, parsed strictly: a safetensors file's header (`header`), the shard index
+//! (`index`), `config.json` (`config`), and for `pytorch_model.bin` the zip container (`torchzip`) and the
+//! restricted pickle reader (`pickle`, never executed). Parsing only: nothing here opens files or decides which
+//! tensor is W.
 
 pub(crate) mod config;
 pub mod header;

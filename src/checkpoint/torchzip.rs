@@ -42,9 +42,9 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 /// file's length).
 pub(crate) fn directory(tail: &[u8], tail_start: u64, len: u64) -> Result<Directory, String> {
     let short = || {
-        "not a zip archive (no end-of-central-directory record): a truncated file, or the legacy \
-                    (pre-1.6, non-zip) torch format, which gamma-run does not read — re-save it with torch ≥ 1.6 or \
-                    convert it to safetensors"
+        "not a zip archive (no end-of-central-directory record), and it does not start as a legacy (pre-1.6) \
+                    torch.save file either: a truncated or damaged file — download it again, or convert it to \
+                    safetensors"
             .to_string()
     };
     if tail.len() < 22 {

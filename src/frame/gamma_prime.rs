@@ -28,7 +28,7 @@ impl Frame for GammaPrime {
         1
     }
     fn inputs(&self) -> &'static [&'static dyn Frame] {
-        static INPUTS: &[&dyn Frame] = &[&super::gamma::GAMMA];
+        static INPUTS: &[&dyn Frame] = &[&super::extracted::GAMMA];
         INPUTS
     }
     fn params(&self) -> &'static [Param] {

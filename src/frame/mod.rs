@@ -5,13 +5,13 @@
 //! frame), register it, and the runner orders it after its inputs, staleness follows its inputs' hashes, version
 //! and parameters, and `verify --recompute` can rebuild it from its inputs.
 
-mod gamma;
+mod extracted;
 mod gamma_prime;
 mod input;
 pub(crate) mod stats_summary;
 mod token_stats;
 
-pub(crate) use gamma::Reextract;
+pub(crate) use extracted::Reextract;
 
 use crate::error::Result;
 use crate::manifest::{InputRecord, Manifest, SourceRecord, fingerprint};
@@ -129,7 +129,8 @@ pub(crate) struct Produced {
     pub(crate) expect_sha256: Option<(String, std::path::PathBuf)>,
 }
 
-static FRAMES: &[&dyn Frame] = &[&gamma::GAMMA, &gamma_prime::GammaPrime, &gamma::EMBEDDING, &token_stats::TokenStats];
+static FRAMES: &[&dyn Frame] =
+    &[&extracted::GAMMA, &gamma_prime::GammaPrime, &extracted::EMBEDDING, &token_stats::TokenStats];
 
 pub(crate) fn by_name(name: &str) -> Option<&'static dyn Frame> {
     FRAMES.iter().copied().find(|f| f.name() == name)

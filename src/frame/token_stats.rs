@@ -38,7 +38,7 @@ impl Frame for TokenStats {
         1
     }
     fn inputs(&self) -> &'static [&'static dyn Frame] {
-        static INPUTS: &[&dyn Frame] = &[&super::gamma::GAMMA];
+        static INPUTS: &[&dyn Frame] = &[&super::extracted::GAMMA];
         INPUTS
     }
     fn params(&self) -> &'static [Param] {

@@ -2,8 +2,9 @@
 //! write into the same one. The rule, as README states it: a job file's workspace is its own directory, unless
 //! it sits in a `jobs/` directory (at any depth), when it is the directory holding that `jobs/` — or, for a job
 //! file in a subdirectory of `jobs/`, where a directory between them already holds `tensors/`, `manifests/` or
-//! `.gamma-run/`, the nearest such (an existing workspace keeps its outputs where they are). Nothing is ever placed above that. It does not read or validate
-//! job files (`validate` does), nor decide what to build or remove.
+//! `.gamma-run/`, the nearest such (an existing workspace keeps its outputs where they are). Nothing is ever
+//! placed above that. It does not read or validate job files (`validate` does), nor decide what to build or
+//! remove.
 
 use std::path::{Path, PathBuf};
 
