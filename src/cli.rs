@@ -227,22 +227,18 @@ pub struct CompletionsArgs {
     pub(crate) shell: clap_complete::Shell,
 }
 
-const SUBCOMMANDS: &[&str] = &[
-    "run",
-    "status",
-    "verify",
-    "show",
-    "attest",
-    "lock",
-    "clean",
-    "gc",
-    "init",
-    "get",
-    "completions",
-    "man",
-    "synth",
-    "help",
-];
+/// Every subcommand name and alias, from clap's own definition (so a new subcommand is never taken for a job
+/// file), and `help`.
+fn subcommands() -> Vec<String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut names: Vec<String> = cmd
+        .get_subcommands()
+        .flat_map(|c| std::iter::once(c.get_name().to_string()).chain(c.get_all_aliases().map(str::to_string)))
+        .collect();
+    names.push("help".into());
+    names
+}
 
 /// The process arguments with `run` inserted when the first positional is not a subcommand.
 pub fn args() -> Vec<OsString> {
@@ -265,30 +261,17 @@ fn with_default_command(mut argv: Vec<OsString>) -> Vec<OsString> {
         }
         i += 1;
     }
-    if let Some(i) = first.filter(|&i| !SUBCOMMANDS.contains(&argv[i].to_string_lossy().as_ref())) {
+    let known = subcommands();
+    if let Some(i) = first.filter(|&i| !known.iter().any(|k| *k == argv[i].to_string_lossy())) {
         // A mistyped subcommand (`stauts`, `verfy`) that is not a file is left to clap, which names the
         // subcommand it looks like; anything else is a job file for `run`.
         let word = argv[i].to_string_lossy().into_owned();
-        let typo = !std::path::Path::new(&word).exists() && SUBCOMMANDS.iter().any(|s| edit_distance(&word, s) <= 2);
+        let typo = !std::path::Path::new(&word).exists() && known.iter().any(|s| strsim::levenshtein(&word, s) <= 2);
         if !typo {
             argv.insert(i, "run".into());
         }
     }
     argv
-}
-
-/// Levenshtein distance, for telling a mistyped subcommand from a job file's name.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut row = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            row.push((prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(row[j] + 1));
-        }
-        prev = row;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -312,7 +295,11 @@ mod tests {
         assert_eq!(v(&["g", "stauts", "jobs/x.yaml"]), ["g", "stauts", "jobs/x.yaml"]);
         assert_eq!(v(&["g", "verfy"]), ["g", "verfy"]);
         assert_eq!(v(&["g", "phase1.yaml"]), ["g", "run", "phase1.yaml"]);
-        assert_eq!(edit_distance("stauts", "status"), 2);
+        // Every subcommand clap knows is one (new ones included), with its aliases.
+        for s in ["init", "get", "gc", "completions", "lock"] {
+            assert!(subcommands().iter().any(|k| k == s), "{s}");
+            assert_eq!(v(&["g", s])[1], s);
+        }
         assert_eq!(v(&["g", "--color", "never", "a.yaml"]), ["g", "--color", "never", "run", "a.yaml"]);
         assert_eq!(v(&["g", "--color=always", "a.yaml"]), ["g", "--color=always", "run", "a.yaml"]);
     }
