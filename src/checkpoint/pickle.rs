@@ -195,18 +195,46 @@ struct Reader<'a> {
     /// they may.
     bytes: u64,
     budget: u64,
+    /// The bytes ended before the pickle did.
+    ran_out: bool,
+}
+
+/// Why a pickle could not be read; `ran_out` when its bytes ended before it did (a prefix that is too short,
+/// which a caller reading a file's start in growing pieces takes as "read more").
+#[derive(Debug)]
+pub struct PickleError {
+    pub message: String,
+    pub ran_out: bool,
+}
+
+impl std::fmt::Display for PickleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for PickleError {
+    fn from(message: String) -> Self {
+        PickleError { message, ran_out: false }
+    }
+}
+
+impl From<&str> for PickleError {
+    fn from(message: &str) -> Self {
+        PickleError { message: message.into(), ran_out: false }
+    }
 }
 
 /// The state dict a `data.pkl` holds: its tensors by name, in pickle order (non-tensor entries are skipped).
 pub fn state_dict(data: &[u8]) -> Result<Vec<(String, TensorRef)>, String> {
-    let (top, _) = load(data, 0)?;
+    let (top, _) = load(data, 0).map_err(|e| e.message)?;
     tensors(top)
 }
 
 /// One pickle starting at `at`: its value and where it ends.
-fn load(data: &[u8], at: usize) -> Result<(V, usize), String> {
+fn load(data: &[u8], at: usize) -> Result<(V, usize), PickleError> {
     if data.len() as u64 > MAX_PICKLE {
-        return Err(format!("the pickle is {} bytes, more than the {MAX_PICKLE} allowed", data.len()));
+        return Err(format!("the pickle is {} bytes, more than the {MAX_PICKLE} allowed", data.len()).into());
     }
     let _slot = Slot::take();
     let mut r = Reader {
@@ -218,8 +246,11 @@ fn load(data: &[u8], at: usize) -> Result<(V, usize), String> {
         nodes: 0,
         bytes: 0,
         budget: budget(data.len()),
+        ran_out: false,
     };
-    let top = r.run().map_err(|e| format!("{e} (at byte {} of the pickle)", r.pos))?;
+    let top = r
+        .run()
+        .map_err(|e| PickleError { message: format!("{e} (at byte {} of the pickle)", r.pos), ran_out: r.ran_out })?;
     Ok((top, r.pos))
 }
 
@@ -237,15 +268,15 @@ pub struct Legacy {
 pub const LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
 
 /// Reads the five pickles a legacy file starts with: magic number, protocol version, system info, the state
-/// dict, the storage keys. `Err` says "ends early" when `data` is a prefix too short to hold them all.
-pub fn legacy(data: &[u8]) -> Result<Legacy, String> {
+/// dict, the storage keys. `Err` has `ran_out` when `data` is a prefix too short to hold them all.
+pub fn legacy(data: &[u8]) -> Result<Legacy, PickleError> {
     if !data.starts_with(LEGACY_MAGIC) {
         return Err("not a legacy torch.save file (no magic number)".into());
     }
     let (_, at) = load(data, 0)?;
     let (version, at) = load(data, at)?;
     if version != V::Int(1001) {
-        return Err(format!("legacy protocol version {version:?}, not 1001"));
+        return Err(format!("legacy protocol version {version:?}, not 1001").into());
     }
     let (info, at) = load(data, at)?;
     if let V::Dict(items, _) = &info {
@@ -289,7 +320,10 @@ fn tensors(top: V) -> Result<Vec<(String, TensorRef)>, String> {
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.data.len()).ok_or("the pickle ends early")?;
+        let Some(end) = self.pos.checked_add(n).filter(|e| *e <= self.data.len()) else {
+            self.ran_out = true;
+            return Err("the pickle ends early".into());
+        };
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -303,7 +337,10 @@ impl Reader<'_> {
     }
     fn line(&mut self) -> Result<String, String> {
         let rest = &self.data[self.pos..];
-        let n = rest.iter().take(256).position(|b| *b == b'\n').ok_or("a GLOBAL name without an end")?;
+        let Some(n) = rest.iter().take(256).position(|b| *b == b'\n') else {
+            self.ran_out = rest.len() < 256;
+            return Err("a GLOBAL name without an end".into());
+        };
         let s = std::str::from_utf8(&rest[..n]).map_err(|_| "a GLOBAL name that is not UTF-8")?.to_string();
         self.pos += n + 1;
         Ok(s)
@@ -746,6 +783,7 @@ mod tests {
                 nodes: 0,
                 bytes: 0,
                 budget: u64::MAX,
+                ran_out: false,
             };
             r.run().map(|_| r.memo.len())
         };
@@ -784,6 +822,7 @@ mod tests {
             nodes: 0,
             bytes: 0,
             budget: u64::MAX,
+            ran_out: false,
         };
         let err = r.run().unwrap_err();
         assert_eq!(err, format!("more than {MAX_NODES} values"));
@@ -813,6 +852,7 @@ mod tests {
             nodes: 0,
             bytes: 0,
             budget: 1 << 20,
+            ran_out: false,
         };
         assert!(r.run().unwrap_err().contains("MiB of memory"));
         assert_eq!(budget(0), BUDGET_FLOOR);
@@ -865,6 +905,24 @@ mod tests {
         dup.extend_from_slice(b"X\x02\x00\x00\x00t7ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storageh\x01");
         dup.extend_from_slice(b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00K\x01\x85K\x01\x85\x89)tRu.");
         assert!(state_dict(&dup).unwrap_err().contains("\"t7\" twice"));
+    }
+
+    #[test]
+    fn a_legacy_prefix_too_short_says_it_ran_out_and_a_damaged_one_does_not() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/torch-bin/llama-legacy-bf16/pytorch_model.bin");
+        let file = std::fs::read(path).unwrap();
+        let whole = legacy(&file).unwrap();
+        // Every prefix that cuts the pickles short asks for more (the reader's grow-and-retry loop relies on it).
+        for cut in [LEGACY_MAGIC.len(), 40, whole.data_start as usize / 2, whole.data_start as usize - 1] {
+            let e = legacy(&file[..cut]).unwrap_err();
+            assert!(e.ran_out, "cut at {cut}: {e}");
+        }
+        // A damaged byte inside (an opcode no state dict uses) is not a short read.
+        let mut bad = file[..whole.data_start as usize].to_vec();
+        let at = LEGACY_MAGIC.len() + 1;
+        bad[at] = b'i';
+        let e = legacy(&bad).unwrap_err();
+        assert!(!e.ran_out, "{e}");
     }
 
     #[test]

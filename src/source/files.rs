@@ -412,7 +412,7 @@ fn legacy_archive(files: &dyn Files, shard: &str, len: u64) -> Result<(crate::ch
                 let pickled = head[..l.data_start as usize].to_vec();
                 return Ok((l, pickled));
             }
-            Err(e) if e.contains("ends early") && n < len && n < pickle::MAX_PICKLE => {
+            Err(e) if e.ran_out && n < len && n < pickle::MAX_PICKLE => {
                 n = (n * 2).min(len).min(pickle::MAX_PICKLE);
             }
             Err(e) => return Err(bad(format!("legacy (pre-1.6) torch.save file: {e}"))),
