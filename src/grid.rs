@@ -315,14 +315,24 @@ pub(crate) struct Duplicates {
     pub(crate) files_differ: bool,
 }
 
+/// One stored γ of a grid, as duplicate grouping sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredW {
+    pub(crate) name: String,
+    pub(crate) grid: String,
+    /// The output file's SHA-256.
+    pub(crate) sha256: String,
+    /// The SHA-256 of the shard W was read from, where known.
+    pub(crate) shard_sha256: Option<String>,
+}
+
 /// Groups of a grid's outputs whose W is byte-identical (the same output SHA-256), two or more each, in job
-/// order, from `(name, grid, output sha256, shard sha256)`.
-pub(crate) fn duplicates(outputs: &[(String, Option<String>, String, Option<String>)]) -> Vec<Duplicates> {
+/// order.
+pub(crate) fn duplicates(outputs: &[StoredW]) -> Vec<Duplicates> {
     /// (grid, names, output sha256, their shards' sha256)
     type Group = (String, Vec<String>, String, Vec<Option<String>>);
     let mut groups: Vec<Group> = Vec::new();
-    for (name, grid, sha, shard) in outputs {
-        let Some(grid) = grid else { continue };
+    for StoredW { name, grid, sha256: sha, shard_sha256: shard } in outputs {
         match groups.iter_mut().find(|g| &g.0 == grid && &g.2 == sha) {
             Some(g) => {
                 g.1.push(name.clone());
@@ -354,8 +364,11 @@ mod tests {
 
     #[test]
     fn duplicates_are_grouped_per_grid_with_whether_files_differ() {
-        let o = |n: &str, g: &str, sha: &str, shard: &str| {
-            (n.to_string(), Some(g.to_string()), sha.to_string(), Some(shard.to_string()))
+        let o = |n: &str, g: &str, sha: &str, shard: &str| StoredW {
+            name: n.into(),
+            grid: g.into(),
+            sha256: sha.into(),
+            shard_sha256: Some(shard.into()),
         };
         let groups = duplicates(&[
             o("p@1", "p", "a", "x"),

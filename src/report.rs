@@ -240,7 +240,7 @@ pub(crate) fn status_json(rows: &[Row], store: &Store, dups: &[crate::grid::Dupl
                 "sha256": m.map(|m| m.output.sha256.clone()),
                 "same_w_as": dups
                     .iter()
-                    .filter(|g| r.frame == "gamma" && g.names.contains(&r.name))
+                    .filter(|g| r.frame == crate::frame::GAMMA_NAME && g.names.contains(&r.name))
                     .flat_map(|g| g.names.iter().filter(|n| **n != r.name).cloned())
                     .collect::<Vec<_>>(),
             })

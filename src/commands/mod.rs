@@ -57,19 +57,25 @@ pub(crate) fn source_options(offline: bool, needs_hub: bool) -> Result<SourceOpt
     Ok(SourceOptions { hf_cache: hf_cache::cache_dir(env), hub })
 }
 
+/// The frame whose outputs duplicate grouping compares: γ, W itself.
+pub(crate) fn gamma() -> &'static str {
+    crate::frame::GAMMA_NAME
+}
+
 /// The duplicate groups of the grids among `names` (outputs of frame gamma): read from their manifests.
 pub(crate) fn grid_duplicates(jf: &JobFile, names: &[String]) -> Vec<crate::grid::Duplicates> {
-    let outputs: Vec<_> = jf
+    let outputs: Vec<crate::grid::StoredW> = jf
         .jobs
         .iter()
-        .filter(|j| j.grid.is_some() && names.contains(&j.name))
+        .filter(|j| names.contains(&j.name))
         .filter_map(|j| {
-            let m = crate::manifest::Manifest::read(&jf.store.manifest_path(&j.name, "gamma")).ok()?;
-            let shard = m
+            let grid = j.grid.as_ref()?.base.clone();
+            let m = crate::manifest::Manifest::read(&jf.store.manifest_path(&j.name, gamma())).ok()?;
+            let shard_sha256 = m
                 .source
                 .as_ref()
                 .and_then(|s| s.files.iter().find(|f| f.path == s.range.file).and_then(|f| f.sha256.clone()));
-            Some((j.name.clone(), j.grid.as_ref().map(|g| g.base.clone()), m.output.sha256, shard))
+            Some(crate::grid::StoredW { name: j.name.clone(), grid, sha256: m.output.sha256, shard_sha256 })
         })
         .collect();
     crate::grid::duplicates(&outputs)

@@ -45,7 +45,7 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     if !args.dry_run && !quiet {
         let done: Vec<String> = reports
             .iter()
-            .filter(|r| r.frame == "gamma" && matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. }))
+            .filter(|r| r.frame == super::gamma() && matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. }))
             .map(|r| r.name.clone())
             .collect();
         crate::report::duplicates(&super::grid_duplicates(&jf, &done));

@@ -20,7 +20,7 @@ pub fn execute(args: StatusArgs, quiet: bool) -> Result<Exit> {
     let format = if args.json { Format::Json } else { args.format };
     let fresh: Vec<String> = rows
         .iter()
-        .filter(|r| r.frame == "gamma" && matches!(r.state, Ok(State::Fresh)))
+        .filter(|r| r.frame == super::gamma() && matches!(r.state, Ok(State::Fresh)))
         .map(|r| r.name.clone())
         .collect();
     let dups = super::grid_duplicates(&jf, &fresh);

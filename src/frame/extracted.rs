@@ -22,7 +22,7 @@ pub(crate) struct Extracted {
 }
 
 pub(crate) static GAMMA: Extracted =
-    Extracted { name: "gamma", file_name: "W.safetensors", tensor: "W", matrix: Matrix::Unembedding };
+    Extracted { name: super::GAMMA_NAME, file_name: "W.safetensors", tensor: "W", matrix: Matrix::Unembedding };
 pub(crate) static EMBEDDING: Extracted =
     Extracted { name: "embedding", file_name: "E.safetensors", tensor: "E", matrix: Matrix::Embedding };
 

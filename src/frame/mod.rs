@@ -132,6 +132,9 @@ pub(crate) struct Produced {
 static FRAMES: &[&dyn Frame] =
     &[&extracted::GAMMA, &gamma_prime::GammaPrime, &extracted::EMBEDDING, &token_stats::TokenStats];
 
+/// γ's name: the frame that is W itself (grids group and share its outputs).
+pub(crate) const GAMMA_NAME: &str = "gamma";
+
 pub(crate) fn by_name(name: &str) -> Option<&'static dyn Frame> {
     FRAMES.iter().copied().find(|f| f.name() == name)
 }
