@@ -50,6 +50,32 @@ pub(crate) struct Lock {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) job_file: Option<String>,
     pub(crate) grids: BTreeMap<String, LockedGrid>,
+    /// Single-revision Hub jobs (`revision: main`), by output name: the commit the revision resolved to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) pins: BTreeMap<String, LockedPin>,
+}
+
+/// A single-revision job's pin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct LockedPin {
+    pub(crate) repo: String,
+    pub(crate) revision: String,
+    pub(crate) commit: String,
+}
+
+/// `jf` with its single-revision Hub jobs pinned to the commits the lock file records for them (same repo and
+/// revision as the job says; a job edited since is not pinned).
+fn apply_pins(jf: &JobFile, lock: Option<&Lock>) -> JobFile {
+    let Some(lock) = lock.filter(|l| !l.pins.is_empty()) else { return jf.clone() };
+    let mut out = jf.clone();
+    for job in out.jobs.iter_mut().filter(|j| j.grid.is_none()) {
+        if let SourceSpec::Hub { repo, revision, commit: commit @ None } = &mut job.source
+            && let Some(pin) = lock.pins.get(&job.name).filter(|p| p.repo == *repo && p.revision == *revision)
+        {
+            *commit = Some(pin.commit.clone());
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -95,6 +121,9 @@ fn read_lock(jf: &JobFile) -> Result<Option<Lock>> {
             }
         }
     }
+    if let Some((name, p)) = lock.pins.iter().find(|(_, p)| !crate::names::is_commit(&p.commit)) {
+        return Err(Error::Usage(format!("{}: {name} pins {:?}, not a 40-hex commit", path.display(), p.commit)));
+    }
     Ok(Some(lock))
 }
 
@@ -120,10 +149,12 @@ pub(crate) fn natural_key(s: &str) -> Vec<(bool, u128, String)> {
 /// (one call per repo), else (offline, no lock) an error for `match:` grids; listed grids then resolve as
 /// plain revisions do.
 pub(crate) fn expand(jf: &JobFile, hub: Option<&Hub>) -> Result<JobFile> {
+    let lock = read_lock(jf)?;
+    let jf = apply_pins(jf, lock.as_ref());
     if !jf.jobs.iter().any(|j| j.grid.is_some()) {
-        return Ok(jf.clone());
+        return Ok(jf);
     }
-    expand_with(jf, hub, read_lock(jf)?, true)
+    expand_with(&jf, hub, lock, true)
 }
 
 /// Why a grid job is still pending after `expand` (offline, with no lock file to pin its revisions): said as
@@ -144,7 +175,7 @@ pub(crate) fn unexpanded(jf_path: &std::path::Path, job: &Job) -> Option<String>
 pub(crate) fn expand_stored(jf: &JobFile) -> Result<JobFile> {
     let mut jobs = Vec::new();
     let strict = if jf.jobs.iter().any(|j| j.grid.is_some()) {
-        read_lock(jf).and_then(|lock| expand_with(jf, None, lock, false))
+        read_lock(jf).and_then(|lock| expand_with(&apply_pins(jf, lock.as_ref()), None, lock, false))
     } else {
         Ok(jf.clone())
     };
@@ -278,7 +309,15 @@ pub(crate) fn lock(jf: &JobFile, hub: &Hub) -> Result<(PathBuf, Lock)> {
     no_lock_clash(jf)?;
     // Expanding afresh: an existing lock is not consulted.
     let expanded = expand_with(jf, Some(hub), None, false)?;
-    let mut lock = Lock { version: 1, job_file: Some(file_name(jf)), grids: BTreeMap::new() };
+    let mut lock = Lock { version: 1, job_file: Some(file_name(jf)), grids: BTreeMap::new(), pins: BTreeMap::new() };
+    for job in jf.jobs.iter().filter(|j| j.grid.is_none()) {
+        let SourceSpec::Hub { repo, revision, commit: None } = &job.source else { continue };
+        if crate::names::is_commit(revision) {
+            continue; // a commit pins itself
+        }
+        let commit = hub.resolve_revision(repo, revision)?;
+        lock.pins.insert(job.name.clone(), LockedPin { repo: repo.clone(), revision: revision.clone(), commit });
+    }
     for job in &jf.jobs {
         let (Some(grid), SourceSpec::Hub { repo, .. }) = (&job.grid, &job.source) else { continue };
         let entry = lock.grids.entry(grid.base.clone()).or_insert_with(|| LockedGrid {

@@ -503,6 +503,9 @@ pub(crate) fn locked(path: &std::path::Path, lock: &crate::grid::Lock) {
     for (name, g) in &lock.grids {
         out!("locked   {name}: {} revisions of {}", g.revisions.len(), plain(&g.repo));
     }
+    for (name, p) in &lock.pins {
+        out!("locked   {name}: {} {} → {}", plain(&p.repo), plain(&p.revision), plain(&p.commit));
+    }
     out!("wrote    {}", plain(&shown_path(path)));
 }
 

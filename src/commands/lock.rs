@@ -12,23 +12,23 @@ pub fn execute(args: LockArgs) -> Result<Exit> {
     let grids = jf
         .jobs
         .iter()
-        .filter(|j| j.grid.is_some() && matches!(j.source, crate::job::SourceSpec::Hub { .. }))
-        .map(|j| j.grid.as_ref().map(|g| g.base.as_str()))
+        .filter(|j| matches!(j.source, crate::job::SourceSpec::Hub { .. }))
+        .map(|j| j.grid.as_ref().map_or(j.name.as_str(), |g| g.base.as_str()))
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let Some(hub) = cx.sources.hub.as_deref() else {
         if grids > 0 {
             return Err(Error::Usage(format!(
-                "{}: locking asks the Hub for the refs of its {grids} grid(s), and this run is offline \
+                "{}: locking asks the Hub for the commits of its {grids} Hub job(s), and this run is offline \
                  (HF_HUB_OFFLINE is set): run `gamma-run lock` where the Hub (or HF_ENDPOINT's mirror) is reachable",
                 args.jobfile.display()
             )));
         }
-        return Err(Error::Usage(format!("{}: no `model:` job with `revisions:` to lock", args.jobfile.display())));
+        return Err(Error::Usage(format!("{}: no `model:` job to lock", args.jobfile.display())));
     };
     let (path, lock) = crate::grid::lock(&jf, hub)?;
-    if lock.grids.is_empty() {
-        return Err(Error::Usage(format!("{}: no job with `revisions:` to lock", args.jobfile.display())));
+    if lock.grids.is_empty() && lock.pins.is_empty() {
+        return Err(Error::Usage(format!("{}: no Hub job with a branch or tag to lock", args.jobfile.display())));
     }
     let mut bytes = serde_json::to_vec_pretty(&lock).expect("json");
     bytes.push(b'\n');

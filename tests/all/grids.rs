@@ -449,8 +449,29 @@ fn lock_offline_says_it_needs_the_network() {
         "version: 1\njobs:\n  - model: org/a\n    revisions: [s1, s2]\n  - model: org/b\n    revisions: {match: \"s*\"}\n",
     );
     let o = ws.run_env(&["lock", job.to_str().unwrap()], &[("HF_HUB_OFFLINE", "1")]).expect(2);
-    assert!(o.stderr.contains("the refs of its 2 grid(s), and this run is offline"), "{}", o.stderr);
+    assert!(o.stderr.contains("the commits of its 2 Hub job(s), and this run is offline"), "{}", o.stderr);
     let local = ws.job("version: 1\njobs:\n  - path: ../models/m\n");
     let o = ws.run(&["lock", local.to_str().unwrap()]).expect(2);
-    assert!(o.stderr.contains("no `model:` job with `revisions:` to lock"), "{}", o.stderr);
+    assert!(o.stderr.contains("no `model:` job to lock"), "{}", o.stderr);
+}
+
+/// Issue 28: `lock` pins single-revision jobs too (`revision: main` → its commit): judged offline at that commit
+/// with no refs in any cache, until `lock` runs again.
+#[test]
+fn lock_pins_single_revision_jobs() {
+    let ws = Ws::new();
+    let hub = TestHub::start();
+    let dir = ws.synth("m", &[]);
+    hub.publish("org/m", &"1".repeat(40), &dir, Some("main"));
+    let job = ws.job("version: 1\njobs:\n  - model: org/m\n");
+    let job = job.to_str().unwrap();
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
+    ws.run_env(&[job], &env).ok();
+    let o = ws.run_env(&["lock", job], &env).ok();
+    assert!(o.stdout.contains(&format!("locked   m: org/m main → {}", "1".repeat(40))), "{}", o.stdout);
+    let lock: serde_json::Value = serde_json::from_slice(&ws.read("jobs/test.lock.json")).unwrap();
+    assert_eq!(lock["pins"]["m"]["commit"], "1".repeat(40));
+    drop(hub);
+    // Offline, a range fetch left no refs/main anywhere: the pin is what judges it.
+    assert_eq!(ws.run(&["status", job, "--offline", "--check"]).ok().stdout, "fresh    m/gamma\n");
 }
