@@ -40,6 +40,9 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
         jobs: args.jobs.map_or_else(|| default_workers(&jf, &cx), usize::from),
     };
     let reports = runner::run(&jf, &cx, &opts)?;
+    if let Some(e) = unwritable(&reports, jf.store.root()) {
+        return Err(e);
+    }
     let moved = crate::report::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched() };
     crate::report::run(&reports, args.dry_run, quiet, &moved);
     if !args.dry_run && !quiet {
@@ -54,4 +57,45 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
         .iter()
         .any(|r| !matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. } | Outcome::WouldBuild { .. }));
     Ok(if failed { Exit::Error } else { Exit::Ok })
+}
+
+/// One error instead of a line per output when every output that failed did so for the same reason: a path of
+/// the workspace that cannot be written (a read-only mount, no permission) — what was being created, and what to
+/// do.
+fn unwritable(reports: &[runner::Report], root: &std::path::Path) -> Option<crate::error::Error> {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    let failed: Vec<&crate::error::Error> = reports
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Failed(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let paths: Vec<&std::path::Path> = failed
+        .iter()
+        .filter_map(|e| match e {
+            crate::error::Error::Io { path, source }
+                if matches!(source.kind(), PermissionDenied | ReadOnlyFilesystem) =>
+            {
+                Some(path.as_path())
+            }
+            _ => None,
+        })
+        .collect();
+    let first = *paths.first()?;
+    if failed.len() < 2 || paths.len() != failed.len() || paths.iter().any(|p| *p != first) || !first.starts_with(root)
+    {
+        return None;
+    }
+    let why = match &failed[0] {
+        crate::error::Error::Io { source, .. } => source.to_string(),
+        _ => String::new(),
+    };
+    Some(crate::error::Error::Usage(format!(
+        "cannot create {} ({why}): the workspace {} cannot be written here, so none of the {} outputs to build \
+         could be; run where it can be written, or point `output:` at a writable directory",
+        first.display(),
+        root.display(),
+        failed.len()
+    )))
 }

@@ -340,3 +340,26 @@ fn a_tensor_the_index_places_wrongly_is_read_where_it_is_and_one_stored_twice_is
     assert_eq!(o.code(), 2);
     assert!(o.stdout.contains("model-00009-of-00009.safetensors: missing"), "{}", o.stdout);
 }
+
+/// Issue 28: a workspace that cannot be written gives one error naming what was being created and what to do,
+/// not one "Read-only file system" line per output.
+#[test]
+fn an_unwritable_workspace_is_one_error() {
+    let ws = Ws::new();
+    let models: Vec<std::path::PathBuf> = ["a", "b", "c"].iter().map(|n| ws.synth(n, &["--seed", "3"])).collect();
+    let Some(mut ro) = ReadOnly::prepare(&ws.path("proj"), &ws.path("proj"), "4m") else {
+        skip("an_unwritable_workspace_is_one_error", "running as root and cannot mount a tmpfs");
+        return;
+    };
+    std::fs::create_dir_all(ws.path("proj/jobs")).unwrap();
+    let jobs: String = models.iter().map(|m| format!("  - path: {}\n", m.display())).collect();
+    std::fs::write(ws.path("proj/jobs/x.yaml"), format!("version: 1\njobs:\n{jobs}")).unwrap();
+    assert!(ro.engage());
+    let o = ws.run(&["proj/jobs/x.yaml"]);
+    drop(ro);
+    assert_eq!(o.code(), 2, "{}", o.all());
+    assert!(o.stderr.contains("cannot be written here, so none of the 3 outputs to build could be"), "{}", o.all());
+    assert!(o.stderr.contains("point `output:` at a writable directory"), "{}", o.all());
+    assert_eq!(o.stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{}", o.all());
+    assert!(!o.stdout.contains("FAILED"), "{}", o.all());
+}
