@@ -237,17 +237,7 @@ fn load(data: &[u8], at: usize) -> Result<(V, usize), PickleError> {
         return Err(format!("the pickle is {} bytes, more than the {MAX_PICKLE} allowed", data.len()).into());
     }
     let _slot = Slot::take();
-    let mut r = Reader {
-        data,
-        pos: at,
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: Default::default(),
-        nodes: 0,
-        bytes: 0,
-        budget: budget(data.len()),
-        ran_out: false,
-    };
+    let mut r = Reader::new(data, at, budget(data.len()));
     let top = r
         .run()
         .map_err(|e| PickleError { message: format!("{e} (at byte {} of the pickle)", r.pos), ran_out: r.ran_out })?;
@@ -318,7 +308,22 @@ fn tensors(top: V) -> Result<Vec<(String, TensorRef)>, String> {
     Ok(out)
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// A reader of `data` from byte `at`, with a memory budget of `budget` bytes.
+    fn new(data: &'a [u8], at: usize, budget: u64) -> Reader<'a> {
+        Reader {
+            data,
+            pos: at,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: Default::default(),
+            nodes: 0,
+            bytes: 0,
+            budget,
+            ran_out: false,
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&[u8], String> {
         let Some(end) = self.pos.checked_add(n).filter(|e| *e <= self.data.len()) else {
             self.ran_out = true;
@@ -774,17 +779,7 @@ mod tests {
         p.push(b'.');
         // (The byte budget would stop this stream first; the memo cap is checked without it.)
         let run = |data: &[u8]| {
-            let mut r = Reader {
-                data,
-                pos: 0,
-                stack: Vec::new(),
-                marks: Vec::new(),
-                memo: Default::default(),
-                nodes: 0,
-                bytes: 0,
-                budget: u64::MAX,
-                ran_out: false,
-            };
+            let mut r = Reader::new(data, 0, u64::MAX);
             r.run().map(|_| r.memo.len())
         };
         let err = run(&p).unwrap_err();
@@ -813,17 +808,7 @@ mod tests {
         let mut p = b"\x80\x02".to_vec();
         p.extend(std::iter::repeat_n(b'N', n));
         p.push(b'.');
-        let mut r = Reader {
-            data: &p,
-            pos: 0,
-            stack: Vec::new(),
-            marks: Vec::new(),
-            memo: Default::default(),
-            nodes: 0,
-            bytes: 0,
-            budget: u64::MAX,
-            ran_out: false,
-        };
+        let mut r = Reader::new(&p, 0, u64::MAX);
         let err = r.run().unwrap_err();
         assert_eq!(err, format!("more than {MAX_NODES} values"));
         assert_eq!(r.stack.len(), MAX_NODES as usize);
@@ -843,17 +828,7 @@ mod tests {
         let err = state_dict(&p).unwrap_err();
         assert!(err.contains("MiB of memory"), "{err}");
         // A string longer than the budget is refused before it is copied.
-        let mut r = Reader {
-            data: b"\x80\x02X\x00\x00\x00\x10",
-            pos: 0,
-            stack: Vec::new(),
-            marks: Vec::new(),
-            memo: Default::default(),
-            nodes: 0,
-            bytes: 0,
-            budget: 1 << 20,
-            ran_out: false,
-        };
+        let mut r = Reader::new(b"\x80\x02X\x00\x00\x00\x10", 0, 1 << 20);
         assert!(r.run().unwrap_err().contains("MiB of memory"));
         assert_eq!(budget(0), BUDGET_FLOOR);
         assert_eq!(budget(usize::MAX), BUDGET_CAP);

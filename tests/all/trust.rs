@@ -436,29 +436,43 @@ fn refs_and_token_files_are_regular_bounded_and_read_only_when_needed() {
 
 // ---- Leave nothing behind, write nowhere else ----
 
-#[test]
-fn an_interrupted_full_download_is_removed_by_the_next_run() {
+/// A slow `fetch: full` of a 8192 × 256 f32 head from a loopback hub: the workspace, the hub (kept alive), the job
+/// path and the blobs directory its temp file appears in.
+fn slow_full_download() -> (Ws, TestHub, String, std::path::PathBuf) {
     let ws = Ws::new();
     let hub = TestHub::start();
     let dir =
         ws.synth("m", &["--vocab", "8192", "--hidden", "256", "--dtype", "f32", "--tie", "false", "--store", "head"]);
     hub.publish("org/m", C1, &dir, Some("main"));
     let job = ws.job("version: 1\njobs:\n  - model: org/m\n    fetch: full\n");
-    let job = job.to_str().unwrap();
-    let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
     hub.faults(Faults { slow_ms: 40, ..Default::default() });
     let blobs = ws.path("hf-cache/models--org--m/blobs");
-    let mut child = ws
-        .command(&[job], &env)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+    (ws, hub, job.to_str().unwrap().to_string(), blobs)
+}
+
+/// Starts the download and returns once its temp blob is there (and has grown a little).
+fn start_download(ws: &Ws, job: &str, env: &[(&str, &str)], blobs: &std::path::Path) -> std::process::Child {
+    let child = ws
+        .command(&[job], env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    while tmp_files(&blobs).is_empty() && started.elapsed().as_secs() < 20 {
+    while tmp_files(blobs).is_empty() && started.elapsed().as_secs() < 20 {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(tmp_files(blobs).len(), 1, "the download's temp blob");
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    child
+}
+
+#[test]
+fn an_interrupted_full_download_is_removed_by_the_next_run() {
+    let (ws, hub, job, blobs) = slow_full_download();
+    let job = job.as_str();
+    let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
+    let mut child = start_download(&ws, job, &env, &blobs);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let left = tmp_files(&blobs);
@@ -475,31 +489,10 @@ fn an_interrupted_full_download_is_removed_by_the_next_run() {
 /// SIGKILL left is removed by `clean` (under its blob lock), without a download.
 #[test]
 fn an_interrupted_download_removes_its_temp_blob_and_exits_with_the_signal() {
-    let ws = Ws::new();
-    let hub = TestHub::start();
-    let dir =
-        ws.synth("m", &["--vocab", "8192", "--hidden", "256", "--dtype", "f32", "--tie", "false", "--store", "head"]);
-    hub.publish("org/m", C1, &dir, Some("main"));
-    let job = ws.job("version: 1\njobs:\n  - model: org/m\n    fetch: full\n");
-    let job = job.to_str().unwrap();
+    let (ws, hub, job, blobs) = slow_full_download();
+    let job = job.as_str();
     let env = [("HF_ENDPOINT", hub.endpoint.as_str())];
-    hub.faults(Faults { slow_ms: 40, ..Default::default() });
-    let blobs = ws.path("hf-cache/models--org--m/blobs");
-    let start_download = || {
-        let child = ws
-            .command(&[job], &env)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        while tmp_files(&blobs).is_empty() && started.elapsed().as_secs() < 20 {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert_eq!(tmp_files(&blobs).len(), 1, "the download's temp blob");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        child
-    };
+    let start_download = || start_download(&ws, job, &env, &blobs);
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let child = start_download();
         // SAFETY: signals our own child, by the pid we hold.
