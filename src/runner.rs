@@ -86,12 +86,17 @@ pub(crate) struct Row {
 pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<Report>> {
     let selected = crate::selection::select(jf, &opts.only, opts.shard)?;
     // A grid that could not be expanded (offline, no lock) fails on its own; the other jobs run.
-    let (pending, selected): (Vec<Job>, Vec<Job>) =
-        selected.into_iter().partition(|j| crate::grid::unexpanded(&jf.path, j).is_some());
+    let (mut pending, mut ready) = (Vec::new(), Vec::new());
+    for job in selected {
+        match crate::grid::unexpanded(&jf.path, &job) {
+            Some(why) => pending.push((job, why)),
+            None => ready.push(job),
+        }
+    }
+    let selected = ready;
     let unexpanded: Vec<Report> = pending
         .iter()
-        .flat_map(|j| {
-            let why = crate::grid::unexpanded(&jf.path, j).unwrap_or_default();
+        .flat_map(|(j, why)| {
             j.frames.iter().map(move |f| Report {
                 name: j.name.clone(),
                 frame: f.name(),

@@ -747,6 +747,18 @@ mod tests {
         assert!(state_dict(b"\x80\x02h\x05.").unwrap_err().contains("memo"));
     }
 
+    /// A list of one 4 MiB string fetched back from the memo a million times.
+    fn memo_flood() -> Vec<u8> {
+        let mut p = b"\x80\x02]q\x00(X\x00\x00\x40\x00".to_vec();
+        p.extend(std::iter::repeat_n(b'a', 4 << 20));
+        p.extend_from_slice(b"q\x01");
+        for _ in 0..1_000_000 {
+            p.extend_from_slice(b"h\x01");
+        }
+        p.extend_from_slice(b"e.");
+        p
+    }
+
     #[test]
     fn a_key_stored_twice_and_a_memo_flood_are_refused() {
         // {"w": t, "w": t}: torch keeps the last, so which one is meant is not the reader's to guess.
@@ -755,13 +767,7 @@ mod tests {
         twice.extend_from_slice(b"X\x01\x00\x00\x00wh\x0du.");
         assert!(state_dict(&twice).unwrap_err().contains("twice"), "{:?}", state_dict(&twice));
         // A 4 MiB string copied from the memo over and over: stopped by its cost, not by running out of memory.
-        let mut p = b"\x80\x02]q\x00(X\x00\x00\x40\x00".to_vec();
-        p.extend(std::iter::repeat_n(b'a', 4 << 20));
-        p.extend_from_slice(b"q\x01");
-        for _ in 0..1_000_000 {
-            p.extend_from_slice(b"h\x01");
-        }
-        p.extend_from_slice(b"e.");
+        let p = memo_flood();
         let err = state_dict(&p).unwrap_err();
         assert!(err.contains("values") || err.contains("MiB of memory"), "{err}");
     }
@@ -801,9 +807,9 @@ mod tests {
 
     #[test]
     fn the_value_cap_refuses_one_value_more() {
-        // MAX_NODES Nones fit (each is one value); one more does not. A list of them keeps the byte budget out of
-        // the way: it is a fixed 4 bytes of input per value... so the value cap trips first only with the budget
-        // raised, which a test cannot do; instead count: MAX_NODES + 1 pushes of None.
+        // MAX_NODES Nones fit (each is one value); one more does not. Through `state_dict` the byte budget (40
+        // bytes a value against 4 bytes of budget per input byte) would trip first, so the reader runs here with
+        // no budget, and only the value cap can stop it.
         let n = MAX_NODES as usize + 1;
         let mut p = b"\x80\x02".to_vec();
         p.extend(std::iter::repeat_n(b'N', n));
@@ -818,13 +824,7 @@ mod tests {
     fn the_byte_budget_refuses_before_allocating() {
         // A 4 MiB string fetched from the memo a million times shares one copy: cheap in memory, but every fetch is
         // still a value; a list that holds them all trips the budget (or the value cap) without taking gigabytes.
-        let mut p = b"\x80\x02]q\x00(X\x00\x00\x40\x00".to_vec();
-        p.extend(std::iter::repeat_n(b'a', 4 << 20));
-        p.extend_from_slice(b"q\x01");
-        for _ in 0..1_000_000 {
-            p.extend_from_slice(b"h\x01");
-        }
-        p.extend_from_slice(b"e.");
+        let p = memo_flood();
         let err = state_dict(&p).unwrap_err();
         assert!(err.contains("MiB of memory"), "{err}");
         // A string longer than the budget is refused before it is copied.

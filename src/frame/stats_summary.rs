@@ -113,13 +113,14 @@ pub(crate) fn summarize(path: &Path) -> Result<Summary> {
     {
         return Err(bad("its tensors disagree in length: not a token_stats file".into()));
     }
+    let groups = groups(&dup);
     Ok(Summary {
         rows,
         columns,
         zero_rows: zeros.iter().filter(|z| **z as u64 == columns).count() as u64,
-        duplicate_group_count: 0,
-        rows_in_duplicate_groups: 0,
-        duplicate_groups: Vec::new(),
+        duplicate_group_count: groups.len() as u64,
+        rows_in_duplicate_groups: groups.iter().map(|g| g.size).sum(),
+        duplicate_groups: groups.into_iter().take(LISTED).collect(),
         norm: spread(&norms),
         outliers: outliers(&norms),
         distinct_values: distinct as u64,
@@ -128,24 +129,18 @@ pub(crate) fn summarize(path: &Path) -> Result<Summary> {
         subnormal_values: subnormals.iter().sum::<i64>() as u64,
         subnormal_rows: subnormals.iter().filter(|n| **n > 0).count() as u64,
         exponents: exponents(&hist),
-    }
-    .with_groups(&dup))
+    })
 }
 
-impl Summary {
-    fn with_groups(mut self, dup: &[i64]) -> Summary {
-        let mut sizes: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
-        for d in dup.iter().filter(|d| **d >= 0) {
-            *sizes.entry(*d as u64).or_insert(1) += 1;
-        }
-        let mut groups: Vec<Group> = sizes.into_iter().map(|(first_row, size)| Group { size, first_row }).collect();
-        groups.sort_by(|a, b| b.size.cmp(&a.size).then(a.first_row.cmp(&b.first_row)));
-        self.duplicate_group_count = groups.len() as u64;
-        self.rows_in_duplicate_groups = groups.iter().map(|g| g.size).sum();
-        groups.truncate(LISTED);
-        self.duplicate_groups = groups;
-        self
+/// Every group of byte-identical rows (from `duplicate_of`), the largest first (then by first row).
+fn groups(dup: &[i64]) -> Vec<Group> {
+    let mut sizes: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for d in dup.iter().filter(|d| **d >= 0) {
+        *sizes.entry(*d as u64).or_insert(1) += 1;
     }
+    let mut groups: Vec<Group> = sizes.into_iter().map(|(first_row, size)| Group { size, first_row }).collect();
+    groups.sort_by(|a, b| b.size.cmp(&a.size).then(a.first_row.cmp(&b.first_row)));
+    groups
 }
 
 /// Sorted finite values with their rows.

@@ -164,7 +164,7 @@ impl Producer for Stats {
             Ok(())
         })?;
         let mean: Vec<f64> = total.iter().map(|s| s / v as f64).collect();
-        let duplicate_of = duplicates(&opened, &rows, d)?;
+        let duplicate_of = duplicates(&opened, &rows)?;
         // Pass 2: centred norms, from the mean (the stat check below says the file did not change since pass 1).
         let mut centered: Vec<f64> = Vec::with_capacity(v);
         let mut buf = Vec::new();
@@ -424,7 +424,7 @@ fn distinct_counts(columns: &[u64], d: usize) -> (u64, Vec<u32>) {
 
 /// For each row, the first earlier row with the same bytes (−1 for none): rows grouped by hash, in index order,
 /// and each candidate's bytes compared with the group's earlier rows, read again from the file.
-fn duplicates(opened: &Opened, rows: &[Row], d: usize) -> Result<Vec<i64>> {
+fn duplicates(opened: &Opened, rows: &[Row]) -> Result<Vec<i64>> {
     let mut by_hash: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         by_hash.entry(r.hash).or_default().push(i);
@@ -432,21 +432,17 @@ fn duplicates(opened: &Opened, rows: &[Row], d: usize) -> Result<Vec<i64>> {
     let mut out = vec![-1i64; rows.len()];
     let mut groups: Vec<&Vec<usize>> = by_hash.values().filter(|g| g.len() > 1).collect();
     groups.sort_by_key(|g| g[0]);
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut row = Vec::new();
     for group in groups {
         // Distinct byte patterns seen so far in this group: (first row, its bytes).
         let mut firsts: Vec<(usize, Vec<u8>)> = Vec::new();
         for &i in group {
-            opened.rows(i, 1, &mut a)?;
-            match firsts.iter().find(|(_, bytes)| *bytes == a) {
+            opened.rows(i, 1, &mut row)?;
+            match firsts.iter().find(|(_, bytes)| *bytes == row) {
                 Some((first, _)) => out[i] = *first as i64,
-                None => {
-                    std::mem::swap(&mut a, &mut b);
-                    firsts.push((i, b.clone()));
-                }
+                None => firsts.push((i, row.clone())),
             }
         }
-        debug_assert!(firsts.iter().all(|(_, x)| x.len() == d * 2));
     }
     Ok(out)
 }

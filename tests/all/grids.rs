@@ -474,4 +474,10 @@ fn lock_pins_single_revision_jobs() {
     drop(hub);
     // Offline, a range fetch left no refs/main anywhere: the pin is what judges it.
     assert_eq!(ws.run(&["status", job, "--offline", "--check"]).ok().stdout, "fresh    m/gamma\n");
+    // A lock file written for another job file is refused, saying how to write this one's.
+    let mut other = lock.clone();
+    other["job_file"] = "other.yaml".into();
+    std::fs::write(ws.path("jobs/test.lock.json"), serde_json::to_vec_pretty(&other).unwrap()).unwrap();
+    let o = ws.run(&["status", job, "--offline"]).expect(2);
+    assert!(o.stderr.contains("pins other.yaml, not") && o.stderr.contains("gamma-run lock"), "{}", o.stderr);
 }
