@@ -479,6 +479,9 @@ pub(crate) fn show(s: &Shown, as_json: bool) {
     for (k, v) in &m.params {
         row("parameter", format!("{k} = {v}"));
     }
+    for (k, v) in &m.facts {
+        row(k, v.clone());
+    }
     row("NaNs", m.nan_count.to_string());
     row("built", format!("{} by {} {}", m.created_at, m.tool.name, m.tool.version));
 }

@@ -535,6 +535,7 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<Store
             source: source.map(crate::manifest::consistency::sealed),
             inputs: plan.inputs,
             params: plan.params,
+            facts: produced.facts.iter().cloned().collect(),
             nan_count,
             fingerprint: fingerprint::digest(&plan.fingerprint),
             fingerprint_inputs: plan.fingerprint,

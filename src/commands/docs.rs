@@ -66,7 +66,7 @@ pub(crate) const JOB_FILE_KEYS: &[(&str, &str)] = &[
     ("name: NAME", "The output name (default: the repo id's or directory's last segment)."),
     (
         "frames: [gamma, …]",
-        "Frames to build: gamma, gamma_prime, embedding, token_stats; with parameters as {name: gamma_prime, dtype: bf16}.",
+        "Frames to build: gamma, gamma_prime, embedding, token_stats, causal_metric, causal (see FRAMES); with parameters as {name: causal, basis: eigen, ridge: 1e-6}.",
     ),
     ("tensor: KEY", "Which checkpoint key is W, when the rules need telling."),
     ("dtype: f32|bf16|f64", "Output dtype of the derived frames that take one."),
@@ -144,6 +144,15 @@ fn man_page() -> Result<Vec<u8>> {
     roff.push_str(".SH JOB FILE\n");
     for (key, meaning) in JOB_FILE_KEYS {
         let _ = writeln!(roff, ".TP\n\\fB{}\\fR\n{}", esc(key), esc(meaning));
+    }
+    roff.push_str(".SH FRAMES\n");
+    for frame in crate::frame::all() {
+        let inputs: Vec<&str> = frame.inputs().iter().map(|f| f.name()).collect();
+        let from = if inputs.is_empty() { "the model".to_string() } else { inputs.join(", ") };
+        let _ = writeln!(roff, ".TP\n\\fB{}\\fR\n{} (from {from})", esc(frame.name()), esc(frame.file_name()));
+        for p in frame.params() {
+            let _ = writeln!(roff, ".br\n{}: {} (default {})", esc(p.name), esc(&p.domain.describe()), esc(p.default));
+        }
     }
     roff.push_str(".SH EXAMPLES\n");
     for (what, example) in EXAMPLES {

@@ -16,7 +16,7 @@ version: 1
 
 # defaults:                # applied to every job below
 #   revision: main         # branch, tag or 40-hex commit
-#   frames: [gamma]        # gamma, gamma_prime, embedding, token_stats
+#   frames: [gamma]        # gamma, gamma_prime, embedding, token_stats, causal_metric, causal
 #   fetch: range           # range (only W's bytes) or full (the whole shard into the HF cache)
 
 jobs:
@@ -25,7 +25,7 @@ jobs:
     # revisions: [step1000, step2000]    # a grid: one output per revision (or {match: "step*"})
     # name: qwen3-4b                     # output name; default: the repo id's last segment
     # tensor: lm_head.weight             # which checkpoint key is W, when the rules need telling
-    frames: [gamma, gamma_prime]         # or {name: gamma_prime, dtype: bf16}, {name: token_stats, dtype: f64}
+    frames: [gamma, gamma_prime]         # or {name: gamma_prime, dtype: bf16}, {name: causal, ridge: 1e-6}
   # - path: ../models/my-checkpoint      # … or a local checkpoint directory (relative to this file)
 "#;
 

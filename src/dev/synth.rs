@@ -90,6 +90,10 @@ pub struct SynthArgs {
     pub(crate) max_shard_bytes: u64,
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
+    /// Plant a covariance spectrum in W (the causal frames' tests): each row is a mean offset plus independent
+    /// columns whose variances span this ratio, turned by a fixed reflection, then rounded to the dtype
+    #[arg(long)]
+    pub(crate) condition: Option<f64>,
 }
 
 struct Tensor {
@@ -97,6 +101,8 @@ struct Tensor {
     shape: Vec<u64>,
     seed: u64,
     specials: bool,
+    /// `--condition`, for W's tensors.
+    condition: Option<f64>,
 }
 
 impl Tensor {
@@ -125,7 +131,13 @@ pub fn execute(a: SynthArgs) -> Result<()> {
         _ => ("model.embed_tokens.weight", "lm_head.weight", "model."),
     };
     let (v, d) = (a.vocab, a.hidden);
-    let w = |name: &str, seed| Tensor { name: name.into(), shape: vec![v, d], seed, specials: a.specials };
+    let w = |name: &str, seed| Tensor {
+        name: name.into(),
+        shape: vec![v, d],
+        seed,
+        specials: a.specials,
+        condition: a.condition,
+    };
     if a.layers > 0 {
         let layout = matches!((a.store, a.tie.as_str()), (Stored::Embed, "true") | (Stored::Head, "false"));
         if !matches!(a.arch, Arch::Qwen3 | Arch::Llama) || !layout {
@@ -158,6 +170,7 @@ pub fn execute(a: SynthArgs) -> Result<()> {
             shape: vec![d],
             seed: a.seed + 7,
             specials: false,
+            condition: None,
         });
     }
     for (i, shard) in shards.iter_mut().enumerate() {
@@ -169,6 +182,7 @@ pub fn execute(a: SynthArgs) -> Result<()> {
             shape,
             seed: a.seed + 100 + i as u64,
             specials: false,
+            condition: None,
         });
     }
     shards[last].push(Tensor {
@@ -176,6 +190,7 @@ pub fn execute(a: SynthArgs) -> Result<()> {
         shape: vec![d],
         seed: a.seed + 3,
         specials: false,
+        condition: None,
     });
     match a.store {
         // The head's own values (differing from the embedding's); `both` stores the embedding's values twice.
@@ -204,10 +219,22 @@ fn decoder(a: &SynthArgs) -> Vec<Tensor> {
         layer.extend([("input_layernorm", vec![d]), ("post_attention_layernorm", vec![d])]);
         for (j, (name, shape)) in layer.into_iter().enumerate() {
             let seed = a.seed + 1000 + i * 16 + j as u64;
-            out.push(Tensor { name: format!("model.layers.{i}.{name}.weight"), shape, seed, specials: false });
+            out.push(Tensor {
+                name: format!("model.layers.{i}.{name}.weight"),
+                shape,
+                seed,
+                specials: false,
+                condition: None,
+            });
         }
     }
-    out.push(Tensor { name: "model.norm.weight".into(), shape: vec![d], seed: a.seed + 3, specials: false });
+    out.push(Tensor {
+        name: "model.norm.weight".into(),
+        shape: vec![d],
+        seed: a.seed + 3,
+        specials: false,
+        condition: None,
+    });
     out
 }
 
@@ -333,6 +360,32 @@ fn write_shard(path: &std::path::Path, tensors: &[Tensor], dtype: SynthDtype, na
     Ok(())
 }
 
+/// A pseudo-random number in [-0.5, 0.5), a function of the seed and the element.
+fn uniform(seed: u64, k: u64) -> f32 {
+    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+}
+
+/// Element `k` of a matrix with a planted covariance spectrum: row i is `offset + (s ∘ z_i) H`, z_i independent
+/// with unit variance, s_j² spanning `condition` geometrically, H = I − 2uuᵀ/uᵀu a fixed reflection.
+fn planted(t: &Tensor, k: u64, condition: f64) -> f32 {
+    let d = t.shape[1];
+    let (row, col) = (k / d, k % d);
+    let u = |j: u64| 1.0 + (j % 3) as f64;
+    let s = |j: u64| condition.powf(-(j as f64) / (2.0 * (d.max(2) - 1) as f64));
+    let z = |j: u64| uniform(t.seed, row * d + j) as f64 * 12f64.sqrt() * s(j);
+    let (mut zu, mut uu) = (0.0, 0.0);
+    for j in 0..d {
+        zu += z(j) * u(j);
+        uu += u(j) * u(j);
+    }
+    let offset = 0.3 + 0.1 * (col % 5) as f64;
+    (offset + z(col) - 2.0 * zu / uu * u(col)) as f32
+}
+
 /// Element `k` of tensor `t`, as stored bits (low bytes used for 16-bit dtypes).
 fn element(t: &Tensor, k: u64, dtype: SynthDtype, nan: bool) -> u32 {
     const F32_SPECIALS: &[u32] = &[
@@ -369,11 +422,10 @@ fn element(t: &Tensor, k: u64, dtype: SynthDtype, nan: bool) -> u32 {
             SynthDtype::Bf16 => 0xFF81,
         };
     }
-    let mut z = t.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k.wrapping_mul(0xBF58_476D_1CE4_E5B9));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    let x = ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2;
+    let x = match t.condition {
+        Some(c) => planted(t, k, c),
+        None => uniform(t.seed, k) * 0.2,
+    };
     match dtype {
         SynthDtype::F32 => x.to_bits(),
         SynthDtype::F16 => half::f16::from_f32(x).to_bits() as u32,

@@ -172,6 +172,7 @@ impl Producer for Extract {
                     source: Some(src),
                     warnings,
                     expect_sha256: Some((sib.sha256, sib.file)),
+                    facts: Vec::new(),
                 }));
             }
             if let source::share::Share::Wait(by) = decided {
@@ -214,6 +215,7 @@ impl Producer for Extract {
             source: Some(record(&loc, &self.root)),
             warnings,
             expect_sha256: None,
+            facts: Vec::new(),
         }))
     }
 

@@ -4,14 +4,12 @@
 //! the output dtype (f32 by default, or bf16). File: `W_prime` [V, d] then `centroid` [d] (f32).
 
 use super::input::{MatrixInput, Opened};
-use super::{Context, Frame, Param, Params, Plan, Produced, Producer, Production};
+use super::{Derivation, Derived, Frame, Inputs, Param, Params, Produced, Producer, Production};
 use crate::dtype;
-use crate::error::{Error, Result};
-use crate::manifest::{Manifest, fingerprint};
+use crate::error::Result;
 use crate::store::safetensors_file::{self, OutDtype};
 use crate::store::{BUF_LEN, ByteSink};
 use rayon::prelude::*;
-use std::path::Path;
 
 /// Rows per partial sum: fixed, so the summation order never depends on threads or buffer sizes.
 const CHUNK_ROWS: usize = 256;
@@ -32,56 +30,24 @@ impl Frame for GammaPrime {
         INPUTS
     }
     fn params(&self) -> &'static [Param] {
-        &[Param { name: "dtype", default: "f32", allowed: &["f32", "bf16"] }]
+        const PARAMS: &[Param] = &[Param::one_of("dtype", "f32", &["f32", "bf16"])];
+        PARAMS
     }
     fn file_name(&self) -> &'static str {
         "W_prime.safetensors"
     }
-
-    fn prepare(&self, cx: &Context, job: &super::Target, params: &Params) -> Result<Plan> {
-        let gamma_manifest = cx.store.manifest_path(job.name, "gamma");
-        let input = |message: String| Error::Input { input: format!("{}/gamma", job.name), message };
-        let m = Manifest::read(&gamma_manifest).map_err(|e| input(format!("{e}; build gamma first")))?;
-        let matrix = MatrixInput::of("gamma", cx.store.root(), &m).map_err(input)?;
-        let centered = Centered { bf16_out: out_dtype(params).map_err(input)? == OutDtype::Bf16, matrix };
-        let mut fp = fingerprint::base(self.name(), self.version(), centered.out_dtype().name());
-        fp.insert("input.gamma".into(), m.output.sha256.clone());
-        for (k, v) in params {
-            fp.insert(format!("param.{k}"), v.clone());
-        }
-        Ok(Plan {
-            fingerprint: fp,
-            tensor: "W_prime".into(),
-            dtype: centered.out_dtype(),
-            inputs: vec![centered.matrix.record(&m)],
-            params: params.clone(),
-            watched: Vec::new(),
-            reads: Some(m.output.size),
-            notes: Vec::new(),
-            reads_tensor: None,
-            producer: Box::new(centered),
-        })
+    fn derived(&self) -> Option<&dyn Derived> {
+        Some(self)
     }
+}
 
-    fn reproduce(&self, root: &Path, m: &Manifest, inputs: &[Manifest]) -> Option<Result<Box<dyn Producer>>> {
-        let input = |message: String| Error::Input { input: format!("{}/gamma", m.name), message };
-        let dtype = match out_dtype(&m.params) {
-            Ok(d) => d,
-            Err(e) => return Some(Err(input(e))),
-        };
-        // The γ the fingerprint names: its digest from the fingerprint, its file from γ's own manifest.
-        let Some(named) = m.fingerprint_inputs.get("input.gamma") else {
-            return Some(Err(input("the manifest's fingerprint names no gamma input".into())));
-        };
-        let Some(gamma) = inputs.iter().find(|g| g.frame == "gamma" && g.output.sha256 == *named) else {
-            return Some(Err(input(format!("no gamma manifest records the sha256 {named} the fingerprint names"))));
-        };
-        let bf16_out = dtype == OutDtype::Bf16;
-        Some(
-            MatrixInput::of("gamma", root, gamma)
-                .map(|matrix| Box::new(Centered { matrix, bf16_out }) as Box<dyn Producer>)
-                .map_err(input),
-        )
+impl Derived for GammaPrime {
+    fn reads(&self, _: &Params) -> Vec<&'static str> {
+        vec!["gamma"]
+    }
+    fn derive(&self, inputs: &Inputs, params: &Params) -> std::result::Result<Derivation, String> {
+        let centered = Centered { matrix: inputs.matrix("gamma")?, bf16_out: out_dtype(params)? == OutDtype::Bf16 };
+        Ok(Derivation { tensor: "W_prime", dtype: centered.out_dtype(), producer: Box::new(centered) })
     }
 }
 
@@ -181,6 +147,7 @@ impl Producer for Centered {
             source: None,
             warnings,
             expect_sha256: None,
+            facts: Vec::new(),
         }))
     }
 }
@@ -222,6 +189,7 @@ fn center(rows: &[u8], centroid: &[f64], bf16_out: bool, out: &mut Vec<u8>) -> (
 mod tests {
     use super::*;
     use crate::store::HashOnly;
+    use std::path::Path;
 
     /// A γ file of `v`×`d` bf16 values in `dir`, and its SHA-256.
     fn gamma_file(dir: &Path, v: u64, d: u64) -> (std::path::PathBuf, String) {

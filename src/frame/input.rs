@@ -5,7 +5,7 @@
 //! A derived frame gets "my input, verified, in fixed-order row blocks" from here and only computes.
 
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::{InputRecord, Manifest, check_output_path};
+use crate::manifest::{Manifest, check_output_path};
 use crate::store::FileStat;
 use crate::store::safetensors_file::OutDtype;
 use sha2::Digest;
@@ -39,11 +39,6 @@ impl MatrixInput {
         let (v, d) = (usize::try_from(v).map_err(|e| e.to_string())?, usize::try_from(d).map_err(|e| e.to_string())?);
         let path = root.join(&m.output.path);
         Ok(MatrixInput { frame, path, sha256: m.output.sha256.clone(), tensor: m.output.tensor.clone(), v, d })
-    }
-
-    /// The manifest record of this input.
-    pub(crate) fn record(&self, m: &Manifest) -> InputRecord {
-        InputRecord { frame: self.frame.into(), path: m.output.path.clone(), sha256: self.sha256.clone() }
     }
 
     /// Opens the file and checks that its header holds exactly this matrix.
@@ -86,6 +81,18 @@ impl Opened<'_> {
         block_rows: usize,
         each: &mut (dyn FnMut(usize, &[u8]) -> Result<()> + Send),
     ) -> Result<()> {
+        self.verified_map(block_rows, each, &mut |()| Ok(()))
+    }
+
+    /// As `verified_pass`, for work whose results go somewhere that cannot move between threads (an output file):
+    /// `compute` runs beside the hashing, then `consume` takes its result on this thread, block by block, in order.
+    /// Nothing consumed is trusted until this returns `Ok` (the digest is checked at the end).
+    pub(crate) fn verified_map<T: Send>(
+        &self,
+        block_rows: usize,
+        compute: &mut (dyn FnMut(usize, &[u8]) -> Result<T> + Send),
+        consume: &mut dyn FnMut(T) -> Result<()>,
+    ) -> Result<()> {
         let (v, input) = (self.input.v, self.input);
         let mut hasher = sha2::Sha256::new();
         hasher.update(&self.header_raw);
@@ -94,8 +101,8 @@ impl Opened<'_> {
         while row < v {
             let n = block_rows.max(1).min(v - row);
             self.rows(row, n, &mut buf)?;
-            let (_, done) = rayon::join(|| hasher.update(&buf), || each(row, &buf));
-            done?;
+            let (_, done) = rayon::join(|| hasher.update(&buf), || compute(row, &buf));
+            consume(done?)?;
             row += n;
         }
         let got = crate::names::hex(&hasher.finalize());

@@ -1,15 +1,24 @@
 //! Coordinate frames. A frame has a name, a version, the frames it is computed from, its parameters, and knows
 //! how to plan its output (`prepare`: what decides it, cheaply) and produce its bytes (`Producer`).
 //!
-//! Adding a frame is one file and one line in `FRAMES`: implement `Frame` (see `gamma_prime.rs` for a derived
-//! frame), register it, and the runner orders it after its inputs, staleness follows its inputs' hashes, version
-//! and parameters, and `verify --recompute` can rebuild it from its inputs.
+//! Adding a frame is one file and one line in `FRAMES`: implement `Frame` (see `causal.rs` for a derived
+//! frame: it implements `Derived` and the kit in `derived.rs` and `input.rs` does the rest), register it, and the
+//! runner orders it after its inputs, staleness follows its inputs' hashes, version and parameters, and
+//! `verify --recompute` can rebuild it from its inputs.
 
+mod causal;
+mod causal_metric;
+mod derived;
 mod extracted;
 mod gamma_prime;
 mod input;
+mod linalg;
+mod param;
 pub(crate) mod stats_summary;
 mod token_stats;
+
+pub(crate) use derived::{Derivation, Derived, Inputs};
+pub(crate) use param::{Param, resolve_params};
 
 pub(crate) use extracted::Reextract;
 
@@ -35,21 +44,23 @@ pub(crate) trait Frame: Sync {
     }
     /// File name under `<tensors>/<name>/`.
     fn file_name(&self) -> &'static str;
-    /// Works out what decides the output, reading no tensor bytes.
-    fn prepare(&self, cx: &Context, target: &Target, params: &Params) -> Result<Plan>;
+    /// A frame computed from other frames' stored outputs says so here; the kit then prepares and reproduces it.
+    fn derived(&self) -> Option<&dyn Derived> {
+        None
+    }
+    /// Works out what decides the output, reading no tensor bytes. Derived frames leave this to the kit.
+    fn prepare(&self, cx: &Context, target: &Target, params: &Params) -> Result<Plan> {
+        match self.derived() {
+            Some(d) => derived::prepare(self.name(), self.version(), d, cx, target, params),
+            None => unreachable!("frame {} is neither extracted (own prepare) nor derived", self.name()),
+        }
+    }
     /// For derived frames: a producer that rebuilds the output a manifest describes from the inputs its
     /// fingerprint names (`verify --recompute`). `inputs` are the input frames' manifests, already checked to
     /// agree with it; `root` is the parent of the manifests directory.
-    fn reproduce(&self, _root: &Path, _manifest: &Manifest, _inputs: &[Manifest]) -> Option<Result<Box<dyn Producer>>> {
-        None
+    fn reproduce(&self, root: &Path, manifest: &Manifest, inputs: &[Manifest]) -> Option<Result<Box<dyn Producer>>> {
+        self.derived().map(|d| derived::reproduce(d, root, manifest, inputs))
     }
-}
-
-/// A frame parameter: its name, default and allowed values.
-pub(crate) struct Param {
-    pub(crate) name: &'static str,
-    pub(crate) default: &'static str,
-    pub(crate) allowed: &'static [&'static str],
 }
 
 /// What a frame is asked to build: one output of a job (its name, the model source, the job's `tensor:`
@@ -127,16 +138,30 @@ pub(crate) struct Produced {
     /// The SHA-256 the written bytes must have (a copy of another output's file: its manifest's), and the file
     /// they came from; checked before anything is stored.
     pub(crate) expect_sha256: Option<(String, std::path::PathBuf)>,
+    /// What computing the output found that a reader of its manifest needs (an eigenvalue range, the solver
+    /// used): the manifest's `facts`.
+    pub(crate) facts: Vec<(String, String)>,
 }
 
-static FRAMES: &[&dyn Frame] =
-    &[&extracted::GAMMA, &gamma_prime::GammaPrime, &extracted::EMBEDDING, &token_stats::TokenStats];
+static FRAMES: &[&dyn Frame] = &[
+    &extracted::GAMMA,
+    &gamma_prime::GammaPrime,
+    &extracted::EMBEDDING,
+    &token_stats::TokenStats,
+    &causal_metric::CausalMetric,
+    &causal::Causal,
+];
 
 /// γ's name: the frame that is W itself (grids group and share its outputs).
 pub(crate) const GAMMA_NAME: &str = "gamma";
 
 pub(crate) fn by_name(name: &str) -> Option<&'static dyn Frame> {
     FRAMES.iter().copied().find(|f| f.name() == name)
+}
+
+/// Every registered frame, in registry order.
+pub(crate) fn all() -> &'static [&'static dyn Frame] {
+    FRAMES
 }
 
 pub(crate) fn names() -> Vec<&'static str> {
@@ -155,24 +180,6 @@ pub(crate) fn with_inputs(frame: &'static dyn Frame) -> Vec<&'static dyn Frame> 
     }
     out.push(frame);
     out
-}
-
-/// Checks `given` against the frame's parameters and fills in defaults.
-pub(crate) fn resolve_params(frame: &dyn Frame, given: &Params) -> std::result::Result<Params, String> {
-    let specs = frame.params();
-    for (k, v) in given {
-        let Some(p) = specs.iter().find(|p| p.name == k) else {
-            let known: Vec<&str> = specs.iter().map(|p| p.name).collect();
-            return Err(format!("frame {} has no parameter {k:?} (it takes: {})", frame.name(), known.join(", ")));
-        };
-        if !p.allowed.contains(&v.as_str()) {
-            return Err(format!("{}.{k} must be one of {}, not {v:?}", frame.name(), p.allowed.join(", ")));
-        }
-    }
-    Ok(specs
-        .iter()
-        .map(|p| (p.name.to_string(), given.get(p.name).cloned().unwrap_or_else(|| p.default.into())))
-        .collect())
 }
 
 #[cfg(test)]

@@ -10,14 +10,12 @@
 //! same file on any machine and thread count.
 
 use super::input::{MatrixInput, Opened};
-use super::{Context, Frame, Param, Params, Plan, Produced, Producer, Production};
+use super::{Derivation, Derived, Frame, Inputs, Param, Params, Produced, Producer, Production};
 use crate::dtype;
-use crate::error::{Error, Result};
-use crate::manifest::{Manifest, fingerprint};
+use crate::error::Result;
 use crate::store::ByteSink;
 use crate::store::safetensors_file::{self, OutDtype};
 use rayon::prelude::*;
-use std::path::Path;
 
 /// Rows per task, and per partial sum of the mean (γ′'s chunk: the mean is computed exactly as γ′'s centroid).
 const CHUNK_ROWS: usize = 256;
@@ -42,59 +40,26 @@ impl Frame for TokenStats {
         INPUTS
     }
     fn params(&self) -> &'static [Param] {
-        &[
-            Param { name: "of", default: "gamma", allowed: &["gamma", "embedding"] },
-            Param { name: "dtype", default: "f32", allowed: &["f32", "f64"] },
-        ]
+        const PARAMS: &[Param] =
+            &[Param::one_of("of", "gamma", &["gamma", "embedding"]), Param::one_of("dtype", "f32", &["f32", "f64"])];
+        PARAMS
     }
     fn file_name(&self) -> &'static str {
         "stats.safetensors"
     }
-
-    fn prepare(&self, cx: &Context, job: &super::Target, params: &Params) -> Result<Plan> {
-        let (of, dtype) =
-            choices(params).map_err(|e| Error::Input { input: format!("{}/token_stats", job.name), message: e })?;
-        let input = |message: String| Error::Input { input: format!("{}/{of}", job.name), message };
-        let m = Manifest::read(&cx.store.manifest_path(job.name, of)).map_err(|e| {
-            let how = if of == "embedding" { "add embedding to the job's frames:" } else { "build gamma first" };
-            input(format!("{e}; {how}"))
-        })?;
-        let matrix = MatrixInput::of(of, cx.store.root(), &m).map_err(input)?;
-        let mut fp = fingerprint::base(self.name(), self.version(), dtype.name());
-        fp.insert(format!("input.{of}"), m.output.sha256.clone());
-        for (k, v) in params {
-            fp.insert(format!("param.{k}"), v.clone());
-        }
-        Ok(Plan {
-            fingerprint: fp,
-            tensor: "norm".into(),
-            dtype,
-            inputs: vec![matrix.record(&m)],
-            params: params.clone(),
-            watched: Vec::new(),
-            reads: Some(m.output.size),
-            notes: Vec::new(),
-            reads_tensor: None,
-            producer: Box::new(Stats { matrix, dtype }),
-        })
+    fn derived(&self) -> Option<&dyn Derived> {
+        Some(self)
     }
+}
 
-    fn reproduce(&self, root: &Path, m: &Manifest, inputs: &[Manifest]) -> Option<Result<Box<dyn Producer>>> {
-        let fail = |message: String| Some(Err(Error::Input { input: format!("{}/token_stats", m.name), message }));
-        let (of, dtype) = match choices(&m.params) {
-            Ok(c) => c,
-            Err(e) => return fail(e),
-        };
-        let Some(named) = m.fingerprint_inputs.get(&format!("input.{of}")) else {
-            return fail(format!("the manifest's fingerprint names no {of} input"));
-        };
-        let Some(im) = inputs.iter().find(|i| i.frame == of && i.output.sha256 == *named) else {
-            return fail(format!("no {of} manifest records the sha256 {named} the fingerprint names"));
-        };
-        match MatrixInput::of(of, root, im) {
-            Ok(matrix) => Some(Ok(Box::new(Stats { matrix, dtype }))),
-            Err(e) => fail(e),
-        }
+impl Derived for TokenStats {
+    /// γ, or with `of: embedding` the input embedding.
+    fn reads(&self, params: &Params) -> Vec<&'static str> {
+        vec![choices(params).map_or("gamma", |c| c.0)]
+    }
+    fn derive(&self, inputs: &Inputs, params: &Params) -> std::result::Result<Derivation, String> {
+        let (of, dtype) = choices(params)?;
+        Ok(Derivation { tensor: "norm", dtype, producer: Box::new(Stats { matrix: inputs.matrix(of)?, dtype }) })
     }
 }
 
@@ -191,7 +156,14 @@ impl Producer for Stats {
         }
         let stats = Finished { rows, centered, duplicate_of, mean, histogram, distinct, column_distinct };
         let nan_count = stats.write(out, self.dtype)?;
-        Ok(Production::Done(Produced { shape: vec![v as u64], nan_count, source: None, warnings, expect_sha256: None }))
+        Ok(Production::Done(Produced {
+            shape: vec![v as u64],
+            nan_count,
+            source: None,
+            warnings,
+            expect_sha256: None,
+            facts: Vec::new(),
+        }))
     }
 }
 

@@ -58,8 +58,40 @@ pub(crate) enum FrameItem {
     WithParams {
         name: String,
         #[serde(flatten)]
-        params: std::collections::BTreeMap<String, String>,
+        params: std::collections::BTreeMap<String, ParamValue>,
     },
+}
+
+/// A parameter's value as written: a word or a number (`ridge: 1e-6`), kept as text for the frame to check.
+#[derive(Debug, Clone)]
+pub(crate) struct ParamValue(pub(crate) String);
+
+impl<'de> Deserialize<'de> for ParamValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl serde::de::Visitor<'_> for Scalar {
+            type Value = ParamValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a word or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ParamValue, E> {
+                Ok(ParamValue(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ParamValue, E> {
+                Ok(ParamValue(format!("{v:e}")))
+            }
+        }
+        d.deserialize_any(Scalar)
+    }
 }
 
 /// `revisions:` — a list of branches, tags or commits, or `{match: GLOB}` over the repo's branches and tags.

@@ -128,7 +128,7 @@ fn tidy(msg: &str, path: &Path) -> String {
         .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
         .replace(
             "data did not match any variant of untagged enum FrameItem",
-            "a frame is a name (gamma) or a mapping of strings ({name: gamma_prime, dtype: bf16})",
+            "a frame is a name (gamma) or a mapping of a name and parameters ({name: gamma_prime, dtype: bf16})",
         )
         .replace("<input>", &path.display().to_string())
         .trim_end()
@@ -382,7 +382,9 @@ impl Validator<'_> {
         for item in &list.value {
             let (name, given) = match &item.value {
                 FrameItem::Name(n) => (n, Default::default()),
-                FrameItem::WithParams { name, params } => (name, params.clone()),
+                FrameItem::WithParams { name, params } => {
+                    (name, params.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+                }
             };
             let Some(frame) = crate::frame::by_name(name) else {
                 let known = crate::frame::names().join(", ");
@@ -398,10 +400,12 @@ impl Validator<'_> {
                 let req = if dep.name() == frame.name() {
                     FrameReq { frame: dep, params: params.clone(), selected: true }
                 } else {
-                    // An input listed implicitly takes its defaults, which its own declaration makes valid.
-                    let defaults = crate::frame::resolve_params(dep, &Default::default())
-                        .or_else(|e| self.err(&item.referenced, e))?;
-                    FrameReq { frame: dep, params: defaults, selected: true }
+                    // An input listed implicitly takes the parameters it shares with the frame that needs it
+                    // (`causal`'s divisor and ridge are its `causal_metric`'s; never dtype), defaults for the rest.
+                    let shared = shared_params(frame, dep, &params);
+                    let inherited =
+                        crate::frame::resolve_params(dep, &shared).or_else(|e| self.err(&item.referenced, e))?;
+                    FrameReq { frame: dep, params: inherited, selected: true }
                 };
                 match out.iter().position(|r| r.name() == dep.name()) {
                     Some(i) if dep.name() == frame.name() => out[i] = req,
@@ -412,6 +416,27 @@ impl Validator<'_> {
         }
         if let (Some(d), false) = (dtype, dtype_used) {
             return self.err(&d.referenced, DTYPE_ONLY_DERIVED);
+        }
+        // A frame and its input must agree on the parameters they share (set both, or only the later frame).
+        for req in &out {
+            for input in req.frame.inputs() {
+                let Some(dep) = out.iter().find(|r| r.name() == input.name()) else { continue };
+                for (k, v) in shared_params(req.frame, dep.frame, &req.params) {
+                    if dep.params.get(&k) != Some(&v) {
+                        let theirs = dep.params.get(&k).map_or("(unset)", String::as_str);
+                        return self.err(
+                            &list.referenced,
+                            format!(
+                                "{}.{k} is {v} but its input {}.{k} is {theirs}: they must agree (set {k} on {} \
+                                 only, and its input takes it)",
+                                req.name(),
+                                dep.name(),
+                                req.name()
+                            ),
+                        );
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -476,6 +501,21 @@ fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// The parameters `frame` (with values `params`) shares with its input `input`: same name, not `dtype`.
+fn shared_params(
+    frame: &dyn crate::frame::Frame,
+    input: &dyn crate::frame::Frame,
+    params: &crate::frame::Params,
+) -> crate::frame::Params {
+    let theirs: Vec<&str> = input.params().iter().map(|p| p.name).collect();
+    frame
+        .params()
+        .iter()
+        .filter(|p| p.name != "dtype" && theirs.contains(&p.name))
+        .filter_map(|p| params.get(p.name).map(|v| (p.name.to_string(), v.clone())))
+        .collect()
 }
 
 #[cfg(test)]

@@ -181,6 +181,7 @@ mod tests {
             }),
             inputs: Vec::new(),
             params: BTreeMap::new(),
+            facts: Default::default(),
             nan_count: 0,
             fingerprint: fingerprint::digest(&fp),
             fingerprint_inputs: fp.clone(),

@@ -30,6 +30,10 @@ pub(crate) struct Manifest {
     pub(crate) inputs: Vec<InputRecord>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) params: BTreeMap<String, String>,
+    /// What computing the output found that its reader needs (derived frames: e.g. the causal metric's
+    /// eigenvalue range, condition number and solver). Not part of the fingerprint.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) facts: BTreeMap<String, String>,
     pub(crate) nan_count: u64,
     pub(crate) fingerprint: String,
     /// The fields the fingerprint hashes, so staleness can say which one changed.

@@ -133,7 +133,7 @@ fn frame_parameters_are_validated() {
     for (frames, want) in [
         ("[{name: gamma_prime, dtype: f16}]", "gamma_prime.dtype must be one of f32, bf16"),
         ("[{name: gamma_prime, centre: mean}]", "frame gamma_prime has no parameter \"centre\""),
-        ("[{name: gamma_prime, dtype: [1]}]", "a frame is a name (gamma) or a mapping of strings"),
+        ("[{name: gamma_prime, dtype: [1]}]", "a frame is a name (gamma) or a mapping of a name and parameters"),
         ("[{name: gamma, dtype: bf16}]", "frame gamma has no parameter \"dtype\""),
     ] {
         let ws = Ws::new();
