@@ -377,11 +377,21 @@ fn planted(t: &Tensor, k: u64, condition: f64) -> f32 {
     let u = |j: u64| 1.0 + (j % 3) as f64;
     let s = |j: u64| condition.powf(-(j as f64) / (2.0 * (d.max(2) - 1) as f64));
     let z = |j: u64| uniform(t.seed, row * d + j) as f64 * 12f64.sqrt() * s(j);
-    let (mut zu, mut uu) = (0.0, 0.0);
-    for j in 0..d {
-        zu += z(j) * u(j);
-        uu += u(j) * u(j);
-    }
+    // z·u once per row (elements come in order), uᵀu once.
+    thread_local!(static ROW: std::cell::Cell<(u64, u64, f64, f64)> = const { std::cell::Cell::new((u64::MAX, 0, 0.0, 0.0)) });
+    let (zu, uu) = ROW.with(|cell| {
+        let (seed, r, zu, uu) = cell.get();
+        if (seed, r) == (t.seed, row) {
+            return (zu, uu);
+        }
+        let (mut zu, mut uu) = (0.0, 0.0);
+        for j in 0..d {
+            zu += z(j) * u(j);
+            uu += u(j) * u(j);
+        }
+        cell.set((t.seed, row, zu, uu));
+        (zu, uu)
+    });
     let offset = 0.3 + 0.1 * (col % 5) as f64;
     (offset + z(col) - 2.0 * zu / uu * u(col)) as f32
 }

@@ -215,11 +215,14 @@ fn coordinates<T: faer::traits::ComplexField + Copy + Send + Sync>(
     let d = mu.len();
     out.par_chunks_mut(SUB_ROWS * d).zip(rows.par_chunks(SUB_ROWS * d * 2)).for_each(|(o, r)| {
         let m = r.len() / (2 * d);
-        let x: Vec<T> = r
-            .chunks_exact(2)
-            .enumerate()
-            .map(|(k, b)| cast(dtype::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64 - mu[k % d]))
-            .collect();
+        let mut x: Vec<T> = Vec::with_capacity(m * d);
+        for row in r.chunks_exact(2 * d) {
+            let centred = row
+                .chunks_exact(2)
+                .zip(mu)
+                .map(|(b, c)| dtype::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64 - c);
+            x.extend(centred.map(&cast));
+        }
         let xt = MatRef::from_column_major_slice(&x, d, m);
         let ot = MatMut::from_column_major_slice_mut(&mut o[..m * d], d, m);
         faer::linalg::matmul::matmul(ot, Accum::Replace, l.as_ref(), xt, one, Par::Seq);
@@ -241,31 +244,25 @@ impl Producer for Coordinates {
         out.write(&header)?;
         let mut nans = 0u64;
         if self.dtype == OutDtype::F64 {
-            let mut buf = vec![0f64; BLOCK_ROWS * d];
             opened.verified_map(
                 BLOCK_ROWS,
                 &mut |_, rows| {
-                    let n = rows.len() / (2 * d);
-                    coordinates(rows, &mu, &l, |x| x, 1.0, &mut buf[..n * d]);
-                    Ok(buf[..n * d].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+                    let mut g = vec![0f64; rows.len() / 2];
+                    coordinates(rows, &mu, &l, |x| x, 1.0, &mut g);
+                    Ok(g)
                 },
-                &mut |bytes| out.write(&bytes),
+                &mut |g| write_floats(out, &g, &mut nans),
             )?;
         } else {
             let l32 = Mat::<f32>::from_fn(d, d, |i, j| to_f32(l[(i, j)]));
-            let mut buf = vec![0f32; BLOCK_ROWS * d];
             opened.verified_map(
                 BLOCK_ROWS,
                 &mut |_, rows| {
-                    let n = rows.len() / (2 * d);
-                    coordinates(rows, &mu, &l32, to_f32, 1.0, &mut buf[..n * d]);
-                    let nan = buf[..n * d].iter().filter(|x| x.is_nan()).count() as u64;
-                    Ok((nan, buf[..n * d].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
+                    let mut g = vec![0f32; rows.len() / 2];
+                    coordinates(rows, &mu, &l32, to_f32, 1.0, &mut g);
+                    Ok(g)
                 },
-                &mut |(nan, bytes)| {
-                    nans += nan;
-                    out.write(&bytes)
-                },
+                &mut |g| write_floats(out, &g, &mut nans),
             )?;
         }
         opened.unchanged()?;
@@ -293,6 +290,41 @@ impl Producer for Coordinates {
             expect_sha256: None,
             facts,
         }))
+    }
+}
+
+/// Writes floats little-endian (a cast where the machine is little-endian) and counts their NaNs.
+fn write_floats<T: bytemuck::Pod + num_nan::IsNan>(out: &mut dyn ByteSink, values: &[T], nans: &mut u64) -> Result<()> {
+    *nans += values.iter().filter(|x| x.is_nan()).count() as u64;
+    if cfg!(target_endian = "little") {
+        out.write(bytemuck::cast_slice(values))
+    } else {
+        let bytes: Vec<u8> = values.iter().flat_map(|x| x.le_bytes()).collect();
+        out.write(&bytes)
+    }
+}
+
+/// The two output precisions, as `write_floats` needs them.
+mod num_nan {
+    pub(super) trait IsNan: Copy {
+        fn is_nan(self) -> bool;
+        fn le_bytes(self) -> Vec<u8>;
+    }
+    impl IsNan for f32 {
+        fn is_nan(self) -> bool {
+            f32::is_nan(self)
+        }
+        fn le_bytes(self) -> Vec<u8> {
+            self.to_le_bytes().to_vec()
+        }
+    }
+    impl IsNan for f64 {
+        fn is_nan(self) -> bool {
+            f64::is_nan(self)
+        }
+        fn le_bytes(self) -> Vec<u8> {
+            self.to_le_bytes().to_vec()
+        }
     }
 }
 

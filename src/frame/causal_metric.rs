@@ -2,7 +2,7 @@
 //! for bit), the covariance C = Σ(γᵢ − μ)(γᵢ − μ)ᵀ / D (D = V, or V − 1 with `divisor: n-1`), the eigendecomposition
 //! C + λI = Q Λ Qᵀ (`ridge: λ`; eigenvalues ascending, each eigenvector's largest-magnitude component positive), the
 //! metric M = (C + λI)⁻¹, the whitening A = (C + λI)^(-1/2) and its inverse A⁻¹. File `M.safetensors`, tensors in
-//! this order: `mu` [d], `eigenvalues` [d], `C`, `Q` (eigenvectors as columns), `M`, `A`, `A_inv` [d, d]; f64, or f32
+//! this order: `mu` [d], `C` [d, d], `eigenvalues` [d], `Q` (eigenvectors as columns), `M`, `A`, `A_inv` [d, d]; f64, or f32
 //! with `dtype: f32` (computed in f64 and rounded once).
 //!
 //! Deterministic: the mean as γ′'s; C's entries accumulated in f64 over 1024-row blocks in order, each block's
@@ -29,7 +29,7 @@ const GRAM_ROWS: usize = 1024;
 const COLUMN_GROUP: usize = 64;
 
 /// The tensors of `M.safetensors`, in file order.
-pub(super) const TENSORS: [&str; 7] = ["mu", "eigenvalues", "C", "Q", "M", "A", "A_inv"];
+pub(super) const TENSORS: [&str; 7] = ["mu", "C", "eigenvalues", "Q", "M", "A", "A_inv"];
 
 pub(crate) struct CausalMetric;
 
@@ -242,12 +242,24 @@ impl Producer for Metric {
                 c[(i, j)] /= denominator;
             }
         }
-        let mut regularised = c.clone();
+        let dd = [d as u64, d as u64];
+        let shapes: [&[u64]; 7] = [&dd[..1], &dd, &dd[..1], &dd, &dd, &dd, &dd];
+        let entries: Vec<safetensors_file::Entry> = TENSORS
+            .iter()
+            .zip(shapes)
+            .map(|(name, shape)| safetensors_file::Entry { name, dtype: self.dtype, shape })
+            .collect();
+        let header = safetensors_file::header(&entries);
+        out.reserve(header.len() as u64 + entries.iter().map(safetensors_file::Entry::byte_len).sum::<u64>())?;
+        out.write(&header)?;
+        write_values(out, self.dtype, mu.iter().copied())?;
+        write_values(out, self.dtype, rows_of(&c))?;
+        // C is written: regularise it in place (one d × d matrix less held while the eigensolver runs).
         for i in 0..d {
-            regularised[(i, i)] += ridge;
+            c[(i, i)] += ridge;
         }
-        let (lambda, q) = linalg::eigh(&regularised).map_err(|e| self.refuse(e))?;
-        drop(regularised);
+        let (lambda, q) = linalg::eigh(&c).map_err(|e| self.refuse(e))?;
+        drop(c);
         let (low, high) = (lambda[0], lambda[d - 1]);
         // f64 resolves a condition number up to about 1 / (d ε); past it M has no correct digit to promise.
         let limit = 1.0 / (d as f64 * f64::EPSILON);
@@ -263,20 +275,7 @@ impl Producer for Metric {
             )));
         }
 
-        let dd = [d as u64, d as u64];
-        let shapes: [&[u64]; 7] = [&dd[..1], &dd[..1], &dd, &dd, &dd, &dd, &dd];
-        let entries: Vec<safetensors_file::Entry> = TENSORS
-            .iter()
-            .zip(shapes)
-            .map(|(name, shape)| safetensors_file::Entry { name, dtype: self.dtype, shape })
-            .collect();
-        let header = safetensors_file::header(&entries);
-        out.reserve(header.len() as u64 + entries.iter().map(safetensors_file::Entry::byte_len).sum::<u64>())?;
-        out.write(&header)?;
-        write_values(out, self.dtype, mu.iter().copied())?;
         write_values(out, self.dtype, lambda.iter().copied())?;
-        write_values(out, self.dtype, rows_of(&c))?;
-        drop(c);
         write_values(out, self.dtype, rows_of(&q))?;
         for power in [-1.0, -0.5, 0.5] {
             let m = linalg::spectral(&q, &lambda, |l| l.powf(power));

@@ -85,8 +85,9 @@ impl Opened<'_> {
     }
 
     /// As `verified_pass`, for work whose results go somewhere that cannot move between threads (an output file):
-    /// `compute` runs beside the hashing, then `consume` takes its result on this thread, block by block, in order.
-    /// Nothing consumed is trusted until this returns `Ok` (the digest is checked at the end).
+    /// `compute` runs beside the hashing, and `consume` takes the previous block's result on this thread meanwhile
+    /// (writing overlaps computing), block by block, in order. Nothing consumed is trusted until this returns
+    /// `Ok` (the digest is checked at the end).
     pub(crate) fn verified_map<T: Send>(
         &self,
         block_rows: usize,
@@ -97,13 +98,22 @@ impl Opened<'_> {
         let mut hasher = sha2::Sha256::new();
         hasher.update(&self.header_raw);
         let mut buf = Vec::new();
-        let mut row = 0;
+        let (mut row, mut pending) = (0, None);
         while row < v {
             let n = block_rows.max(1).min(v - row);
             self.rows(row, n, &mut buf)?;
-            let (_, done) = rayon::join(|| hasher.update(&buf), || compute(row, &buf));
-            consume(done?)?;
+            let (done, consumed) = std::thread::scope(|s| {
+                let (hasher, buf, compute) = (&mut hasher, &buf, &mut *compute);
+                let worker = s.spawn(move || rayon::join(|| hasher.update(buf), || compute(row, buf)).1);
+                let consumed = pending.take().map_or(Ok(()), &mut *consume);
+                (worker.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), consumed)
+            });
+            consumed?;
+            pending = Some(done?);
             row += n;
+        }
+        if let Some(last) = pending {
+            consume(last)?;
         }
         let got = crate::names::hex(&hasher.finalize());
         if got != input.sha256 {

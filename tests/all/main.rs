@@ -5,6 +5,7 @@
 mod support;
 
 mod architectures;
+mod causal;
 mod ci;
 mod concurrency;
 mod errors;
