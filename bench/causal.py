@@ -14,6 +14,8 @@ run builds everything and is checked against examples/python/causal_check.py (fl
                  and the coordinates from the stored γ, both files written and fsynced as every output is
   numpy f32      reading W.safetensors, then mean, (W−μ)ᵀ(W−μ)/V, eigh, A = QΛ^-1/2Qᵀ, G = (W−μ)·A in float32
   numpy f64      the same in float64
+  dd             copying G.safetensors with `dd conv=fsync`: what writing G durably costs on this disk, which
+                 gamma-run pays and the numpy rows do not
 numpy runs with OpenBLAS on as many threads as gamma-run's rayon pool (OPENBLAS_NUM_THREADS, RAYON_NUM_THREADS:
 the machine's cores), with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; it writes nothing. Wall time by
 perf_counter, peak RSS by os.wait4 (the floor: the peak RSS of `true` forked from this script). Prints a markdown
@@ -108,6 +110,8 @@ CASES = [
     ("numpy f32", "numpy float32: read W, mean, GᵀG, eigh, G·A (nothing written)",
      [sys.executable, os.path.abspath(__file__), "--numpy-case", W_FILE, "f32"]),
     ("numpy f64", "numpy float64: the same", [sys.executable, os.path.abspath(__file__), "--numpy-case", W_FILE, "f64"]),
+    ("dd", "`dd conv=fsync` of G.safetensors (the floor for writing G durably; numpy writes nothing)",
+     ["dd", f"if={os.path.join(T, 'G.safetensors')}", "of=dd-copy.tmp", "bs=4M", "conv=fsync", "status=none"]),
 ]
 times = {c: [] for c, _, _ in CASES}
 rss = {c: [] for c, _, _ in CASES}

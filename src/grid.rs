@@ -6,7 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::hub::Hub;
-use crate::job::{Grid, Job, JobFile, SourceSpec, grid_name};
+use crate::job::{Grid, Job, JobFile, grid_name};
+use crate::source::SourceSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

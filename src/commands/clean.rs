@@ -66,7 +66,7 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
         }
         ws.files.push(path);
         for job in &jf.jobs {
-            if let crate::job::SourceSpec::Hub { repo, .. } = &job.source {
+            if let crate::source::SourceSpec::Hub { repo, .. } = &job.source {
                 ws.repos.insert(repo.clone());
             }
         }

@@ -12,7 +12,7 @@ pub fn execute(args: LockArgs) -> Result<Exit> {
     let grids = jf
         .jobs
         .iter()
-        .filter(|j| matches!(j.source, crate::job::SourceSpec::Hub { .. }))
+        .filter(|j| matches!(j.source, crate::source::SourceSpec::Hub { .. }))
         .map(|j| j.grid.as_ref().map_or(j.name.as_str(), |g| g.base.as_str()))
         .collect::<std::collections::BTreeSet<_>>()
         .len();

@@ -33,13 +33,13 @@ impl Exit {
     }
 }
 
-pub(crate) use crate::env::truthy;
+use crate::env::truthy;
 
 /// The frames' context for a job file: its output roots and how to reach sources.
 pub(crate) fn context(jf: &JobFile, offline: bool) -> Result<Context, Error> {
     // Hub settings (endpoint, token file) are read only when a job names a Hub model: a local-only job file
     // neither reads the token nor fails on a malformed HF_ENDPOINT.
-    let needs_hub = jf.jobs.iter().any(|j| matches!(j.source, crate::job::SourceSpec::Hub { .. }));
+    let needs_hub = jf.jobs.iter().any(|j| matches!(j.source, crate::source::SourceSpec::Hub { .. }));
     Ok(Context { store: jf.store.clone(), sources: source_options(offline, needs_hub)?, claims: None })
 }
 

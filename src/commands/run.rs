@@ -10,7 +10,7 @@ use crate::runner::{self, Outcome, RunOptions};
 /// while half of them write, copy or fsync, the other half keep the connections busy. On the 154-revision grid
 /// bench, 8 workers took 4.8–5.1 s and 12–24 took 3.8–4.2 s with 8 connections.
 fn default_workers(jf: &crate::job::JobFile, cx: &crate::frame::Context) -> usize {
-    let from_hub = jf.jobs.iter().filter(|j| matches!(j.source, crate::job::SourceSpec::Hub { .. })).count();
+    let from_hub = jf.jobs.iter().filter(|j| matches!(j.source, crate::source::SourceSpec::Hub { .. })).count();
     match &cx.sources.hub {
         Some(hub) if from_hub > 1 => 2 * hub.connections(),
         _ => 1,

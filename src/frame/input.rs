@@ -84,15 +84,15 @@ impl Opened<'_> {
         self.verified_map(block_rows, each, &mut |()| Ok(()))
     }
 
-    /// As `verified_pass`, for work whose results go somewhere that cannot move between threads (an output file):
-    /// `compute` runs beside the hashing, and `consume` takes the previous block's result on this thread meanwhile
-    /// (writing overlaps computing), block by block, in order. Nothing consumed is trusted until this returns
-    /// `Ok` (the digest is checked at the end).
+    /// As `verified_pass`, for work whose results are written in order (an output file): `compute` runs beside
+    /// the hashing while `consume` takes the previous block's result (writing overlaps computing), block by block.
+    /// Nothing consumed is trusted until this returns `Ok` (the digest is checked at the end). Everything runs in
+    /// rayon's pool (joins, never a blocking wait outside it), so it cannot starve a pool it is called from.
     pub(crate) fn verified_map<T: Send>(
         &self,
         block_rows: usize,
         compute: &mut (dyn FnMut(usize, &[u8]) -> Result<T> + Send),
-        consume: &mut dyn FnMut(T) -> Result<()>,
+        consume: &mut (dyn FnMut(T) -> Result<()> + Send),
     ) -> Result<()> {
         let (v, input) = (self.input.v, self.input);
         let mut hasher = sha2::Sha256::new();
@@ -102,12 +102,11 @@ impl Opened<'_> {
         while row < v {
             let n = block_rows.max(1).min(v - row);
             self.rows(row, n, &mut buf)?;
-            let (done, consumed) = std::thread::scope(|s| {
-                let (hasher, buf, compute) = (&mut hasher, &buf, &mut *compute);
-                let worker = s.spawn(move || rayon::join(|| hasher.update(buf), || compute(row, buf)).1);
-                let consumed = pending.take().map_or(Ok(()), &mut *consume);
-                (worker.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), consumed)
-            });
+            let previous = pending.take();
+            let (consumed, done) = rayon::join(
+                || previous.map_or(Ok(()), &mut *consume),
+                || rayon::join(|| hasher.update(&buf), || compute(row, &buf)).1,
+            );
             consumed?;
             pending = Some(done?);
             row += n;

@@ -9,7 +9,7 @@ pub(crate) mod workspace;
 pub use validate::from_text;
 pub(crate) use validate::{check_name, load};
 
-pub(crate) use crate::source::{Fetch, SourceSpec};
+use crate::source::{Fetch, SourceSpec};
 use std::path::PathBuf;
 
 /// A validated job file: where its outputs go and what to build.

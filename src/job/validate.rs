@@ -2,8 +2,9 @@
 //! known frames, output roots), and reports each violation as `file:line:col` with what to do.
 
 use super::spec::{FrameItem, JobFileSpec, JobSpec};
-use super::{Fetch, FrameReq, Job, JobFile, SourceSpec};
+use super::{FrameReq, Job, JobFile};
 use crate::error::{Error, IoContext, Result};
+use crate::source::{Fetch, SourceSpec};
 use crate::store::Store;
 use serde_saphyr::{Location, Spanned};
 use std::collections::HashMap;

@@ -1,8 +1,9 @@
 //! The Hugging Face cache (`$HF_HUB_CACHE`, shared with the Python client), read offline: `refs/<branch>` →
 //! `snapshots/<commit>/…` → `blobs/`. Path builders are pure and unit-tested; LFS blob names are the files' SHA-256.
 
-use super::{FileRecord, Located, WBytes, files};
+use super::{Located, WBytes, files};
 use crate::error::{Error, Result};
+use crate::manifest::FileRecord;
 use std::path::{Path, PathBuf};
 
 /// `$HF_HUB_CACHE`, else `$HUGGINGFACE_HUB_CACHE` (the older name huggingface_hub still honours, with the same
@@ -20,7 +21,7 @@ pub(crate) fn repo_folder(repo: &str) -> String {
     format!("models--{}", repo.replace('/', "--"))
 }
 
-pub(crate) use crate::names::is_commit;
+use crate::names::is_commit;
 
 /// The commit a revision names in the cache: itself if 40-hex, else the content of `refs/<revision>`.
 pub(crate) fn resolve_commit(repo_dir: &Path, revision: &str) -> Result<Option<String>> {
@@ -113,7 +114,7 @@ fn record(snapshot: &Path, rel: &str, size: u64) -> FileRecord {
         .ok()
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
         .filter(|n| crate::names::is_hex(n, 64));
-    let sha256_from = sha256.as_ref().map(|_| super::DigestFrom::Cache);
+    let sha256_from = sha256.as_ref().map(|_| crate::manifest::DigestFrom::Cache);
     FileRecord { path: rel.into(), size, sha256, sha256_from }
 }
 

@@ -5,10 +5,11 @@
 
 use super::Fetch;
 use super::files::{self, Files, MAX_SMALL_FILE};
-use super::{DigestFrom, FileRecord, Located, SourceOptions, WBytes, hf_cache};
+use super::{Located, SourceOptions, WBytes, hf_cache};
 use crate::checkpoint::header;
 use crate::error::{Error, Result};
 use crate::hub::{Hub, Remote};
+use crate::manifest::{DigestFrom, FileRecord};
 use crate::store::Sink;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 /// The commit `revision` names: itself if 40-hex; offline, the cache's `refs/`; online, one API call (falling back
 /// to the cache's ref, with a warning, when the Hub cannot be reached).
 pub(crate) fn resolve_commit(repo: &str, revision: &str, opts: &SourceOptions) -> Result<String> {
-    if hf_cache::is_commit(revision) {
+    if crate::names::is_commit(revision) {
         return Ok(revision.to_string());
     }
     let repo_dir = opts.hf_cache.join(hf_cache::repo_folder(repo));

@@ -2,8 +2,9 @@
 //! W's bytes by a stat cache on the shard (re-checked by content when the stat changes). `commit` is null.
 
 use super::files::{self, Dir};
-use super::{FileRecord, Located, WBytes};
+use super::{Located, WBytes};
 use crate::error::{Error, Result};
+use crate::manifest::FileRecord;
 use crate::store::{FileStat, Watched, sha256_bytes};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -14,6 +14,7 @@ mod spec;
 pub(crate) use spec::{Fetch, SourceSpec};
 pub(crate) mod reread;
 
+use crate::manifest::FileRecord;
 pub(crate) use files::read_header;
 
 use crate::checkpoint::header::TensorInfo;
@@ -23,7 +24,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub(crate) use crate::manifest::{DigestFrom, FileRecord};
 use crate::manifest::{FetchMode, Format, SourceKind};
 
 /// Where W's bytes can be read.

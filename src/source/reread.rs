@@ -44,7 +44,7 @@ pub(crate) fn reread(
         (SourceKind::Local, _, _, Some(dir)) => At::Disk(dir.join(&file.path)),
         (_, Some(repo), Some(commit), _) => {
             crate::names::check_repo_id(repo).map_err(|m| Error::Usage(format!("the manifest's source.repo: {m}")))?;
-            if !hf_cache::is_commit(commit) {
+            if !crate::names::is_commit(commit) {
                 return Err(Error::Usage(format!("the manifest's commit {commit:?} is not 40 hex")));
             }
             let snap = opts.hf_cache.join(hf_cache::repo_folder(repo)).join("snapshots").join(commit).join(&file.path);

@@ -256,12 +256,10 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
+    Ok(crate::names::hex(&h.finalize()))
 }
 
 pub(crate) fn sha256_bytes(bytes: &[u8]) -> String {
     use sha2::Digest;
-    hex(&sha2::Sha256::digest(bytes))
+    crate::names::hex(&sha2::Sha256::digest(bytes))
 }
-
-pub(crate) use crate::names::hex;

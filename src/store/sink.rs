@@ -157,7 +157,7 @@ fn hash_behind(file: std::fs::File, progress: &Progress) -> std::io::Result<Stri
             h.update(&buf[..n]);
             pos += n as u64;
         } else if s.done {
-            return Ok(super::hex(&h.finalize()));
+            return Ok(crate::names::hex(&h.finalize()));
         }
     }
 }
@@ -313,7 +313,7 @@ impl Drop for Sink {
 }
 
 /// Where a frame streams its output: a file being written (`Sink`) or only a hash (`HashOnly`, for re-checks).
-pub(crate) trait ByteSink {
+pub(crate) trait ByteSink: Send {
     /// Says how many bytes will be written in all, before the first `write` (a hint; sinks may ignore it).
     fn reserve(&mut self, _len: u64) -> Result<()> {
         Ok(())
@@ -414,7 +414,7 @@ impl HashOnly {
         Self::default()
     }
     pub(crate) fn finish(self) -> String {
-        super::hex(&self.hasher.finalize())
+        crate::names::hex(&self.hasher.finalize())
     }
 }
 

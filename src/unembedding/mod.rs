@@ -5,7 +5,8 @@
 mod rules;
 pub(crate) mod table;
 
-pub(crate) use rules::{Head, Rules, rules};
+use crate::manifest::Head;
+pub(crate) use rules::{Rules, rules};
 
 use crate::checkpoint::header::{Dtype, TensorInfo};
 

@@ -6,7 +6,7 @@
 
 use super::table::{self, Entry};
 use crate::checkpoint::config::ModelConfig;
-pub(crate) use crate::manifest::{Head, LogitValue};
+use crate::manifest::{Head, LogitValue};
 
 pub(crate) const HEAD_KEYS: &[&str] = &["lm_head.weight", "language_model.lm_head.weight"];
 pub(crate) const EMBED_KEYS: &[&str] = &[
