@@ -31,6 +31,16 @@ fn main() -> std::process::ExitCode {
         eprintln!("error: {}", gamma_run::text::plain_lines(&gamma_run::redact::redact(&e.to_string())));
         Exit::of_error(&e)
     });
+    // A reader that closed stdout early (`| head`) is not a failure: the work was done, the exit is 0 as other
+    // Unix tools give; a stdout that failed otherwise (a full disk) is an error.
+    let exit = match gamma_run::report::stdout_state() {
+        gamma_run::report::StdoutState::Open => exit,
+        gamma_run::report::StdoutState::Closed => Exit::Ok,
+        gamma_run::report::StdoutState::Failed(why) => {
+            eprintln!("error: {why}");
+            Exit::Error
+        }
+    };
     std::process::ExitCode::from(exit as u8)
 }
 

@@ -9,9 +9,10 @@ use crate::runner::{Outcome, Report, Row};
 use crate::store::Store;
 use crate::text::{md, plain};
 
-/// `println!` to stdout, except that a closed stdout (`gamma-run status --format json | head`) ends the process
-/// quietly with status 0, as other Unix tools do, instead of panicking. (SIGPIPE stays ignored: restoring it
-/// would also kill the process when the Hub closes a connection under a write.)
+/// `println!` to stdout, except that a closed stdout (`gamma-run status --format json | head`) is not an error:
+/// printing stops quietly, the command finishes its work (nothing is left half-written) and `main` decides the
+/// exit (`stdout_state`), as other Unix tools do, instead of panicking or exiting mid-command. (SIGPIPE stays
+/// ignored: restoring it would also kill the process when the Hub closes a connection under a write.)
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::report::emit(&format!($($arg)*))
@@ -24,17 +25,33 @@ pub(crate) fn emit(line: &str) {
     emit_bytes(format!("{}\n", crate::redact::redact(line)).as_bytes());
 }
 
-/// Bytes to stdout; a closed stdout ends the process quietly.
+/// What became of stdout: still open, closed by the reader, or failing (the first error, said once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdoutState {
+    Open,
+    Closed,
+    Failed(String),
+}
+
+static STDOUT: std::sync::Mutex<Option<StdoutState>> = std::sync::Mutex::new(None);
+
+/// Whether stdout took everything printed (`main` turns `Failed` into an error exit).
+pub fn stdout_state() -> StdoutState {
+    STDOUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone().unwrap_or(StdoutState::Open)
+}
+
+/// Bytes to stdout; once stdout is closed or failing, nothing more is written.
 pub(crate) fn emit_bytes(bytes: &[u8]) {
     use std::io::Write;
+    let mut state = STDOUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if state.is_some() {
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => {
-            eprintln!("error: writing to stdout: {e}");
-            std::process::exit(2);
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => *state = Some(StdoutState::Closed),
+        Err(e) => *state = Some(StdoutState::Failed(format!("writing to stdout: {e}"))),
     }
 }
 use serde_json::json;

@@ -13,6 +13,7 @@ use super::causal_metric::{Choices, SHARED, TENSORS};
 use super::input::MatrixInput;
 use super::linalg;
 use super::{Derivation, Derived, Frame, Inputs, Param, Params, Produced, Producer, Production};
+use crate::checkpoint::header::Dtype;
 use crate::dtype;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
@@ -22,6 +23,9 @@ use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use sha2::Digest;
 use std::path::PathBuf;
+
+/// safetensors' F64, as the header reader types it.
+const F64: Dtype = Dtype::Other { name: "F64", bits: 64 };
 
 /// Rows read and hashed per block.
 const BLOCK_ROWS: usize = 2048;
@@ -142,12 +146,10 @@ impl Coordinates {
         let mut hasher = sha2::Sha256::new();
         hasher.update(&header.raw);
         for t in &header.tensors {
-            let width = if t.dtype.name() == "F64" { 8 } else { 4 };
-            let expect: u64 = t.shape.iter().product::<u64>() * width;
-            if (t.dtype.name() != "F64" && t.dtype.name() != "F32")
-                || t.end - t.begin != expect
-                || t.shape[0] != d as u64
-            {
+            // The metric's tensors are F64 or F32 (its dtype), 64 or 32 bits a value.
+            let float = t.dtype == Dtype::F32 || t.dtype == F64;
+            let expect: u64 = t.shape.iter().product::<u64>() * (t.dtype.bits() / 8);
+            if !float || t.end - t.begin != expect || t.shape[0] != d as u64 {
                 return Err(self.refuse(format!("tensor {} is not the {d}-dimensional float it should be", t.name)));
             }
             let keep = wanted.contains(&t.name.as_str());

@@ -4,6 +4,7 @@
 //! records, so nothing computed from other bytes is ever stored; the file's stat is compared before and after.
 //! A derived frame gets "my input, verified, in fixed-order row blocks" from here and only computes.
 
+use crate::checkpoint::header::Dtype;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Manifest, check_output_path};
 use crate::store::FileStat;
@@ -47,7 +48,7 @@ impl MatrixInput {
         let before = FileStat::of(&self.path)?;
         let (header, _) = crate::source::read_header(&self.path)?;
         let (v, d) = (self.v as u64, self.d as u64);
-        let ok = header.get(&self.tensor).is_some_and(|t| t.shape == [v, d] && t.dtype.name() == "BF16");
+        let ok = header.get(&self.tensor).is_some_and(|t| t.shape == [v, d] && t.dtype == Dtype::Bf16);
         if !ok || header.tensors.len() != 1 {
             let message = format!("expected a single BF16 tensor {} of shape [{v}, {d}]", self.tensor);
             return Err(Error::Input { input: self.path.display().to_string(), message });
