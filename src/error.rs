@@ -58,6 +58,31 @@ pub enum Error {
     )]
     UnreadableNeighbour { path: PathBuf, why: String },
 
+    /// A lock file that cannot be used: unreadable, another job file's, a pin that is not a commit, two job files
+    /// sharing one. (The message names the file and what to do.)
+    #[error("{message}")]
+    LockFile { path: PathBuf, message: String },
+
+    /// A path gamma-run will not write through or at: a symlink, a place outside the workspace, a lock that is not
+    /// a regular file.
+    #[error("{message}")]
+    Refused { path: PathBuf, message: String },
+
+    /// What a job file asks cannot be planned: a grid that cannot be expanded here, an output name used twice, a
+    /// revision pattern that is not a pattern.
+    #[error("{0}")]
+    Plan(String),
+
+    /// A manifest's source record that must not steer a re-read: an unsafe path, a malformed repo id or commit.
+    #[error("{0}")]
+    SourceRecord(String),
+
+    /// `--only` that is not a pattern, or matches no output.
+    #[error("{0}")]
+    Selection(String),
+
+    /// A command asked for what it cannot do as asked (nothing to audit, no terminal to confirm, a file that
+    /// exists already); the message says how to ask.
     #[error("{0}")]
     Usage(String),
 }

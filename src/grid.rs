@@ -31,13 +31,16 @@ fn no_lock_clash(jf: &JobFile) -> Result<()> {
     for ext in ["yaml", "yml"] {
         let other = dir.join(format!("{}.{ext}", stem.to_string_lossy()));
         if other.file_name() != jf.path.file_name() && other.is_file() {
-            return Err(Error::Usage(format!(
-                "{} and {} would share one lock file, {}: rename one of them (the lock file is named after the \
+            return Err(Error::LockFile {
+                path: lock_path(jf),
+                message: format!(
+                    "{} and {} would share one lock file, {}: rename one of them (the lock file is named after the \
                  job file without its extension)",
-                jf.path.display(),
-                other.display(),
-                lock_path(jf).display()
-            )));
+                    jf.path.display(),
+                    other.display(),
+                    lock_path(jf).display()
+                ),
+            });
         }
     }
     Ok(())
@@ -98,32 +101,36 @@ fn read_lock(jf: &JobFile) -> Result<Option<Lock>> {
     let path = lock_path(jf);
     let Some(bytes) = crate::fsread::read_small_opt(&path, 16 << 20)? else { return Ok(None) };
     no_lock_clash(jf)?;
-    let lock: Lock = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Usage(format!("{}: not a gamma-run lock file: {e}", path.display())))?;
+    let lock: Lock = serde_json::from_slice(&bytes).map_err(|e| Error::LockFile {
+        path: path.clone(),
+        message: format!("{}: not a gamma-run lock file: {e}", path.display()),
+    })?;
     if let Some(whose) = &lock.job_file
         && *whose != file_name(jf)
     {
-        return Err(Error::Usage(format!(
-            "{} pins {whose}, not {}: run `gamma-run lock {}` to write this job file's own",
-            path.display(),
-            jf.path.display(),
-            jf.path.display()
-        )));
+        return Err(Error::LockFile {
+            path: path.clone(),
+            message: format!(
+                "{} pins {whose}, not {}: run `gamma-run lock {}` to write this job file's own",
+                path.display(),
+                jf.path.display(),
+                jf.path.display()
+            ),
+        });
     }
     for g in lock.grids.values() {
         for r in &g.revisions {
             if !crate::names::is_commit(&r.commit) {
-                return Err(Error::Usage(format!(
-                    "{}: {} pins {:?}, not a 40-hex commit",
-                    path.display(),
-                    r.revision,
-                    r.commit
-                )));
+                return Err(Error::LockFile {
+                    path: path.clone(),
+                    message: format!("{}: {} pins {:?}, not a 40-hex commit", path.display(), r.revision, r.commit),
+                });
             }
         }
     }
     if let Some((name, p)) = lock.pins.iter().find(|(_, p)| !crate::names::is_commit(&p.commit)) {
-        return Err(Error::Usage(format!("{}: {name} pins {:?}, not a 40-hex commit", path.display(), p.commit)));
+        let message = format!("{}: {name} pins {:?}, not a 40-hex commit", path.display(), p.commit);
+        return Err(Error::LockFile { path: path.clone(), message });
     }
     Ok(Some(lock))
 }
@@ -189,7 +196,7 @@ pub(crate) fn expand_stored(jf: &JobFile) -> Result<JobFile> {
             jobs.push(job.clone());
             continue;
         };
-        let glob = glob::Pattern::new(pattern).map_err(|e| Error::Usage(e.to_string()))?;
+        let glob = glob::Pattern::new(pattern).map_err(|e| Error::Plan(e.to_string()))?;
         let prefix = format!("{base}@");
         let mut found: Vec<String> = std::fs::read_dir(&jf.store.manifests)
             .into_iter()
@@ -246,7 +253,7 @@ fn expand_with(jf: &JobFile, hub: Option<&Hub>, lock: Option<Lock>, lenient: boo
                                 jobs.push(job.clone());
                                 continue;
                             }
-                            return Err(Error::Usage(format!(
+                            return Err(Error::Plan(format!(
                                 "{}: grid {} ({repo}, revisions matching {pattern:?}) needs the repo's refs: offline, and \
                                  no lock file pins it — run `gamma-run lock {}` online first",
                                 jf.path.display(),
@@ -254,7 +261,7 @@ fn expand_with(jf: &JobFile, hub: Option<&Hub>, lock: Option<Lock>, lenient: boo
                                 jf.path.display()
                             )));
                         };
-                        let glob = glob::Pattern::new(pattern).map_err(|e| Error::Usage(e.to_string()))?;
+                        let glob = glob::Pattern::new(pattern).map_err(|e| Error::Plan(e.to_string()))?;
                         let mut m: Vec<(String, String)> = all.into_iter().filter(|(n, _)| glob.matches(n)).collect();
                         m.sort_by_key(|(n, _)| natural_key(n));
                         m.dedup_by(|a, b| a.0 == b.0);
@@ -295,7 +302,7 @@ fn expand_with(jf: &JobFile, hub: Option<&Hub>, lock: Option<Lock>, lenient: boo
     let mut seen = std::collections::HashSet::new();
     for j in &jobs {
         if !seen.insert(j.name.as_str()) {
-            return Err(Error::Usage(format!(
+            return Err(Error::Plan(format!(
                 "{}: output name {:?} is used twice (a grid's revision and another job); rename one",
                 jf.path.display(),
                 j.name

@@ -100,7 +100,7 @@ pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<R
             j.frames.iter().map(move |f| Report {
                 name: j.name.clone(),
                 frame: f.name(),
-                outcome: Outcome::Failed(Error::Usage(why.clone())),
+                outcome: Outcome::Failed(Error::Plan(why.clone())),
             })
         })
         .collect();
@@ -145,7 +145,7 @@ pub(crate) fn status(
                 .map(|f| Row {
                     name: job.name.clone(),
                     frame: f.name(),
-                    state: Err(Error::Usage(why.clone())),
+                    state: Err(Error::Plan(why.clone())),
                     manifest: None,
                     output_path: output_path(cx, job, f.frame),
                     manifest_path: manifest_path(cx, job, f.frame),

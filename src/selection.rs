@@ -37,7 +37,9 @@ pub(crate) fn shard_of(name: &str, count: u32) -> u32 {
 pub(crate) fn select(jf: &JobFile, only: &[String], shard: Option<Shard>) -> Result<Vec<Job>> {
     let patterns: Vec<(String, glob::Pattern)> = only
         .iter()
-        .map(|o| glob::Pattern::new(o).map(|p| (o.clone(), p)).map_err(|e| Error::Usage(format!("--only {o:?}: {e}"))))
+        .map(|o| {
+            glob::Pattern::new(o).map(|p| (o.clone(), p)).map_err(|e| Error::Selection(format!("--only {o:?}: {e}")))
+        })
         .collect::<Result<_>>()?;
     let matches = |job: &Job, frame: &str| {
         patterns.is_empty()
@@ -54,7 +56,7 @@ pub(crate) fn select(jf: &JobFile, only: &[String], shard: Option<Shard>) -> Res
         });
         if !hit {
             let names: Vec<&str> = jf.jobs.iter().map(|j| j.name.as_str()).collect();
-            return Err(Error::Usage(format!(
+            return Err(Error::Selection(format!(
                 "--only {raw:?} matches no output in {}; names: {}",
                 jf.path.display(),
                 names.join(", ")

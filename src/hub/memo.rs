@@ -5,7 +5,7 @@
 
 use super::Remote;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a file's metadata (with its CDN URL, which may be signed for a limited time) is reused.
@@ -23,6 +23,8 @@ type Ranges = (HashMap<(String, u64, u64), Vec<u8>>, usize);
 #[derive(Default)]
 pub(super) struct Memo {
     files: Mutex<HashMap<FileKey, (Option<Remote>, Instant)>>,
+    /// One asker at a time per file (single-flight): the lock a caller holds while asking.
+    asking: Mutex<HashMap<FileKey, Arc<Mutex<()>>>>,
     ranges: Mutex<Ranges>,
 }
 
@@ -41,6 +43,15 @@ impl Memo {
         let files = self.files.lock().ok()?;
         let (r, at) = files.get(&(repo.to_string(), commit.to_string(), path.to_string()))?;
         (at.elapsed() < FILE_TTL).then(|| r.clone())
+    }
+
+    /// The turn to ask for `path` at `commit`: hold its lock while asking, then look in `file` again.
+    pub(super) fn turn(&self, repo: &str, commit: &str, path: &str) -> Arc<Mutex<()>> {
+        let mut asking = self.asking.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if asking.len() >= MAX_FILES {
+            asking.retain(|_, turn| Arc::strong_count(turn) > 1);
+        }
+        asking.entry((repo.into(), commit.into(), path.into())).or_default().clone()
     }
 
     pub(super) fn keep_file(&self, repo: &str, commit: &str, path: &str, r: &Option<Remote>) {

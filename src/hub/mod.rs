@@ -105,8 +105,14 @@ impl Hub {
     }
 
     /// Metadata of `path` at `commit`, from a HEAD on its resolve URL. `Ok(None)` if the file does not exist.
-    /// Remembered for a few minutes within a run (a commit's files never change).
+    /// Remembered for a few minutes within a run (a commit's files never change), and asked for once at a time:
+    /// a caller that finds the same file being asked for waits for that answer instead of sending the request.
     pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<Remote>> {
+        if let Some(known) = self.memo.file(repo, commit, path) {
+            return Ok(known);
+        }
+        let turn = self.memo.turn(repo, commit, path);
+        let _turn = turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(known) = self.memo.file(repo, commit, path) {
             return Ok(known);
         }

@@ -1,13 +1,15 @@
-//! Job files: read (`spec`), validated (`validate`) into `JobFile` and `Job`s that the rest of gamma-run uses.
+//! Job files: read and parsed (`load`, into the raw `spec`), validated (`validate`) into `JobFile` and `Job`s that the rest of gamma-run uses.
 //! A `Job` names one model source and the frames to build from it under one output name.
 
+mod load;
 pub(crate) mod neighbours;
 mod spec;
 mod validate;
 pub(crate) mod workspace;
 
-pub use validate::from_text;
-pub(crate) use validate::{check_name, load};
+pub use load::from_text;
+pub(crate) use load::load;
+pub(crate) use validate::check_name;
 
 use crate::source::{Fetch, SourceSpec};
 use std::path::PathBuf;

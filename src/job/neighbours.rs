@@ -2,7 +2,7 @@
 //! whose output names another one of them also produces, and `clean` keeps what any of them produces. It does
 //! not decide what is built or removed.
 
-use super::{JobFile, validate, workspace};
+use super::{JobFile, load, workspace};
 use crate::error::{Error, Result};
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ pub(crate) fn of(jf: &JobFile) -> Vec<(PathBuf, Result<JobFile>)> {
     workspace::job_files_in(root)
         .into_iter()
         .filter(|p| std::fs::canonicalize(p).ok() != me)
-        .filter_map(|p| match validate::load(&p) {
+        .filter_map(|p| match load::load(&p) {
             Ok(other) if other.store.manifests == jf.store.manifests => Some((p, Ok(other))),
             Ok(_) => None,
             Err(e) => Some((p, Err(e))),

@@ -47,7 +47,7 @@ pub(crate) fn locate(cache: &Path, at: &super::HubRef, wanted: crate::unembeddin
     if !snapshot.is_dir() {
         return Err(Error::MissingFile { path: snapshot });
     }
-    let found = files::find_w(&files::Dir(&snapshot), wanted)?;
+    let found = super::find::find_w(&files::Dir(&snapshot), wanted)?;
     let w = found.w().clone();
     // Config and index were read whole: their digests are computed. The shard's is its blob's name, unchecked.
     let mut files = vec![FileRecord::computed("config.json", &found.config_bytes)];

@@ -72,32 +72,21 @@ pub(crate) fn resolve_commit(repo: &str, revision: &str, opts: &SourceOptions) -
 /// wall time) for at most 32 KiB read past the header (0.5% of a 6 MiB W, far less of a real model's).
 const FIRST_HEADER_READ: u64 = 8 + (32 << 10);
 
-/// The Hub's files at one commit, with the metadata of each file looked at.
+/// The Hub's files at one commit, and the metadata of each file looked at (what the source record lists). The
+/// metadata itself is remembered, and asked for once at a time per file, by the Hub client (`hub::memo`).
 struct HubFiles<'a> {
     hub: &'a Hub,
     repo: &'a str,
     commit: &'a str,
     seen: Mutex<BTreeMap<String, Remote>>,
-    /// One asker at a time per name: a caller that finds a name being asked for waits for that answer instead
-    /// of sending the same request.
-    asking: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
 }
 
 impl HubFiles<'_> {
     fn remote(&self, name: &str) -> Result<Option<Remote>> {
-        let seen = || self.seen.lock().expect("lock").get(name).cloned();
-        if let Some(r) = seen() {
-            return Ok(Some(r));
-        }
         crate::names::check_relative_file(name).map_err(|m| Error::checkpoint(self.describe(name), m))?;
-        let turn = self.asking.lock().expect("lock").entry(name.into()).or_default().clone();
-        let _turn = turn.lock().expect("lock");
-        if let Some(r) = seen() {
-            return Ok(Some(r));
-        }
         let r = self.hub.file(self.repo, self.commit, name)?;
         if let Some(r) = &r {
-            self.seen.lock().expect("lock").insert(name.into(), r.clone());
+            self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.into(), r.clone());
         }
         Ok(r)
     }
@@ -229,15 +218,15 @@ fn find(
     at: &super::HubRef,
     wanted: crate::unembedding::Wanted,
 ) -> Result<(files::Found, BTreeMap<String, Remote>)> {
-    let hf = HubFiles { hub, repo: &at.repo, commit: &at.commit, seen: Default::default(), asking: Default::default() };
+    let hf = HubFiles { hub, repo: &at.repo, commit: &at.commit, seen: Default::default() };
     // The single-file checkpoint is asked for right after config.json whatever config says (see `find_w`): its
     // metadata is asked for at the same time, so a revision costs one round trip less. Its errors are dropped
     // here; `find_w` asks again, in its turn, and reports them.
     let found = std::thread::scope(|s| {
-        s.spawn(|| hf.remote(files::SINGLE).ok());
-        files::find_w(&hf, wanted)
+        s.spawn(|| hf.remote(super::find::SINGLE).ok());
+        super::find::find_w(&hf, wanted)
     })?;
-    Ok((found, hf.seen.into_inner().expect("lock")))
+    Ok((found, hf.seen.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)))
 }
 
 /// What building from the Hub would move (`--dry-run`): W's range, or the whole shard for `fetch: full` unless

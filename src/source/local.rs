@@ -1,7 +1,7 @@
 //! A local checkpoint directory. Its identity is its content: config, index and W's shard header by SHA-256,
 //! W's bytes by a stat cache on the shard (re-checked by content when the stat changes). `commit` is null.
 
-use super::files::{self, Dir};
+use super::files::Dir;
 use super::{Located, WBytes};
 use crate::error::{Error, Result};
 use crate::manifest::FileRecord;
@@ -18,7 +18,7 @@ pub(crate) fn locate(dir: &Path, wanted: crate::unembedding::Wanted) -> Result<(
     }
     // Stat the shards first: if one changes after this, the build notices and stores nothing.
     let stats = shard_stats(dir)?;
-    let found = files::find_w(&Dir(dir), wanted).map_err(|e| match e {
+    let found = super::find::find_w(&Dir(dir), wanted).map_err(|e| match e {
         Error::MissingFile { path } => Error::checkpoint(
             path,
             "missing (a checkpoint is config.json plus model.safetensors, or model.safetensors.index.json and its \

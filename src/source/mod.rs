@@ -5,11 +5,13 @@
 //! may also come from a sibling's stored file (`share`), which decides that too.
 
 pub(crate) mod files;
+pub(crate) mod find;
 pub(crate) mod hf_cache;
 mod hub;
 pub(crate) mod local;
 pub(crate) mod share;
 mod spec;
+mod torch_bin;
 
 pub(crate) use spec::{Fetch, SourceSpec};
 pub(crate) mod reread;

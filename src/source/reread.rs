@@ -38,14 +38,15 @@ pub(crate) fn reread(
     feed: &mut (dyn FnMut(u64, &[u8]) -> Result<()> + Send),
 ) -> Result<Reread> {
     crate::names::check_relative_file(&file.path)
-        .map_err(|m| Error::Usage(format!("the manifest names source file {:?}: {m}", file.path)))?;
+        .map_err(|m| Error::SourceRecord(format!("the manifest names source file {:?}: {m}", file.path)))?;
     use crate::manifest::{FetchMode, SourceKind};
     let at = match (src.kind, &src.repo, &src.commit, src.local_dir(root)) {
         (SourceKind::Local, _, _, Some(dir)) => At::Disk(dir.join(&file.path)),
         (_, Some(repo), Some(commit), _) => {
-            crate::names::check_repo_id(repo).map_err(|m| Error::Usage(format!("the manifest's source.repo: {m}")))?;
+            crate::names::check_repo_id(repo)
+                .map_err(|m| Error::SourceRecord(format!("the manifest's source.repo: {m}")))?;
             if !crate::names::is_commit(commit) {
-                return Err(Error::Usage(format!("the manifest's commit {commit:?} is not 40 hex")));
+                return Err(Error::SourceRecord(format!("the manifest's commit {commit:?} is not 40 hex")));
             }
             let snap = opts.hf_cache.join(hf_cache::repo_folder(repo)).join("snapshots").join(commit).join(&file.path);
             // What was read from the cache (or downloaded into it) is re-read there; a range read, from the Hub.
@@ -56,15 +57,20 @@ pub(crate) fn reread(
                 At::Hub { repo: repo.clone(), commit: commit.clone() }
             }
         }
-        _ => return Err(Error::Usage("the manifest's source names neither a directory nor a repo and commit".into())),
+        _ => {
+            return Err(Error::SourceRecord(
+                "the manifest's source names neither a directory nor a repo and commit".into(),
+            ));
+        }
     };
     // The Hub's current word, for Hub sources only, and only for a repo id and commit that are what they should
     // be (a manifest is a file anyone may have edited; its fields must not steer requests that carry the token).
     let remote = match (src.kind, &src.repo, &src.commit, &opts.hub) {
         (SourceKind::Hub | SourceKind::HfCache, Some(repo), Some(commit), Some(hub)) => {
-            crate::names::check_repo_id(repo).map_err(|m| Error::Usage(format!("the manifest's source.repo: {m}")))?;
+            crate::names::check_repo_id(repo)
+                .map_err(|m| Error::SourceRecord(format!("the manifest's source.repo: {m}")))?;
             if !crate::names::is_commit(commit) {
-                return Err(Error::Usage(format!("the manifest's commit {commit:?} is not 40 hex")));
+                return Err(Error::SourceRecord(format!("the manifest's commit {commit:?} is not 40 hex")));
             }
             hub.file(repo, commit, &file.path)?
         }

@@ -69,10 +69,10 @@ fn open_lock_file(root: &Path, path: &Path) -> Result<File> {
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NOFOLLOW | libc::O_NONBLOCK);
     let file = opts.open(path).map_err(|e| Error::io(path, e))?;
     if !file.metadata().map_err(|e| Error::io(path, e))?.is_file() {
-        return Err(Error::Usage(format!(
-            "{}: not a regular file; remove it (gamma-run recreates its locks)",
-            path.display()
-        )));
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            message: format!("{}: not a regular file; remove it (gamma-run recreates its locks)", path.display()),
+        });
     }
     Ok(file)
 }

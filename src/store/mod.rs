@@ -56,12 +56,15 @@ impl Store {
         if let (Some(dir), Ok(real_root)) = (existing, std::fs::canonicalize(root)) {
             let real = std::fs::canonicalize(dir).at(dir)?;
             if !real.starts_with(&real_root) {
-                return Err(crate::error::Error::Usage(format!(
-                    "{} resolves to {}, outside {}; remove the symlink",
-                    dir.display(),
-                    real.display(),
-                    root.display()
-                )));
+                return Err(crate::error::Error::Refused {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "{} resolves to {}, outside {}; remove the symlink",
+                        dir.display(),
+                        real.display(),
+                        root.display()
+                    ),
+                });
             }
         }
         Ok(())
@@ -78,18 +81,22 @@ impl Store {
 /// (the paths a job file names are the user's to place).
 pub(crate) fn no_links_below(root: &Path, path: &Path) -> Result<()> {
     let Ok(rest) = path.strip_prefix(root) else {
-        return Err(crate::error::Error::Usage(format!("{} is not inside {}", path.display(), root.display())));
+        let message = format!("{} is not inside {}", path.display(), root.display());
+        return Err(crate::error::Error::Refused { path: path.to_path_buf(), message });
     };
     let mut at = root.to_path_buf();
     for c in rest.components() {
         at.push(c);
         match std::fs::symlink_metadata(&at) {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(crate::error::Error::Usage(format!(
-                    "{} is a symlink (it could lead outside {}, or onto another output); gamma-run never writes through links: remove the symlink",
-                    at.display(),
-                    root.display()
-                )));
+                return Err(crate::error::Error::Refused {
+                    path: at.clone(),
+                    message: format!(
+                        "{} is a symlink (it could lead outside {}, or onto another output); gamma-run never writes through links: remove the symlink",
+                        at.display(),
+                        root.display()
+                    ),
+                });
             }
             Ok(_) => {}
             Err(_) => break,
