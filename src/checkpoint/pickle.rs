@@ -487,34 +487,34 @@ impl<'a> Reader<'a> {
         loop {
             let op = self.u8()?;
             match op {
-                0x80 => {
+                op::PROTO => {
                     let p = self.u8()?;
                     if !(2..=5).contains(&p) {
                         return Err(format!("pickle protocol {p}"));
                     }
                 }
-                0x95 => {
+                op::FRAME => {
                     self.take(8)?; // FRAME: a length hint
                 }
-                b'.' => {
+                op::STOP => {
                     let v = self.pop()?;
                     return Ok(v);
                 }
-                b'(' => {
+                op::MARK => {
                     if self.marks.len() >= MAX_DEPTH as usize {
                         return Err(format!("MARKs nested more than {MAX_DEPTH} deep"));
                     }
                     self.marks.push(self.stack.len());
                 }
-                b'}' => self.push(V::Dict(Vec::new(), 1))?,
-                b']' => self.push(V::List(Vec::new(), 1))?,
-                b')' => self.push(V::Tuple(Vec::new(), 1))?,
-                b't' => {
+                op::EMPTY_DICT => self.push(V::Dict(Vec::new(), 1))?,
+                op::EMPTY_LIST => self.push(V::List(Vec::new(), 1))?,
+                op::EMPTY_TUPLE => self.push(V::Tuple(Vec::new(), 1))?,
+                op::TUPLE => {
                     let items = self.pop_mark()?;
                     let d = container_depth(&items);
                     self.push(V::Tuple(items, d))?;
                 }
-                0x85..=0x87 => {
+                op::TUPLE1..=op::TUPLE3 => {
                     let n = usize::from(op - 0x84);
                     let mut items = Vec::with_capacity(n);
                     for _ in 0..n {
@@ -524,39 +524,39 @@ impl<'a> Reader<'a> {
                     let d = container_depth(&items);
                     self.push(V::Tuple(items, d))?;
                 }
-                b'q' => {
+                op::BINPUT => {
                     let k = u64::from(self.u8()?);
                     self.memo_put(k)?;
                 }
-                b'r' => {
+                op::LONG_BINPUT => {
                     let k = self.le(4)?;
                     self.memo_put(k)?;
                 }
-                0x94 => {
+                op::MEMOIZE => {
                     let k = self.memo.len() as u64;
                     self.memo_put(k)?;
                 }
-                b'h' => {
+                op::BINGET => {
                     let k = u64::from(self.u8()?);
                     self.memo_get(k)?;
                 }
-                b'j' => {
+                op::LONG_BINGET => {
                     let k = self.le(4)?;
                     self.memo_get(k)?;
                 }
-                b'J' => {
+                op::BININT => {
                     let v = self.le(4)? as u32 as i32;
                     self.push(V::Int(i64::from(v)))?;
                 }
-                b'K' => {
+                op::BININT1 => {
                     let v = self.u8()?;
                     self.push(V::Int(i64::from(v)))?;
                 }
-                b'M' => {
+                op::BININT2 => {
                     let v = self.le(2)?;
                     self.push(V::Int(v as i64))?;
                 }
-                0x8a => {
+                op::LONG1 => {
                     let n = usize::from(self.u8()?);
                     if n > 8 {
                         // Only the legacy format's magic number is this long; its value is not needed.
@@ -575,18 +575,18 @@ impl<'a> Reader<'a> {
                     };
                     self.push(V::Int(v))?;
                 }
-                b'N' => self.push(V::None)?,
-                0x88 => self.push(V::Bool(true))?,
-                0x89 => self.push(V::Bool(false))?,
-                b'G' => {
+                op::NONE => self.push(V::None)?,
+                op::NEWTRUE => self.push(V::Bool(true))?,
+                op::NEWFALSE => self.push(V::Bool(false))?,
+                op::BINFLOAT => {
                     let b = self.take(8)?;
                     let v = f64::from_be_bytes(b.try_into().expect("8 bytes"));
                     self.push(V::Float(v))?;
                 }
-                b'X' | 0x8c | 0x8d => {
+                op::BINUNICODE | op::SHORT_BINUNICODE | op::BINUNICODE8 => {
                     let n = match op {
-                        b'X' => self.le(4)?,
-                        0x8c => u64::from(self.u8()?),
+                        op::BINUNICODE => self.le(4)?,
+                        op::SHORT_BINUNICODE => u64::from(self.u8()?),
                         _ => self.le(8)?,
                     };
                     let n = usize::try_from(n).map_err(|_| "a string too long")?;
@@ -594,22 +594,22 @@ impl<'a> Reader<'a> {
                     let s = Self::str_of(self.take(n)?)?;
                     self.push(V::Str(s))?;
                 }
-                b'C' | b'B' | 0x8e => {
+                op::SHORT_BINBYTES | op::BINBYTES | op::BINBYTES8 => {
                     let n = match op {
-                        b'C' => u64::from(self.u8()?),
-                        b'B' => self.le(4)?,
+                        op::SHORT_BINBYTES => u64::from(self.u8()?),
+                        op::BINBYTES => self.le(4)?,
                         _ => self.le(8)?,
                     };
                     let n = usize::try_from(n).map_err(|_| "bytes too long")?;
                     self.take(n)?;
                     self.push(V::Bytes(n))?;
                 }
-                b'c' => {
+                op::GLOBAL => {
                     let module = self.line()?;
                     let name = self.line()?;
                     self.push(V::Global(global(&module, &name)?))?;
                 }
-                0x93 => {
+                op::STACK_GLOBAL => {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let (V::Str(m), V::Str(n)) = (&module, &name) else {
@@ -617,7 +617,7 @@ impl<'a> Reader<'a> {
                     };
                     self.push(V::Global(global(m, n)?))?;
                 }
-                b'Q' => {
+                op::BINPERSID => {
                     let pid = self.pop()?;
                     let V::Tuple(items, _) = &pid else { return Err("a persistent id that is not a tuple".into()) };
                     let storage = match items.as_slice() {
@@ -638,13 +638,13 @@ impl<'a> Reader<'a> {
                     };
                     self.push(storage)?;
                 }
-                b'R' => {
+                op::REDUCE => {
                     let args = self.pop()?;
                     let f = self.pop()?;
                     let v = Self::reduce(f, args)?;
                     self.push(v)?;
                 }
-                b'b' => {
+                op::BUILD => {
                     // BUILD: an OrderedDict's `_metadata` or a tensor's state; state dicts need neither.
                     let _state = self.pop()?;
                     match self.top_mut()? {
@@ -652,20 +652,20 @@ impl<'a> Reader<'a> {
                         other => return Err(format!("BUILD on {}", other.kind())),
                     }
                 }
-                b's' => {
+                op::SETITEM => {
                     let v = self.pop()?;
                     let k = self.pop()?;
                     self.add_to_top(vec![k, v], true)?;
                 }
-                b'u' => {
+                op::SETITEMS => {
                     let items = self.pop_mark()?;
                     self.add_to_top(items, true)?;
                 }
-                b'a' => {
+                op::APPEND => {
                     let v = self.pop()?;
                     self.add_to_top(vec![v], false)?;
                 }
-                b'e' => {
+                op::APPENDS => {
                     let items = self.pop_mark()?;
                     self.add_to_top(items, false)?;
                 }
@@ -701,6 +701,48 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
+}
+
+/// The pickle opcodes a state dict uses, by their names in CPython's `pickletools` (anything else is refused).
+mod op {
+    pub(super) const PROTO: u8 = 0x80;
+    pub(super) const FRAME: u8 = 0x95;
+    pub(super) const STOP: u8 = b'.';
+    pub(super) const MARK: u8 = b'(';
+    pub(super) const EMPTY_DICT: u8 = b'}';
+    pub(super) const EMPTY_LIST: u8 = b']';
+    pub(super) const EMPTY_TUPLE: u8 = b')';
+    pub(super) const TUPLE: u8 = b't';
+    pub(super) const TUPLE1: u8 = 0x85;
+    pub(super) const TUPLE3: u8 = 0x87;
+    pub(super) const BINPUT: u8 = b'q';
+    pub(super) const LONG_BINPUT: u8 = b'r';
+    pub(super) const MEMOIZE: u8 = 0x94;
+    pub(super) const BINGET: u8 = b'h';
+    pub(super) const LONG_BINGET: u8 = b'j';
+    pub(super) const BININT: u8 = b'J';
+    pub(super) const BININT1: u8 = b'K';
+    pub(super) const BININT2: u8 = b'M';
+    pub(super) const LONG1: u8 = 0x8a;
+    pub(super) const NONE: u8 = b'N';
+    pub(super) const NEWTRUE: u8 = 0x88;
+    pub(super) const NEWFALSE: u8 = 0x89;
+    pub(super) const BINFLOAT: u8 = b'G';
+    pub(super) const BINUNICODE: u8 = b'X';
+    pub(super) const SHORT_BINUNICODE: u8 = 0x8c;
+    pub(super) const BINUNICODE8: u8 = 0x8d;
+    pub(super) const SHORT_BINBYTES: u8 = b'C';
+    pub(super) const BINBYTES: u8 = b'B';
+    pub(super) const BINBYTES8: u8 = 0x8e;
+    pub(super) const GLOBAL: u8 = b'c';
+    pub(super) const STACK_GLOBAL: u8 = 0x93;
+    pub(super) const BINPERSID: u8 = b'Q';
+    pub(super) const REDUCE: u8 = b'R';
+    pub(super) const BUILD: u8 = b'b';
+    pub(super) const SETITEM: u8 = b's';
+    pub(super) const SETITEMS: u8 = b'u';
+    pub(super) const APPEND: u8 = b'a';
+    pub(super) const APPENDS: u8 = b'e';
 }
 
 #[cfg(test)]
