@@ -49,7 +49,7 @@ pub fn execute(args: AttestArgs, quiet: bool) -> Result<Exit> {
         crate::store::write_atomic(&file, &bytes)?;
         written.push(file);
     }
-    crate::report::attested(&written, quiet);
+    crate::report::verify::attested(&written, quiet);
     Ok(Exit::Ok)
 }
 

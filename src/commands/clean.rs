@@ -116,17 +116,17 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
     if args.dry_run {
         for (ws, rs) in stores.values().zip(&found) {
             for r in rs {
-                crate::report::cleaned("would remove", &r.path, r.size, &why(ws, r.why, &r.output));
+                crate::report::clean::cleaned("would remove", &r.path, r.size, &why(ws, r.why, &r.output));
             }
         }
         for d in &downloads {
-            crate::report::cleaned("would remove", &d.path, d.size, DOWNLOAD);
+            crate::report::clean::cleaned("would remove", &d.path, d.size, DOWNLOAD);
         }
-        crate::report::cleaned_summary(total, total_bytes, true);
+        crate::report::clean::cleaned_summary(total, total_bytes, true);
         return Ok(Exit::Ok);
     }
     if !args.yes && total > 0 && !confirmed(total, total_bytes)? {
-        crate::report::clean_declined(total);
+        crate::report::clean::clean_declined(total);
         return Ok(Exit::Ok);
     }
     let mut failed = false;
@@ -134,11 +134,11 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
     for (ws, rs) in stores.values().zip(&found) {
         let (done, skipped) = clean::remove(&ws.store, rs);
         for r in &done {
-            crate::report::cleaned("removed", &r.path, r.size, &why(ws, r.why, &r.output));
+            crate::report::clean::cleaned("removed", &r.path, r.size, &why(ws, r.why, &r.output));
         }
         for (r, reason) in &skipped {
             failed = true;
-            crate::report::cleaned("KEPT", &r.path, r.size, reason);
+            crate::report::clean::cleaned("KEPT", &r.path, r.size, reason);
         }
         count += done.len();
         bytes += done.iter().map(|r| r.size).sum::<u64>();
@@ -146,13 +146,13 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
     for d in &downloads {
         match crate::store::lock::remove_download_if_idle(&cache, &d.folder, &d.path, &d.sha) {
             Ok(true) => {
-                crate::report::cleaned("removed", &d.path, d.size, DOWNLOAD);
+                crate::report::clean::cleaned("removed", &d.path, d.size, DOWNLOAD);
                 count += 1;
                 bytes += d.size;
             }
             Ok(false) => {
                 failed = true;
-                crate::report::cleaned(
+                crate::report::clean::cleaned(
                     "KEPT",
                     &d.path,
                     d.size,
@@ -161,11 +161,11 @@ pub fn execute(args: CleanArgs) -> Result<Exit> {
             }
             Err(e) => {
                 failed = true;
-                crate::report::cleaned("KEPT", &d.path, d.size, &e.to_string());
+                crate::report::clean::cleaned("KEPT", &d.path, d.size, &e.to_string());
             }
         }
     }
-    crate::report::cleaned_summary(count, bytes, false);
+    crate::report::clean::cleaned_summary(count, bytes, false);
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 

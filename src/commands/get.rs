@@ -19,8 +19,8 @@ pub fn execute(args: GetArgs, quiet: bool) -> Result<Exit> {
     let opts = RunOptions { force: false, force_inputs: false, dry_run: false, only: Vec::new(), shard: None, jobs: 1 };
     let started = std::time::Instant::now();
     let reports = crate::runner::run(&jf, &cx, &opts)?;
-    let moved = crate::report::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched() };
-    crate::report::run(&reports, false, quiet, &moved);
+    let moved = crate::report::run::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched() };
+    crate::report::run::run(&reports, false, quiet, &moved);
     let failed = reports.iter().any(|r| !matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. }));
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }

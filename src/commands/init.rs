@@ -42,6 +42,6 @@ pub fn execute(args: InitArgs) -> Result<Exit> {
     std::fs::create_dir_all(&jobs).at(&jobs)?;
     std::fs::write(&path, TEMPLATE).at(&path)?;
     let jf = crate::job::load(&path)?;
-    crate::report::initialised(&path, jf.store.root());
+    crate::report::run::initialised(&path, jf.store.root());
     Ok(Exit::Ok)
 }

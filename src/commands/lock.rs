@@ -33,6 +33,6 @@ pub fn execute(args: LockArgs) -> Result<Exit> {
     let mut bytes = serde_json::to_vec_pretty(&lock).expect("json");
     bytes.push(b'\n');
     crate::store::write_atomic(&path, &bytes)?;
-    crate::report::locked(&path, &lock);
+    crate::report::status::locked(&path, &lock);
     Ok(Exit::Ok)
 }

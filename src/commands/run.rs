@@ -27,7 +27,7 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     let root = jf.store.root();
     tracing::info!(workspace = %root.display(), "outputs go to its tensors/ and manifests/");
     if args.dry_run && !quiet {
-        crate::report::workspace(root);
+        crate::report::run::workspace(root);
     }
     let cx = super::context(&jf, args.offline)?;
     let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
@@ -43,15 +43,15 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     if let Some(e) = unwritable(&reports, jf.store.root()) {
         return Err(e);
     }
-    let moved = crate::report::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched() };
-    crate::report::run(&reports, args.dry_run, quiet, &moved);
+    let moved = crate::report::run::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched() };
+    crate::report::run::run(&reports, args.dry_run, quiet, &moved);
     if !args.dry_run && !quiet {
         let done: Vec<String> = reports
             .iter()
             .filter(|r| r.frame == super::gamma() && matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. }))
             .map(|r| r.name.clone())
             .collect();
-        crate::report::duplicates(&super::grid_duplicates(&jf, &done));
+        crate::report::status::duplicates(&super::grid_duplicates(&jf, &done));
     }
     let failed = reports
         .iter()

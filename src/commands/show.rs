@@ -6,7 +6,7 @@ use super::Exit;
 use crate::cli::ShowArgs;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::{Manifest, check_output_path};
-use crate::report::Shown;
+use crate::report::show::Shown;
 use std::path::{Path, PathBuf};
 
 pub fn execute(args: ShowArgs) -> Result<Exit> {
@@ -14,7 +14,7 @@ pub fn execute(args: ShowArgs) -> Result<Exit> {
     if super::audited::is_job_file(&args.path) {
         let audited = super::audited::manifests(&args.path, "show")?;
         let shown = audited.manifests.iter().map(|m| shown(m)).collect::<Result<Vec<_>>>()?;
-        crate::report::show_all(&shown, args.json);
+        crate::report::show::show_all(&shown, args.json);
         return Ok(if shown.iter().all(|s| s.matches) { Exit::Ok } else { Exit::Found });
     }
     // An output's name (NAME or NAME/FRAME) where no such file exists: its manifests in the workspace here.
@@ -23,13 +23,13 @@ pub fn execute(args: ShowArgs) -> Result<Exit> {
     {
         let shown = manifests.iter().map(|m| shown(m)).collect::<Result<Vec<_>>>()?;
         match shown.as_slice() {
-            [one] => crate::report::show(one, args.json),
-            all => crate::report::show_all(all, args.json),
+            [one] => crate::report::show::show(one, args.json),
+            all => crate::report::show::show_all(all, args.json),
         }
         return Ok(if shown.iter().all(|s| s.matches) { Exit::Ok } else { Exit::Found });
     }
     let shown = shown(&args.path)?;
-    crate::report::show(&shown, args.json);
+    crate::report::show::show(&shown, args.json);
     Ok(if shown.matches { Exit::Ok } else { Exit::Found })
 }
 

@@ -26,12 +26,12 @@ pub fn execute(args: StatusArgs, quiet: bool) -> Result<Exit> {
     let dups = super::grid_duplicates(&jf, &fresh);
     match format {
         Format::Table => {
-            crate::report::status_table(&rows, quiet);
+            crate::report::status::status_table(&rows, quiet);
             if !quiet {
-                crate::report::duplicates(&dups);
+                crate::report::status::duplicates(&dups);
             }
         }
-        Format::Json => crate::report::status_json(&rows, &cx.store, &dups),
+        Format::Json => crate::report::status::status_json(&rows, &cx.store, &dups),
         Format::Markdown => {
             // Headline numbers of fresh token_stats outputs (a file that cannot be read is left out, not an error).
             let stats: Vec<(String, crate::frame::stats_summary::Summary)> = rows
@@ -39,7 +39,7 @@ pub fn execute(args: StatusArgs, quiet: bool) -> Result<Exit> {
                 .filter(|r| r.frame == "token_stats" && matches!(r.state, Ok(State::Fresh)))
                 .filter_map(|r| Some((r.name.clone(), crate::frame::stats_summary::summarize(&r.output_path).ok()?)))
                 .collect();
-            crate::report::status_markdown(&rows, &cx.store, &hub_endpoint(), &dups, &stats);
+            crate::report::status::status_markdown(&rows, &cx.store, &hub_endpoint(), &dups, &stats);
         }
     }
     if rows.iter().any(|r| r.state.is_err()) {

@@ -10,7 +10,7 @@ use super::Exit;
 use crate::cli::VerifyArgs;
 use crate::error::{IoContext, Result};
 use crate::manifest::{Manifest, check_output_path, consistency};
-use crate::report::{Checked, Problem};
+use crate::report::verify::{Checked, Problem};
 use crate::source::SourceOptions;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ pub fn execute(args: VerifyArgs, quiet: bool) -> Result<Exit> {
     } else {
         manifests.par_iter().map(|m| check(m, &how)).collect()
     };
-    crate::report::verify(&checked, &root, args.json, quiet);
+    crate::report::verify::verify(&checked, &root, args.json, quiet);
     let exit = if checked.iter().any(|c| matches!(c.problem, Some(Problem::Error(_)))) {
         Exit::Error
     } else if checked.iter().any(|c| c.problem.is_some()) {
