@@ -1,5 +1,5 @@
 //! One file per subcommand: each turns its `Args` into work and returns the exit status. Exit codes are decided
-//! here and nowhere else.
+//! here (and, for an error or a stdout that failed, in `main.rs`), never where output is printed.
 
 pub mod attest;
 mod audited;

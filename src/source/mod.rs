@@ -1,7 +1,8 @@
 //! Where W comes from. A job's `SourceSpec` is resolved cheaply to an identity (for the fingerprint) and located
 //! when it is needed: a local directory (`local`), a snapshot in the Hugging Face cache (`hf_cache`), or the Hub
 //! itself (`hub`: W's byte range read over HTTP, or `fetch: full` into the cache). All three find W through
-//! `files::find_w`, so the rules and checks are the same whatever holds the bytes. For a grid's output, the bytes
+//! `find::find_w` (safetensors; the legacy `.bin` through `torch_bin`) over what `files` holds, so the rules and
+//! checks are the same whatever holds the bytes. For a grid's output, the bytes
 //! may also come from a sibling's stored file (`share`), which decides that too.
 
 pub(crate) mod files;

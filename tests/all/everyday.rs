@@ -588,3 +588,68 @@ fn result_lines_are_short() {
     assert!(line.contains(&format!("sha256 {}…  → tensors/m/W.safetensors", &sha[..12])), "{line}");
     assert!(!line.contains(&sha) && line.chars().count() < 110, "{line}");
 }
+
+/// The lines users and scripts read, compared whole (the elapsed time masked), not by `contains`: a reworded or an
+/// extra line fails here. The synthetic model is deterministic, so its digests are too.
+#[test]
+fn the_lines_users_read_are_exactly_these() {
+    let ws = Ws::new();
+    ws.synth("m", &["--vocab", "300", "--hidden", "16"]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n");
+    let job = job.to_str().unwrap();
+    // "(in 0.01 s;" → "(in T s;": the only part that varies between runs.
+    let masked = |s: &str| {
+        s.lines()
+            .map(|l| match (l.find("(in "), l.find(" s;")) {
+                (Some(a), Some(b)) if a < b => format!("{}(in T{}", &l[..a], &l[b..]),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let o = ws.run(&[job]).ok();
+    assert_eq!(
+        masked(&o.stdout),
+        "built    m/gamma  (never built)  9.4 KiB  sha256 0beac3a0ae40…  → tensors/m/W.safetensors\n\
+         built    m/gamma_prime  (never built)  19.0 KiB  sha256 5a0530a6a9c5…  → tensors/m/W_prime.safetensors\n\
+         2 built, 0 fresh, 0 failed  (in T s; 0 bytes fetched from the Hub, 28.4 KiB written)"
+    );
+    assert_eq!(o.stderr, "");
+    let o = ws.run(&["status", job]).ok();
+    assert_eq!(o.stdout, "fresh    m/gamma\nfresh    m/gamma_prime\n");
+    let o = ws.run(&["verify", job]).ok();
+    assert_eq!(
+        o.stdout,
+        "ok        tensors/m/W.safetensors\nok        tensors/m/W_prime.safetensors\n2 verified, 0 mismatched\n"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&ws.run(&["status", job, "--format", "json"]).ok().stdout).unwrap();
+    assert_eq!(
+        rows[1],
+        serde_json::json!({
+            "commit": null, "frame": "gamma_prime", "manifest": "manifests/m/gamma_prime.json", "name": "m",
+            "notes": [], "output": "tensors/m/W_prime.safetensors", "reasons": [], "same_w_as": [],
+            "sha256": "5a0530a6a9c5ba4fccad196802e0dcf4ee2aa5babef6f7796d367296aab08312", "state": "fresh"
+        })
+    );
+    // A parameter changed: the stale reason and the dry run's plan, word for word.
+    let job =
+        ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, {name: gamma_prime, dtype: bf16}]\n");
+    let job = job.to_str().unwrap();
+    let o = ws.run(&["status", job]).ok();
+    assert_eq!(
+        o.stdout,
+        "fresh    m/gamma\nstale    m/gamma_prime: output.dtype changed F32 → BF16; parameter dtype changed f32 → bf16\n"
+    );
+    let o = ws.run(&[job, "-n"]).ok();
+    let root = ws.path("").canonicalize().unwrap();
+    assert_eq!(
+        masked(&o.stdout),
+        format!(
+            "workspace {}  (tensors/, manifests/)\nfresh    m/gamma\nwould build m/gamma_prime  (output.dtype changed \
+             F32 → BF16; parameter dtype changed f32 → bf16); reads its inputs (9.4 KiB)\n1 to build, 1 fresh, 0 failed  \
+             (in T s; 0 bytes fetched from the Hub)",
+            root.display()
+        )
+    );
+}
