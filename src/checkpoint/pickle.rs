@@ -160,8 +160,12 @@ fn container_depth(items: &[V]) -> u32 {
 }
 
 /// The globals a state dict may name; the error for any other names it.
-fn global(module: &str, name: &str) -> Result<Global, String> {
-    let storage = |d: &str| Dtype::parse(d).map(Global::Storage).ok_or_else(|| format!("unknown dtype {d}"));
+fn global(module: &str, name: &str) -> Result<Global, PickleError> {
+    let storage = |d: &str| {
+        Dtype::parse(d)
+            .map(Global::Storage)
+            .ok_or_else(|| PickleError::new(Why::Unsupported, format!("unknown dtype {d}")))
+    };
     match (module, name) {
         ("collections", "OrderedDict") => Ok(Global::OrderedDict),
         ("torch._utils", "_rebuild_tensor_v2") => Ok(Global::RebuildTensor),
@@ -176,10 +180,13 @@ fn global(module: &str, name: &str) -> Result<Global, String> {
         ("torch", "CharStorage") => storage("I8"),
         ("torch", "ByteStorage") => storage("U8"),
         ("torch", "BoolStorage") => storage("BOOL"),
-        _ => Err(format!(
-            "the pickle calls {module}.{name}, which a state dict never needs; refused without running it (only \
-             collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter and torch storage types \
-             are allowed, as torch.load(weights_only=True) allows)"
+        _ => Err(PickleError::new(
+            Why::Unsupported,
+            format!(
+                "the pickle calls {module}.{name}, which a state dict never needs; refused without running it (only \
+                 collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter and torch storage \
+                 types are allowed, as torch.load(weights_only=True) allows)"
+            ),
         )),
     }
 }
@@ -195,16 +202,37 @@ struct Reader<'a> {
     /// they may.
     bytes: u64,
     budget: u64,
-    /// The bytes ended before the pickle did.
-    ran_out: bool,
 }
 
-/// Why a pickle could not be read; `ran_out` when its bytes ended before it did (a prefix that is too short,
-/// which a caller reading a file's start in growing pieces takes as "read more").
-#[derive(Debug)]
+/// Why a pickle could not be read, by kind: a caller reading a file's start in growing pieces takes `EndsEarly`
+/// as "read more"; the rest are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The bytes ended before the pickle did (a prefix that is too short).
+    EndsEarly,
+    /// Past one of the reader's caps (size, values, depth, memo, memory budget).
+    Limit,
+    /// An opcode, global or layout a state dict does not use.
+    Unsupported,
+    /// Not a well-formed state-dict pickle.
+    Malformed,
+}
+
+/// A pickle that could not be read: what kind of failure, and the message for the user.
+#[derive(Debug, PartialEq, Eq)]
 pub struct PickleError {
+    pub why: Why,
     pub message: String,
-    pub ran_out: bool,
+}
+
+impl PickleError {
+    fn new(why: Why, message: impl Into<String>) -> PickleError {
+        PickleError { why, message: message.into() }
+    }
+    /// Its bytes ended before the pickle did.
+    pub fn ran_out(&self) -> bool {
+        self.why == Why::EndsEarly
+    }
 }
 
 impl std::fmt::Display for PickleError {
@@ -215,32 +243,31 @@ impl std::fmt::Display for PickleError {
 
 impl From<String> for PickleError {
     fn from(message: String) -> Self {
-        PickleError { message, ran_out: false }
+        PickleError::new(Why::Malformed, message)
     }
 }
 
 impl From<&str> for PickleError {
     fn from(message: &str) -> Self {
-        PickleError { message: message.into(), ran_out: false }
+        PickleError::new(Why::Malformed, message)
     }
 }
 
 /// The state dict a `data.pkl` holds: its tensors by name, in pickle order (non-tensor entries are skipped).
-pub fn state_dict(data: &[u8]) -> Result<Vec<(String, TensorRef)>, String> {
-    let (top, _) = load(data, 0).map_err(|e| e.message)?;
+pub fn state_dict(data: &[u8]) -> Result<Vec<(String, TensorRef)>, PickleError> {
+    let (top, _) = load(data, 0)?;
     tensors(top)
 }
 
 /// One pickle starting at `at`: its value and where it ends.
 fn load(data: &[u8], at: usize) -> Result<(V, usize), PickleError> {
     if data.len() as u64 > MAX_PICKLE {
-        return Err(format!("the pickle is {} bytes, more than the {MAX_PICKLE} allowed", data.len()).into());
+        let m = format!("the pickle is {} bytes, more than the {MAX_PICKLE} allowed", data.len());
+        return Err(PickleError::new(Why::Limit, m));
     }
     let _slot = Slot::take();
     let mut r = Reader::new(data, at, budget(data.len()));
-    let top = r
-        .run()
-        .map_err(|e| PickleError { message: format!("{e} (at byte {} of the pickle)", r.pos), ran_out: r.ran_out })?;
+    let top = r.run().map_err(|e| PickleError::new(e.why, format!("{e} (at byte {} of the pickle)", r.pos)))?;
     Ok((top, r.pos))
 }
 
@@ -272,7 +299,8 @@ pub fn legacy(data: &[u8]) -> Result<Legacy, PickleError> {
     if let V::Dict(items, _) = &info {
         let little = items.iter().find(|(k, _)| matches!(k, V::Str(s) if &**s == "little_endian")).map(|(_, v)| v);
         if little != Some(&V::Bool(true)) {
-            return Err("a big-endian (or unknown byte order) legacy file; only little-endian storages are read".into());
+            let m = "a big-endian (or unknown byte order) legacy file; only little-endian storages are read";
+            return Err(PickleError::new(Why::Unsupported, m));
         }
     }
     let (main, at) = load(data, at)?;
@@ -282,14 +310,16 @@ pub fn legacy(data: &[u8]) -> Result<Legacy, PickleError> {
         .into_iter()
         .map(|k| match k {
             V::Str(s) => Ok(s.to_string()),
-            other => Err(format!("a legacy storage key is {}", other.kind())),
+            other => Err(PickleError::from(format!("a legacy storage key is {}", other.kind()))),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Legacy { tensors: tensors(main)?, storage_order, data_start: at as u64 })
 }
 
-fn tensors(top: V) -> Result<Vec<(String, TensorRef)>, String> {
-    let V::Dict(items, _) = top else { return Err(format!("the pickle holds {}, not a state dict", top.kind())) };
+fn tensors(top: V) -> Result<Vec<(String, TensorRef)>, PickleError> {
+    let V::Dict(items, _) = top else {
+        return Err(format!("the pickle holds {}, not a state dict", top.kind()).into());
+    };
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (k, v) in items {
@@ -297,12 +327,12 @@ fn tensors(top: V) -> Result<Vec<(String, TensorRef)>, String> {
             (V::Str(k), V::Tensor(t)) => {
                 // torch keeps the last of two equal keys, gamma-run would read the first: refused instead.
                 if !seen.insert(k.clone()) {
-                    return Err(format!("the state dict holds {k:?} twice"));
+                    return Err(format!("the state dict holds {k:?} twice").into());
                 }
                 out.push((k.to_string(), *t));
             }
             (V::Str(_), _) => {}
-            (k, _) => return Err(format!("a state dict key is {}, not a str", k.kind())),
+            (k, _) => return Err(format!("a state dict key is {}, not a str", k.kind()).into()),
         }
     }
     Ok(out)
@@ -320,39 +350,37 @@ impl<'a> Reader<'a> {
             nodes: 0,
             bytes: 0,
             budget,
-            ran_out: false,
         }
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+    fn take(&mut self, n: usize) -> Result<&[u8], PickleError> {
         let Some(end) = self.pos.checked_add(n).filter(|e| *e <= self.data.len()) else {
-            self.ran_out = true;
-            return Err("the pickle ends early".into());
+            return Err(PickleError::new(Why::EndsEarly, "the pickle ends early"));
         };
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, PickleError> {
         Ok(self.take(1)?[0])
     }
-    fn le(&mut self, n: usize) -> Result<u64, String> {
+    fn le(&mut self, n: usize) -> Result<u64, PickleError> {
         let b = self.take(n)?;
         Ok(b.iter().rev().fold(0u64, |a, x| (a << 8) | u64::from(*x)))
     }
-    fn line(&mut self) -> Result<String, String> {
+    fn line(&mut self) -> Result<String, PickleError> {
         let rest = &self.data[self.pos..];
         let Some(n) = rest.iter().take(256).position(|b| *b == b'\n') else {
-            self.ran_out = rest.len() < 256;
-            return Err("a GLOBAL name without an end".into());
+            let why = if rest.len() < 256 { Why::EndsEarly } else { Why::Malformed };
+            return Err(PickleError::new(why, "a GLOBAL name without an end"));
         };
         let s = std::str::from_utf8(&rest[..n]).map_err(|_| "a GLOBAL name that is not UTF-8")?.to_string();
         self.pos += n + 1;
         Ok(s)
     }
-    fn push(&mut self, v: V) -> Result<(), String> {
+    fn push(&mut self, v: V) -> Result<(), PickleError> {
         if v.depth() > MAX_DEPTH {
-            return Err(format!("values nested more than {MAX_DEPTH} deep"));
+            return Err(PickleError::new(Why::Limit, format!("values nested more than {MAX_DEPTH} deep")));
         }
         self.charge(1)?;
         self.alloc(v.nodes().saturating_mul(VALUE_BYTES))?;
@@ -363,62 +391,62 @@ impl<'a> Reader<'a> {
     fn free(&mut self, v: &V) {
         self.bytes = self.bytes.saturating_sub(v.nodes().saturating_mul(VALUE_BYTES));
     }
-    fn pop(&mut self) -> Result<V, String> {
+    fn pop(&mut self) -> Result<V, PickleError> {
         let floor = self.marks.last().copied().unwrap_or(0);
-        if self.stack.len() <= floor {
+        let Some(v) = (self.stack.len() > floor).then(|| self.stack.pop()).flatten() else {
             return Err("the stack is empty".into());
-        }
-        let v = self.stack.pop().expect("checked");
+        };
         self.free(&v);
         Ok(v)
     }
-    fn pop_mark(&mut self) -> Result<Vec<V>, String> {
+    fn pop_mark(&mut self) -> Result<Vec<V>, PickleError> {
         let m = self.marks.pop().ok_or("no MARK to pop to")?;
         let items = self.stack.split_off(m);
         items.iter().for_each(|v| self.free(v));
         Ok(items)
     }
     /// Moves `items` into the container on top of the stack (SETITEMS with `dict`, APPENDS without).
-    fn add_to_top(&mut self, items: Vec<V>, dict: bool) -> Result<(), String> {
+    fn add_to_top(&mut self, items: Vec<V>, dict: bool) -> Result<(), PickleError> {
         self.alloc(items.iter().map(V::nodes).sum::<u64>().saturating_mul(VALUE_BYTES))?;
         if dict { Self::set_items(self.top_mut()?, items) } else { Self::append(self.top_mut()?, items) }
     }
-    fn top_mut(&mut self) -> Result<&mut V, String> {
+    fn top_mut(&mut self) -> Result<&mut V, PickleError> {
         let floor = self.marks.last().copied().unwrap_or(0);
-        if self.stack.len() <= floor {
-            return Err("the stack is empty".into());
-        }
-        Ok(self.stack.last_mut().expect("checked"))
+        let above_mark = self.stack.len() > floor;
+        self.stack.last_mut().filter(|_| above_mark).ok_or_else(|| "the stack is empty".into())
     }
     /// Counts `n` values made or copied, before they are, against the value cap (the work a stream may ask for).
-    fn charge(&mut self, n: u64) -> Result<(), String> {
+    fn charge(&mut self, n: u64) -> Result<(), PickleError> {
         self.nodes = self.nodes.saturating_add(n);
         if self.nodes > MAX_NODES {
-            return Err(format!("more than {MAX_NODES} values"));
+            return Err(PickleError::new(Why::Limit, format!("more than {MAX_NODES} values")));
         }
         Ok(())
     }
     /// Counts `n` bytes of memory against the parse's budget, before they are allocated.
-    fn alloc(&mut self, n: u64) -> Result<(), String> {
+    fn alloc(&mut self, n: u64) -> Result<(), PickleError> {
         self.bytes = self.bytes.saturating_add(n);
         if self.bytes > self.budget {
-            return Err(format!(
-                "reading it would take more than {} MiB of memory (its budget: {BUDGET_PER_INPUT_BYTE} × its size + \
+            return Err(PickleError::new(
+                Why::Limit,
+                format!(
+                    "reading it would take more than {} MiB of memory (its budget: {BUDGET_PER_INPUT_BYTE} × its size + \
                  {} MiB, at most {} MiB)",
-                self.budget >> 20,
-                BUDGET_FLOOR >> 20,
-                BUDGET_CAP >> 20
+                    self.budget >> 20,
+                    BUDGET_FLOOR >> 20,
+                    BUDGET_CAP >> 20
+                ),
             ));
         }
         Ok(())
     }
-    fn memo_put(&mut self, key: u64) -> Result<(), String> {
+    fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
         // Charged before the copy is made, so a hostile stream cannot ask for an enormous one.
         let n = self.stack.last().ok_or("memoizing an empty stack")?.nodes();
         self.charge(n)?;
         self.alloc(n.saturating_mul(VALUE_BYTES))?;
         if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&key) {
-            return Err(format!("more than {MAX_MEMO} memo entries"));
+            return Err(PickleError::new(Why::Limit, format!("more than {MAX_MEMO} memo entries")));
         }
         let v = self.stack.last().expect("checked").clone();
         if let Some(old) = self.memo.insert(key, v) {
@@ -426,31 +454,31 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
-    fn memo_get(&mut self, key: u64) -> Result<(), String> {
+    fn memo_get(&mut self, key: u64) -> Result<(), PickleError> {
         let n = self.memo.get(&key).ok_or_else(|| format!("memo entry {key} was never stored"))?.nodes();
         self.charge(n)?;
         let v = self.memo.get(&key).expect("checked").clone();
         self.push(v)
     }
-    fn int(v: &V, what: &str) -> Result<u64, String> {
+    fn int(v: &V, what: &str) -> Result<u64, PickleError> {
         match v {
             V::Int(i) if *i >= 0 => Ok(*i as u64),
-            other => Err(format!("{what} is {}, not a non-negative int", other.kind())),
+            other => Err(format!("{what} is {}, not a non-negative int", other.kind()).into()),
         }
     }
-    fn ints(v: &V, what: &str) -> Result<Vec<u64>, String> {
-        let V::Tuple(items, _) = v else { return Err(format!("{what} is {}, not a tuple", v.kind())) };
+    fn ints(v: &V, what: &str) -> Result<Vec<u64>, PickleError> {
+        let V::Tuple(items, _) = v else { return Err(format!("{what} is {}, not a tuple", v.kind()).into()) };
         if items.len() > MAX_DIMS {
-            return Err(format!("{what} has {} dimensions", items.len()));
+            return Err(format!("{what} has {} dimensions", items.len()).into());
         }
         items.iter().map(|i| Self::int(i, what)).collect()
     }
-    fn str_of(bytes: &[u8]) -> Result<Rc<str>, String> {
-        std::str::from_utf8(bytes).map(Rc::from).map_err(|_| "a string that is not UTF-8".to_string())
+    fn str_of(bytes: &[u8]) -> Result<Rc<str>, PickleError> {
+        std::str::from_utf8(bytes).map(Rc::from).map_err(|_| "a string that is not UTF-8".into())
     }
 
-    fn reduce(f: V, args: V) -> Result<V, String> {
-        let V::Tuple(args, _) = args else { return Err(format!("REDUCE with {} for arguments", args.kind())) };
+    fn reduce(f: V, args: V) -> Result<V, PickleError> {
+        let V::Tuple(args, _) = args else { return Err(format!("REDUCE with {} for arguments", args.kind()).into()) };
         match f {
             V::Global(Global::OrderedDict) if args.is_empty() => Ok(V::Dict(Vec::new(), 1)),
             V::Global(Global::RebuildTensor) => {
@@ -459,7 +487,7 @@ impl<'a> Reader<'a> {
                     return Err("_rebuild_tensor_v2 with fewer than 4 arguments".into());
                 }
                 let V::Storage { dtype, key, numel } = &args[0] else {
-                    return Err(format!("_rebuild_tensor_v2 of {}, not a storage", args[0].kind()));
+                    return Err(format!("_rebuild_tensor_v2 of {}, not a storage", args[0].kind()).into());
                 };
                 let t = TensorRef {
                     storage: key.clone(),
@@ -478,19 +506,19 @@ impl<'a> Reader<'a> {
                 Some(t @ V::Tensor(_)) => Ok(t),
                 _ => Err("_rebuild_parameter of something that is not a tensor".into()),
             },
-            V::Global(g) => Err(format!("{g:?} called with arguments a state dict does not use")),
-            other => Err(format!("REDUCE calls {}, which is not callable here", other.kind())),
+            V::Global(g) => Err(format!("{g:?} called with arguments a state dict does not use").into()),
+            other => Err(format!("REDUCE calls {}, which is not callable here", other.kind()).into()),
         }
     }
 
-    fn run(&mut self) -> Result<V, String> {
+    fn run(&mut self) -> Result<V, PickleError> {
         loop {
             let op = self.u8()?;
             match op {
                 op::PROTO => {
                     let p = self.u8()?;
                     if !(2..=5).contains(&p) {
-                        return Err(format!("pickle protocol {p}"));
+                        return Err(format!("pickle protocol {p}").into());
                     }
                 }
                 op::FRAME => {
@@ -502,7 +530,7 @@ impl<'a> Reader<'a> {
                 }
                 op::MARK => {
                     if self.marks.len() >= MAX_DEPTH as usize {
-                        return Err(format!("MARKs nested more than {MAX_DEPTH} deep"));
+                        return Err(format!("MARKs nested more than {MAX_DEPTH} deep").into());
                     }
                     self.marks.push(self.stack.len());
                 }
@@ -649,7 +677,7 @@ impl<'a> Reader<'a> {
                     let _state = self.pop()?;
                     match self.top_mut()? {
                         V::Dict(..) | V::Tensor(_) => {}
-                        other => return Err(format!("BUILD on {}", other.kind())),
+                        other => return Err(format!("BUILD on {}", other.kind()).into()),
                     }
                 }
                 op::SETITEM => {
@@ -669,13 +697,16 @@ impl<'a> Reader<'a> {
                     let items = self.pop_mark()?;
                     self.add_to_top(items, false)?;
                 }
-                other => return Err(format!("pickle opcode 0x{other:02x}, which a state dict does not use")),
+                other => {
+                    let m = format!("pickle opcode 0x{other:02x}, which a state dict does not use");
+                    return Err(PickleError::new(Why::Unsupported, m));
+                }
             }
         }
     }
 
-    fn set_items(target: &mut V, items: Vec<V>) -> Result<(), String> {
-        let V::Dict(entries, depth) = target else { return Err(format!("SETITEMS on {}", target.kind())) };
+    fn set_items(target: &mut V, items: Vec<V>) -> Result<(), PickleError> {
+        let V::Dict(entries, depth) = target else { return Err(format!("SETITEMS on {}", target.kind()).into()) };
         if !items.len().is_multiple_of(2) {
             return Err("SETITEMS with an odd number of values".into());
         }
@@ -683,19 +714,19 @@ impl<'a> Reader<'a> {
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             *depth = (*depth).max(1 + k.depth().max(v.depth()));
             if *depth > MAX_DEPTH {
-                return Err(format!("values nested more than {MAX_DEPTH} deep"));
+                return Err(PickleError::new(Why::Limit, format!("values nested more than {MAX_DEPTH} deep")));
             }
             entries.push((k, v));
         }
         Ok(())
     }
 
-    fn append(target: &mut V, items: Vec<V>) -> Result<(), String> {
-        let V::List(entries, depth) = target else { return Err(format!("APPENDS on {}", target.kind())) };
+    fn append(target: &mut V, items: Vec<V>) -> Result<(), PickleError> {
+        let V::List(entries, depth) = target else { return Err(format!("APPENDS on {}", target.kind()).into()) };
         for v in items {
             *depth = (*depth).max(1 + v.depth());
             if *depth > MAX_DEPTH {
-                return Err(format!("values nested more than {MAX_DEPTH} deep"));
+                return Err(PickleError::new(Why::Limit, format!("values nested more than {MAX_DEPTH} deep")));
             }
             entries.push(v);
         }
@@ -748,6 +779,21 @@ mod op {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message, for tests that read it (the kind is checked where it decides something).
+    fn state_dict(data: &[u8]) -> Result<Vec<(String, TensorRef)>, String> {
+        super::state_dict(data).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn errors_say_their_kind() {
+        let why = |data: &[u8]| super::state_dict(data).unwrap_err().why;
+        assert_eq!(why(b"\x80\x02}"), Why::EndsEarly);
+        assert_eq!(why(b"\x80\x02\xff."), Why::Unsupported);
+        assert_eq!(why(b"\x80\x02cbuiltins\neval\n."), Why::Unsupported);
+        assert_eq!(why(b"\x80\x02]."), Why::Malformed, "a list, not a state dict");
+        assert_eq!(why(&memo_flood()), Why::Limit, "past the memory budget");
+    }
 
     /// The pickle of `{"w": tensor}` as torch.save writes it (protocol 2), for a [2, 3] bf16 tensor at offset 4.
     fn one_tensor() -> Vec<u8> {
@@ -831,7 +877,7 @@ mod tests {
             r.run().map(|_| r.memo.len())
         };
         let err = run(&p).unwrap_err();
-        assert_eq!(err, format!("more than {MAX_MEMO} memo entries"));
+        assert_eq!(err, PickleError::new(Why::Limit, format!("more than {MAX_MEMO} memo entries")));
         // One fewer is within the cap.
         let fewer = [&p[..3], &p[3 + 5..]].concat();
         assert_eq!(run(&fewer), Ok(MAX_MEMO));
@@ -858,7 +904,7 @@ mod tests {
         p.push(b'.');
         let mut r = Reader::new(&p, 0, u64::MAX);
         let err = r.run().unwrap_err();
-        assert_eq!(err, format!("more than {MAX_NODES} values"));
+        assert_eq!(err, PickleError::new(Why::Limit, format!("more than {MAX_NODES} values")));
         assert_eq!(r.stack.len(), MAX_NODES as usize);
     }
 
@@ -871,7 +917,8 @@ mod tests {
         assert!(err.contains("MiB of memory"), "{err}");
         // A string longer than the budget is refused before it is copied.
         let mut r = Reader::new(b"\x80\x02X\x00\x00\x00\x10", 0, 1 << 20);
-        assert!(r.run().unwrap_err().contains("MiB of memory"));
+        let err = r.run().unwrap_err();
+        assert!(err.why == Why::Limit && err.message.contains("MiB of memory"), "{err}");
         assert_eq!(budget(0), BUDGET_FLOOR);
         assert_eq!(budget(usize::MAX), BUDGET_CAP);
     }
@@ -932,14 +979,14 @@ mod tests {
         // Every prefix that cuts the pickles short asks for more (the reader's grow-and-retry loop relies on it).
         for cut in [LEGACY_MAGIC.len(), 40, whole.data_start as usize / 2, whole.data_start as usize - 1] {
             let e = legacy(&file[..cut]).unwrap_err();
-            assert!(e.ran_out, "cut at {cut}: {e}");
+            assert!(e.ran_out(), "cut at {cut}: {e}");
         }
         // A damaged byte inside (an opcode no state dict uses) is not a short read.
         let mut bad = file[..whole.data_start as usize].to_vec();
         let at = LEGACY_MAGIC.len() + 1;
         bad[at] = b'i';
         let e = legacy(&bad).unwrap_err();
-        assert!(!e.ran_out, "{e}");
+        assert!(!e.ran_out(), "{e}");
     }
 
     #[test]

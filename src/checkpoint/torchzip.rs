@@ -40,12 +40,13 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 /// Finds the central directory from the file's last bytes (`tail`, which starts at `tail_start`; `len` the
 /// file's length).
-pub(crate) fn directory(tail: &[u8], tail_start: u64, len: u64) -> Result<Directory, String> {
+pub(crate) fn directory(tail: &[u8], tail_start: u64, len: u64) -> Result<Directory, ZipError> {
     let short = || {
-        "not a zip archive (no end-of-central-directory record), and it does not start as a legacy (pre-1.6) \
-                    torch.save file either: a truncated or damaged file — download it again, or convert it to \
-                    safetensors"
-            .to_string()
+        ZipError::NotZip(
+            "not a zip archive (no end-of-central-directory record), and it does not start as a legacy (pre-1.6) \
+             torch.save file either: a truncated or damaged file — download it again, or convert it to safetensors"
+                .to_string(),
+        )
     };
     if tail.len() < 22 {
         return Err(short());
@@ -77,19 +78,22 @@ pub(crate) fn directory(tail: &[u8], tail_start: u64, len: u64) -> Result<Direct
         return Err(format!(
             "the central directory ({} bytes at {}) lies past the end of the {len}-byte file",
             d.size, d.offset
-        ));
+        )
+        .into());
     }
     if d.size > MAX_CENTRAL_DIRECTORY {
-        return Err(format!("a central directory of {} bytes, more than the {MAX_CENTRAL_DIRECTORY} allowed", d.size));
+        return Err(
+            format!("a central directory of {} bytes, more than the {MAX_CENTRAL_DIRECTORY} allowed", d.size).into()
+        );
     }
     Ok(d)
 }
 
 /// The central directory's entries, checked against the file's length.
-pub(crate) fn entries(cd: &[u8], d: &Directory, len: u64) -> Result<Vec<Entry>, String> {
+pub(crate) fn entries(cd: &[u8], d: &Directory, len: u64) -> Result<Vec<Entry>, ZipError> {
     let mut out = Vec::new();
     let mut at = 0usize;
-    let bad = |what: &str| format!("the central directory is damaged ({what})");
+    let bad = |what: &str| ZipError::Damaged(format!("the central directory is damaged ({what})"));
     while at < cd.len() {
         if cd.get(at..at + 4) != Some(b"PK\x01\x02") {
             return Err(bad("an entry without its signature"));
@@ -126,7 +130,8 @@ pub(crate) fn entries(cd: &[u8], d: &Directory, len: u64) -> Result<Vec<Entry>, 
         if compressed.checked_add(LOCAL_HEADER).and_then(|n| local_header.checked_add(n)).is_none_or(|end| end > len) {
             return Err(format!(
                 "entry {name} points past the end of the file (at {local_header}, {compressed} bytes)"
-            ));
+            )
+            .into());
         }
         out.push(Entry { name, method, size, compressed, local_header });
         at += 46 + n + m + k;
@@ -138,17 +143,46 @@ pub(crate) fn entries(cd: &[u8], d: &Directory, len: u64) -> Result<Vec<Entry>, 
 }
 
 /// Where an entry's data starts, from its local header's first 30 bytes.
-pub(crate) fn data_offset(e: &Entry, local: &[u8], len: u64) -> Result<u64, String> {
+pub(crate) fn data_offset(e: &Entry, local: &[u8], len: u64) -> Result<u64, ZipError> {
     if local.get(..4) != Some(b"PK\x03\x04") {
-        return Err(format!("entry {}: no local header at {}", e.name, e.local_header));
+        return Err(format!("entry {}: no local header at {}", e.name, e.local_header).into());
     }
     let n = u64::from(u16_at(local, 26).ok_or("a local header cut short")?);
     let m = u64::from(u16_at(local, 28).ok_or("a local header cut short")?);
     let start = e.local_header + LOCAL_HEADER + n + m;
     if start.checked_add(e.compressed).is_none_or(|end| end > len) {
-        return Err(format!("entry {}'s data runs past the end of the file", e.name));
+        return Err(format!("entry {}'s data runs past the end of the file", e.name).into());
     }
     Ok(start)
+}
+
+/// Why the zip container could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ZipError {
+    /// No end-of-central-directory record: not a zip archive (perhaps a legacy torch.save file).
+    NotZip(String),
+    /// A zip archive whose records are damaged, or disagree with the file's length.
+    Damaged(String),
+}
+
+impl std::fmt::Display for ZipError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ZipError::NotZip(m) | ZipError::Damaged(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for ZipError {
+    fn from(m: String) -> Self {
+        ZipError::Damaged(m)
+    }
+}
+
+impl From<&str> for ZipError {
+    fn from(m: &str) -> Self {
+        ZipError::Damaged(m.into())
+    }
 }
 
 #[cfg(test)]
@@ -207,14 +241,15 @@ mod tests {
     fn refuses_damaged_archives() {
         let f = zip();
         let len = f.len() as u64;
-        assert!(directory(&f[..f.len() - 30], 0, len - 30).unwrap_err().contains("not a zip"));
-        assert!(directory(b"\x80\x02legacy", 0, 8).unwrap_err().contains("legacy"));
+        let cut = directory(&f[..f.len() - 30], 0, len - 30).unwrap_err();
+        assert!(matches!(&cut, ZipError::NotZip(m) if m.contains("not a zip")), "{cut}");
+        assert!(matches!(directory(b"\x80\x02legacy", 0, 8), Err(ZipError::NotZip(m)) if m.contains("legacy")));
         // An entry's local header past the end.
         let mut g = f.clone();
         let d = directory(&g, 0, len).unwrap();
         let at = d.offset as usize + 42;
         g[at..at + 4].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
         let cd = &g[d.offset as usize..(d.offset + d.size) as usize];
-        assert!(entries(cd, &d, len).unwrap_err().contains("past the end"));
+        assert!(matches!(entries(cd, &d, len), Err(ZipError::Damaged(m)) if m.contains("past the end")));
     }
 }

@@ -42,13 +42,15 @@ pub(super) fn find_in_bin(
     let tail = files.read_at(&shard, len - tail_len, tail_len)?;
     let archive = match torchzip::directory(&tail, len - tail_len, len) {
         Ok(dir) => Archive::Zip(zip_archive(files, &shard, len, &tail, &dir)?),
-        Err(not_zip) => {
+        // No zip directory: a legacy torch.save file, if it starts as one.
+        Err(torchzip::ZipError::NotZip(not_zip)) => {
             let head = files.read_at(&shard, 0, (pickle::LEGACY_MAGIC.len() as u64).min(len))?;
             if head != pickle::LEGACY_MAGIC {
                 return Err(bad(not_zip));
             }
             Archive::Legacy(legacy_archive(files, &shard, len)?)
         }
+        Err(damaged) => return Err(bad(damaged.to_string())),
     };
     let (state, pickled) = match &archive {
         Archive::Zip(z) => (z.state.clone(), z.pickled.clone()),
@@ -147,7 +149,7 @@ fn zip_data(files: &dyn Files, shard: &str, len: u64, e: &crate::checkpoint::tor
         )));
     }
     let local = files.read_at(shard, e.local_header, torchzip::LOCAL_HEADER.min(len - e.local_header))?;
-    torchzip::data_offset(e, &local, len).map_err(bad)
+    torchzip::data_offset(e, &local, len).map_err(|e| bad(e.to_string()))
 }
 
 /// The zip's entries, its byte order (little-endian only) and its pickle, read.
@@ -169,7 +171,7 @@ fn zip_archive(
     } else {
         files.read_at(shard, dir.offset, dir.size)?
     };
-    let entries = torchzip::entries(&cd, dir, len).map_err(bad)?;
+    let entries = torchzip::entries(&cd, dir, len).map_err(|e| bad(e.to_string()))?;
     let pkl: Vec<&torchzip::Entry> =
         entries.iter().filter(|e| e.name.ends_with("/data.pkl") && e.name.matches('/').count() == 1).collect();
     let [pkl] = pkl.as_slice() else {
@@ -207,7 +209,7 @@ fn legacy_archive(files: &dyn Files, shard: &str, len: u64) -> Result<(crate::ch
                 let pickled = head[..l.data_start as usize].to_vec();
                 return Ok((l, pickled));
             }
-            Err(e) if e.ran_out && n < len && n < pickle::MAX_PICKLE => {
+            Err(e) if e.ran_out() && n < len && n < pickle::MAX_PICKLE => {
                 n = (n * 2).min(len).min(pickle::MAX_PICKLE);
             }
             Err(e) => return Err(bad(format!("legacy (pre-1.6) torch.save file: {e}"))),
