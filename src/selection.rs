@@ -47,10 +47,9 @@ pub(crate) fn select(jf: &JobFile, only: &[String], shard: Option<Shard>) -> Res
                 if raw.contains('/') { p.matches(&format!("{}/{frame}", job.name)) } else { p.matches(&job.name) }
             })
     };
-    for (raw, _) in &patterns {
+    for (raw, p) in &patterns {
         let hit = jf.jobs.iter().any(|j| {
             j.frames.iter().any(|f| {
-                let p = glob::Pattern::new(raw).expect("compiled above");
                 if raw.contains('/') { p.matches(&format!("{}/{}", j.name, f.name())) } else { p.matches(&j.name) }
             })
         });

@@ -61,17 +61,16 @@ pub(crate) fn directory(tail: &[u8], tail_start: u64, len: u64) -> Result<Direct
     if eocd >= 20 && tail[eocd - 20..eocd - 16] == *b"PK\x06\x07" {
         let at = u64_at(tail, eocd - 20 + 8).ok_or_else(short)?;
         let rel = at.checked_sub(tail_start).and_then(|r| usize::try_from(r).ok());
-        let rec = rel
+        // The record's 56 bytes as an array: its fields are then read at fixed places, nothing left to check.
+        let rec: &[u8; 56] = rel
             .and_then(|r| tail.get(r..r.checked_add(56)?))
+            .and_then(|r| r.try_into().ok())
             .ok_or("the zip64 end record is not where its locator says")?;
         if rec[..4] != *b"PK\x06\x06" {
             return Err("the zip64 end record is not where its locator says".into());
         }
-        d = Directory {
-            entries: u64_at(rec, 32).expect("56 bytes"),
-            size: u64_at(rec, 40).expect("56 bytes"),
-            offset: u64_at(rec, 48).expect("56 bytes"),
-        };
+        let field = |at: usize| u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7].map(|i| rec[at + i]));
+        d = Directory { entries: field(32), size: field(40), offset: field(48) };
     }
     let end = d.offset.checked_add(d.size).ok_or("the central directory's place overflows")?;
     if end > len {

@@ -180,25 +180,26 @@ impl Coordinates {
                 ),
             });
         }
-        let values = |name: &str| -> Vec<f64> {
-            let bytes = &kept.iter().find(|(n, _)| n == name).expect("kept above").1;
-            let f64s = bytes.len() == header.get(name).map_or(0, |t| t.shape.iter().product::<u64>() as usize * 8);
-            if f64s {
-                bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
+        // Every wanted tensor was kept by the pass above (its names were checked against TENSORS first).
+        let values = |name: &str| -> Result<Vec<f64>> {
+            let (_, bytes) = kept.iter().find(|(n, _)| n == name).ok_or_else(|| self.refuse(format!("no {name}")))?;
+            let f64s = header.get(name).is_some_and(|t| t.dtype == F64);
+            Ok(if f64s {
+                bytes.chunks_exact(8).map(|b| f64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7].map(|i| b[i]))).collect()
             } else {
-                bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64).collect()
-            }
+                bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect()
+            })
         };
-        let mu = values("mu");
+        let mu = values("mu")?;
         // Row-major d × d values → L[(i, j)].
         let l = if self.eigen {
-            let (lambda, q) = (values("eigenvalues"), values("Q"));
+            let (lambda, q) = (values("eigenvalues")?, values("Q")?);
             if lambda.iter().any(|l| l.is_nan() || *l <= 0.0) {
                 return Err(self.refuse("its eigenvalues are not all positive".into()));
             }
             Mat::from_fn(d, d, |i, j| q[j * d + i] / lambda[i].sqrt())
         } else {
-            let a = values("A");
+            let a = values("A")?;
             Mat::from_fn(d, d, |i, j| a[i * d + j])
         };
         Ok((if self.center { mu } else { vec![0.0; d] }, l))
