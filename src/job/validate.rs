@@ -282,7 +282,9 @@ impl Validator<'_> {
             };
             let Some(frame) = crate::frame::by_name(name) else {
                 let known = crate::frame::names().join(", ");
-                return self.err(&item.referenced, format!("unknown frame {name:?}; known frames: {known}"));
+                let hint = crate::names::closest(name, crate::frame::names())
+                    .map_or(String::new(), |f| format!(" (did you mean {f}?)"));
+                return self.err(&item.referenced, format!("unknown frame {name:?}{hint}; known frames: {known}"));
             };
             let mut given: std::collections::BTreeMap<String, String> = given;
             if let Some(d) = dtype.filter(|_| frame.params().iter().any(|p| p.name == "dtype")) {
@@ -444,7 +446,10 @@ mod tests {
             ("version: 1\njobs: []\n---\nversion: 1\n", "test.yaml:3:1"),
             ("", "test.yaml:1:1: the job file is empty"),
             ("version: 2\njobs:\n  - path: x\n", "test.yaml:1:10: unsupported version 2"),
-            ("version: 1\njobs:\n  - path: x\n    frames: [gama]\n", "unknown frame \"gama\"; known frames: gamma"),
+            (
+                "version: 1\njobs:\n  - path: x\n    frames: [gama]\n",
+                "unknown frame \"gama\" (did you mean gamma?); known frames: gamma",
+            ),
             ("version: 1\njobs:\n  - path: x\n    frames: gamma\n", "test.yaml:4:13"),
             ("version: one\njobs: []\n", "test.yaml:1:10"),
             ("version: 1\njobs:\n  - model: a/b/c\n", "is not a Hub repo id"),

@@ -653,3 +653,43 @@ fn the_lines_users_read_are_exactly_these() {
         )
     );
 }
+
+/// `show` and the main job-file error, compared whole (the build time masked).
+#[test]
+fn show_and_a_job_file_error_read_exactly_so() {
+    let ws = Ws::new();
+    ws.synth("m", &["--vocab", "300", "--hidden", "16"]);
+    let job = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gamma, gamma_prime]\n");
+    ws.run(&[job.to_str().unwrap(), "-q"]).ok();
+    let o = ws.run(&["show", "m/gamma_prime"]).ok();
+    let shown: Vec<&str> = o.stdout.lines().filter(|l| !l.starts_with("built ")).collect();
+    assert_eq!(
+        shown.join("\n"),
+        "file             tensors/m/W_prime.safetensors\n\
+         size             19416 bytes\n\
+         sha256           5a0530a6a9c5ba4fccad196802e0dcf4ee2aa5babef6f7796d367296aab08312\n\
+         tensor           W_prime  F32  [300, 16]\n\
+         tensor           centroid  F32  [16]\n\
+         manifest         manifests/m/gamma_prime.json\n\
+         matches          yes: size and sha256 as recorded\n\
+         name / frame     m / gamma_prime (version 1)\n\
+         input            gamma tensors/m/W.safetensors sha256 \
+         0beac3a0ae4038d88163cfcff516812902f3cd97cac047ba47fcb104624b3cc2\n\
+         parameter        dtype = f32\n\
+         NaNs             0"
+    );
+    assert!(o.stdout.lines().last().unwrap().starts_with("built            20"), "{}", o.stdout);
+    let bad = ws.job("version: 1\njobs:\n  - path: ../models/m\n    frames: [gama]\n");
+    let o = ws.run(&[bad.to_str().unwrap()]).expect(2);
+    let known = "known frames: gamma, gamma_prime, embedding, token_stats, causal_metric, causal";
+    assert_eq!(
+        o.stderr,
+        format!(
+            "error: {path}:4:14: unknown frame \"gama\" (did you mean gamma?); {known}\n --> {path}:4:14\n  |\n\
+             2 | jobs:\n3 |   - path: ../models/m\n4 |     frames: [gama]\n  |              ^ unknown frame \"gama\" \
+             (did you mean gamma?); {known}\n",
+            path = bad.display()
+        )
+    );
+    assert_eq!(o.stdout, "");
+}
