@@ -70,7 +70,7 @@ VISION = {  # shrink for non-text sub-configs (vision / audio towers)
 # Per-type extra overrides (top-level, or "text_config.x" dotted).  Keep small.
 PER_TYPE: dict[str, dict] = {
     "lfm2_moe": {"layer_types": ["conv", "full_attention"]},
-    "dots1": {"n_routed_experts": 4, "num_experts_per_tok": 2},
+    "dots1": {"n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1},
     "dbrx": {"attn_config.rope_theta": 10000.0},
     "reformer": {"is_decoder": True, "axial_pos_embds_dim": [32, 32], "axial_pos_shape": [16, 16],
                  "attn_layers": ["local", "local"], "num_hidden_layers": 2},
@@ -179,12 +179,6 @@ def tiny_config(model_type: str, strategy: int = 0, tie: bool | None = None, voc
             top[sname] = _shrink_dict(sub, sub.to_dict(), {**WIDTHS, **DEPTHS}, vocab, keep_layers)
         elif strategy < 2:
             top[sname] = _shrink_dict(sub, sub.to_dict(), {**WIDTHS, **DEPTHS, **VISION}, None, keep_layers)
-    for k, v in {**PER_TYPE.get(model_type, {}), **(extra or {})}.items():
-        if "." in k:
-            a, b = k.split(".", 1)
-            top.setdefault(a, {})[b] = v
-        else:
-            top[k] = v
     # drop derived / read-only keys that the constructor recomputes
     for k in ("layer_types", "_sliding_window_pattern"):
         if k in top and not keep_layers:
@@ -192,6 +186,14 @@ def tiny_config(model_type: str, strategy: int = 0, tie: bool | None = None, voc
         for sname in subs:
             if isinstance(top.get(sname), dict) and k in top[sname] and not keep_layers:
                 top[sname].pop(k)
+    # Per-type overrides last, so that a type whose constructor needs one of the keys dropped above (lfm2_moe's
+    # layer_types) gets it.
+    for k, v in {**PER_TYPE.get(model_type, {}), **(extra or {})}.items():
+        if "." in k:
+            a, b = k.split(".", 1)
+            top.setdefault(a, {})[b] = v
+        else:
+            top[k] = v
     for k in ("transformers_version", "model_type", "architectures"):
         top.pop(k, None)
     if tie is not None:
