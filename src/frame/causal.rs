@@ -254,7 +254,10 @@ impl Producer for Coordinates {
                     coordinates(rows, &mu, &l, |x| x, 1.0, &mut g);
                     Ok(g)
                 },
-                &mut |g| write_floats(out, &g, &mut nans),
+                &mut |g| {
+                    nans += g.iter().filter(|x| x.is_nan()).count() as u64;
+                    write_floats(out, &g)
+                },
             )?;
         } else {
             let l32 = Mat::<f32>::from_fn(d, d, |i, j| to_f32(l[(i, j)]));
@@ -265,7 +268,10 @@ impl Producer for Coordinates {
                     coordinates(rows, &mu, &l32, to_f32, 1.0, &mut g);
                     Ok(g)
                 },
-                &mut |g| write_floats(out, &g, &mut nans),
+                &mut |g| {
+                    nans += g.iter().filter(|x| x.is_nan()).count() as u64;
+                    write_floats(out, &g)
+                },
             )?;
         }
         opened.unchanged()?;
@@ -296,39 +302,15 @@ impl Producer for Coordinates {
     }
 }
 
-/// Writes floats little-endian (a cast where the machine is little-endian) and counts their NaNs.
-fn write_floats<T: bytemuck::Pod + num_nan::IsNan>(out: &mut dyn ByteSink, values: &[T], nans: &mut u64) -> Result<()> {
-    *nans += values.iter().filter(|x| x.is_nan()).count() as u64;
+/// Writes floats little-endian: a cast where the machine is little-endian, each value's bytes reversed where not.
+fn write_floats<T: bytemuck::Pod>(out: &mut dyn ByteSink, values: &[T]) -> Result<()> {
+    let bytes: &[u8] = bytemuck::cast_slice(values);
     if cfg!(target_endian = "little") {
-        out.write(bytemuck::cast_slice(values))
-    } else {
-        let bytes: Vec<u8> = values.iter().flat_map(|x| x.le_bytes()).collect();
-        out.write(&bytes)
+        return out.write(bytes);
     }
-}
-
-/// The two output precisions, as `write_floats` needs them.
-mod num_nan {
-    pub(super) trait IsNan: Copy {
-        fn is_nan(self) -> bool;
-        fn le_bytes(self) -> Vec<u8>;
-    }
-    impl IsNan for f32 {
-        fn is_nan(self) -> bool {
-            f32::is_nan(self)
-        }
-        fn le_bytes(self) -> Vec<u8> {
-            self.to_le_bytes().to_vec()
-        }
-    }
-    impl IsNan for f64 {
-        fn is_nan(self) -> bool {
-            f64::is_nan(self)
-        }
-        fn le_bytes(self) -> Vec<u8> {
-            self.to_le_bytes().to_vec()
-        }
-    }
+    let mut swapped = bytes.to_vec();
+    swapped.chunks_exact_mut(std::mem::size_of::<T>()).for_each(<[u8]>::reverse);
+    out.write(&swapped)
 }
 
 /// Rounds to the nearest f32 (ties to even).
