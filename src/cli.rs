@@ -49,6 +49,10 @@ pub enum Command {
     Show(ShowArgs),
     /// Write an in-toto Statement (SLSA-style provenance) per output, for Sigstore / cosign to sign
     Attest(AttestArgs),
+    /// Push fresh outputs to the remote store (content-addressed, create-only, bytes before index)
+    Push(PushArgs),
+    /// Pull the outputs the remote store holds into the workspace, each verified before it is stored; build nothing
+    Pull(PushArgs),
     /// Pin every grid's revisions (`revisions:`) to their commits in JOBFILE's lock file, from one refs listing
     Lock(LockArgs),
     /// Remove outputs and manifests no job in the given job files produces any more, and temp files left by
@@ -95,6 +99,46 @@ pub struct RunArgs {
     /// Never touch the network: read Hub models from the HF cache only (also HF_HUB_OFFLINE=1)
     #[arg(long)]
     pub(crate) offline: bool,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    /// With a remote: do not pull outputs it holds (build them here)
+    #[arg(long)]
+    pub(crate) no_pull: bool,
+    /// With a remote: do not push what is built
+    #[arg(long)]
+    pub(crate) no_push: bool,
+    /// Build nothing: an output neither fresh nor pullable from the remote fails
+    #[arg(long)]
+    pub(crate) no_build: bool,
+}
+
+/// The remote store options `run` and `pull` share.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// A remote store shared with CI runners and colleagues: s3://BUCKET/PREFIX (S3, MinIO, R2, Ceph: endpoint
+    /// in AWS_ENDPOINT_URL), gs://…, az://… or file:///PATH; overrides the job file's `output.remote`
+    #[arg(long, env = "GAMMA_RUN_REMOTE", value_name = "URL", hide_env_values = true)]
+    pub(crate) remote: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The job file (YAML)
+    pub(crate) jobfile: PathBuf,
+    /// Only outputs matching this glob: a name (`Qwen*`) or name/frame (`*/gamma_prime`); repeatable
+    #[arg(long, value_name = "PATTERN")]
+    pub(crate) only: Vec<String>,
+    /// Only shard K of N (0-based)
+    #[arg(long, value_name = "K/N")]
+    pub(crate) shard: Option<crate::selection::Shard>,
+    /// Outputs transferred in parallel
+    #[arg(long, short = 'j', default_value = "8", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) jobs: u16,
+    /// Never touch the Hub (the remote is still used; also HF_HUB_OFFLINE=1)
+    #[arg(long)]
+    pub(crate) offline: bool,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +163,11 @@ pub struct StatusArgs {
     /// Never touch the network (also HF_HUB_OFFLINE=1)
     #[arg(long)]
     pub(crate) offline: bool,
+    /// Also say where each output stands against the remote store (in both, only local, only remote, differing):
+    /// URL, else GAMMA_RUN_REMOTE, else the job file's `output.remote`. With --check, exit 1 unless every output
+    /// is fresh here and in the remote
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub(crate) remote: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -81,6 +81,11 @@ pub enum Error {
     #[error("{0}")]
     Selection(String),
 
+    /// The remote store (`--remote`, `output.remote`) cannot be used, or an object in it is not used (it failed
+    /// a check); the URL is shown without credentials.
+    #[error("remote {url}: {message}")]
+    Remote { url: String, message: String },
+
     /// A command asked for what it cannot do as asked (nothing to audit, no terminal to confirm, a file that
     /// exists already); the message says how to ask.
     #[error("{0}")]

@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod names;
 pub mod progress;
 pub mod redact;
+pub mod remote;
 pub mod report;
 pub mod runner;
 pub mod schedule;

@@ -17,6 +17,8 @@ fn main() -> std::process::ExitCode {
         Command::Show(args) => commands::show::execute(args),
         Command::Attest(args) => commands::attest::execute(args, cli.quiet),
         Command::Clean(args) => commands::clean::execute(args),
+        Command::Push(args) => commands::push::execute(args, cli.quiet),
+        Command::Pull(args) => commands::pull::execute(args, cli.quiet),
         Command::Lock(args) => commands::lock::execute(args),
         Command::Init(args) => commands::init::execute(args),
         Command::Get(args) => commands::get::execute(args, cli.quiet),

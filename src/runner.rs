@@ -20,6 +20,12 @@ pub(crate) struct RunOptions {
     pub(crate) only: Vec<String>,
     pub(crate) shard: Option<crate::selection::Shard>,
     pub(crate) jobs: usize,
+    /// The remote store, if any: outputs it holds are pulled (`pull`) instead of built, what is built is pushed
+    /// (`push`). Without `build`, an output neither fresh nor pullable fails (`pull`, `run --no-build`).
+    pub(crate) remote: Option<std::sync::Arc<crate::remote::Remote>>,
+    pub(crate) pull: bool,
+    pub(crate) push: bool,
+    pub(crate) no_build: bool,
 }
 
 #[derive(Debug)]
@@ -33,6 +39,13 @@ pub(crate) enum Outcome {
         path: std::path::PathBuf,
         /// What building it found that a user should know (reported once, when it is built).
         warnings: Vec<String>,
+    },
+    /// Taken from the remote store, verified, instead of built.
+    Pulled {
+        reasons: Vec<String>,
+        sha256: String,
+        size: u64,
+        path: std::path::PathBuf,
     },
     /// `--dry-run`: it would be built, for these reasons, reading this many tensor bytes (if known), moving
     /// `transfer` from the model source; `same_bytes` when its bytes are known not to change (its dependents
@@ -64,6 +77,8 @@ pub(crate) struct Report {
     pub(crate) name: String,
     pub(crate) frame: &'static str,
     pub(crate) outcome: Outcome,
+    /// What pushing it to the remote store did (built outputs, with a remote and without `--no-push`).
+    pub(crate) pushed: Option<std::result::Result<crate::remote::push::Pushed, String>>,
 }
 
 /// One output's state as `status` shows it.
@@ -77,6 +92,10 @@ pub(crate) struct Row {
     pub(crate) manifest_path: std::path::PathBuf,
     /// How it was judged, where a user should know (a branch not re-checked offline, also for its dependents).
     pub(crate) notes: Vec<String>,
+    /// The fingerprint it would have if built now (unknown when it could not be planned: an input not built).
+    pub(crate) fingerprint: Option<String>,
+    /// Where it stands against the remote store (`status --remote`).
+    pub(crate) remote: Option<crate::remote::Presence>,
 }
 
 /// Runs the selected jobs on `opts.jobs` workers. A grid output whose W another worker is fetching is deferred
@@ -101,6 +120,7 @@ pub(crate) fn run(jf: &JobFile, cx: &Context, opts: &RunOptions) -> Result<Vec<R
                 name: j.name.clone(),
                 frame: f.name(),
                 outcome: Outcome::Failed(Error::Plan(why.clone())),
+                pushed: None,
             })
         })
         .collect();
@@ -150,6 +170,8 @@ pub(crate) fn status(
                     output_path: output_path(cx, job, f.frame),
                     manifest_path: manifest_path(cx, job, f.frame),
                     notes: Vec::new(),
+                    fingerprint: None,
+                    remote: None,
                 })
                 .collect(),
             None => status_job(job, cx),
@@ -200,7 +222,9 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
                 notes.extend(r.notes.iter().map(|n| format!("input {}: {n}", r.frame)));
             }
         }
+        let mut planned = None;
         let judged = judge(frame, job, &req.params, cx).map(|(plan, a)| {
+            planned = Some(fingerprint::digest(&plan.fingerprint));
             notes.extend(plan.notes);
             // Only a manifest that agrees with itself can vouch for the bytes it describes.
             let unchanged = matches!(a.state, State::Stale(_))
@@ -245,6 +269,8 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
             output_path: output_path(cx, job, frame),
             manifest_path,
             notes,
+            fingerprint: planned,
+            remote: None,
         });
     }
     rows
@@ -271,9 +297,10 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions, mut previous: Vec<Report>
         let standing = |name: &str| {
             reports.iter().find(|r| r.frame == name).map(|r| match &r.outcome {
                 // A dry-run rebuild known to write the same bytes leaves its dependents as they are.
-                Outcome::Fresh | Outcome::Built { .. } | Outcome::WouldBuild { same_bytes: true, .. } => {
-                    Standing::Ready
-                }
+                Outcome::Fresh
+                | Outcome::Built { .. }
+                | Outcome::Pulled { .. }
+                | Outcome::WouldBuild { same_bytes: true, .. } => Standing::Ready,
                 Outcome::WouldBuild { .. } => Standing::WillChange,
                 Outcome::Failed(_) | Outcome::Skipped(_) | Outcome::Deferred { .. } | Outcome::InputChanged { .. } => {
                     Standing::Failed
@@ -306,7 +333,11 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions, mut previous: Vec<Report>
             Outcome::Built { sha256, .. } => tracing::debug!(%sha256, "built"),
             _ => {}
         }
-        reports.push(Report { name: job.name.clone(), frame: frame.name(), outcome });
+        let pushed = match (&outcome, &opts.remote) {
+            (Outcome::Built { path, .. }, Some(remote)) if opts.push => Some(push_built(remote, cx, job, frame, path)),
+            _ => None,
+        };
+        reports.push(Report { name: job.name.clone(), frame: frame.name(), outcome, pushed });
     }
     reports
 }
@@ -366,7 +397,119 @@ fn run_output(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context, opts:
         State::Missing => vec!["never built".to_string()],
         State::Stale(r) => r,
     };
+    if !opts.dry_run
+        && let Some(outcome) = pull_locked(frame, job, params, cx, opts, &plan, &reasons)
+    {
+        return outcome;
+    }
+    if opts.no_build {
+        let why = match &opts.remote {
+            Some(r) => format!(
+                "not in the remote {} (or not usable there), and not built here: {}",
+                r.shown(),
+                reasons.join("; ")
+            ),
+            None => format!("not built: {}", reasons.join("; ")),
+        };
+        return Outcome::Failed(Error::Usage(why));
+    }
     build_locked(frame, job, params, cx, opts, plan, reasons, assessment.manifest.as_ref())
+}
+
+/// Takes output `job`/`frame` from the remote store when it holds one with the fingerprint planned here, under
+/// the output's lock: every candidate verified (remote.pull), the first that passes stored as a local build
+/// would be, its manifest saying where it came from. `None`: nothing usable there (each rejected candidate said
+/// in a warning); the caller builds it. Outputs read from a local directory are never pulled (they are at hand,
+/// and their manifests name this machine's paths).
+fn pull_locked(
+    frame: &dyn Frame,
+    job: &Job,
+    params: &Params,
+    cx: &Context,
+    opts: &RunOptions,
+    plan: &Plan,
+    reasons: &[String],
+) -> Option<Outcome> {
+    let remote = opts.remote.as_ref().filter(|_| opts.pull)?;
+    if plan.fingerprint.get("source.kind").map(String::as_str) == Some("local") {
+        return None;
+    }
+    let fp = fingerprint::digest(&plan.fingerprint);
+    let shas = match remote.index() {
+        Ok(index) => index.holds(&fp)?.clone(),
+        Err(e) => {
+            tracing::warn!("{e}; building {}/{} here", job.name, frame.name());
+            return None;
+        }
+    };
+    let root = cx.store.root();
+    let (_lock, waited) = match store::lock::OutputLock::acquire(root, &job.name, frame.name()) {
+        Ok(l) => l,
+        Err(e) => return Some(Outcome::Failed(e)),
+    };
+    if waited
+        && let Ok((_, a)) = judge(frame, job, params, cx)
+        && a.state == State::Fresh
+    {
+        return Some(Outcome::Fresh);
+    }
+    let want = crate::remote::pull::Wanted { fingerprint: &fp, frame: frame.name(), inputs: &plan.inputs };
+    let (output, manifest) = (output_path(cx, job, frame), manifest_path(cx, job, frame));
+    for sha in &shas {
+        let candidate = match remote.candidate(&want, sha) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("{}; building {}/{} here instead", crate::remote::pull::why(&e), job.name, frame.name());
+                continue;
+            }
+        };
+        let publication = match cx.store.begin(&output, &manifest) {
+            Ok(p) => p,
+            Err(e) => return Some(Outcome::Failed(e)),
+        };
+        let local = |written: &store::Written| {
+            let mut m = candidate.manifest.clone();
+            m.name = job.name.clone();
+            m.output.path = cx.store.relative_to_root(&output);
+            m.inputs = plan.inputs.clone();
+            m.stat = StatCache { output: written.stat, sources: BTreeMap::new() };
+            m.pulled = Some(crate::manifest::Pulled {
+                from: remote.shown().to_string(),
+                index: candidate.key.clone(),
+                at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                checked: "bytes: size and sha256 recomputed while stored; manifest: self-consistent, fingerprint \
+                          recomputed here, inputs' sha256 equal to this workspace's"
+                    .into(),
+            });
+            m.to_bytes()
+        };
+        match remote.fetch_into(&candidate, publication, local) {
+            Ok(written) => {
+                return Some(Outcome::Pulled {
+                    reasons: reasons.to_vec(),
+                    sha256: written.sha256,
+                    size: written.size,
+                    path: output,
+                });
+            }
+            Err(e) => {
+                tracing::warn!("{}; building {}/{} here instead", crate::remote::pull::why(&e), job.name, frame.name());
+            }
+        }
+    }
+    None
+}
+
+/// Pushes an output just built (its manifest read back; its bytes re-hashed on the way out).
+fn push_built(
+    remote: &crate::remote::Remote,
+    cx: &Context,
+    job: &Job,
+    frame: &dyn Frame,
+    path: &std::path::Path,
+) -> std::result::Result<crate::remote::push::Pushed, String> {
+    let manifest = Manifest::read(&manifest_path(cx, job, frame)).map_err(|e| e.to_string())?;
+    remote.push(&manifest, path).map_err(|e| crate::redact::redact(&e.to_string()).into_owned())
 }
 
 /// Builds an output that is to be built (or says it would, with `--dry-run`, and what it would move), under the
@@ -542,6 +685,7 @@ fn build(frame: &dyn Frame, job: &Job, cx: &Context, plan: Plan) -> Result<Store
             stat: StatCache { output: written.stat, sources: before },
             tool: Tool::this(),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            pulled: None,
         }
         .to_bytes()
     })?;

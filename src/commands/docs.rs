@@ -48,6 +48,18 @@ pub(crate) const ENVIRONMENT: &[(&str, &str)] = &[
     ("GAMMA_RUN_HTTP_TIMEOUT_S", "Seconds to wait for a response to start (default 60; a body may take 4 times that)."),
     ("GAMMA_RUN_NO_LOCK", "1 or true: take no output locks (filesystems without flock); writes stay atomic."),
     ("GAMMA_RUN_FAILPOINT", "For crash tests only: abort at the named step of a write."),
+    (
+        "GAMMA_RUN_REMOTE",
+        "The remote store, as --remote URL (s3://BUCKET/PREFIX, gs://…, az://…, file:///PATH); wins over the job \
+         file's output.remote.",
+    ),
+    (
+        "AWS_ENDPOINT_URL",
+        "An s3:// remote's endpoint, for S3-compatible services (MinIO, R2, Ceph; AWS_ENDPOINT also read). The \
+         other AWS_*, GOOGLE_* and AZURE_* variables of each cloud's credential chain are read by the client as \
+         those clouds' tools read them; their secret values are never printed.",
+    ),
+    ("AWS_REGION", "An s3:// remote's region (also AWS_DEFAULT_REGION; default us-east-1)."),
 ];
 
 /// Every key a job file takes (the man page's JOB FILE section; a test checks each appears in `init`'s file).

@@ -16,10 +16,11 @@ pub fn execute(args: GetArgs, quiet: bool) -> Result<Exit> {
     let jf = crate::job::from_text(&dir.join("get.yaml"), &yaml, &dir)?;
     let cx = super::context(&jf, args.offline)?;
     let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
-    let opts = RunOptions { force: false, force_inputs: false, dry_run: false, only: Vec::new(), shard: None, jobs: 1 };
+    let opts = RunOptions { jobs: 1, ..RunOptions::default() };
     let started = std::time::Instant::now();
     let reports = crate::runner::run(&jf, &cx, &opts)?;
-    let moved = crate::report::run::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched() };
+    let moved =
+        crate::report::run::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched(), remote: false };
     crate::report::run::run(&reports, false, quiet, &moved);
     let failed = reports.iter().any(|r| !matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. }));
     Ok(if failed { Exit::Error } else { Exit::Ok })

@@ -13,6 +13,7 @@ version: 1
 # output:                  # where outputs go; without it, the project (the directory holding jobs/)
 #   tensors: ../tensors    # paths relative to this file
 #   manifests: ../manifests
+#   remote: s3://team-bucket/gamma   # a store shared with CI and colleagues (gs://, az://, file:///shared/…)
 
 # defaults:                # applied to every job below
 #   revision: main         # branch, tag or 40-hex commit

@@ -8,6 +8,8 @@ pub mod docs;
 pub mod get;
 pub mod init;
 pub mod lock;
+pub mod pull;
+pub mod push;
 pub mod run;
 pub mod show;
 pub mod status;
@@ -55,6 +57,27 @@ pub(crate) fn source_options(offline: bool, needs_hub: bool) -> Result<SourceOpt
         Some(std::sync::Arc::new(Hub::new(settings)))
     };
     Ok(SourceOptions { hf_cache: hf_cache::cache_dir(env), hub })
+}
+
+/// The remote store a command uses — `--remote`/`GAMMA_RUN_REMOTE`, else the job file's `output.remote` — listed
+/// once here, so an unreachable one is said once: an error for a remote given on the command line (the user asked
+/// for it), a warning for the job file's (the run goes on building locally, and pushes nothing).
+pub(crate) fn remote(
+    given: Option<&str>,
+    jf: &JobFile,
+) -> Result<Option<std::sync::Arc<crate::remote::Remote>>, Error> {
+    let optional = given.is_none_or(str::is_empty);
+    let opened = crate::remote::from_args(given, jf.remote.as_deref()).and_then(|r| match r {
+        Some(r) => r.reachable().map(|()| Some(r)),
+        None => Ok(None),
+    });
+    match opened {
+        Err(e) if optional => {
+            tracing::warn!("{e}; going on without it: outputs are built here and nothing is pushed");
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 /// The frame whose outputs duplicate grouping compares: γ, W itself.

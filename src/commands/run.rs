@@ -31,7 +31,12 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     }
     let cx = super::context(&jf, args.offline)?;
     let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
+    let remote = super::remote(args.remote.remote.as_deref(), &jf)?;
     let opts = RunOptions {
+        pull: !args.no_pull,
+        push: !args.no_push,
+        no_build: args.no_build,
+        remote: remote.clone(),
         force: args.force || args.force_all,
         force_inputs: args.force_all,
         dry_run: args.dry_run,
@@ -43,19 +48,29 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     if let Some(e) = unwritable(&reports, jf.store.root()) {
         return Err(e);
     }
-    let moved = crate::report::run::Moved { elapsed: started.elapsed(), fetched: crate::progress::fetched() };
+    let moved = crate::report::run::Moved {
+        elapsed: started.elapsed(),
+        fetched: crate::progress::fetched(),
+        remote: remote.is_some(),
+    };
     crate::report::run::run(&reports, args.dry_run, quiet, &moved);
     if !args.dry_run && !quiet {
         let done: Vec<String> = reports
             .iter()
-            .filter(|r| r.frame == super::gamma() && matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. }))
+            .filter(|r| {
+                r.frame == super::gamma()
+                    && matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. } | Outcome::Pulled { .. })
+            })
             .map(|r| r.name.clone())
             .collect();
         crate::report::status::duplicates(&super::grid_duplicates(&jf, &done));
     }
-    let failed = reports
-        .iter()
-        .any(|r| !matches!(r.outcome, Outcome::Fresh | Outcome::Built { .. } | Outcome::WouldBuild { .. }));
+    let failed = reports.iter().any(|r| {
+        !matches!(
+            r.outcome,
+            Outcome::Fresh | Outcome::Built { .. } | Outcome::Pulled { .. } | Outcome::WouldBuild { .. }
+        ) || matches!(r.pushed, Some(Err(_)))
+    });
     Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 

@@ -16,7 +16,28 @@ pub fn execute(args: StatusArgs, quiet: bool) -> Result<Exit> {
     }
     let cx = super::context(&jf, args.offline)?;
     let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
-    let rows = runner::status(&jf, &cx, &args.only, args.shard)?;
+    let mut rows = runner::status(&jf, &cx, &args.only, args.shard)?;
+    let remote = match &args.remote {
+        // `--remote` alone: GAMMA_RUN_REMOTE, else the job file's.
+        Some(url) => {
+            let env = std::env::var("GAMMA_RUN_REMOTE").ok();
+            let url = if url.is_empty() { env.as_deref() } else { Some(url.as_str()) };
+            Some(super::pull::required(url, &jf, "compare with")?)
+        }
+        None => None,
+    };
+    if let Some(remote) = &remote {
+        let index = remote.index()?;
+        tracing::debug!("listed the remote's index in {} request(s)", index.requests);
+        for r in &mut rows {
+            let local = match (&r.state, &r.manifest) {
+                (Ok(State::Fresh), Some(m)) => Some(m.output.sha256.as_str()),
+                _ => None,
+            };
+            let held = r.fingerprint.as_deref().and_then(|f| index.holds(f));
+            r.remote = Some(crate::remote::Presence::of(local, held));
+        }
+    }
     let format = if args.json { Format::Json } else { args.format };
     let fresh: Vec<String> = rows
         .iter()
@@ -45,7 +66,9 @@ pub fn execute(args: StatusArgs, quiet: bool) -> Result<Exit> {
     if rows.iter().any(|r| r.state.is_err()) {
         return Ok(Exit::Error);
     }
-    let stale = rows.iter().any(|r| !matches!(r.state, Ok(State::Fresh)));
+    let stale = rows
+        .iter()
+        .any(|r| !matches!(r.state, Ok(State::Fresh)) || r.remote.is_some_and(|p| p != crate::remote::Presence::Both));
     Ok(if args.check && stale { Exit::Found } else { Exit::Ok })
 }
 

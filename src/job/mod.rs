@@ -23,6 +23,9 @@ pub struct JobFile {
     /// What reading it found that is not an error of the file but will fail a job (a `path:` that does not
     /// exist), each with its `file:line:col`: said when a command starts, while the other jobs still run.
     pub(crate) notes: Vec<String>,
+    /// `output.remote`: the remote store its outputs are pulled from and pushed to (optional: when it cannot be
+    /// reached, a run goes on locally and says so).
+    pub(crate) remote: Option<String>,
 }
 
 #[derive(Debug, Clone)]

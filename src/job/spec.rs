@@ -23,6 +23,8 @@ pub(crate) struct JobFileSpec {
 pub(crate) struct OutputSpec {
     pub(crate) tensors: Option<Spanned<String>>,
     pub(crate) manifests: Option<Spanned<String>>,
+    /// A remote store shared with CI runners and colleagues (`s3://bucket/prefix`, `file:///shared/store`, …).
+    pub(crate) remote: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -101,7 +101,27 @@ impl Validator<'_> {
             }
         }
         let notes = self.notes.take();
-        Ok(JobFile { path: self.path.clone(), store: Store { tensors, manifests }, jobs, notes })
+        let remote = match raw.output.as_ref().and_then(|o| o.remote.as_ref()) {
+            Some(r) => Some(self.remote(r)?),
+            None => None,
+        };
+        Ok(JobFile { path: self.path.clone(), store: Store { tensors, manifests }, jobs, notes, remote })
+    }
+
+    /// `output.remote`: a URL of a scheme gamma-run can use, checked here so a typo is reported at its place.
+    fn remote(&self, raw: &Spanned<String>) -> Result<String> {
+        let url = raw.value.trim();
+        let scheme = url.split_once("://").map(|(s, _)| s);
+        match scheme {
+            Some("s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "file") => Ok(url.to_string()),
+            _ => self.err(
+                &raw.referenced,
+                format!(
+                    "output.remote {url:?} is not a remote URL; use s3://BUCKET/PREFIX (S3, MinIO, R2, Ceph), \
+                     gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or file:///PATH"
+                ),
+            ),
+        }
     }
 
     fn output_dir(&self, raw: Option<&Spanned<String>>, default: &Path) -> Result<PathBuf> {

@@ -188,6 +188,7 @@ mod tests {
             stat: StatCache { output: FileStat::of(&output).unwrap(), sources: BTreeMap::new() },
             tool: Tool::this(),
             created_at: "2026-12-02T00:00:00Z".into(),
+            pulled: None,
         };
         std::fs::write(&manifest, m.to_bytes()).unwrap();
         Case { _dir: dir, output, manifest, fp }

@@ -41,6 +41,23 @@ pub(crate) struct Manifest {
     pub(crate) stat: StatCache,
     pub(crate) tool: Tool,
     pub(crate) created_at: String,
+    /// Set when the output was pulled from a remote store rather than built here: from where, and what was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pulled: Option<Pulled>,
+}
+
+/// Where a pulled output came from, and what gamma-run checked before storing it (never more than it checked).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Pulled {
+    /// The remote's URL (without credentials).
+    pub(crate) from: String,
+    /// The index object whose manifest this one copies (the builder's; `created_at` and `tool` are theirs).
+    pub(crate) index: String,
+    /// When it was pulled (RFC 3339, UTC).
+    pub(crate) at: String,
+    /// What was verified: the bytes' size and SHA-256 recomputed while storing them, against a remote manifest that
+    /// agrees with itself, has the fingerprint computed here and names this workspace's inputs.
+    pub(crate) checked: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

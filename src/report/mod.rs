@@ -16,6 +16,7 @@ macro_rules! out {
 }
 
 pub(crate) mod clean;
+pub(crate) mod remote;
 pub(crate) mod run;
 pub(crate) mod show;
 pub(crate) mod status;

@@ -9,6 +9,8 @@ use crate::text::plain;
 pub(crate) struct Moved {
     pub(crate) elapsed: std::time::Duration,
     pub(crate) fetched: u64,
+    /// A remote store was used: the summary counts what was pulled and pushed.
+    pub(crate) remote: bool,
 }
 
 /// What `init` wrote, and where its outputs will go.
@@ -31,6 +33,7 @@ pub(crate) fn workspace(root: &std::path::Path) {
 /// The summary ends with the elapsed time and the bytes moved: fetched from the Hub, written to outputs.
 pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved) {
     let (mut built, mut fresh, mut failed, mut skipped, mut written) = (0, 0, 0, 0, 0u64);
+    let (mut pulled, mut pushed) = (0, 0);
     for r in reports {
         if let Outcome::Built { warnings, .. } = &r.outcome {
             for w in warnings {
@@ -54,6 +57,16 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved)
                     let short = sha256.get(..12).unwrap_or(sha256);
                     let size = human_bytes(*size);
                     out!("built    {id}  ({})  {size}  sha256 {short}…  → {at}", plain(&reasons.join("; ")));
+                }
+            }
+            Outcome::Pulled { reasons, sha256, size, path } => {
+                pulled += 1;
+                written += size;
+                if !quiet {
+                    let short = sha256.get(..12).unwrap_or(sha256);
+                    let at = plain(&shown_path(path)).into_owned();
+                    let size = human_bytes(*size);
+                    out!("pulled   {id}  ({})  {size}  sha256 {short}…  → {at}", plain(&reasons.join("; ")));
                 }
             }
             Outcome::WouldBuild { reasons, reads, transfer, same_bytes } => {
@@ -88,6 +101,19 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved)
                 out!("FAILED   {id}: input {input}: {}", plain(message));
             }
         }
+        match &r.pushed {
+            Some(Ok(crate::remote::push::Pushed::Sent)) => {
+                pushed += 1;
+                if !quiet {
+                    out!("pushed   {id}");
+                }
+            }
+            Some(Ok(crate::remote::push::Pushed::AlreadyThere)) | None => {}
+            Some(Err(e)) => {
+                failed += 1;
+                out!("FAILED   {id}: built, but not pushed: {}", plain(e));
+            }
+        }
     }
     let verb = if dry_run { "to build" } else { "built" };
     let skipped = if skipped > 0 { format!(", {skipped} skipped") } else { String::new() };
@@ -97,8 +123,13 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved)
     } else {
         format!("in {secs:.2} s; {} fetched from the Hub, {} written", human_bytes(moved.fetched), human_bytes(written))
     };
+    let (pulled, pushed) = if moved.remote {
+        (format!(", {pulled} pulled"), format!(", {pushed} pushed"))
+    } else {
+        (String::new(), String::new())
+    };
     if !quiet || failed > 0 || !skipped.is_empty() {
-        out!("{built} {verb}, {fresh} fresh, {failed} failed{skipped}  ({took})");
+        out!("{built} {verb}{pulled}, {fresh} fresh, {failed} failed{skipped}{pushed}  ({took})");
     }
 }
 

@@ -19,12 +19,20 @@ fn state_words(state: &Result<State, crate::error::Error>) -> (&'static str, Vec
 /// The status table; with `quiet`, only the outputs that are not fresh (nothing when all are, as `dvc status -q`).
 pub(crate) fn status_table(rows: &[Row], quiet: bool) {
     for r in rows {
-        if quiet && matches!(r.state, Ok(State::Fresh)) {
+        let synced = r.remote.is_none_or(|p| p == crate::remote::Presence::Both);
+        if quiet && matches!(r.state, Ok(State::Fresh)) && synced {
             continue;
         }
         let (state, reasons) = state_words(&r.state);
         let id = format!("{}/{}", r.name, r.frame);
-        let notes = if r.notes.is_empty() { String::new() } else { format!("  ({})", plain(&r.notes.join("; "))) };
+        let mut notes = if r.notes.is_empty() { String::new() } else { format!("  ({})", plain(&r.notes.join("; "))) };
+        if let Some(p) = r.remote {
+            let unknown = r.fingerprint.is_none() && p == crate::remote::Presence::Neither;
+            notes.push_str(if unknown { "  [remote: unknown until its inputs are here]" } else { "" });
+            if !unknown {
+                notes.push_str(&format!("  [remote: {}]", p.as_str()));
+            }
+        }
         if reasons.is_empty() {
             out!("{state:<8} {id}{notes}");
         } else {
@@ -39,7 +47,7 @@ pub(crate) fn status_json(rows: &[Row], store: &Store, dups: &[crate::grid::Dupl
         .map(|r| {
             let (state, reasons) = state_words(&r.state);
             let m = r.manifest.as_ref();
-            json!({
+            let mut row = json!({
                 "name": r.name,
                 "frame": r.frame,
                 "state": state,
@@ -54,7 +62,12 @@ pub(crate) fn status_json(rows: &[Row], store: &Store, dups: &[crate::grid::Dupl
                     .filter(|g| r.frame == crate::frame::GAMMA_NAME && g.names.contains(&r.name))
                     .flat_map(|g| g.names.iter().filter(|n| **n != r.name).cloned())
                     .collect::<Vec<_>>(),
-            })
+            });
+            // Only with `--remote`: where it stands against the remote store.
+            if let Some(p) = r.remote {
+                row["remote"] = p.as_str().into();
+            }
+            row
         })
         .collect();
     out!("{}", serde_json::to_string_pretty(&items).expect("json"));

@@ -9,6 +9,7 @@ mod publish;
 pub(crate) mod safetensors_file;
 mod sink;
 
+pub(crate) use publish::Publication;
 pub(crate) use sink::{BUF_LEN, ByteSink, HashOnly, Sink, Written};
 
 use crate::error::{IoContext, Result};

@@ -50,23 +50,31 @@ impl Publication {
         expect: Option<(&str, &Path)>,
         manifest: impl FnOnce(&Written) -> Vec<u8>,
     ) -> Result<Written> {
-        super::remove_durably(&self.manifest)?;
-        super::failpoint("after-manifest-removed");
-        let written = match expect {
-            None => self.sink.commit()?,
-            Some((want, from)) => self.sink.commit_checked(|_, got| {
-                if got == want {
-                    return Ok(());
-                }
-                Err(Error::checkpoint(
+        self.commit_if(
+            |_, got| match expect {
+                Some((want, from)) if got != want => Err(Error::checkpoint(
                     from,
                     format!(
                         "its bytes hash to {got}, not the SHA-256 {want} its manifest records, so they were not \
                          shared; nothing was stored. Check it with `gamma-run verify` and rebuild it with --force"
                     ),
-                ))
-            })?,
-        };
+                )),
+                _ => Ok(()),
+            },
+            manifest,
+        )
+    }
+
+    /// `commit`, with the bytes' size and SHA-256 checked by `check` before anything is replaced (a pulled
+    /// output must be the bytes its remote manifest names): refused, nothing changes, the temp file goes.
+    pub(crate) fn commit_if(
+        self,
+        check: impl FnOnce(u64, &str) -> Result<()>,
+        manifest: impl FnOnce(&Written) -> Vec<u8>,
+    ) -> Result<Written> {
+        super::remove_durably(&self.manifest)?;
+        super::failpoint("after-manifest-removed");
+        let written = self.sink.commit_checked(check)?;
         super::failpoint("before-manifest");
         super::write_atomic(&self.manifest, &manifest(&written))?;
         Ok(written)

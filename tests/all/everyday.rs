@@ -515,6 +515,7 @@ fn init_writes_a_starter_job_file_and_get_needs_none() {
         "output:",
         "tensors:",
         "manifests:",
+        "remote:",
         "defaults:",
         "revision:",
         "revisions:",

@@ -18,6 +18,7 @@ mod interop;
 mod invariants;
 mod layouts;
 mod properties;
+mod remote;
 mod stats;
 mod torch_bin;
 mod trust;

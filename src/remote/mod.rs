@@ -1,0 +1,334 @@
+//! The remote store: where a team's outputs are shared (S3 and S3-compatible services, GCS, Azure, a shared
+//! filesystem), through Apache Arrow's `object_store`. This module owns the remote: its URL, its credentials
+//! (each cloud's own environment, never printed), the layout of its objects, and the one runtime that drives the
+//! async client. What is pulled is verified and stored by `pull.rs` through the local store's one commit
+//! protocol; what is pushed is read back from the workspace by `push.rs`. Deciding *when* to pull or push is the
+//! runner's.
+//!
+//! Layout under the URL's prefix — content-addressed and immutable, every object written create-only:
+//! - `objects/sha256/<hex>`: an output's bytes, named by their SHA-256;
+//! - `index/<fingerprint>/<sha256>.json`: the manifest of an output with that fingerprint and those bytes.
+//!
+//! Push writes the bytes before the index entry, so no entry ever points at missing or partial bytes; one LIST of
+//! `index/` tells what the remote holds (1,000 entries per request on S3), without a request per output.
+
+pub(crate) mod pull;
+pub(crate) mod push;
+
+use crate::error::{Error, Result};
+use object_store::ObjectStore;
+use object_store::path::Path as Key;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// Environment variables that hold a credential: their values are registered as secrets when a remote is
+/// opened, so no log line or error can print them (object_store reads them itself).
+const SECRET_VARS: &[&str] = &[
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_CLIENT_SECRET",
+];
+
+/// An opened remote store.
+pub(crate) struct Remote {
+    /// The URL as the user gave it, minus any credentials: what messages and manifests name.
+    shown: String,
+    store: Arc<dyn ObjectStore>,
+    prefix: Key,
+    runtime: tokio::runtime::Runtime,
+    /// What the remote held when first listed (one LIST per run).
+    index: OnceLock<std::result::Result<Index, String>>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").field("url", &self.shown).finish_non_exhaustive()
+    }
+}
+
+/// What the remote holds: for each fingerprint, the SHA-256s of the outputs pushed under it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Index {
+    pub(crate) entries: BTreeMap<String, BTreeSet<String>>,
+    /// LIST requests it took.
+    pub(crate) requests: u64,
+}
+
+impl Index {
+    pub(crate) fn holds(&self, fingerprint: &str) -> Option<&BTreeSet<String>> {
+        self.entries.get(fingerprint).filter(|s| !s.is_empty())
+    }
+}
+
+/// Where an output stands between the workspace and the remote (`status --remote`), as `dvc status -c` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    /// Fresh here, and the remote holds the same bytes under the same fingerprint.
+    Both,
+    LocalOnly,
+    RemoteOnly,
+    /// Fresh here, but the remote holds other bytes under this fingerprint.
+    Differing,
+    /// Neither here (fresh) nor there.
+    Neither,
+}
+
+impl Presence {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Presence::Both => "in both",
+            Presence::LocalOnly => "only local",
+            Presence::RemoteOnly => "only remote",
+            Presence::Differing => "differing",
+            Presence::Neither => "in neither",
+        }
+    }
+    pub(crate) fn of(local_sha: Option<&str>, remote: Option<&BTreeSet<String>>) -> Presence {
+        match (local_sha, remote) {
+            (Some(s), Some(r)) if r.contains(s) => Presence::Both,
+            (Some(_), Some(_)) => Presence::Differing,
+            (Some(_), None) => Presence::LocalOnly,
+            (None, Some(_)) => Presence::RemoteOnly,
+            (None, None) => Presence::Neither,
+        }
+    }
+}
+
+pub(crate) fn object_key(prefix: &Key, sha256: &str) -> Key {
+    prefix.clone().join("objects").join("sha256").join(sha256)
+}
+
+pub(crate) fn index_key(prefix: &Key, fingerprint: &str, sha256: &str) -> Key {
+    prefix.clone().join("index").join(fingerprint).join(format!("{sha256}.json"))
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Remote {
+    /// Opens the remote at `url` (nothing is sent yet). Credentials come from the environment, as each cloud's
+    /// tools read them; an `s3://` endpoint from `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`), plain HTTP allowed only
+    /// to an `http://` endpoint named there.
+    pub(crate) fn open(url: &str) -> Result<Remote> {
+        for var in SECRET_VARS {
+            if let Ok(v) = std::env::var(var) {
+                crate::redact::register(&v);
+            }
+        }
+        let usage = |why: String| Error::Remote { url: shown_url(url), message: why };
+        let parsed = url::Url::parse(url).map_err(|e| {
+            usage(format!("not a URL ({e}); a remote is s3://BUCKET/PREFIX, gs://…, az://… or file:///PATH"))
+        })?;
+        if let Some(p) = parsed.password() {
+            crate::redact::register(p);
+        }
+        let shown = shown_url(url);
+        // TLS for the cloud clients: ring, as ureq's (a no-op when already installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let retry = object_store::RetryConfig {
+            max_retries: 4,
+            retry_timeout: std::time::Duration::from_secs(60),
+            backoff: object_store::BackoffConfig {
+                init_backoff: std::time::Duration::from_millis(50),
+                max_backoff: std::time::Duration::from_secs(5),
+                base: 2.0,
+            },
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let client = |endpoint: Option<&str>| {
+            object_store::ClientOptions::new()
+                .with_connect_timeout(std::time::Duration::from_secs(5))
+                .with_timeout(std::time::Duration::from_secs(600))
+                .with_allow_http(endpoint.is_some_and(|e| e.starts_with("http://")))
+        };
+        let path_of = |u: &url::Url| u.path().trim_start_matches('/').to_string();
+        let (store, prefix): (Arc<dyn ObjectStore>, String) = match parsed.scheme() {
+            "s3" | "s3a" => {
+                let endpoint = env("AWS_ENDPOINT_URL").or_else(|| env("AWS_ENDPOINT"));
+                let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .with_retry(retry)
+                    .with_client_options(client(endpoint.as_deref()));
+                if let Some(e) = &endpoint {
+                    b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+                }
+                if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
+                    b = b.with_region("us-east-1");
+                } else if let Some(r) = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")) {
+                    b = b.with_region(r);
+                }
+                (Arc::new(b.build().map_err(|e| usage(describe(&e)))?), path_of(&parsed))
+            }
+            "gs" => {
+                let b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url)
+                    .with_retry(retry)
+                    .with_client_options(client(None));
+                (Arc::new(b.build().map_err(|e| usage(describe(&e)))?), path_of(&parsed))
+            }
+            "az" | "azure" | "abfs" | "abfss" => {
+                let b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url)
+                    .with_retry(retry)
+                    .with_client_options(client(None));
+                (Arc::new(b.build().map_err(|e| usage(describe(&e)))?), path_of(&parsed))
+            }
+            "file" => {
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|()| usage("a file:// remote needs an absolute path (file:///shared/store)".into()))?;
+                // A store directory is created where its parent exists (a first push); one whose parent is not
+                // there is a share that is not mounted, and is not created on the local disk in its place.
+                if !dir.exists() && dir.parent().is_some_and(Path::is_dir) {
+                    let _ = std::fs::create_dir(&dir);
+                }
+                if !dir.is_dir() {
+                    return Err(usage(format!(
+                        "{} is not a directory (is the share mounted?); create it to use it as a remote",
+                        dir.display()
+                    )));
+                }
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| usage(format!("{} cannot be used: {}", dir.display(), describe(&e))))?;
+                (Arc::new(store), String::new())
+            }
+            other => {
+                return Err(usage(format!(
+                    "unknown scheme {other:?}: a remote is s3://BUCKET/PREFIX (S3, MinIO, R2, Ceph: endpoint in \
+                     AWS_ENDPOINT_URL), gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or file:///PATH"
+                )));
+            }
+        };
+        let prefix = Key::parse(prefix.trim_end_matches('/')).map_err(|e| usage(describe(&e)))?;
+        // Two workers: the remote's time goes on waiting, and the runner's workers block on it in parallel.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("gamma-run-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| usage(format!("cannot start its I/O runtime: {e}")))?;
+        Ok(Remote { shown, store, prefix, runtime, index: OnceLock::new() })
+    }
+
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    pub(crate) fn error(&self, message: impl Into<String>) -> Error {
+        Error::Remote { url: self.shown.clone(), message: message.into() }
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// What the remote holds, listed once (then remembered for the rest of the command). An unreachable remote
+    /// is an error naming it.
+    pub(crate) fn index(&self) -> Result<&Index> {
+        self.index.get_or_init(|| self.list_index().map_err(|e| e.to_string())).as_ref().map_err(|e| self.error(e))
+    }
+
+    fn list_index(&self) -> Result<Index> {
+        use futures_util::StreamExt;
+        let prefix = self.prefix.clone().join("index");
+        let mut index = Index::default();
+        let listed: Vec<object_store::Result<object_store::ObjectMeta>> =
+            self.block_on(self.store.list(Some(&prefix)).collect());
+        // object_store pages through LIST itself; a page holds up to 1,000 keys on S3.
+        index.requests = 1 + listed.len() as u64 / 1000;
+        for meta in listed {
+            let meta = match meta {
+                Ok(m) => m,
+                // A file:// remote whose directory is not there yet holds nothing (a first push creates it).
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(self.error(format!("cannot list index/: {}", describe(&e)))),
+            };
+            let parts: Vec<String> =
+                meta.location.prefix_match(&prefix).into_iter().flatten().map(|p| p.as_ref().to_string()).collect();
+            // index/<fingerprint>/<sha256>.json; anything else under index/ is not ours and is ignored.
+            if let [fp, file] = parts.as_slice()
+                && let Some(sha) = file.strip_suffix(".json")
+                && is_hex64(fp)
+                && is_hex64(sha)
+            {
+                index.entries.entry(fp.clone()).or_default().insert(sha.to_string());
+            }
+        }
+        Ok(index)
+    }
+
+    /// Whether the remote can be reached at all (its index listed); for a job file's optional remote, the run
+    /// goes on without it when not, after one warning.
+    pub(crate) fn reachable(&self) -> Result<()> {
+        self.index().map(|_| ())
+    }
+}
+
+/// `url` without user information (`s3://key:secret@bucket` is not a form object_store reads, but a URL a user
+/// pastes may carry one) and without a query.
+pub(crate) fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => url.chars().filter(|c| !c.is_control()).collect(),
+    }
+}
+
+/// An object_store error as one line: its message and the chain of causes (the status and the service's
+/// words), never the request (which can carry a signature).
+pub(crate) fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    crate::redact::redact(&text).into_owned()
+}
+
+/// The remote a command uses: `--remote`/`GAMMA_RUN_REMOTE` first, else the job file's `output.remote`.
+pub(crate) fn from_args(given: Option<&str>, job_file: Option<&str>) -> Result<Option<Arc<Remote>>> {
+    match (given.filter(|s| !s.is_empty()), job_file) {
+        (Some(url), _) | (None, Some(url)) => Ok(Some(Arc::new(Remote::open(url)?))),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials_and_presence_reads_as_dvc_says_it() {
+        assert_eq!(shown_url("s3://AKIAX:s3cr3tvalue@bucket/p?x=1"), "s3://bucket/p");
+        assert_eq!(shown_url("file:///shared/store"), "file:///shared/store");
+        let set: BTreeSet<String> = ["a".to_string()].into();
+        assert_eq!(Presence::of(Some("a"), Some(&set)), Presence::Both);
+        assert_eq!(Presence::of(Some("b"), Some(&set)), Presence::Differing);
+        assert_eq!(Presence::of(Some("b"), None), Presence::LocalOnly);
+        assert_eq!(Presence::of(None, Some(&set)), Presence::RemoteOnly);
+        assert_eq!(Presence::of(None, None), Presence::Neither);
+        assert!(is_hex64(&"a".repeat(64)) && !is_hex64(&"A".repeat(64)) && !is_hex64("ab"));
+    }
+
+    #[test]
+    fn an_unknown_scheme_says_which_are_known() {
+        let e = Remote::open("ftp://host/x").unwrap_err().to_string();
+        assert!(e.contains("unknown scheme \"ftp\"") && e.contains("s3://"), "{e}");
+    }
+}
