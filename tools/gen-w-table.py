@@ -191,6 +191,61 @@ def logits_ops(causal_cls, text_cfg_default):
     return ops, None
 
 
+# ---------------------------------------------------------------- types the notebook cannot load
+def notebook_cannot_load(mt, work):
+    """For a type whose causal class takes one of the composite config's sub-configs that AutoModelForCausalLM does
+    not swap in (musicgen's decoder: only text_config is swapped): why the notebook's load gives no W, each reason
+    shown by transformers itself on tiny checkpoints.  None for every other type, or where the load works."""
+    import torch
+
+    import tiny_configs as tc
+    from transformers import AutoModelForCausalLM
+    from transformers.models.auto import modeling_auto as ma
+    from transformers.models.auto.auto_factory import _get_model_class
+
+    cfg_cls, causal, _, swap = tc.resolve(mt)
+    base = tc.default_config(mt)
+    sub = next((n for n, c in (getattr(base, "sub_configs", {}) or {}).items()
+                if c is getattr(causal, "config_class", None) and c is not cfg_cls), None)
+    if swap or sub is None:
+        return None
+    why = []
+    # A checkpoint of this model_type, as the class that writes them (the composite model) saves it.
+    cfg = tc.tiny_config(mt, 0)
+    writer = next((_get_model_class(cfg, getattr(ma, name)) for name in dir(ma)
+                   if name.startswith("MODEL_") and name.endswith("_MAPPING") and not name.endswith("NAMES_MAPPING")
+                   and isinstance(getattr(ma, name + "_NAMES", None), dict) and mt in getattr(ma, name + "_NAMES")
+                   and getattr(_get_model_class(cfg, getattr(ma, name)), "config_class", None) is cfg_cls), None)
+    if writer is not None:
+        d = Path(work) / f"{mt}-composite"
+        writer._from_config(cfg).to(torch.bfloat16).save_pretrained(str(d))
+        try:
+            tc.load_reference(d)
+            return None
+        except Exception as e:  # noqa: BLE001
+            why.append(f"a {mt} checkpoint ({writer.__name__}.save_pretrained): AutoModelForCausalLM hands the composite "
+                       f"{cfg_cls.__name__} to {causal.__name__}, which needs its {sub} sub-config: "
+                       f"{type(e).__name__}: {str(e)[:100]}")
+        shutil.rmtree(d, ignore_errors=True)
+    # A checkpoint of the causal class alone (config = the sub-config, its own model_type).
+    sub_cfg = getattr(cfg, sub)
+    m = causal._from_config(sub_cfg)
+    d = Path(work) / f"{mt}-{sub}"
+    m.to(torch.bfloat16).save_pretrained(str(d))
+    try:
+        tc.load_reference(d)
+        return None
+    except Exception as e:  # noqa: BLE001
+        msg = re.sub(r"<class '(?:[\w.]*\.)?(\w+)'>", r"\1", str(e).splitlines()[0])
+        why.append(f"a {causal.__name__} checkpoint (model_type {sub_cfg.model_type}): {type(e).__name__}: {msg[:110]}")
+    shutil.rmtree(d, ignore_errors=True)
+    head = m.get_output_embeddings()
+    if not hasattr(head, "weight"):
+        n = f" of {len(head)} heads" if hasattr(head, "__len__") else ""
+        why.append(f"and {causal.__name__}.get_output_embeddings() is a {type(head).__name__}{n}, without .weight")
+    return "AutoModelForCausalLM cannot load this type in transformers itself: " + "; ".join(why)
+
+
 # ---------------------------------------------------------------- the per-type analysis
 def analyze(mt, work):
     import torch
@@ -200,12 +255,15 @@ def analyze(mt, work):
 
     _quiet()
     cfg_cls, causal, save_cls, swap = tc.resolve(mt)
+    refused = notebook_cannot_load(mt, work)
+    if refused:
+        raise RuntimeError(refused)
     entry = {"class": causal.__name__}
     notes = []
     if save_cls is not causal:
         notes.append(f"real checkpoints of this type are written by {save_cls.__name__}; AutoModelForCausalLM "
                      f"loads them into {causal.__name__} from config.get_text_config()")
-    default_cfg = cfg_cls()
+    default_cfg = tc.default_config(mt)
     tname = text_config_name(default_cfg)
     entry["text_config"] = tname
     pre = (tname + ".") if tname else ""
@@ -317,6 +375,24 @@ def analyze(mt, work):
     rname, rc = pick(rows, 0, [pre + "vocab_size"])
     cname, cc = pick(cols, 1, [pre + h for h in HIDDEN_NAMES])
     entry["w_shape"] = [rname, cname]
+    # pick() perturbs with the class's default tie; where W's rows follow another size with the tie flipped
+    # (marian: a tied head is the decoder embedding, decoder_vocab_size rows; an untied one has vocab_size rows),
+    # say so.  The table's rule is the default tie's.
+    if rname is not None and len(rc) > 1:
+        try:
+            flip = not runs["default"]["tied"]
+            movers = []
+            for k in rc:
+                c2, _ = tc.build_tiny(mt, tie=flip, strategies=(strategy,), extra={k: rows + 8})
+                with torch.device("meta"):
+                    mm = causal._from_config(tc.load_config_for_causal(c2, swap))
+                if mm.get_output_embeddings().weight.shape[0] != rows:
+                    movers.append(k)
+            if rname not in movers:
+                notes.append(f"with tie_word_embeddings={flip} W's rows follow {movers or 'none of ' + str(rc)}, "
+                             f"not {rname} (the rule here is the class default tie's)")
+        except Exception as e:  # noqa: BLE001
+            notes.append(f"rows with the tie flipped not checked ({type(e).__name__})")
     if len(rc) > 1 or len(cc) > 1:
         notes.append(f"w_shape candidates rows {rc} cols {cc}")
 
@@ -331,6 +407,19 @@ def analyze(mt, work):
 
     vreal = rname if rname and rname.split(".")[-1] != "unpadded_vocab_size" else pre + "vocab_size"
     entry["vocab_size"] = names_default(vreal)
+    # A rows field that the class fills from vocab_size when config.json omits it (marian's decoder_vocab_size):
+    # vocab_size is the fallback name, as transformers reads it.
+    if vreal != pre + "vocab_size" and not pre and rname and rname.split(".")[-1] != "unpadded_vocab_size":
+        try:
+            import copy
+
+            probe = cfg_cls(**{**copy.deepcopy(tc.BASE_KWARGS.get(mt, {})), "vocab_size": 1237})
+            if get_dotted(probe, vreal) == 1237:
+                entry["vocab_size"]["names"] += [n for n in names_default("vocab_size")["names"]
+                                                 if n not in entry["vocab_size"]["names"]]
+                notes.append(f"{vreal} absent from config.json: the class takes vocab_size")
+        except Exception:  # noqa: BLE001
+            pass
     hreal = None
     for h in HIDDEN_NAMES:
         real = (getattr(type(text_cfg), "attribute_map", {}) or {}).get(h, h)
@@ -514,7 +603,7 @@ def _child(args):
         return mt, e, None
     except BaseException as e:  # noqa: BLE001
         tb = traceback.format_exc(limit=3)
-        return mt, None, f"{type(e).__name__}: {str(e)[:600]} [{tb.splitlines()[-3].strip() if len(tb.splitlines()) > 3 else ''}]"
+        return mt, None, f"{type(e).__name__}: {str(e)[:900]} [{tb.splitlines()[-3].strip() if len(tb.splitlines()) > 3 else ''}]"
 
 
 class _Timeout(Exception):

@@ -67,6 +67,22 @@ VISION = {  # shrink for non-text sub-configs (vision / audio towers)
     "num_heads": 2, "head_dim": 16, "hidden_dim": 32,
 }
 
+# Dots 3 Note: per-layer settings are keyed by layer index (per_layer_config, mlp_layer_types), so they must fit the
+# tiny depth; 3 text layers give both attention kinds (0, 1 indexed; 2 sliding), MLA with kv heads = heads.
+_DOTS3_TEXT = {
+    "num_hidden_layers": 3, "num_key_value_heads": 4, "head_dim": 24, "mlp_layer_types": ["dense", "sparse", "sparse"],
+    "per_layer_config": {"2": {"num_attention_heads": 4, "num_key_value_heads": 4, "q_lora_rank": 32,
+                               "kv_lora_rank": 32, "head_dim": 24, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8,
+                               "v_head_dim": 16}},
+}
+# ... and its vision tower (a pyramid of per-layer expert counts) and both adapters must match the tiny widths.
+_DOTS3_TOWERS = {
+    "vision_config.num_hidden_layers": 2, "vision_config.mlp_layer_types": ["dense", "sparse"],
+    "vision_config.per_layer_config": {"1": {"num_local_experts": 4, "num_experts_per_tok": 2}},
+    "vision_config.adapter_in_dim": 32, "vision_config.adapter_out_dim": 64,
+    "audio_config.adapter_input_size": 32, "audio_config.downsample_hidden_size": 32, "audio_config.adapter_out_dim": 64,
+}
+
 # Per-type extra overrides (top-level, or "text_config.x" dotted).  Keep small.
 PER_TYPE: dict[str, dict] = {
     "lfm2_moe": {"layer_types": ["conv", "full_attention"]},
@@ -77,12 +93,44 @@ PER_TYPE: dict[str, dict] = {
     "falcon_h1": {"mamba_d_ssm": 128, "mamba_n_heads": 8, "mamba_d_head": 16},
     "mamba2": {"num_heads": 8, "head_dim": 16, "n_groups": 1},
     "zaya": {"num_experts_per_tok": 1},
-    "gemma4_assistant": {"hidden_size_per_layer_input": 0},
+    # The assistant's text config must have no per-layer inputs, no MoE block, and every layer KV-shared (0: the
+    # constructor sets num_kv_shared_layers = num_hidden_layers); the generic shrink would set the per-layer sizes.
+    "gemma4_assistant": {"text_config.hidden_size_per_layer_input": 0, "text_config.vocab_size_per_layer_input": 0,
+                         "text_config.num_kv_shared_layers": 0},
+    # Emu3's model maps image tokens through vocabulary_map (None by default, which the model cannot take), and its
+    # VQ-VAE is 240M parameters with the class's channel widths.
+    "emu3": {"vocabulary_map": {"<image>": 900, "<|extra_200|>": 901},
+             "vq_config.base_channels": 32, "vq_config.codebook_size": 64, "vq_config.channel_multiplier": [1, 2],
+             "vq_config.num_res_blocks": 1, "vq_config.attn_resolutions": []},
+    # Gemma 3n: per-layer lists (activation sparsity, intermediate sizes, layer types) must cover every layer, and
+    # KV-shared layers need a producing layer of each type; the class's timm vision tower (mobilenetv5_300m_enc,
+    # 300M parameters) is swapped for timm's test_efficientnet.
+    "gemma3n": {"text_config.num_hidden_layers": 4,
+                "text_config.layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+                "text_config.num_kv_shared_layers": 2, "text_config.activation_sparsity_pattern": [0.95, 0.0, 0.0, 0.0],
+                "text_config.intermediate_size": [128, 128, 128, 128], "vision_config.architecture": "test_efficientnet"},
     "blt": {"encoder_hash_byte_group_vocab": 1000},
+    **{mt: {pre + k: v for k, v in _DOTS3_TEXT.items()} | extra for mt, pre, extra in (
+        ("dots3_note_text", "", {}),
+        ("dots3_note", "text_config.", _DOTS3_TOWERS))},
     "cohere_compass_text": {"rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 10000.0}}},
 }
 
 TEXT_SUBCONFIG_NAMES = ("text_config", "decoder", "generator", "text_encoder")
+
+# Constructor arguments for a type whose config class refuses its own defaults (Gemma4AssistantConfig() validates
+# its default gemma4_text sub-config, which has per-layer inputs, and raises): the smallest change that builds.
+# Everything else keeps the class defaults, which the table reports.
+BASE_KWARGS: dict[str, dict] = {
+    "gemma4_assistant": {"text_config": {"hidden_size_per_layer_input": 0, "vocab_size_per_layer_input": 0}},
+}
+
+
+def default_config(model_type: str):
+    """The config class's default instance (with BASE_KWARGS where the class refuses its bare defaults)."""
+    from transformers import CONFIG_MAPPING
+
+    return CONFIG_MAPPING[model_type](**copy.deepcopy(BASE_KWARGS.get(model_type, {})))
 
 
 def vocab_for(model_type: str) -> int:
@@ -138,7 +186,9 @@ def _shrink_dict(cfg, d: dict, table: dict, vocab: int | None, keep_layers: bool
             n = len(cur) if keep_layers else DEPTHS["num_hidden_layers"]
             d[real] = [val] * n
     if vocab is not None:
-        for vname in ("vocab_size",):
+        # decoder_vocab_size (marian: the decoder embedding's rows, which a tied head takes) is a vocabulary too;
+        # left at the class's 58101 it would hide which of the two sizes W's rows follow.
+        for vname in ("vocab_size", "decoder_vocab_size"):
             real = _real_name(cfg, vname)
             if real in fields and isinstance(d[real] if real in d else _safe_getattr(cfg, real), int):
                 d[real] = vocab
@@ -165,7 +215,7 @@ def tiny_config(model_type: str, strategy: int = 0, tie: bool | None = None, voc
     from transformers import CONFIG_MAPPING
 
     cfg_cls = CONFIG_MAPPING[model_type]
-    base = cfg_cls()
+    base = default_config(model_type)
     vocab = vocab or vocab_for(model_type)
     keep_layers = strategy >= 1
     d = base.to_dict()
@@ -217,7 +267,7 @@ def resolve(model_type: str):
     from transformers.models.auto.auto_factory import _get_model_class
 
     cfg_cls = CONFIG_MAPPING[model_type]
-    base = cfg_cls()
+    base = default_config(model_type)
     causal = _get_model_class(base, ma.MODEL_FOR_CAUSAL_LM_MAPPING)
     tcc = (getattr(base, "sub_configs", {}) or {}).get("text_config")
     swap = tcc is not None and getattr(causal, "config_class", None) == tcc
