@@ -94,6 +94,8 @@ pub(crate) struct Row {
     pub(crate) notes: Vec<String>,
     /// The fingerprint it would have if built now (unknown when it could not be planned: an input not built).
     pub(crate) fingerprint: Option<String>,
+    /// Whether a remote store may hold it (`remote::shareable`).
+    pub(crate) shareable: bool,
     /// Where it stands against the remote store (`status --remote`).
     pub(crate) remote: Option<crate::remote::Presence>,
 }
@@ -171,6 +173,7 @@ pub(crate) fn status(
                     manifest_path: manifest_path(cx, job, f.frame),
                     notes: Vec::new(),
                     fingerprint: None,
+                    shareable: true,
                     remote: None,
                 })
                 .collect(),
@@ -224,7 +227,7 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
         }
         let mut planned = None;
         let judged = judge(frame, job, &req.params, cx).map(|(plan, a)| {
-            planned = Some(fingerprint::digest(&plan.fingerprint));
+            planned = Some((fingerprint::digest(&plan.fingerprint), crate::remote::shareable(&plan.fingerprint)));
             notes.extend(plan.notes);
             // Only a manifest that agrees with itself can vouch for the bytes it describes.
             let unchanged = matches!(a.state, State::Stale(_))
@@ -269,7 +272,8 @@ fn status_job(job: &Job, cx: &Context) -> Vec<Row> {
             output_path: output_path(cx, job, frame),
             manifest_path,
             notes,
-            fingerprint: planned,
+            fingerprint: planned.as_ref().map(|(f, _)| f.clone()),
+            shareable: planned.is_none_or(|(_, s)| s),
             remote: None,
         });
     }
@@ -431,7 +435,7 @@ fn pull_locked(
     reasons: &[String],
 ) -> Option<Outcome> {
     let remote = opts.remote.as_ref().filter(|_| opts.pull)?;
-    if plan.fingerprint.get("source.kind").map(String::as_str) == Some("local") {
+    if !crate::remote::shareable(&plan.fingerprint) {
         return None;
     }
     let fp = fingerprint::digest(&plan.fingerprint);
@@ -509,6 +513,9 @@ fn push_built(
     path: &std::path::Path,
 ) -> std::result::Result<crate::remote::push::Pushed, String> {
     let manifest = Manifest::read(&manifest_path(cx, job, frame)).map_err(|e| e.to_string())?;
+    if !crate::remote::shareable(&manifest.fingerprint_inputs) {
+        return Ok(crate::remote::push::Pushed::NotShared);
+    }
     remote.push(&manifest, path).map_err(|e| crate::redact::redact(&e.to_string()).into_owned())
 }
 

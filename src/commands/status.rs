@@ -35,7 +35,10 @@ pub fn execute(args: StatusArgs, quiet: bool) -> Result<Exit> {
                 _ => None,
             };
             let held = r.fingerprint.as_deref().and_then(|f| index.holds(f));
-            r.remote = Some(crate::remote::Presence::of(local, held));
+            r.remote = Some(match r.shareable {
+                true => crate::remote::Presence::of(local, held),
+                false => crate::remote::Presence::NotShared,
+            });
         }
     }
     let format = if args.json { Format::Json } else { args.format };
@@ -66,9 +69,11 @@ pub fn execute(args: StatusArgs, quiet: bool) -> Result<Exit> {
     if rows.iter().any(|r| r.state.is_err()) {
         return Ok(Exit::Error);
     }
-    let stale = rows
-        .iter()
-        .any(|r| !matches!(r.state, Ok(State::Fresh)) || r.remote.is_some_and(|p| p != crate::remote::Presence::Both));
+    let stale = rows.iter().any(|r| {
+        !matches!(r.state, Ok(State::Fresh))
+            || r.remote
+                .is_some_and(|p| !matches!(p, crate::remote::Presence::Both | crate::remote::Presence::NotShared))
+    });
     Ok(if args.check && stale { Exit::Found } else { Exit::Ok })
 }
 

@@ -77,6 +77,15 @@ pub(crate) enum Presence {
     Differing,
     /// Neither here (fresh) nor there.
     Neither,
+    /// Read from a local directory: never pushed or pulled (see `shareable`).
+    NotShared,
+}
+
+/// Whether an output with these fingerprint inputs may be shared through a remote: not one read from a local
+/// directory, whose fingerprint covers its config, index and shard name but not W's bytes (a stat cache guards
+/// those, on this machine only) — another checkpoint with the same config would have its fingerprint.
+pub(crate) fn shareable(fingerprint: &crate::manifest::fingerprint::Inputs) -> bool {
+    fingerprint.get("source.kind").map(String::as_str) != Some("local")
 }
 
 impl Presence {
@@ -87,6 +96,7 @@ impl Presence {
             Presence::RemoteOnly => "only remote",
             Presence::Differing => "differing",
             Presence::Neither => "in neither",
+            Presence::NotShared => "not shared (read from a local directory)",
         }
     }
     pub(crate) fn of(local_sha: Option<&str>, remote: Option<&BTreeSet<String>>) -> Presence {

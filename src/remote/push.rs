@@ -21,6 +21,8 @@ pub(crate) enum Pushed {
     Sent,
     /// The remote already held this output (same fingerprint and bytes): nothing sent.
     AlreadyThere,
+    /// Read from a local directory: not shared (`remote::shareable`), nothing sent.
+    NotShared,
 }
 
 /// What `push` did with one output.
@@ -34,6 +36,9 @@ pub(crate) enum Line {
 impl Remote {
     /// Pushes the output `path` that manifest `m` describes (fresh: the runner judged it so).
     pub(crate) fn push(&self, m: &Manifest, path: &Path) -> Result<Pushed> {
+        if !super::shareable(&m.fingerprint_inputs) {
+            return Ok(Pushed::NotShared);
+        }
         let (fp, sha) = (m.fingerprint.as_str(), m.output.sha256.as_str());
         if self.index().is_ok_and(|i| i.holds(fp).is_some_and(|s| s.contains(sha))) {
             return Ok(Pushed::AlreadyThere);
@@ -114,6 +119,8 @@ impl Remote {
                 hasher.update(&buf);
                 self.block_on(upload.wait_for_capacity(PARTS_IN_FLIGHT))
                     .map_err(|e| self.error(format!("{key}: upload failed ({})", describe(&e))))?;
+                // Sending a full part spawns its request on the runtime: entered for that.
+                let _inside = self.runtime.enter();
                 upload.put(bytes::Bytes::from(std::mem::take(&mut buf)));
                 buf = Vec::with_capacity(PART);
             }

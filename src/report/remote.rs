@@ -12,7 +12,7 @@ pub(crate) struct PushCounts {
 /// A line per output (`pushed`, `present`, `not pushed`, `FAILED`), then the summary; with `quiet`, only what
 /// was not pushed.
 pub(crate) fn pushed(lines: &[(String, Line)], remote: &str, quiet: bool) -> PushCounts {
-    let (mut sent, mut present, mut not_fresh, mut failed) = (0, 0, 0, 0);
+    let (mut sent, mut present, mut not_fresh, mut failed, mut local) = (0, 0, 0, 0, 0);
     for (id, line) in lines {
         match line {
             Line::Pushed(Pushed::Sent) => {
@@ -27,6 +27,14 @@ pub(crate) fn pushed(lines: &[(String, Line)], remote: &str, quiet: bool) -> Pus
                     out!("present  {id}  (the remote holds it already)");
                 }
             }
+            Line::Pushed(Pushed::NotShared) => {
+                local += 1;
+                if !quiet {
+                    out!(
+                        "local    {id}  (read from a local directory: never shared, its fingerprint does not cover W's bytes)"
+                    );
+                }
+            }
             Line::NotFresh(why) => {
                 not_fresh += 1;
                 out!("not pushed {id}: {}", plain(why));
@@ -38,7 +46,8 @@ pub(crate) fn pushed(lines: &[(String, Line)], remote: &str, quiet: bool) -> Pus
         }
     }
     if !quiet || failed + not_fresh > 0 {
-        out!("{sent} pushed, {present} already in {}, {not_fresh} not fresh, {failed} failed", plain(remote));
+        let local = if local > 0 { format!(", {local} not shared (local sources)") } else { String::new() };
+        out!("{sent} pushed, {present} already in {}, {not_fresh} not fresh, {failed} failed{local}", plain(remote));
     }
     PushCounts { failed, not_fresh }
 }

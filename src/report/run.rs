@@ -108,7 +108,7 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved)
                     out!("pushed   {id}");
                 }
             }
-            Some(Ok(crate::remote::push::Pushed::AlreadyThere)) | None => {}
+            Some(Ok(crate::remote::push::Pushed::AlreadyThere | crate::remote::push::Pushed::NotShared)) | None => {}
             Some(Err(e)) => {
                 failed += 1;
                 out!("FAILED   {id}: built, but not pushed: {}", plain(e));

@@ -19,7 +19,8 @@ fn state_words(state: &Result<State, crate::error::Error>) -> (&'static str, Vec
 /// The status table; with `quiet`, only the outputs that are not fresh (nothing when all are, as `dvc status -q`).
 pub(crate) fn status_table(rows: &[Row], quiet: bool) {
     for r in rows {
-        let synced = r.remote.is_none_or(|p| p == crate::remote::Presence::Both);
+        let synced =
+            r.remote.is_none_or(|p| matches!(p, crate::remote::Presence::Both | crate::remote::Presence::NotShared));
         if quiet && matches!(r.state, Ok(State::Fresh)) && synced {
             continue;
         }

@@ -20,15 +20,18 @@ struct Team {
 
 impl Team {
     fn new() -> Team {
+        Team::with(&["--vocab", "512", "--hidden", "64"], "[gamma, gamma_prime]")
+    }
+    fn with(synth: &[&str], frames: &str) -> Team {
         let hub = TestHub::start();
         let a = Ws::new();
-        let dir = a.synth("m", &["--vocab", "512", "--hidden", "64"]);
+        let dir = a.synth("m", synth);
         hub.publish("org/m", C1, &dir, Some("main"));
         let store = tempfile::tempdir().unwrap();
         let team = Team { hub, store, a, b: Ws::new() };
         for ws in [&team.a, &team.b] {
             ws.job(&format!(
-                "version: 1\noutput:\n  remote: {}\njobs:\n  - model: org/m\n    frames: [gamma, gamma_prime]\n",
+                "version: 1\noutput:\n  remote: {}\njobs:\n  - model: org/m\n    frames: {frames}\n",
                 team.url()
             ));
         }
@@ -263,7 +266,13 @@ fn a_remote_that_is_not_a_url_is_reported_at_its_place_in_the_job_file() {
 struct S3 {
     child: std::process::Child,
     endpoint: String,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
+}
+
+impl S3 {
+    fn root(&self) -> &Path {
+        self.root.path()
+    }
 }
 
 impl Drop for S3 {
@@ -288,7 +297,7 @@ fn s3s_fs() -> Option<S3> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
-    let s3 = S3 { child, endpoint: format!("http://127.0.0.1:{port}"), _root: root };
+    let s3 = S3 { child, endpoint: format!("http://127.0.0.1:{port}"), root };
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some(s3);
@@ -336,4 +345,140 @@ fn a_real_s3_server_serves_as_the_remote_and_its_secret_is_never_printed() {
             assert!(!text.contains(S3_SECRET) && !text.contains(S3_KEY), "{k}: {}", f.display());
         }
     }
+}
+
+/// The S3 environment for an endpoint (s3s-fs, or the fault proxy in front of it).
+fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_ACCESS_KEY_ID", S3_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET.into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Every object under `dir` (an s3s-fs bucket prefix) is whole: its bytes hash to its name; and every index entry
+/// names an object that is there.
+fn remote_is_consistent(dir: &Path) {
+    let objects = files(&dir.join("objects/sha256"));
+    for o in &objects {
+        assert_eq!(sha256(&std::fs::read(o).unwrap()), o.file_name().unwrap().to_str().unwrap(), "a partial object");
+    }
+    for e in files(&dir.join("index")) {
+        let sha = e.file_name().unwrap().to_str().unwrap().trim_end_matches(".json").to_string();
+        assert!(objects.iter().any(|o| o.ends_with(&sha)), "index entry {} names missing bytes", e.display());
+    }
+}
+
+#[test]
+fn network_faults_are_retried_or_fail_cleanly_with_nothing_half_written() {
+    let Some(s3) = s3s_fs() else {
+        return skip("network_faults_are_retried_or_fail_cleanly_with_nothing_half_written", "s3s-fs is not installed");
+    };
+    let proxy = crate::support::faulty::Proxy::start(s3.endpoint.trim_start_matches("http://"));
+    let env = s3_env(&proxy.url);
+    let env = pairs(&env);
+    // W of 1 MiB, γ′ of 2 MiB: each a single PUT.
+    let t = Team::with(&["--vocab", "4096", "--hidden", "128"], "[gamma, gamma_prime]");
+    t.run(&t.a, &["jobs/test.yaml", "--no-push"]).ok();
+    let bucket = s3.root().join("team-bucket");
+    let url = "s3://team-bucket/faults";
+    use crate::support::faulty::Faults;
+
+    // The server sheds load (503 Slow Down) three times: retried, pushed.
+    proxy.faults(Faults { slow_down: 3, ..Faults::default() });
+    let out = t.run_env(&t.a, &["push", "jobs/test.yaml", "--remote", url], &env).ok();
+    assert!(out.stdout.contains("2 pushed"), "{}", out.all());
+    assert_eq!(proxy.happened().0, 3);
+    remote_is_consistent(&bucket.join("faults"));
+
+    // Downloads cut midway on the first connections: resumed from where they stopped (object_store's retries),
+    // never stored half, and what is stored is the builder's bytes.
+    proxy.faults(Faults { cut_downloads: 2, cut_after: 300_000, ..Faults::default() });
+    let out = t.run_env(&t.b, &["jobs/test.yaml", "--remote", url, "--no-push"], &env).ok();
+    assert!(proxy.happened().1 >= 1, "no download was cut: {}", out.all());
+    assert!(out.stdout.contains("2 pulled"), "the cut downloads were not resumed: {}", out.all());
+    for f in ["tensors/m/W.safetensors", "tensors/m/W_prime.safetensors"] {
+        assert_eq!(t.a.read(f), t.b.read(f), "{f}: {}", out.all());
+    }
+    t.run(&t.b, &["verify", "manifests"]).ok();
+
+    // An upload cut midway: retried; nothing partial visible, no entry before its bytes.
+    proxy.faults(Faults { cut_uploads: 1, cut_after: 400_000, ..Faults::default() });
+    let second = "s3://team-bucket/cut-upload";
+    let out = t.run_env(&t.a, &["push", "jobs/test.yaml", "--remote", second], &env).ok();
+    assert_eq!(proxy.happened().2, 1, "{}", out.all());
+    assert!(out.stdout.contains("2 pushed"), "{}", out.all());
+    remote_is_consistent(&bucket.join("cut-upload"));
+
+    // A server that never recovers: each push fails with one clear error; no index entry written.
+    proxy.faults(Faults { slow_down: 1000, ..Faults::default() });
+    let third = "s3://team-bucket/down";
+    let out = t.run_env(&t.a, &["push", "jobs/test.yaml", "--remote", third], &env).expect(2);
+    assert!(
+        out.all().contains("503") || out.all().contains("Slow Down") || out.all().contains("SlowDown"),
+        "{}",
+        out.all()
+    );
+    assert!(files(&bucket.join("down/index")).is_empty());
+}
+
+#[test]
+fn a_push_killed_during_a_multipart_upload_leaves_nothing_visible_and_the_next_push_completes() {
+    let Some(s3) = s3s_fs() else {
+        return skip(
+            "a_push_killed_during_a_multipart_upload_leaves_nothing_visible_and_the_next_push_completes",
+            "s3s-fs is not installed",
+        );
+    };
+    let env = s3_env(&s3.endpoint);
+    let env = pairs(&env);
+    // W of 20 MiB: more than one 16 MiB part.
+    let t = Team::with(&["--vocab", "65536", "--hidden", "160"], "[gamma]");
+    t.run(&t.a, &["jobs/test.yaml", "--no-push"]).ok();
+    let url = "s3://team-bucket/multipart";
+    let mut killed = env.clone();
+    killed.push(("GAMMA_RUN_FAILPOINT", "push-before-complete"));
+    let out = t.run_env(&t.a, &["push", "jobs/test.yaml", "--remote", url], &killed);
+    assert_ne!(out.code(), 0, "{}", out.all());
+    let dir = s3.root().join("team-bucket/multipart");
+    assert!(files(&dir.join("objects")).is_empty(), "an incomplete upload is visible: {:?}", files(&dir));
+    assert!(files(&dir.join("index")).is_empty());
+    let out = t.run_env(&t.a, &["push", "jobs/test.yaml", "--remote", url], &env).ok();
+    assert!(out.stdout.contains("1 pushed"), "{}", out.all());
+    remote_is_consistent(&dir);
+    // Killed while pulling: nothing stored; the next pull completes.
+    let mut killed = env.clone();
+    killed.push(("GAMMA_RUN_FAILPOINT", "after-temp-write"));
+    let out = t.run_env(&t.b, &["pull", "jobs/test.yaml", "--remote", url], &killed);
+    assert_ne!(out.code(), 0, "{}", out.all());
+    assert!(!t.b.path("tensors/m/W.safetensors").exists() && !t.b.path("manifests/m/gamma.json").exists());
+    t.run_env(&t.b, &["pull", "jobs/test.yaml", "--remote", url], &env).ok();
+    assert_eq!(t.a.read("tensors/m/W.safetensors"), t.b.read("tensors/m/W.safetensors"));
+}
+
+#[test]
+fn outputs_read_from_a_local_directory_are_never_shared() {
+    let t = Team::new();
+    let dir = t.a.synth("local", &["--vocab", "512", "--hidden", "64"]);
+    t.a.job(&format!(
+        "version: 1\noutput:\n  remote: {}\njobs:\n  - path: {}\n    frames: [gamma, gamma_prime]\n",
+        t.url(),
+        dir.display()
+    ));
+    let out = t.run(&t.a, &["jobs/test.yaml"]).ok();
+    // γ′ is computed from γ's bytes (its fingerprint names them): shared; γ of a local directory is not.
+    assert!(out.stdout.contains("1 pushed"), "{}", out.all());
+    let s = t.run(&t.a, &["status", "jobs/test.yaml", "--remote", "--check"]).ok();
+    assert!(
+        s.stdout.contains("fresh    local/gamma  [remote: not shared (read from a local directory)]"),
+        "{}",
+        s.all()
+    );
+    let p = t.run(&t.a, &["push", "jobs/test.yaml"]).ok();
+    assert!(p.stdout.contains("local    local/gamma") && p.stdout.contains("1 not shared"), "{}", p.all());
 }

@@ -3,6 +3,7 @@
 //! crate's writer for the expected file).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod faulty;
 pub mod hub;
 
 use std::path::{Path, PathBuf};
