@@ -307,21 +307,54 @@ fn s3s_fs() -> Option<S3> {
     None
 }
 
-#[test]
-fn a_real_s3_server_serves_as_the_remote_and_its_secret_is_never_printed() {
-    let Some(s3) = s3s_fs() else {
-        return skip(
-            "a_real_s3_server_serves_as_the_remote_and_its_secret_is_never_printed",
-            "s3s-fs is not installed (cargo install s3s-fs@0.14.1 --features binary; .ci/run does)",
-        );
-    };
+/// moto in server mode (PyPI: `moto[server]`; `.ci/run` installs it), a second S3 implementation, on a free
+/// loopback port, with the bucket `team-bucket` created.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto() -> Option<Moto> {
+    use std::io::{Read, Write};
+    let python = std::env::var("GAMMA_RUN_MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new(&python)
+        .args(["-c", "from moto.server import main; main()", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let m = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
+    for _ in 0..400 {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            // CreateBucket (moto checks no signature).
+            let req = format!(
+                "PUT /team-bucket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            c.write_all(req.as_bytes()).ok()?;
+            let mut answer = String::new();
+            let _ = c.read_to_string(&mut answer);
+            return answer.starts_with("HTTP/1.1 200").then_some(m);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    None
+}
+
+/// Push from one workspace and pull into another through the S3 server at `endpoint` (bucket `team-bucket`):
+/// no W fetched by the puller, the same bytes, `status --remote` in both; a wrong secret is one error; neither
+/// secret appears in any output (at -vv) or manifest.
+fn s3_round_trip(endpoint: &str) {
     let t = Team::new();
-    let env = [
-        ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", S3_KEY),
-        ("AWS_SECRET_ACCESS_KEY", S3_SECRET),
-        ("AWS_REGION", "us-east-1"),
-    ];
+    let env = s3_env(endpoint);
+    let env = pairs(&env);
     let url = "s3://team-bucket/gamma";
     let a = t.run_env(&t.a, &["-vv", "jobs/test.yaml", "--remote", url], &env).ok();
     assert!(a.stdout.contains("2 pushed"), "{}", a.all());
@@ -332,10 +365,15 @@ fn a_real_s3_server_serves_as_the_remote_and_its_secret_is_never_printed() {
     assert_eq!(t.a.read("tensors/m/W.safetensors"), t.b.read("tensors/m/W.safetensors"));
     let s = t.run_env(&t.b, &["status", "jobs/test.yaml", "--remote", url, "--check"], &env).ok();
     assert!(s.stdout.contains("[remote: in both]"), "{}", s.all());
+    // Pushing again sends nothing (the index says the remote holds them).
+    let again = t.run_env(&t.a, &["push", "jobs/test.yaml", "--remote", url], &env).ok();
+    assert!(again.stdout.contains("0 pushed, 2 already in"), "{}", again.all());
     // A wrong secret: one error, and the secret in neither output.
-    let bad = [("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-xyz"), env[0], env[1], env[3]];
-    let denied = t.run_env(&t.b, &["-vv", "push", "jobs/test.yaml", "--remote", url], &bad).expect(2);
-    for out in [&a, &b, &s, &denied] {
+    let mut bad = env.clone();
+    bad.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    bad.push(("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-xyz"));
+    let denied = t.run_env(&t.b, &["-vv", "push", "jobs/test.yaml", "--remote", "s3://team-bucket/other"], &bad);
+    for out in [&a, &b, &s, &again, &denied] {
         assert!(!out.all().contains(S3_SECRET), "the secret was printed: {}", out.all());
         assert!(!out.all().contains("wrong-secret-value-xyz"), "the secret was printed: {}", out.all());
     }
@@ -345,6 +383,61 @@ fn a_real_s3_server_serves_as_the_remote_and_its_secret_is_never_printed() {
             assert!(!text.contains(S3_SECRET) && !text.contains(S3_KEY), "{k}: {}", f.display());
         }
     }
+    // s3s-fs checks signatures (a wrong secret is refused); moto does not (it accepts any).
+    let _ = denied.code();
+}
+
+#[test]
+fn a_real_s3_server_serves_as_the_remote_and_its_secret_is_never_printed() {
+    let Some(s3) = s3s_fs() else {
+        return skip(
+            "a_real_s3_server_serves_as_the_remote_and_its_secret_is_never_printed",
+            "s3s-fs is not installed (cargo install s3s-fs@0.14.1 --features binary; .ci/run does)",
+        );
+    };
+    s3_round_trip(&s3.endpoint);
+    // s3s-fs checks signatures: a wrong secret is refused with one error.
+    let t = Team::new();
+    let mut bad = s3_env(&s3.endpoint);
+    bad.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    bad.push(("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-xyz".into()));
+    let out = t.run_env(&t.a, &["-vv", "jobs/test.yaml", "--remote", "s3://team-bucket/x"], &pairs(&bad)).expect(2);
+    assert_eq!(out.stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{}", out.all());
+    assert!(!out.all().contains("wrong-secret-value-xyz"), "{}", out.all());
+}
+
+#[test]
+fn a_second_s3_implementation_moto_serves_as_the_remote() {
+    let Some(m) = moto() else {
+        return skip(
+            "a_second_s3_implementation_moto_serves_as_the_remote",
+            "moto[server] is not installed for python3 (pip install 'moto[server]'; .ci/run does)",
+        );
+    };
+    s3_round_trip(&m.endpoint);
+}
+
+#[test]
+fn shards_on_many_machines_push_to_one_remote_and_a_final_job_finds_the_whole_plan_fresh() {
+    let t = Team::new();
+    let extra = t.a.synth("n", &["--vocab", "256", "--hidden", "32"]);
+    t.hub.publish("org/n", C1, &extra, Some("main"));
+    let yaml = format!(
+        "version: 1\noutput:\n  remote: {}\njobs:\n  - model: org/m\n    frames: [gamma, gamma_prime]\n  - model: org/n\n",
+        t.url()
+    );
+    let shards: Vec<Ws> = (0..2).map(|_| Ws::new()).collect();
+    for (k, ws) in shards.iter().enumerate() {
+        ws.job(&yaml);
+        t.run(ws, &["jobs/test.yaml", "--shard", &format!("{k}/2")]).ok();
+    }
+    let last = Ws::new();
+    last.job(&yaml);
+    t.hub.reset_counters();
+    let out = t.run(&last, &["pull", "jobs/test.yaml"]).ok();
+    assert!(out.stdout.contains("3 pulled"), "{}", out.all());
+    assert_eq!(t.w_fetches(), 0);
+    t.run(&last, &["status", "jobs/test.yaml", "--check", "--remote"]).ok();
 }
 
 /// The S3 environment for an endpoint (s3s-fs, or the fault proxy in front of it).
