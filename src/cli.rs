@@ -52,7 +52,7 @@ pub enum Command {
     /// Push fresh outputs to the remote store (content-addressed, create-only, bytes before index)
     Push(PushArgs),
     /// Pull the outputs the remote store holds into the workspace, each verified before it is stored; build nothing
-    Pull(PushArgs),
+    Pull(PullArgs),
     /// Pin every grid's revisions (`revisions:`) to their commits in JOBFILE's lock file, from one refs listing
     Lock(LockArgs),
     /// Remove outputs and manifests no job in the given job files produces any more, and temp files left by
@@ -110,6 +110,36 @@ pub struct RunArgs {
     /// Build nothing: an output neither fresh nor pullable from the remote fails
     #[arg(long)]
     pub(crate) no_build: bool,
+    #[command(flatten)]
+    pub(crate) trust: TrustArgs,
+}
+
+/// What a pulled output must carry besides its verified bytes (`run` and `pull`).
+#[derive(Debug, Clone, Args)]
+pub struct TrustArgs {
+    /// Pull only outputs with a signed attestation in the remote that `cosign verify-blob` accepts (statement from
+    /// `gamma-run attest`, bundle pushed from attestations/NAME/FRAME.sigstore.json); others are built here
+    /// (`pull`: fail)
+    #[arg(long)]
+    pub(crate) require_attestation: bool,
+    /// An argument for `cosign verify-blob`, repeatable: the identity to expect, e.g. --cosign-arg=--key=cosign.pub,
+    /// or --cosign-arg=--certificate-identity=… --cosign-arg=--certificate-oidc-issuer=…
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true, requires = "require_attestation")]
+    pub(crate) cosign_arg: Vec<String>,
+}
+
+impl TrustArgs {
+    pub(crate) fn verifier(&self) -> Option<crate::remote::attestation::Verifier> {
+        self.require_attestation.then(|| crate::remote::attestation::Verifier::new(self.cosign_arg.clone()))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub(crate) common: PushArgs,
+    #[command(flatten)]
+    pub(crate) trust: TrustArgs,
 }
 
 /// The remote store options `run` and `pull` share.

@@ -26,6 +26,8 @@ pub(crate) struct RunOptions {
     pub(crate) pull: bool,
     pub(crate) push: bool,
     pub(crate) no_build: bool,
+    /// Pull only outputs whose signed attestation this verifier accepts (`--require-attestation`).
+    pub(crate) require_attestation: Option<crate::remote::attestation::Verifier>,
 }
 
 #[derive(Debug)]
@@ -467,6 +469,21 @@ fn pull_locked(
                 continue;
             }
         };
+        let attested = match &opts.require_attestation {
+            Some(v) => match remote.verified_attestation(sha, &fp, v) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!(
+                        "{}; building {}/{} here instead",
+                        crate::remote::pull::why(&e),
+                        job.name,
+                        frame.name()
+                    );
+                    continue;
+                }
+            },
+            None => None,
+        };
         let publication = match cx.store.begin(&output, &manifest) {
             Ok(p) => p,
             Err(e) => return Some(Outcome::Failed(e)),
@@ -481,14 +498,24 @@ fn pull_locked(
                 from: remote.shown().to_string(),
                 index: candidate.key.clone(),
                 at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                checked: "bytes: size and sha256 recomputed while stored; manifest: self-consistent, fingerprint \
-                          recomputed here, inputs' sha256 equal to this workspace's"
-                    .into(),
+                checked: format!(
+                    "bytes: size and sha256 recomputed while stored; manifest: self-consistent, fingerprint \
+                     recomputed here, inputs' sha256 equal to this workspace's{}",
+                    if attested.is_some() {
+                        "; attestation: its statement names these bytes and this fingerprint, and cosign verify-blob \
+                         accepted its signature bundle"
+                    } else {
+                        ""
+                    }
+                ),
             });
             m.to_bytes()
         };
         match remote.fetch_into(&candidate, publication, local) {
             Ok(written) => {
+                if let Some((statement, bundle)) = &attested {
+                    keep_attestation(root, &job.name, frame.name(), statement, bundle);
+                }
                 return Some(Outcome::Pulled {
                     reasons: reasons.to_vec(),
                     sha256: written.sha256,
@@ -504,6 +531,21 @@ fn pull_locked(
     None
 }
 
+/// Stores a pulled output's verified statement and bundle where `attest` would put them, so they can be checked
+/// again here (`cosign verify-blob`); a failure to store them is a warning: the output itself is stored.
+fn keep_attestation(root: &std::path::Path, name: &str, frame: &str, statement: &[u8], bundle: &[u8]) {
+    let (s, b) = crate::remote::attestation::local_paths(root, name, frame);
+    for (path, bytes) in [(&s, statement), (&b, bundle)] {
+        let kept = std::fs::create_dir_all(path.parent().unwrap_or(root))
+            .map_err(|e| Error::io(path, e))
+            .and_then(|()| store::no_links_below(root, path))
+            .and_then(|()| store::write_atomic(path, bytes));
+        if let Err(e) = kept {
+            tracing::warn!("{name}/{frame}: its verified attestation was not kept: {e}");
+        }
+    }
+}
+
 /// Pushes an output just built (its manifest read back; its bytes re-hashed on the way out).
 fn push_built(
     remote: &crate::remote::Remote,
@@ -516,7 +558,7 @@ fn push_built(
     if !crate::remote::shareable(&manifest.fingerprint_inputs) {
         return Ok(crate::remote::push::Pushed::NotShared);
     }
-    remote.push(&manifest, path).map_err(|e| crate::redact::redact(&e.to_string()).into_owned())
+    remote.push(&manifest, path, cx.store.root()).map_err(|e| crate::redact::redact(&e.to_string()).into_owned())
 }
 
 /// Builds an output that is to be built (or says it would, with `--dry-run`, and what it would move), under the

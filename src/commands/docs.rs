@@ -60,6 +60,7 @@ pub(crate) const ENVIRONMENT: &[(&str, &str)] = &[
          those clouds' tools read them; their secret values are never printed.",
     ),
     ("AWS_REGION", "An s3:// remote's region (also AWS_DEFAULT_REGION; default us-east-1)."),
+    ("GAMMA_RUN_COSIGN", "The signature tool --require-attestation runs as `verify-blob` (default cosign)."),
 ];
 
 /// Every key a job file takes (the man page's JOB FILE section; a test checks each appears in `init`'s file).

@@ -3,11 +3,13 @@
 //! remote does not hold (or holds only in a form that fails a check) fails, and the exit code says so.
 
 use super::Exit;
-use crate::cli::PushArgs;
+use crate::cli::PullArgs;
 use crate::error::{Error, Result};
 use crate::runner::{Outcome, RunOptions};
 
-pub fn execute(args: PushArgs, quiet: bool) -> Result<Exit> {
+pub fn execute(args: PullArgs, quiet: bool) -> Result<Exit> {
+    let require_attestation = args.trust.verifier();
+    let args = args.common;
     let started = std::time::Instant::now();
     let jf = crate::job::load(&args.jobfile)?;
     crate::job::neighbours::check_names(&jf)?;
@@ -21,6 +23,7 @@ pub fn execute(args: PushArgs, quiet: bool) -> Result<Exit> {
         remote: Some(remote),
         pull: true,
         no_build: true,
+        require_attestation,
         ..RunOptions::default()
     };
     let reports = crate::runner::run(&jf, &cx, &opts)?;

@@ -25,7 +25,7 @@ pub fn execute(args: PushArgs, quiet: bool) -> Result<Exit> {
             .map(|r| {
                 let id = format!("{}/{}", r.name, r.frame);
                 let line = match (&r.state, &r.manifest) {
-                    (Ok(State::Fresh), Some(m)) => match remote.push(m, &r.output_path) {
+                    (Ok(State::Fresh), Some(m)) => match remote.push(m, &r.output_path, jf.store.root()) {
                         Ok(p) => Line::Pushed(p),
                         Err(e) => Line::Failed(crate::redact::redact(&e.to_string()).into_owned()),
                     },

@@ -36,6 +36,7 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
         pull: !args.no_pull,
         push: !args.no_push,
         no_build: args.no_build,
+        require_attestation: args.trust.verifier(),
         remote: remote.clone(),
         force: args.force || args.force_all,
         force_inputs: args.force_all,

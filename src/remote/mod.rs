@@ -12,6 +12,7 @@
 //! Push writes the bytes before the index entry, so no entry ever points at missing or partial bytes; one LIST of
 //! `index/` tells what the remote holds (1,000 entries per request on S3), without a request per output.
 
+pub(crate) mod attestation;
 pub(crate) mod pull;
 pub(crate) mod push;
 

@@ -34,11 +34,20 @@ pub(crate) enum Line {
 }
 
 impl Remote {
-    /// Pushes the output `path` that manifest `m` describes (fresh: the runner judged it so).
-    pub(crate) fn push(&self, m: &Manifest, path: &Path) -> Result<Pushed> {
+    /// Pushes the output `path` that manifest `m` describes (fresh: the runner judged it so), and its signed
+    /// attestation where workspace `root` holds one (`attestation.rs`).
+    pub(crate) fn push(&self, m: &Manifest, path: &Path, root: &Path) -> Result<Pushed> {
         if !super::shareable(&m.fingerprint_inputs) {
             return Ok(Pushed::NotShared);
         }
+        let pushed = self.push_output(m, path)?;
+        if self.push_attestation(root, m)? {
+            tracing::debug!("{}/{}: its signed attestation is in the remote", m.name, m.frame);
+        }
+        Ok(pushed)
+    }
+
+    fn push_output(&self, m: &Manifest, path: &Path) -> Result<Pushed> {
         let (fp, sha) = (m.fingerprint.as_str(), m.output.sha256.as_str());
         if self.index().is_ok_and(|i| i.holds(fp).is_some_and(|s| s.contains(sha))) {
             return Ok(Pushed::AlreadyThere);

@@ -575,3 +575,73 @@ fn outputs_read_from_a_local_directory_are_never_shared() {
     let p = t.run(&t.a, &["push", "jobs/test.yaml"]).ok();
     assert!(p.stdout.contains("local    local/gamma") && p.stdout.contains("1 not shared"), "{}", p.all());
 }
+
+/// A stand-in for `cosign verify-blob` (cosign itself is not installable from the registries this project may
+/// use): it accepts a bundle that reads `sig:<sha256 of the statement>:<the --key given>`, and refuses anything
+/// else as cosign does (exit 1, an error line). What is tested is gamma-run's side: that it asks the verifier
+/// about exactly the statement for these bytes, passes the user's identity, and uses nothing it refuses.
+const STAND_IN_COSIGN: &str = r#"#!/bin/sh
+[ "$1" = verify-blob ] || exit 2
+shift
+bundle=""; key=""; statement=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bundle) bundle="$2"; shift 2;;
+    --key=*) key="${1#--key=}"; shift;;
+    *) statement="$1"; shift;;
+  esac
+done
+want="sig:$(sha256sum "$statement" | cut -d' ' -f1):$key"
+[ "$(cat "$bundle")" = "$want" ] && exit 0
+echo "Error: invalid signature when validating ASN.1 encoded signature" >&2
+exit 1
+"#;
+
+#[test]
+fn require_attestation_pulls_only_outputs_whose_signed_statement_the_verifier_accepts() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Team::new();
+    let cosign = t.store.path().join("../cosign-stand-in");
+    let cosign = std::path::absolute(&cosign).unwrap();
+    std::fs::write(&cosign, STAND_IN_COSIGN).unwrap();
+    std::fs::set_permissions(&cosign, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cosign_env = [("GAMMA_RUN_COSIGN", cosign.to_str().unwrap())];
+
+    t.run(&t.a, &["jobs/test.yaml"]).ok();
+    t.run(&t.a, &["attest", "manifests"]).ok();
+    // The builder signs γ's statement (not γ′'s) and pushes again: the statement and bundle go to the remote.
+    let statement = t.a.read("attestations/m/gamma.intoto.json");
+    std::fs::write(t.a.path("attestations/m/gamma.sigstore.json"), format!("sig:{}:team.pub", sha256(&statement)))
+        .unwrap();
+    t.run(&t.a, &["push", "jobs/test.yaml"]).ok();
+    let sha = t.a.manifest("m", "gamma")["output"]["sha256"].as_str().unwrap().to_string();
+    let remote_statement = t.store.path().join(format!("attestations/{sha}.intoto.json"));
+    assert_eq!(std::fs::read(&remote_statement).unwrap(), statement);
+
+    let pull = |ws: &Ws, key: &str| {
+        let arg = format!("--cosign-arg=--key={key}");
+        t.run_env(ws, &["pull", "jobs/test.yaml", "--require-attestation", &arg], &cosign_env)
+    };
+    // γ is signed: pulled, its statement and bundle kept; γ′ is not: refused, saying how to sign one.
+    let b = pull(&t.b, "team.pub").expect(2);
+    assert!(b.stdout.contains("pulled   m/gamma "), "{}", b.all());
+    assert!(b.all().contains("no signed attestation in the remote"), "{}", b.all());
+    assert!(!t.b.path("tensors/m/W_prime.safetensors").exists());
+    assert!(t.b.manifest("m", "gamma")["pulled"]["checked"].as_str().unwrap().contains("cosign verify-blob accepted"));
+    assert_eq!(t.b.read("attestations/m/gamma.intoto.json"), statement);
+
+    // Another identity, or a statement altered in the remote: refused, nothing stored.
+    let c = Ws::new();
+    c.job(&std::fs::read_to_string(t.a.path("jobs/test.yaml")).unwrap());
+    let out = pull(&c, "someone-else.pub").expect(2);
+    assert!(out.all().contains("refused its signature (Error: invalid signature"), "{}", out.all());
+    assert!(!c.path("tensors/m/W.safetensors").exists());
+    let mut altered: serde_json::Value = serde_json::from_slice(&statement).unwrap();
+    altered["predicate"]["runDetails"]["metadata"]["finishedOn"] = "2020-01-01T00:00:00Z".into();
+    std::fs::write(&remote_statement, serde_json::to_vec_pretty(&altered).unwrap()).unwrap();
+    let out = pull(&c, "team.pub").expect(2);
+    assert!(out.all().contains("refused its signature"), "{}", out.all());
+    assert!(!c.path("tensors/m/W.safetensors").exists());
+    // Without the requirement, both are pulled on the strength of their hashes alone.
+    t.run(&c, &["pull", "jobs/test.yaml"]).ok();
+}

@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex};
 pub struct Faults {
     /// Answer this many requests (connections) with `503 Slow Down`, then forward.
     pub slow_down: u32,
-    /// Cut this many connections after the server has sent `cut_after` bytes on them (a download cut midway).
+    /// Cut the first this many connections on which the server sends more than `cut_after` bytes, there (a
+    /// download cut midway).
     pub cut_downloads: u32,
-    /// Cut this many connections after the client has sent `cut_after` bytes on them (an upload cut midway).
+    /// Cut the first this many connections on which the client sends more than `cut_after` bytes (an upload cut
+    /// midway).
     pub cut_uploads: u32,
     pub cut_after: u64,
 }
@@ -86,23 +88,27 @@ fn serve(mut client: TcpStream, upstream: &str, state: &Arc<Mutex<State>>) {
         return;
     }
     let Ok(server) = TcpStream::connect(upstream) else { return };
-    let cut_down = take(state, |f| &mut f.cut_downloads);
-    let cut_up = !cut_down && take(state, |f| &mut f.cut_uploads);
     let limit = state.lock().unwrap().faults.cut_after;
-    let pipe = move |mut from: TcpStream, mut to: TcpStream, cut: bool, download: bool, state: Arc<Mutex<State>>| {
+    // A cut is spent when a connection's stream crosses `limit` bytes while cuts of its direction remain: the
+    // first transfers that large are cut, whichever connections carry them.
+    let pipe = move |mut from: TcpStream, mut to: TcpStream, download: bool, state: Arc<Mutex<State>>| {
         let mut sent = 0u64;
+        let mut spared = false;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let n = if cut && sent + n as u64 > limit { (limit - sent) as usize } else { n };
+            let crossing = !spared && sent + n as u64 > limit;
+            let cut = crossing && take(&state, |f| if download { &mut f.cut_downloads } else { &mut f.cut_uploads });
+            spared |= crossing && !cut;
+            let n = if cut { (limit - sent) as usize } else { n };
             if to.write_all(&buf[..n]).is_err() {
                 break;
             }
             sent += n as u64;
-            if cut && sent >= limit {
+            if cut {
                 let mut s = state.lock().unwrap();
                 if download {
                     s.cut_down += 1;
@@ -117,7 +123,7 @@ fn serve(mut client: TcpStream, upstream: &str, state: &Arc<Mutex<State>>) {
     };
     let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let st = state.clone();
-    let up = std::thread::spawn(move || pipe(c2, s2, cut_up, false, st));
-    pipe(server, client, cut_down, true, state.clone());
+    let up = std::thread::spawn(move || pipe(c2, s2, false, st));
+    pipe(server, client, true, state.clone());
     let _ = up.join();
 }

@@ -1,0 +1,153 @@
+//! Signed attestations in the remote store: the defence against someone who can write the bucket (and so forge
+//! bytes and manifest together). `push` sends an output's in-toto statement (`gamma-run attest`) and the Sigstore
+//! bundle a builder signed it with (`cosign sign-blob --bundle attestations/NAME/FRAME.sigstore.json …`), when both
+//! are in the workspace, to `attestations/<sha256>.intoto.json` and `attestations/<sha256>.sigstore.json`.
+//! `--require-attestation` makes a pull use an output only when its statement names exactly those bytes and that
+//! fingerprint, and `cosign verify-blob` (the signature tool; `GAMMA_RUN_COSIGN` names another binary) accepts
+//! the bundle with the identity the user gives (`--cosign-arg`). gamma-run checks no signature itself.
+
+use super::{Remote, describe};
+use crate::error::Result;
+use crate::manifest::Manifest;
+use object_store::path::Path as Key;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::path::{Path, PathBuf};
+
+/// Statements and bundles are a few KiB; anything far larger is not one.
+const MAX_BYTES: u64 = 1 << 20;
+
+fn statement_key(prefix: &Key, sha256: &str) -> Key {
+    prefix.clone().join("attestations").join(format!("{sha256}.intoto.json"))
+}
+
+fn bundle_key(prefix: &Key, sha256: &str) -> Key {
+    prefix.clone().join("attestations").join(format!("{sha256}.sigstore.json"))
+}
+
+/// Where `attest` writes an output's statement in workspace `root`, and where its signature bundle is expected.
+pub(crate) fn local_paths(root: &Path, name: &str, frame: &str) -> (PathBuf, PathBuf) {
+    let dir = root.join("attestations").join(name);
+    (dir.join(format!("{frame}.intoto.json")), dir.join(format!("{frame}.sigstore.json")))
+}
+
+/// How pulled outputs' attestations are checked: `cosign verify-blob --bundle B STATEMENT` and the user's
+/// arguments (the expected identity: `--key`, or `--certificate-identity` and `--certificate-oidc-issuer`).
+#[derive(Debug, Clone)]
+pub(crate) struct Verifier {
+    program: String,
+    args: Vec<String>,
+}
+
+impl Verifier {
+    pub(crate) fn new(args: Vec<String>) -> Verifier {
+        let program =
+            std::env::var("GAMMA_RUN_COSIGN").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "cosign".into());
+        Verifier { program, args }
+    }
+
+    fn verify(&self, statement: &Path, bundle: &Path) -> std::result::Result<(), String> {
+        let out = std::process::Command::new(&self.program)
+            .arg("verify-blob")
+            .arg("--bundle")
+            .arg(bundle)
+            .args(&self.args)
+            .arg(statement)
+            .output()
+            .map_err(|e| format!("cannot run {} ({e}); install cosign or set GAMMA_RUN_COSIGN", self.program))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let said = String::from_utf8_lossy(&out.stderr);
+        let said = said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        Err(format!("{} verify-blob refused its signature ({said})", self.program))
+    }
+}
+
+/// Whether `statement` is an in-toto statement about exactly the bytes `sha256`, built with `fingerprint`.
+fn vouches(statement: &[u8], sha256: &str, fingerprint: &str) -> std::result::Result<(), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(statement).map_err(|e| format!("its statement is not JSON ({e})"))?;
+    let subjects = v["subject"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if subjects.len() != 1 || subjects[0]["digest"]["sha256"].as_str() != Some(sha256) {
+        return Err("its statement is not about these bytes (subject digest)".into());
+    }
+    let fp = &v["predicate"]["buildDefinition"]["internalParameters"]["fingerprint"];
+    if fp.as_str() != Some(fingerprint) {
+        return Err("its statement records another fingerprint".into());
+    }
+    Ok(())
+}
+
+impl Remote {
+    /// Sends the statement and bundle of output `m` (workspace `root`) when both are there and the statement is
+    /// about `m`'s bytes; whether they were sent. Create-only, as every object.
+    pub(crate) fn push_attestation(&self, root: &Path, m: &Manifest) -> Result<bool> {
+        let (statement, bundle) = local_paths(root, &m.name, &m.frame);
+        let (Ok(s), Ok(b)) = (std::fs::read(&statement), std::fs::read(&bundle)) else { return Ok(false) };
+        if vouches(&s, &m.output.sha256, &m.fingerprint).is_err() {
+            // A statement of an earlier build: not this output's, not sent.
+            return Ok(false);
+        }
+        for (key, bytes) in
+            [(statement_key(&self.prefix, &m.output.sha256), s), (bundle_key(&self.prefix, &m.output.sha256), b)]
+        {
+            let put =
+                self.block_on(self.store.put_opts(&key, PutPayload::from(bytes), PutOptions::from(PutMode::Create)));
+            match put {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
+                Err(e) => return Err(self.error(format!("{key}: cannot write ({})", describe(&e)))),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The statement and bundle the remote holds for `sha256`, checked: the statement names these bytes and
+    /// `fingerprint`, and `verifier` accepts its signature. `Err`: why the output is not used.
+    pub(crate) fn verified_attestation(
+        &self,
+        sha256: &str,
+        fingerprint: &str,
+        verifier: &Verifier,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let bad = |why: String| self.error(format!("attestations/{sha256}: {why}; not used"));
+        let fetch = |key: &Key| -> Result<Vec<u8>> {
+            let got = self.block_on(self.store.get(key)).map_err(|e| match e {
+                object_store::Error::NotFound { .. } => bad(
+                    "no signed attestation in the remote (its builder pushes one: gamma-run attest, cosign sign-blob \
+                     --bundle attestations/NAME/FRAME.sigstore.json attestations/NAME/FRAME.intoto.json, gamma-run \
+                     push)"
+                        .into(),
+                ),
+                e => bad(describe(&e)),
+            })?;
+            if got.meta.size > MAX_BYTES {
+                return Err(bad(format!("{key} is {} bytes, too large", got.meta.size)));
+            }
+            let bytes = self.block_on(got.bytes()).map_err(|e| bad(describe(&e)))?;
+            Ok(bytes.to_vec())
+        };
+        let statement = fetch(&statement_key(&self.prefix, sha256))?;
+        let bundle = fetch(&bundle_key(&self.prefix, sha256))?;
+        vouches(&statement, sha256, fingerprint).map_err(bad)?;
+        let dir = tempfile::tempdir().map_err(|e| bad(format!("no temp dir ({e})")))?;
+        let (s, b) = (dir.path().join("statement.intoto.json"), dir.path().join("bundle.sigstore.json"));
+        std::fs::write(&s, &statement).and_then(|()| std::fs::write(&b, &bundle)).map_err(|e| bad(e.to_string()))?;
+        verifier.verify(&s, &b).map_err(bad)?;
+        Ok((statement, bundle))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_vouches_only_for_its_own_bytes_and_fingerprint() {
+        let s = br#"{"subject":[{"name":"t/W.safetensors","digest":{"sha256":"ab"}}],
+                    "predicate":{"buildDefinition":{"internalParameters":{"fingerprint":"f1"}}}}"#;
+        assert!(vouches(s, "ab", "f1").is_ok());
+        assert!(vouches(s, "cd", "f1").unwrap_err().contains("subject"));
+        assert!(vouches(s, "ab", "f2").unwrap_err().contains("fingerprint"));
+        assert!(vouches(b"not json", "ab", "f1").is_err());
+    }
+}
