@@ -108,7 +108,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub(crate) no_push: bool,
     /// Build nothing: an output neither fresh nor pullable from the remote fails
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["force", "force_all", "no_pull"])]
     pub(crate) no_build: bool,
     #[command(flatten)]
     pub(crate) trust: TrustArgs,

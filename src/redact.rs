@@ -41,7 +41,7 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
 /// Whether a log event may be emitted at all: the HTTP stack's TRACE events are its wire dumps (request and
 /// response bytes as hex rows, `Authorization` header included), so they are dropped whatever `RUST_LOG` says.
 pub fn event_allowed(target: &str, level: &tracing::Level) -> bool {
-    let http_stack = ["ureq", "ureq_proto", "rustls", "webpki"]
+    let http_stack = ["ureq", "ureq_proto", "rustls", "webpki", "hyper", "hyper_util", "reqwest", "h2", "object_store"]
         .iter()
         .any(|t| target == *t || target.strip_prefix(t).is_some_and(|rest| rest.starts_with("::")));
     !(http_stack && *level == tracing::Level::TRACE)

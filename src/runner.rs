@@ -469,8 +469,18 @@ fn pull_locked(
                 continue;
             }
         };
+        if let Err(why) = same_request(&candidate.manifest, plan) {
+            tracing::warn!(
+                "remote {}: {}: {why}; not used, building {}/{} here instead",
+                remote.shown(),
+                candidate.key,
+                job.name,
+                frame.name()
+            );
+            continue;
+        }
         let attested = match &opts.require_attestation {
-            Some(v) => match remote.verified_attestation(sha, &fp, v) {
+            Some(v) => match remote.verified_attestation(&candidate.manifest, root, v) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     tracing::warn!(
@@ -493,6 +503,13 @@ fn pull_locked(
             m.name = job.name.clone();
             m.output.path = cx.store.relative_to_root(&output);
             m.inputs = plan.inputs.clone();
+            // The revision is this job's to name (a tag and a branch at one commit share a fingerprint).
+            if let (Some(src), crate::source::SourceSpec::Hub { revision, .. }) = (m.source.take(), &job.source) {
+                m.source = Some(crate::manifest::consistency::sealed(crate::manifest::SourceRecord {
+                    revision: Some(revision.clone()),
+                    ..src
+                }));
+            }
             m.stat = StatCache { output: written.stat, sources: BTreeMap::new() };
             m.pulled = Some(crate::manifest::Pulled {
                 from: remote.shown().to_string(),
@@ -529,6 +546,25 @@ fn pull_locked(
         }
     }
     None
+}
+
+/// Whether a remote manifest (already checked against the fingerprint planned here) answers this output's request
+/// in the fields the fingerprint does not hash and later steps act on: the parameters a recompute uses
+/// (`verify --recompute`) and the tensor the output names must be the plan's.
+fn same_request(m: &Manifest, plan: &Plan) -> std::result::Result<(), String> {
+    if m.params != plan.params {
+        return Err(format!("its parameters {:?} are not this output's {:?}", m.params, plan.params));
+    }
+    if m.output.tensor != plan.tensor || m.output.dtype != plan.dtype {
+        return Err(format!(
+            "it holds tensor {} ({}), not {} ({})",
+            m.output.tensor,
+            m.output.dtype.name(),
+            plan.tensor,
+            plan.dtype.name()
+        ));
+    }
+    Ok(())
 }
 
 /// Stores a pulled output's verified statement and bundle where `attest` would put them, so they can be checked

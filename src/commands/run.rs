@@ -31,7 +31,11 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     }
     let cx = super::context(&jf, args.offline)?;
     let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
-    let remote = super::remote(args.remote.remote.as_deref(), &jf)?;
+    // Neither pulling nor pushing: the remote is not opened.
+    let remote = match args.no_pull && args.no_push {
+        true => None,
+        false => super::remote(args.remote.remote.as_deref(), &jf)?,
+    };
     let opts = RunOptions {
         pull: !args.no_pull,
         push: !args.no_push,

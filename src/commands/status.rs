@@ -28,16 +28,16 @@ pub fn execute(args: StatusArgs, quiet: bool) -> Result<Exit> {
     };
     if let Some(remote) = &remote {
         let index = remote.index()?;
-        tracing::debug!("listed the remote's index in {} request(s)", index.requests);
         for r in &mut rows {
             let local = match (&r.state, &r.manifest) {
                 (Ok(State::Fresh), Some(m)) => Some(m.output.sha256.as_str()),
                 _ => None,
             };
             let held = r.fingerprint.as_deref().and_then(|f| index.holds(f));
-            r.remote = Some(match r.shareable {
-                true => crate::remote::Presence::of(local, held),
-                false => crate::remote::Presence::NotShared,
+            r.remote = Some(match (r.shareable, &r.fingerprint) {
+                (false, _) => crate::remote::Presence::NotShared,
+                (true, None) => crate::remote::Presence::Unknown,
+                (true, Some(_)) => crate::remote::Presence::of(local, held),
             });
         }
     }

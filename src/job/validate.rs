@@ -116,10 +116,9 @@ impl Validator<'_> {
             Some("s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "file") => Ok(url.to_string()),
             _ => self.err(
                 &raw.referenced,
-                format!(
-                    "output.remote {url:?} is not a remote URL; use s3://BUCKET/PREFIX (S3, MinIO, R2, Ceph), \
-                     gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or file:///PATH"
-                ),
+                // Not echoed: a pasted URL can carry credentials.
+                "output.remote is not a remote URL; use s3://BUCKET/PREFIX (S3, MinIO, R2, Ceph), gs://BUCKET/PREFIX, \
+                 az://CONTAINER/PREFIX or file:///PATH",
             ),
         }
     }

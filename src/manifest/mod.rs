@@ -6,6 +6,7 @@ pub(crate) mod consistency;
 pub(crate) mod fingerprint;
 pub(crate) mod freshness;
 mod kinds;
+pub(crate) mod statement;
 
 pub(crate) use kinds::{FetchMode, Format, SourceKind};
 

@@ -1,9 +1,11 @@
 //! Signed attestations in the remote store: the defence against someone who can write the bucket (and so forge
 //! bytes and manifest together). `push` sends an output's in-toto statement (`gamma-run attest`) and the Sigstore
 //! bundle a builder signed it with (`cosign sign-blob --bundle attestations/NAME/FRAME.sigstore.json …`), when both
-//! are in the workspace, to `attestations/<sha256>.intoto.json` and `attestations/<sha256>.sigstore.json`.
-//! `--require-attestation` makes a pull use an output only when its statement names exactly those bytes and that
-//! fingerprint, and `cosign verify-blob` (the signature tool; `GAMMA_RUN_COSIGN` names another binary) accepts
+//! are in the workspace, to `attestations/<fingerprint>/<sha256>.intoto.json` and `….sigstore.json` (a grid's
+//! revisions with byte-identical W share bytes, not fingerprints, nor statements). `--require-attestation` makes a
+//! pull use an output only when its statement is exactly the one `attest` makes of the remote manifest (so the
+//! signature covers the manifest's source, files and digests, parameters and inputs, not only the bytes), and
+//! `cosign verify-blob` (the signature tool; `GAMMA_RUN_COSIGN` names another binary) accepts
 //! the bundle with the identity the user gives (`--cosign-arg`). gamma-run checks no signature itself.
 
 use super::{Remote, describe};
@@ -16,12 +18,12 @@ use std::path::{Path, PathBuf};
 /// Statements and bundles are a few KiB; anything far larger is not one.
 const MAX_BYTES: u64 = 1 << 20;
 
-fn statement_key(prefix: &Key, sha256: &str) -> Key {
-    prefix.clone().join("attestations").join(format!("{sha256}.intoto.json"))
+fn statement_key(prefix: &Key, fingerprint: &str, sha256: &str) -> Key {
+    prefix.clone().join("attestations").join(fingerprint).join(format!("{sha256}.intoto.json"))
 }
 
-fn bundle_key(prefix: &Key, sha256: &str) -> Key {
-    prefix.clone().join("attestations").join(format!("{sha256}.sigstore.json"))
+fn bundle_key(prefix: &Key, fingerprint: &str, sha256: &str) -> Key {
+    prefix.clone().join("attestations").join(fingerprint).join(format!("{sha256}.sigstore.json"))
 }
 
 /// Where `attest` writes an output's statement in workspace `root`, and where its signature bundle is expected.
@@ -63,17 +65,21 @@ impl Verifier {
     }
 }
 
-/// Whether `statement` is an in-toto statement about exactly the bytes `sha256`, built with `fingerprint`.
-fn vouches(statement: &[u8], sha256: &str, fingerprint: &str) -> std::result::Result<(), String> {
+/// Whether `statement` is the statement `attest` makes of manifest `m` (about exactly its bytes and fingerprint,
+/// and everything else the statement records of it). `root` only places local sources, which are never shared.
+fn vouches(statement: &[u8], m: &Manifest, root: &Path) -> std::result::Result<(), String> {
     let v: serde_json::Value =
         serde_json::from_slice(statement).map_err(|e| format!("its statement is not JSON ({e})"))?;
     let subjects = v["subject"].as_array().map(Vec::as_slice).unwrap_or_default();
-    if subjects.len() != 1 || subjects[0]["digest"]["sha256"].as_str() != Some(sha256) {
+    if subjects.len() != 1 || subjects[0]["digest"]["sha256"].as_str() != Some(m.output.sha256.as_str()) {
         return Err("its statement is not about these bytes (subject digest)".into());
     }
     let fp = &v["predicate"]["buildDefinition"]["internalParameters"]["fingerprint"];
-    if fp.as_str() != Some(fingerprint) {
+    if fp.as_str() != Some(m.fingerprint.as_str()) {
         return Err("its statement records another fingerprint".into());
+    }
+    if v != crate::manifest::statement::statement(m, root) {
+        return Err("its statement does not describe the manifest it was pushed with".into());
     }
     Ok(())
 }
@@ -84,13 +90,12 @@ impl Remote {
     pub(crate) fn push_attestation(&self, root: &Path, m: &Manifest) -> Result<bool> {
         let (statement, bundle) = local_paths(root, &m.name, &m.frame);
         let (Ok(s), Ok(b)) = (std::fs::read(&statement), std::fs::read(&bundle)) else { return Ok(false) };
-        if vouches(&s, &m.output.sha256, &m.fingerprint).is_err() {
+        if vouches(&s, m, root).is_err() {
             // A statement of an earlier build: not this output's, not sent.
             return Ok(false);
         }
-        for (key, bytes) in
-            [(statement_key(&self.prefix, &m.output.sha256), s), (bundle_key(&self.prefix, &m.output.sha256), b)]
-        {
+        let (fp, sha) = (m.fingerprint.as_str(), m.output.sha256.as_str());
+        for (key, bytes) in [(statement_key(&self.prefix, fp, sha), s), (bundle_key(&self.prefix, fp, sha), b)] {
             let put =
                 self.block_on(self.store.put_opts(&key, PutPayload::from(bytes), PutOptions::from(PutMode::Create)));
             match put {
@@ -101,15 +106,17 @@ impl Remote {
         Ok(true)
     }
 
-    /// The statement and bundle the remote holds for `sha256`, checked: the statement names these bytes and
-    /// `fingerprint`, and `verifier` accepts its signature. `Err`: why the output is not used.
+    /// The statement and bundle the remote holds for the output remote manifest `m` describes, checked: the
+    /// statement is the one `attest` makes of `m`, and `verifier` accepts its signature. `Err`: why the output is
+    /// not used.
     pub(crate) fn verified_attestation(
         &self,
-        sha256: &str,
-        fingerprint: &str,
+        m: &Manifest,
+        root: &Path,
         verifier: &Verifier,
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let bad = |why: String| self.error(format!("attestations/{sha256}: {why}; not used"));
+        let (fingerprint, sha256) = (m.fingerprint.as_str(), m.output.sha256.as_str());
+        let bad = |why: String| self.error(format!("attestations/{fingerprint}/{sha256}: {why}; not used"));
         let fetch = |key: &Key| -> Result<Vec<u8>> {
             let got = self.block_on(self.store.get(key)).map_err(|e| match e {
                 object_store::Error::NotFound { .. } => bad(
@@ -126,28 +133,13 @@ impl Remote {
             let bytes = self.block_on(got.bytes()).map_err(|e| bad(describe(&e)))?;
             Ok(bytes.to_vec())
         };
-        let statement = fetch(&statement_key(&self.prefix, sha256))?;
-        let bundle = fetch(&bundle_key(&self.prefix, sha256))?;
-        vouches(&statement, sha256, fingerprint).map_err(bad)?;
+        let statement = fetch(&statement_key(&self.prefix, fingerprint, sha256))?;
+        let bundle = fetch(&bundle_key(&self.prefix, fingerprint, sha256))?;
+        vouches(&statement, m, root).map_err(bad)?;
         let dir = tempfile::tempdir().map_err(|e| bad(format!("no temp dir ({e})")))?;
         let (s, b) = (dir.path().join("statement.intoto.json"), dir.path().join("bundle.sigstore.json"));
         std::fs::write(&s, &statement).and_then(|()| std::fs::write(&b, &bundle)).map_err(|e| bad(e.to_string()))?;
         verifier.verify(&s, &b).map_err(bad)?;
         Ok((statement, bundle))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_statement_vouches_only_for_its_own_bytes_and_fingerprint() {
-        let s = br#"{"subject":[{"name":"t/W.safetensors","digest":{"sha256":"ab"}}],
-                    "predicate":{"buildDefinition":{"internalParameters":{"fingerprint":"f1"}}}}"#;
-        assert!(vouches(s, "ab", "f1").is_ok());
-        assert!(vouches(s, "cd", "f1").unwrap_err().contains("subject"));
-        assert!(vouches(s, "ab", "f2").unwrap_err().contains("fingerprint"));
-        assert!(vouches(b"not json", "ab", "f1").is_err());
     }
 }

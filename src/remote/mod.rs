@@ -28,12 +28,20 @@ use std::sync::{Arc, OnceLock};
 const SECRET_VARS: &[&str] = &[
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
+    "AWS_TOKEN",
     "AWS_ACCESS_KEY_ID",
+    "AWS_SSE_CUSTOMER_KEY_BASE64",
     "GOOGLE_SERVICE_ACCOUNT_KEY",
+    "GOOGLE_BEARER_TOKEN",
     "AZURE_STORAGE_ACCOUNT_KEY",
     "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_MASTER_KEY",
     "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_TOKEN",
+    "AZURE_STORAGE_CLIENT_SECRET",
     "AZURE_CLIENT_SECRET",
+    "AZURE_FABRIC_SESSION_TOKEN",
 ];
 
 /// An opened remote store.
@@ -57,8 +65,6 @@ impl std::fmt::Debug for Remote {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Index {
     pub(crate) entries: BTreeMap<String, BTreeSet<String>>,
-    /// LIST requests it took.
-    pub(crate) requests: u64,
 }
 
 impl Index {
@@ -80,6 +86,8 @@ pub(crate) enum Presence {
     Neither,
     /// Read from a local directory: never pushed or pulled (see `shareable`).
     NotShared,
+    /// Not known until its inputs are here (its fingerprint names their bytes).
+    Unknown,
 }
 
 /// Whether an output with these fingerprint inputs may be shared through a remote: not one read from a local
@@ -98,6 +106,7 @@ impl Presence {
             Presence::Differing => "differing",
             Presence::Neither => "in neither",
             Presence::NotShared => "not shared (read from a local directory)",
+            Presence::Unknown => "unknown until its inputs are here",
         }
     }
     pub(crate) fn of(local_sha: Option<&str>, remote: Option<&BTreeSet<String>>) -> Presence {
@@ -170,11 +179,27 @@ impl Remote {
                 if let Some(e) = &endpoint {
                     b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
                 }
-                if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
-                    b = b.with_region("us-east-1");
-                } else if let Some(r) = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")) {
-                    b = b.with_region(r);
+                // No keys in the environment: the profile's, as the AWS CLI reads them.
+                let profile = match env("AWS_ACCESS_KEY_ID") {
+                    Some(_) => None,
+                    None => aws_profile(&env),
+                };
+                if let Some(p) = &profile {
+                    for (key, value) in &p.credentials {
+                        crate::redact::register(value);
+                        b = match key.as_str() {
+                            "aws_access_key_id" => b.with_access_key_id(value),
+                            "aws_secret_access_key" => b.with_secret_access_key(value),
+                            "aws_session_token" => b.with_token(value),
+                            _ => b,
+                        };
+                    }
                 }
+                let region = env("AWS_REGION")
+                    .or_else(|| env("AWS_DEFAULT_REGION"))
+                    .or_else(|| profile.and_then(|p| p.region))
+                    .unwrap_or_else(|| "us-east-1".into());
+                b = b.with_region(region);
                 (Arc::new(b.build().map_err(|e| usage(describe(&e)))?), path_of(&parsed))
             }
             "gs" => {
@@ -252,8 +277,7 @@ impl Remote {
         let mut index = Index::default();
         let listed: Vec<object_store::Result<object_store::ObjectMeta>> =
             self.block_on(self.store.list(Some(&prefix)).collect());
-        // object_store pages through LIST itself; a page holds up to 1,000 keys on S3.
-        index.requests = 1 + listed.len() as u64 / 1000;
+        // object_store pages through LIST itself (up to 1,000 keys a request on S3).
         for meta in listed {
             let meta = match meta {
                 Ok(m) => m,
@@ -280,6 +304,53 @@ impl Remote {
     pub(crate) fn reachable(&self) -> Result<()> {
         self.index().map(|_| ())
     }
+}
+
+/// What an AWS profile holds for gamma-run: its keys from the shared credentials file and its region from the
+/// config file.
+struct AwsProfile {
+    credentials: Vec<(String, String)>,
+    region: Option<String>,
+}
+
+/// Profile `AWS_PROFILE` (else `default`) from `AWS_SHARED_CREDENTIALS_FILE` (else ~/.aws/credentials) and
+/// `AWS_CONFIG_FILE` (else ~/.aws/config), as the AWS CLI reads them; `None` when the credentials file has no
+/// such section. (object_store reads the environment, instance and web-identity credentials, not profiles.)
+fn aws_profile(env: &dyn Fn(&str) -> Option<String>) -> Option<AwsProfile> {
+    let home = env("HOME").map(std::path::PathBuf::from);
+    let file = |var: &str, name: &str| {
+        env(var).map(std::path::PathBuf::from).or_else(|| Some(home.as_ref()?.join(".aws").join(name)))
+    };
+    let name = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
+    let text = std::fs::read_to_string(file("AWS_SHARED_CREDENTIALS_FILE", "credentials")?).ok()?;
+    let credentials = ini_section(&text, &name)?;
+    let config = file("AWS_CONFIG_FILE", "config").and_then(|f| std::fs::read_to_string(f).ok()).unwrap_or_default();
+    let section = if name == "default" { name.clone() } else { format!("profile {name}") };
+    let region =
+        ini_section(&config, &section).and_then(|kv| kv.into_iter().find(|(k, _)| k == "region").map(|(_, v)| v));
+    Some(AwsProfile { credentials, region })
+}
+
+/// The `key = value` pairs of section `[name]` of an INI file (comments `#` and `;`), or `None` without it.
+fn ini_section(text: &str, name: &str) -> Option<Vec<(String, String)>> {
+    let mut found = None;
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = section.trim() == name;
+            if inside {
+                found.get_or_insert_with(Vec::new);
+            }
+            continue;
+        }
+        if inside && let Some((k, v)) = line.split_once('=') {
+            found.get_or_insert_with(Vec::new).push((k.trim().to_lowercase(), v.trim().to_string()));
+        }
+    }
+    found
 }
 
 /// `url` without user information (`s3://key:secret@bucket` is not a form object_store reads, but a URL a user
@@ -335,6 +406,14 @@ mod tests {
         assert_eq!(Presence::of(None, Some(&set)), Presence::RemoteOnly);
         assert_eq!(Presence::of(None, None), Presence::Neither);
         assert!(is_hex64(&"a".repeat(64)) && !is_hex64(&"A".repeat(64)) && !is_hex64("ab"));
+    }
+
+    #[test]
+    fn an_ini_section_is_read_as_the_aws_cli_reads_it() {
+        let text = "# c\n[default]\naws_access_key_id = A\n\n[team]\nAWS_Secret_Access_Key=s = t\n; x\n";
+        assert_eq!(ini_section(text, "default"), Some(vec![("aws_access_key_id".into(), "A".into())]));
+        assert_eq!(ini_section(text, "team"), Some(vec![("aws_secret_access_key".into(), "s = t".into())]));
+        assert_eq!(ini_section(text, "other"), None);
     }
 
     #[test]

@@ -68,6 +68,10 @@ impl Remote {
                 return Err(bad(describe(&e)));
             }
         };
+        if got.meta.size != size {
+            publication.abandon();
+            return Err(bad(format!("{} bytes, not the {size} its manifest records", got.meta.size)));
+        }
         let mut stream = got.into_stream();
         let mut received = 0u64;
         let streamed = (|| {

@@ -71,8 +71,18 @@ impl Remote {
         use std::io::Read;
         let key = object_key(&self.prefix, sha);
         match self.block_on(self.store.head(&key)) {
+            // The same size under the same content address: taken as these bytes (every pull re-hashes them).
             Ok(meta) if meta.size == size => return Ok(()),
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            // Objects are immutable (create-only): a damaged one cannot be replaced by a push, and no index entry
+            // may point at it.
+            Ok(meta) => {
+                return Err(self.error(format!(
+                    "{key} holds {} bytes, not the {size} its name stands for: the object is damaged; nothing was \
+                     pushed (its owner must delete it)",
+                    meta.size
+                )));
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(self.error(format!("{key}: {}", describe(&e)))),
         }
         let mut file = crate::fsread::open_regular(path)?;

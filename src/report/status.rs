@@ -28,11 +28,7 @@ pub(crate) fn status_table(rows: &[Row], quiet: bool) {
         let id = format!("{}/{}", r.name, r.frame);
         let mut notes = if r.notes.is_empty() { String::new() } else { format!("  ({})", plain(&r.notes.join("; "))) };
         if let Some(p) = r.remote {
-            let unknown = r.fingerprint.is_none() && p == crate::remote::Presence::Neither;
-            notes.push_str(if unknown { "  [remote: unknown until its inputs are here]" } else { "" });
-            if !unknown {
-                notes.push_str(&format!("  [remote: {}]", p.as_str()));
-            }
+            notes.push_str(&format!("  [remote: {}]", p.as_str()));
         }
         if reasons.is_empty() {
             out!("{state:<8} {id}{notes}");

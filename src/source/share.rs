@@ -209,13 +209,15 @@ fn sibling(
 }
 
 /// Output `name`, if its manifest (read now) is sealed, agrees with itself, says it holds `want`, and its file is
-/// the one the manifest describes.
+/// the one the manifest describes. Never an output pulled from a remote store: its source record is the
+/// builder's word (only its bytes, fingerprint and inputs were checked here), so it cannot vouch for another W.
 fn stored_as_recorded(store: &crate::store::Store, name: String, id: FrameId, want: &Content) -> Option<Sibling> {
     let (frame, file_name) = (id.name, id.file_name);
     let m = Manifest::read(&store.manifest_path(&name, frame)).ok()?;
     let sealed = m.source.as_ref().is_some_and(|s| s.seal.is_some());
     let same = m.name == name
         && sealed
+        && m.pulled.is_none()
         && crate::manifest::consistency::check(&m).is_ok()
         && m.frame == frame
         && content_of(frame, &m).as_ref() == Some(want)

@@ -1,8 +1,8 @@
 //! Publishing one output: the commit protocol every stored output goes through, in one place. `Store::begin`
 //! refuses links below the roots and opens a temp file beside the output; the producer streams into its sink;
-//! `Publication::commit` then removes the old manifest durably (so no manifest ever describes bytes other than
-//! the ones beside it), renames the new file into place (checked against an expected SHA-256 when the bytes are
-//! a copy), and writes the new manifest last. `abandon` (or dropping it) leaves no trace of a first build. The
+//! `Publication::commit` then checks the new bytes where they must be known ones (a copy, a pull: their SHA-256),
+//! removes the old manifest durably (so no manifest ever describes bytes other than the ones beside it), renames
+//! the new file into place, and writes the new manifest last. `abandon` (or dropping it) leaves no trace of a first build. The
 //! caller decides what to build and writes the manifest's content; this module owns only the order of the steps
 //! (and their failpoints, which the crash tests use).
 
@@ -72,9 +72,15 @@ impl Publication {
         check: impl FnOnce(u64, &str) -> Result<()>,
         manifest: impl FnOnce(&Written) -> Vec<u8>,
     ) -> Result<Written> {
-        super::remove_durably(&self.manifest)?;
-        super::failpoint("after-manifest-removed");
-        let written = self.sink.commit_checked(check)?;
+        // The old manifest goes only once the new bytes passed `check` (a refused copy or pull leaves the output
+        // and its manifest as they were), and before the rename (no manifest ever describes other bytes).
+        let manifest_path = self.manifest.clone();
+        let written = self.sink.commit_checked(|size, sha| {
+            check(size, sha)?;
+            super::remove_durably(&manifest_path)?;
+            super::failpoint("after-manifest-removed");
+            Ok(())
+        })?;
         super::failpoint("before-manifest");
         super::write_atomic(&self.manifest, &manifest(&written))?;
         Ok(written)

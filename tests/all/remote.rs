@@ -110,6 +110,9 @@ fn a_second_workspace_pulls_what_the_first_pushed_instead_of_fetching_w() {
 #[test]
 fn status_remote_tells_where_each_output_is_and_push_sends_only_what_is_missing() {
     let t = Team::new();
+    // Building nothing and forcing a rebuild contradict each other: refused before anything is done.
+    let out = t.run(&t.a, &["jobs/test.yaml", "--force", "--no-build"]).expect(2);
+    assert!(out.stderr.contains("cannot be used with"), "{}", out.all());
     t.run(&t.a, &["jobs/test.yaml", "--no-push"]).ok();
     let s = t.run(&t.a, &["status", "jobs/test.yaml", "--remote"]).ok();
     assert!(s.stdout.contains("fresh    m/gamma  [remote: only local]"), "{}", s.all());
@@ -166,6 +169,13 @@ fn a_damaged_remote_object_is_never_used_and_the_output_is_built_instead() {
         assert!(run.stdout.contains("built    m/gamma"), "{damage}: {}", run.all());
         assert_eq!(b.read("tensors/m/W.safetensors"), expected, "{damage}");
         assert!(b.manifest("m", "gamma").get("pulled").is_none());
+        // A stale local output and a damaged remote one: the refused pull leaves the local output and its
+        // manifest as they were (stale, still described).
+        flip(&b.path("tensors/m/W.safetensors"), 100);
+        t.run(&b, &["pull", "jobs/test.yaml", "--only", "m/gamma"]).expect(2);
+        assert!(b.path("manifests/m/gamma.json").exists(), "{damage}: a refused pull removed the manifest");
+        let s = t.run(&b, &["status", "jobs/test.yaml", "--only", "m/gamma"]).ok();
+        assert!(s.stdout.contains("output modified (sha256 differs)"), "{damage}: {}", s.all());
     }
 }
 
@@ -177,6 +187,18 @@ fn a_remote_manifest_that_disagrees_with_itself_or_its_listing_is_not_used() {
     let (fp, sha) = (m["fingerprint"].as_str().unwrap(), m["output"]["sha256"].as_str().unwrap());
     let entry = t.store.path().join(format!("index/{fp}/{sha}.json"));
     let good = std::fs::read(&entry).unwrap();
+    // γ′'s parameters are what `verify --recompute` recomputes with: a remote manifest naming others is refused.
+    let p = t.a.manifest("m", "gamma_prime");
+    let (pfp, psha) = (p["fingerprint"].as_str().unwrap(), p["output"]["sha256"].as_str().unwrap());
+    let pentry = t.store.path().join(format!("index/{pfp}/{psha}.json"));
+    let mut v = p.clone();
+    v["params"]["dtype"] = "bf16".into();
+    std::fs::write(&pentry, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let b = Ws::new();
+    b.job(&std::fs::read_to_string(t.a.path("jobs/test.yaml")).unwrap());
+    let pull = t.run(&b, &["pull", "jobs/test.yaml"]).expect(2);
+    assert!(pull.all().contains("its parameters"), "{}", pull.all());
+    assert!(!b.path("tensors/m/W_prime.safetensors").exists());
     type Edit<'a> = (&'a str, &'a dyn Fn(&mut serde_json::Value));
     let edits: [Edit; 3] = [
         ("a commit edited", &|m| m["source"]["commit"] = "c".repeat(40).into()),
@@ -368,12 +390,18 @@ fn s3_round_trip(endpoint: &str) {
     // Pushing again sends nothing (the index says the remote holds them).
     let again = t.run_env(&t.a, &["push", "jobs/test.yaml", "--remote", url], &env).ok();
     assert!(again.stdout.contains("0 pushed, 2 already in"), "{}", again.all());
+    // Every library's log at its most verbose (RUST_LOG=trace): the secret is not in it either.
+    let mut traced = env.clone();
+    traced.push(("RUST_LOG", "trace"));
+    let c = Ws::new();
+    c.job(&std::fs::read_to_string(t.a.path("jobs/test.yaml")).unwrap());
+    let trace = t.run_env(&c, &["pull", "jobs/test.yaml", "--remote", url], &traced).ok();
     // A wrong secret: one error, and the secret in neither output.
     let mut bad = env.clone();
     bad.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
     bad.push(("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-xyz"));
     let denied = t.run_env(&t.b, &["-vv", "push", "jobs/test.yaml", "--remote", "s3://team-bucket/other"], &bad);
-    for out in [&a, &b, &s, &again, &denied] {
+    for out in [&a, &b, &s, &again, &trace, &denied] {
         assert!(!out.all().contains(S3_SECRET), "the secret was printed: {}", out.all());
         assert!(!out.all().contains("wrong-secret-value-xyz"), "the secret was printed: {}", out.all());
     }
@@ -396,6 +424,16 @@ fn a_real_s3_server_serves_as_the_remote_and_its_secret_is_never_printed() {
         );
     };
     s3_round_trip(&s3.endpoint);
+    // An object damaged in the server's storage: served as it is, refused by the pull, built here instead.
+    let dir = s3.root().join("team-bucket/gamma/objects/sha256");
+    for o in files(&dir) {
+        flip(&o, 40);
+    }
+    let t = Team::new();
+    let env = s3_env(&s3.endpoint);
+    let out =
+        t.run_env(&t.b, &["jobs/test.yaml", "--remote", "s3://team-bucket/gamma", "--no-push"], &pairs(&env)).ok();
+    assert!(out.stderr.contains("not used") && out.stdout.contains("2 built, 0 pulled"), "{}", out.all());
     // s3s-fs checks signatures: a wrong secret is refused with one error.
     let t = Team::new();
     let mut bad = s3_env(&s3.endpoint);
@@ -404,6 +442,37 @@ fn a_real_s3_server_serves_as_the_remote_and_its_secret_is_never_printed() {
     let out = t.run_env(&t.a, &["-vv", "jobs/test.yaml", "--remote", "s3://team-bucket/x"], &pairs(&bad)).expect(2);
     assert_eq!(out.stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{}", out.all());
     assert!(!out.all().contains("wrong-secret-value-xyz"), "{}", out.all());
+}
+
+#[test]
+fn aws_credentials_come_from_a_profile_when_the_environment_names_none() {
+    let Some(s3) = s3s_fs() else {
+        return skip("aws_credentials_come_from_a_profile_when_the_environment_names_none", "s3s-fs is not installed");
+    };
+    let t = Team::new();
+    let aws = tempfile::tempdir().unwrap();
+    let creds = aws.path().join("credentials");
+    std::fs::write(
+        &creds,
+        format!("[default]\naws_access_key_id = nobody\naws_secret_access_key = wrong-default-secret\n\n[team]\naws_access_key_id = {S3_KEY}\naws_secret_access_key = {S3_SECRET}\n"),
+    )
+    .unwrap();
+    let config = aws.path().join("config");
+    std::fs::write(&config, "[profile team]\nregion = us-east-1\n").unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
+        ("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()),
+        ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+        ("AWS_PROFILE", "team"),
+    ];
+    let out = t.run_env(&t.a, &["-vv", "jobs/test.yaml", "--remote", "s3://team-bucket/profile"], &env).ok();
+    assert!(out.stdout.contains("2 pushed"), "{}", out.all());
+    assert!(!out.all().contains(S3_SECRET), "{}", out.all());
+    // The default profile's (wrong) keys: refused by the server, one error, its secret not printed.
+    let default = [env[0], env[1], env[2]];
+    let out = t.run_env(&t.a, &["-vv", "push", "jobs/test.yaml", "--remote", "s3://team-bucket/profile2"], &default);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(!out.all().contains("wrong-default-secret"), "{}", out.all());
 }
 
 #[test]
@@ -614,8 +683,9 @@ fn require_attestation_pulls_only_outputs_whose_signed_statement_the_verifier_ac
     std::fs::write(t.a.path("attestations/m/gamma.sigstore.json"), format!("sig:{}:team.pub", sha256(&statement)))
         .unwrap();
     t.run(&t.a, &["push", "jobs/test.yaml"]).ok();
-    let sha = t.a.manifest("m", "gamma")["output"]["sha256"].as_str().unwrap().to_string();
-    let remote_statement = t.store.path().join(format!("attestations/{sha}.intoto.json"));
+    let m = t.a.manifest("m", "gamma");
+    let (fp, sha) = (m["fingerprint"].as_str().unwrap(), m["output"]["sha256"].as_str().unwrap());
+    let remote_statement = t.store.path().join(format!("attestations/{fp}/{sha}.intoto.json"));
     assert_eq!(std::fs::read(&remote_statement).unwrap(), statement);
 
     let pull = |ws: &Ws, key: &str| {
@@ -640,8 +710,30 @@ fn require_attestation_pulls_only_outputs_whose_signed_statement_the_verifier_ac
     altered["predicate"]["runDetails"]["metadata"]["finishedOn"] = "2020-01-01T00:00:00Z".into();
     std::fs::write(&remote_statement, serde_json::to_vec_pretty(&altered).unwrap()).unwrap();
     let out = pull(&c, "team.pub").expect(2);
-    assert!(out.all().contains("refused its signature"), "{}", out.all());
+    assert!(out.all().contains("does not describe the manifest it was pushed with"), "{}", out.all());
     assert!(!c.path("tensors/m/W.safetensors").exists());
+    // A statement re-signed after the edit (someone with the key) but describing another manifest: refused too,
+    // before the verifier is asked.
+    std::fs::write(
+        remote_statement.with_extension("").with_extension("sigstore.json"),
+        format!("sig:{}:team.pub", sha256(&std::fs::read(&remote_statement).unwrap())),
+    )
+    .unwrap();
+    let out = pull(&c, "team.pub").expect(2);
+    assert!(out.all().contains("does not describe the manifest"), "{}", out.all());
+    // The statement as signed, with the remote manifest edited in a field the fingerprint does not hash (a shard
+    // digest, resealed): the signed statement no longer describes it.
+    std::fs::write(&remote_statement, &statement).unwrap();
+    let entry = t.store.path().join(format!("index/{fp}/{sha}.json"));
+    let good_entry = std::fs::read(&entry).unwrap();
+    let mut e: serde_json::Value = serde_json::from_slice(&good_entry).unwrap();
+    e["source"]["files"][1]["sha256"] = "f".repeat(64).into();
+    e["source"]["seal"] = serde_json::Value::Null;
+    std::fs::write(&entry, serde_json::to_vec_pretty(&e).unwrap()).unwrap();
+    let out = pull(&c, "team.pub").expect(2);
+    assert!(out.all().contains("not used"), "{}", out.all());
+    assert!(!c.path("tensors/m/W.safetensors").exists());
+    std::fs::write(&entry, &good_entry).unwrap();
     // Without the requirement, both are pulled on the strength of their hashes alone.
     t.run(&c, &["pull", "jobs/test.yaml"]).ok();
 }

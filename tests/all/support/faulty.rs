@@ -1,6 +1,6 @@
 //! A TCP proxy on loopback that puts network faults between gamma-run and a real server (the S3 server of the
-//! remote-store tests): answers the first requests with `503 Slow Down`, cuts connections midway through a
-//! download or an upload, or delays every connection. Byte-level, so the server and the client are the real ones.
+//! remote-store tests): answers the first requests with `503 Slow Down`, or cuts connections midway through a
+//! download or an upload. Byte-level, so the server and the client are the real ones.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
