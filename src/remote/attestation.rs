@@ -11,8 +11,8 @@
 use super::{Remote, describe};
 use crate::error::Result;
 use crate::manifest::Manifest;
+use object_store::ObjectStoreExt;
 use object_store::path::Path as Key;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::path::{Path, PathBuf};
 
 /// Statements and bundles are a few KiB; anything far larger is not one.
@@ -96,12 +96,7 @@ impl Remote {
         }
         let (fp, sha) = (m.fingerprint.as_str(), m.output.sha256.as_str());
         for (key, bytes) in [(statement_key(&self.prefix, fp, sha), s), (bundle_key(&self.prefix, fp, sha), b)] {
-            let put =
-                self.block_on(self.store.put_opts(&key, PutPayload::from(bytes), PutOptions::from(PutMode::Create)));
-            match put {
-                Ok(_) | Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
-                Err(e) => return Err(self.error(format!("{key}: cannot write ({})", describe(&e)))),
-            }
+            self.create(&key, bytes)?;
         }
         Ok(true)
     }

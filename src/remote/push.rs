@@ -55,13 +55,27 @@ impl Remote {
         self.push_bytes(sha, m.output.size, path)?;
         crate::store::failpoint("push-before-index");
         let key = index_key(&self.prefix, fp, sha);
-        let put = self.block_on(self.store.put_opts(&key, PutPayload::from(m.to_bytes()), create_only()));
-        match put {
-            Ok(_) => Ok(Pushed::Sent),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                Ok(Pushed::AlreadyThere)
-            }
-            Err(e) => Err(self.error(format!("{key}: cannot write ({})", describe(&e)))),
+        Ok(if self.create(&key, m.to_bytes())? { Pushed::Sent } else { Pushed::AlreadyThere })
+    }
+
+    /// Writes `bytes` to `key` unless something is there already (then `false`, nothing written): a conditional
+    /// put (S3's `If-None-Match: *`, a no-clobber link on a filesystem). Where the service has none (it answers
+    /// 501, or `AWS_CONDITIONAL_PUT=disabled`), a look first, then a plain put — racy only between pushers of
+    /// the same content-addressed name, whose bytes are the same.
+    pub(crate) fn create(&self, key: &object_store::path::Path, bytes: Vec<u8>) -> Result<bool> {
+        let payload = PutPayload::from(bytes);
+        let failed = |e: object_store::Error| self.error(format!("{key}: cannot write ({})", describe(&e)));
+        match self.block_on(self.store.put_opts(key, payload.clone(), create_only())) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) if unconditional(&e) => match self.block_on(self.store.head(key)) {
+                Ok(_) => Ok(false),
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.block_on(self.store.put(key, payload)).map(|_| true).map_err(failed)
+                }
+                Err(e) => Err(failed(e)),
+            },
+            Err(e) => Err(failed(e)),
         }
     }
 
@@ -118,12 +132,7 @@ impl Remote {
             if got != sha || buf.len() as u64 != size {
                 return Err(mismatch(got));
             }
-            return match self.block_on(self.store.put_opts(&key, PutPayload::from(buf), create_only())) {
-                Ok(_) | Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                    Ok(())
-                }
-                Err(e) => Err(self.error(format!("{key}: cannot write ({})", describe(&e)))),
-            };
+            return self.create(&key, buf).map(|_| ());
         }
         let upload = self
             .block_on(self.store.put_multipart(&key))
@@ -166,4 +175,9 @@ impl Remote {
 
 fn create_only() -> PutOptions {
     PutOptions::from(PutMode::Create)
+}
+
+/// A service that has no conditional put: object_store says so, or the server answers 501 Not Implemented.
+fn unconditional(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotImplemented { .. }) || describe(e).contains("501 Not Implemented")
 }

@@ -434,6 +434,15 @@ fn a_real_s3_server_serves_as_the_remote_and_its_secret_is_never_printed() {
     let out =
         t.run_env(&t.b, &["jobs/test.yaml", "--remote", "s3://team-bucket/gamma", "--no-push"], &pairs(&env)).ok();
     assert!(out.stderr.contains("not used") && out.stdout.contains("2 built, 0 pulled"), "{}", out.all());
+    // A service without conditional puts (as object_store is told with AWS_CONDITIONAL_PUT=disabled): a look,
+    // then a plain put; a second push finds everything there.
+    let mut plain = s3_env(&s3.endpoint);
+    plain.push(("AWS_CONDITIONAL_PUT", "disabled".into()));
+    let out = t.run_env(&t.b, &["push", "jobs/test.yaml", "--remote", "s3://team-bucket/plain"], &pairs(&plain)).ok();
+    assert!(out.stdout.contains("2 pushed"), "{}", out.all());
+    let out = t.run_env(&t.b, &["push", "jobs/test.yaml", "--remote", "s3://team-bucket/plain"], &pairs(&plain)).ok();
+    assert!(out.stdout.contains("0 pushed, 2 already in"), "{}", out.all());
+    remote_is_consistent(&s3.root().join("team-bucket/plain"));
     // s3s-fs checks signatures: a wrong secret is refused with one error.
     let t = Team::new();
     let mut bad = s3_env(&s3.endpoint);
