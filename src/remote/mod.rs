@@ -162,20 +162,25 @@ impl Remote {
             },
         };
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        // Set key by key over what each builder read from the environment (its proxy and TLS settings stay): a
+        // connect timeout that says "unreachable" quickly, a request timeout long enough for a large object, and
+        // plain HTTP only towards an endpoint the user named as http://.
+        use object_store::ClientConfigKey as Client;
         let client = |endpoint: Option<&str>| {
-            object_store::ClientOptions::new()
-                .with_connect_timeout(std::time::Duration::from_secs(5))
-                .with_timeout(std::time::Duration::from_secs(600))
-                .with_allow_http(endpoint.is_some_and(|e| e.starts_with("http://")))
+            let mut keys = vec![(Client::ConnectTimeout, "5s"), (Client::Timeout, "600s")];
+            if endpoint.is_some_and(|e| e.starts_with("http://")) {
+                keys.push((Client::AllowHttp, "true"));
+            }
+            keys
         };
         let path_of = |u: &url::Url| u.path().trim_start_matches('/').to_string();
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match parsed.scheme() {
             "s3" | "s3a" => {
                 let endpoint = env("AWS_ENDPOINT_URL").or_else(|| env("AWS_ENDPOINT"));
-                let mut b = object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(url)
-                    .with_retry(retry)
-                    .with_client_options(client(endpoint.as_deref()));
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(url).with_retry(retry);
+                for (k, v) in client(endpoint.as_deref()) {
+                    b = b.with_config(object_store::aws::AmazonS3ConfigKey::Client(k), v);
+                }
                 if let Some(e) = &endpoint {
                     b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
                 }
@@ -203,17 +208,18 @@ impl Remote {
                 (Arc::new(b.build().map_err(|e| usage(describe(&e)))?), path_of(&parsed))
             }
             "gs" => {
-                let b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(url)
-                    .with_retry(retry)
-                    .with_client_options(client(None));
+                // GOOGLE_BASE_URL names another endpoint (an emulator, a private one).
+                let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url).with_retry(retry);
+                for (k, v) in client(env("GOOGLE_BASE_URL").as_deref()) {
+                    b = b.with_config(object_store::gcp::GoogleConfigKey::Client(k), v);
+                }
                 (Arc::new(b.build().map_err(|e| usage(describe(&e)))?), path_of(&parsed))
             }
             "az" | "azure" | "abfs" | "abfss" => {
-                let b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(url)
-                    .with_retry(retry)
-                    .with_client_options(client(None));
+                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url).with_retry(retry);
+                for (k, v) in client(env("AZURE_STORAGE_ENDPOINT").as_deref()) {
+                    b = b.with_config(object_store::azure::AzureConfigKey::Client(k), v);
+                }
                 (Arc::new(b.build().map_err(|e| usage(describe(&e)))?), path_of(&parsed))
             }
             "file" => {
@@ -268,10 +274,10 @@ impl Remote {
     /// What the remote holds, listed once (then remembered for the rest of the command). An unreachable remote
     /// is an error naming it.
     pub(crate) fn index(&self) -> Result<&Index> {
-        self.index.get_or_init(|| self.list_index().map_err(|e| e.to_string())).as_ref().map_err(|e| self.error(e))
+        self.index.get_or_init(|| self.list_index()).as_ref().map_err(|e| self.error(e.as_str()))
     }
 
-    fn list_index(&self) -> Result<Index> {
+    fn list_index(&self) -> std::result::Result<Index, String> {
         use futures_util::StreamExt;
         let prefix = self.prefix.clone().join("index");
         let mut index = Index::default();
@@ -283,7 +289,7 @@ impl Remote {
                 Ok(m) => m,
                 // A file:// remote whose directory is not there yet holds nothing (a first push creates it).
                 Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(self.error(format!("cannot list index/: {}", describe(&e)))),
+                Err(e) => return Err(format!("cannot list index/: {}", describe(&e))),
             };
             let parts: Vec<String> =
                 meta.location.prefix_match(&prefix).into_iter().flatten().map(|p| p.as_ref().to_string()).collect();
