@@ -229,16 +229,23 @@ fn a_crash_between_bytes_and_index_leaves_no_entry_and_a_second_pusher_finishes(
     for o in t.objects() {
         assert_eq!(sha256(&std::fs::read(&o).unwrap()), o.file_name().unwrap().to_str().unwrap());
     }
-    // Two pushers of the same content at once: neither fails, one entry per output.
+    // Two pushers of the same content and a third of other content, at once: none fails, one entry per output.
     let push = |ws: &Ws| t.run_env(ws, &["push", "jobs/test.yaml"], &[]);
     t.run(&t.b, &["jobs/test.yaml", "--no-push", "--no-pull"]).ok();
+    let other = Ws::new();
+    let dir = other.synth("n", &["--vocab", "256", "--hidden", "32", "--seed", "7"]);
+    t.hub.publish("org/n", C1, &dir, Some("main"));
+    other.job(&format!("version: 1\noutput:\n  remote: {}\njobs:\n  - model: org/n\n", t.url()));
+    t.run(&other, &["jobs/test.yaml", "--no-push", "--no-pull"]).ok();
     std::thread::scope(|s| {
         let x = s.spawn(|| push(&t.a).code());
         let y = s.spawn(|| push(&t.b).code());
-        assert_eq!((x.join().unwrap(), y.join().unwrap()), (0, 0));
+        let z = s.spawn(|| push(&other).code());
+        assert_eq!((x.join().unwrap(), y.join().unwrap(), z.join().unwrap()), (0, 0, 0));
     });
-    assert_eq!(t.index().len(), 2, "{:?}", t.index());
-    assert_eq!(t.objects().len(), 2, "{:?}", t.objects());
+    assert_eq!(t.index().len(), 3, "{:?}", t.index());
+    assert_eq!(t.objects().len(), 3, "{:?}", t.objects());
+    remote_is_consistent(t.store.path());
 }
 
 #[test]
