@@ -21,7 +21,7 @@ pub(crate) struct RunOptions {
     pub(crate) shard: Option<crate::selection::Shard>,
     pub(crate) jobs: usize,
     /// The remote store, if any: outputs it holds are pulled (`pull`) instead of built, what is built is pushed
-    /// (`push`). Without `build`, an output neither fresh nor pullable fails (`pull`, `run --no-build`).
+    /// (`push`). With `no_build`, an output neither fresh nor pullable fails (`pull`, `run --no-build`).
     pub(crate) remote: Option<std::sync::Arc<crate::remote::Remote>>,
     pub(crate) pull: bool,
     pub(crate) push: bool,
@@ -423,7 +423,7 @@ fn run_output(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context, opts:
 }
 
 /// Takes output `job`/`frame` from the remote store when it holds one with the fingerprint planned here, under
-/// the output's lock: every candidate verified (remote.pull), the first that passes stored as a local build
+/// the output's lock: every candidate verified (`remote::pull`), the first that passes stored as a local build
 /// would be, its manifest saying where it came from. `None`: nothing usable there (each rejected candidate said
 /// in a warning); the caller builds it. Outputs read from a local directory are never pulled (they are at hand,
 /// and their manifests name this machine's paths).
@@ -504,11 +504,9 @@ fn pull_locked(
             m.output.path = cx.store.relative_to_root(&output);
             m.inputs = plan.inputs.clone();
             // The revision is this job's to name (a tag and a branch at one commit share a fingerprint).
-            if let (Some(src), crate::source::SourceSpec::Hub { revision, .. }) = (m.source.take(), &job.source) {
-                m.source = Some(crate::manifest::consistency::sealed(crate::manifest::SourceRecord {
-                    revision: Some(revision.clone()),
-                    ..src
-                }));
+            if let (Some(src), crate::source::SourceSpec::Hub { revision, .. }) = (m.source.as_mut(), &job.source) {
+                src.revision = Some(revision.clone());
+                *src = crate::manifest::consistency::sealed(src.clone());
             }
             m.stat = StatCache { output: written.stat, sources: BTreeMap::new() };
             m.pulled = Some(crate::manifest::Pulled {
