@@ -42,6 +42,10 @@ pub(crate) enum Outcome {
         /// What building it found that a user should know (reported once, when it is built).
         warnings: Vec<String>,
     },
+    /// `--dry-run` with a remote store that holds it: it would be pulled (and verified) instead of built.
+    WouldPull {
+        reasons: Vec<String>,
+    },
     /// Taken from the remote store, verified, instead of built.
     Pulled {
         reasons: Vec<String>,
@@ -307,7 +311,7 @@ fn run_job(job: &Job, cx: &Context, opts: &RunOptions, mut previous: Vec<Report>
                 | Outcome::Built { .. }
                 | Outcome::Pulled { .. }
                 | Outcome::WouldBuild { same_bytes: true, .. } => Standing::Ready,
-                Outcome::WouldBuild { .. } => Standing::WillChange,
+                Outcome::WouldBuild { .. } | Outcome::WouldPull { .. } => Standing::WillChange,
                 Outcome::Failed(_) | Outcome::Skipped(_) | Outcome::Deferred { .. } | Outcome::InputChanged { .. } => {
                     Standing::Failed
                 }
@@ -403,6 +407,9 @@ fn run_output(frame: &dyn Frame, job: &Job, params: &Params, cx: &Context, opts:
         State::Missing => vec!["never built".to_string()],
         State::Stale(r) => r,
     };
+    if opts.dry_run && pullable(opts, &plan) {
+        return Outcome::WouldPull { reasons };
+    }
     if !opts.dry_run
         && let Some(outcome) = pull_locked(frame, job, params, cx, opts, &plan, &reasons)
     {
@@ -544,6 +551,15 @@ fn pull_locked(
         }
     }
     None
+}
+
+/// For `--dry-run`: whether the remote lists an output under the fingerprint planned here (listed, not read: a
+/// real run verifies it, and builds instead if it fails).
+fn pullable(opts: &RunOptions, plan: &Plan) -> bool {
+    let Some(remote) = opts.remote.as_ref().filter(|_| opts.pull && crate::remote::shareable(&plan.fingerprint)) else {
+        return false;
+    };
+    remote.index().is_ok_and(|i| i.holds(&fingerprint::digest(&plan.fingerprint)).is_some())
 }
 
 /// Whether a remote manifest (already checked against the fingerprint planned here) answers this output's request

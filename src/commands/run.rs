@@ -73,7 +73,11 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     let failed = reports.iter().any(|r| {
         !matches!(
             r.outcome,
-            Outcome::Fresh | Outcome::Built { .. } | Outcome::Pulled { .. } | Outcome::WouldBuild { .. }
+            Outcome::Fresh
+                | Outcome::Built { .. }
+                | Outcome::Pulled { .. }
+                | Outcome::WouldBuild { .. }
+                | Outcome::WouldPull { .. }
         ) || matches!(r.pushed, Some(Err(_)))
     });
     Ok(if failed { Exit::Error } else { Exit::Ok })

@@ -69,6 +69,15 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved)
                     out!("pulled   {id}  ({})  {size}  sha256 {short}…  → {at}", plain(&reasons.join("; ")));
                 }
             }
+            Outcome::WouldPull { reasons } => {
+                pulled += 1;
+                if !quiet {
+                    out!(
+                        "would pull {id}  ({}); the remote holds it (verified when pulled; built here if that fails)",
+                        plain(&reasons.join("; "))
+                    );
+                }
+            }
             Outcome::WouldBuild { reasons, reads, transfer, same_bytes } => {
                 built += 1;
                 let mut moves = match (transfer, reads) {
@@ -123,10 +132,10 @@ pub(crate) fn run(reports: &[Report], dry_run: bool, quiet: bool, moved: &Moved)
     } else {
         format!("in {secs:.2} s; {} fetched from the Hub, {} written", human_bytes(moved.fetched), human_bytes(written))
     };
-    let (pulled, pushed) = if moved.remote {
-        (format!(", {pulled} pulled"), format!(", {pushed} pushed"))
-    } else {
-        (String::new(), String::new())
+    let (pulled, pushed) = match (moved.remote, dry_run) {
+        (true, false) => (format!(", {pulled} pulled"), format!(", {pushed} pushed")),
+        (true, true) => (format!(", {pulled} to pull"), String::new()),
+        (false, _) => (String::new(), String::new()),
     };
     if !quiet || failed > 0 || !skipped.is_empty() {
         out!("{built} {verb}{pulled}, {fresh} fresh, {failed} failed{skipped}{pushed}  ({took})");

@@ -88,6 +88,10 @@ fn a_second_workspace_pulls_what_the_first_pushed_instead_of_fetching_w() {
     }
 
     t.hub.reset_counters();
+    let plan = t.run(&t.b, &["jobs/test.yaml", "-n"]).ok();
+    assert!(plan.stdout.contains("would pull m/gamma  (never built); the remote holds it"), "{}", plan.all());
+    assert!(plan.stdout.contains("1 to build, 1 to pull, 0 fresh"), "{}", plan.all());
+    assert!(!t.b.path("tensors/m/W.safetensors").exists());
     let b = t.run(&t.b, &["jobs/test.yaml"]).ok();
     assert!(b.stdout.contains("pulled   m/gamma") && b.stdout.contains("pulled   m/gamma_prime"), "{}", b.all());
     assert!(b.stdout.contains("0 built, 2 pulled, 0 fresh, 0 failed, 0 pushed"), "{}", b.all());
