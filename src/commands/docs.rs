@@ -106,6 +106,11 @@ pub(crate) const EXAMPLES: &[(&str, &str)] = &[
         "gamma-run show qwen3-4b-instruct-2507/gamma\ngamma-run verify jobs/models.yaml --sources",
     ),
     ("W of one model, without a job file.", "gamma-run get Qwen/Qwen3-4B-Instruct-2507@main -o out"),
+    (
+        "Share outputs through a remote store: pull what a colleague or a CI shard built (verified), build and push \
+         the rest; then say what is where.",
+        "gamma-run jobs/models.yaml --remote s3://team-bucket/gamma\ngamma-run status jobs/models.yaml --remote --check",
+    ),
 ];
 
 pub fn man() -> Result<Exit> {
