@@ -20,7 +20,7 @@ gamma-run jobs/models.yaml                     # build what is stale\n  \
 gamma-run status jobs/models.yaml --check -q   # CI gate\n  \
 gamma-run verify jobs/models.yaml              # re-hash what is stored\n  \
 gamma-run get ORG/MODEL@REV -o out             # W of one model, no job file\n  \
-gamma-run jobs/models.yaml --remote s3://b/p   # pull what the remote holds (verified), push what is built\n\n\
+gamma-run jobs/models.yaml --remote s3://b/p   # pull (verified) and push through a store\n\n\
 A job file:\n  version: 1\n  jobs:\n    - model: Qwen/Qwen3-4B-Instruct-2507\n      frames: [gamma, gamma_prime]\n\n\
 Every key: `gamma-run man` (JOB FILE), or the file `gamma-run init` writes."
 )]
