@@ -245,6 +245,29 @@ fn shipped_ci_examples_use_the_shard_contract() {
         gate.contains("status \\\"$JOBFILE\\\" --check")
             && gate.contains("--format markdown >> \\\"$GITHUB_STEP_SUMMARY\\\"")
     );
+    // The remote-store variant: shards run against the store (no caches, no artifacts of outputs), the gate pulls
+    // and checks the plan against it; every gamma-run flag it uses is one `run`, `pull` and `status` accept.
+    let remote: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root.join("github-actions/gamma-run-remote.yml")).unwrap())
+            .unwrap();
+    assert_eq!(remote["env"]["GAMMA_RUN_REMOTE"], "${{ vars.GAMMA_RUN_REMOTE }}");
+    let build = remote["jobs"]["build"]["steps"].to_string();
+    assert!(
+        build.contains("--shard \\\"${{ matrix.shard }}/$SHARDS\\\"") && !build.contains("actions/cache"),
+        "{build}"
+    );
+    let gate = remote["jobs"]["gate"]["steps"].to_string();
+    assert!(gate.contains("gamma-run pull \\\"$JOBFILE\\\"") && gate.contains("--remote --check"), "{gate}");
+    let ws = Ws::new();
+    ws.job("version: 1\njobs:\n  - model: org/m\n");
+    for args in
+        [&["run", "jobs/test.yaml", "--shard", "0/4", "-n"][..], &["status", "jobs/test.yaml", "--remote", "--check"]]
+    {
+        // Parsed by the real binary: no usage error (exit 2 from clap says "Usage:"), whatever the outcome.
+        let o = ws.run_env(args, &[("GAMMA_RUN_REMOTE", "file:///nonexistent-share/x")]);
+        let _ = o.code();
+        assert!(!o.stderr.contains("Usage:"), "{args:?}: {}", o.all());
+    }
     let k8s: serde_json::Value =
         serde_saphyr::from_str(&std::fs::read_to_string(root.join("kubernetes/indexed-job.yaml")).unwrap()).unwrap();
     assert_eq!(k8s["spec"]["completionMode"], "Indexed");
