@@ -97,7 +97,8 @@ pub struct RunArgs {
     /// write; the budget still bounds the requests in flight]
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) jobs: Option<u16>,
-    /// Never touch the network: read Hub models from the HF cache only (also HF_HUB_OFFLINE=1)
+    /// Never touch the network: read Hub models from the HF cache only (also HF_HUB_OFFLINE=1), and leave the
+    /// job file's remote store alone (one given with --remote or GAMMA_RUN_REMOTE is still used)
     #[arg(long)]
     pub(crate) offline: bool,
     #[command(flatten)]

@@ -31,10 +31,15 @@ pub fn execute(args: RunArgs, quiet: bool) -> Result<Exit> {
     }
     let cx = super::context(&jf, args.offline)?;
     let jf = crate::grid::expand(&jf, cx.sources.hub.as_deref())?;
-    // Neither pulling nor pushing: the remote is not opened.
-    let remote = match args.no_pull && args.no_push {
-        true => None,
-        false => super::remote(args.remote.remote.as_deref(), &jf)?,
+    // Neither pulling nor pushing, or `--offline` without a remote named for this run: none is opened (offline
+    // touches no network; the job file's remote waits for the next online run).
+    let remote = if (args.no_pull && args.no_push) || (args.offline && args.remote.remote.is_none()) {
+        if args.offline && jf.remote.is_some() {
+            tracing::info!("--offline: the job file's remote store is not used");
+        }
+        None
+    } else {
+        super::remote(args.remote.remote.as_deref(), &jf)?
     };
     let opts = RunOptions {
         pull: !args.no_pull,

@@ -285,6 +285,10 @@ fn an_unreachable_remote_is_one_error_when_asked_for_and_a_warning_when_the_job_
     let out = t.run_env(&ws, &["jobs/test.yaml", "--force", "--remote", "s3://bucket/p"], &closed).expect(2);
     assert_eq!(out.stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{}", out.all());
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "retries took {:?}", started.elapsed());
+    // --offline touches no network: the job file's remote is not tried at all.
+    let out = t.run_env(&ws, &["jobs/test.yaml", "--offline"], &closed);
+    let _ = out.code();
+    assert!(!out.stderr.contains("remote s3://bucket/p"), "{}", out.all());
 }
 
 #[test]
