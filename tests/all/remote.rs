@@ -761,3 +761,79 @@ fn require_attestation_pulls_only_outputs_whose_signed_statement_the_verifier_ac
     // Without the requirement, both are pulled on the strength of their hashes alone.
     t.run(&c, &["pull", "jobs/test.yaml"]).ok();
 }
+
+/// Azurite (Microsoft's Azure Storage emulator, from npm; `.ci/run` installs it) on a free loopback port, with the
+/// container `team` created through the Azure SDK for Python (object_store creates no containers).
+struct Azurite {
+    child: std::process::Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The emulator's well-known account key (published by Microsoft; not a secret).
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn azurite() -> Result<Azurite, String> {
+    let bin = std::env::var("GAMMA_RUN_AZURITE").unwrap_or_else(|_| "azurite-blob".into());
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new(&bin)
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--silent", "--skipApiVersionCheck"])
+        .arg("--location")
+        .arg(data.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{bin} cannot be started ({e}): npm install -g azurite; .ci/run does"))?;
+    let az = Azurite { child, url: format!("http://127.0.0.1:{port}"), _data: data };
+    let connection = format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};BlobEndpoint={}/devstoreaccount1;",
+        az.url
+    );
+    let script = "import sys\nfrom azure.storage.blob import BlobServiceClient\n\
+                  BlobServiceClient.from_connection_string(sys.argv[1]).create_container('team')\n";
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let made = std::process::Command::new("python3").args(["-c", script, &connection]).output();
+            return match made {
+                Ok(o) if o.status.success() => Ok(az),
+                Ok(o) => Err(format!(
+                    "the container could not be created (pip install azure-storage-blob; .ci/run does): {}",
+                    String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+                )),
+                Err(e) => Err(format!("python3 cannot be run ({e})")),
+            };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    Err("azurite did not listen".into())
+}
+
+#[test]
+fn an_azure_container_serves_as_the_remote() {
+    let az = match azurite() {
+        Ok(a) => a,
+        Err(why) => return skip("an_azure_container_serves_as_the_remote", &why),
+    };
+    let t = Team::new();
+    let env = [("AZURE_STORAGE_USE_EMULATOR", "true"), ("AZURITE_BLOB_STORAGE_URL", az.url.as_str())];
+    let url = "az://team/gamma";
+    let a = t.run_env(&t.a, &["jobs/test.yaml", "--remote", url], &env).ok();
+    assert!(a.stdout.contains("2 pushed"), "{}", a.all());
+    t.hub.reset_counters();
+    let b = t.run_env(&t.b, &["pull", "jobs/test.yaml", "--remote", url], &env).ok();
+    assert!(b.stdout.contains("2 pulled"), "{}", b.all());
+    assert_eq!(t.w_fetches(), 0);
+    assert_eq!(t.a.read("tensors/m/W_prime.safetensors"), t.b.read("tensors/m/W_prime.safetensors"));
+    let s = t.run_env(&t.b, &["status", "jobs/test.yaml", "--remote", url, "--check"], &env).ok();
+    assert!(s.stdout.contains("[remote: in both]"), "{}", s.all());
+    let again = t.run_env(&t.a, &["push", "jobs/test.yaml", "--remote", url], &env).ok();
+    assert!(again.stdout.contains("0 pushed, 2 already in"), "{}", again.all());
+}
