@@ -522,7 +522,8 @@ fn pull_locked(
                 at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 checked: format!(
                     "bytes: size and sha256 recomputed while stored; manifest: self-consistent, fingerprint \
-                     recomputed here, inputs' sha256 equal to this workspace's{}",
+                     recomputed here, inputs' sha256 equal to this workspace's, parameters and tensor the ones planned \
+                     here{}; not checked here: the source record, facts and nan_count (the builder's)",
                     if attested.is_some() {
                         "; attestation: its statement names these bytes and this fingerprint, and cosign verify-blob \
                          accepted its signature bundle"
