@@ -468,38 +468,25 @@ fn pull_locked(
     }
     let want = crate::remote::pull::Wanted { fingerprint: &fp, frame: frame.name(), inputs: &plan.inputs };
     let (output, manifest) = (output_path(cx, job, frame), manifest_path(cx, job, frame));
+    let rejected = |e: &Error| {
+        tracing::warn!("{}; building {}/{} here instead", crate::remote::pull::why(e), job.name, frame.name());
+    };
     for sha in &shas {
-        let candidate = match remote.candidate(&want, sha) {
+        // The remote manifest checked, then what this output asks of it, then (if required) its attestation.
+        let checked = remote.candidate(&want, sha).and_then(|c| {
+            same_request(&c.manifest, plan).map_err(|why| remote.error(format!("{}: {why}; not used", c.key)))?;
+            let attested = match &opts.require_attestation {
+                Some(v) => Some(remote.verified_attestation(&c.manifest, root, v)?),
+                None => None,
+            };
+            Ok((c, attested))
+        });
+        let (candidate, attested) = match checked {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("{}; building {}/{} here instead", crate::remote::pull::why(&e), job.name, frame.name());
+                rejected(&e);
                 continue;
             }
-        };
-        if let Err(why) = same_request(&candidate.manifest, plan) {
-            tracing::warn!(
-                "remote {}: {}: {why}; not used, building {}/{} here instead",
-                remote.shown(),
-                candidate.key,
-                job.name,
-                frame.name()
-            );
-            continue;
-        }
-        let attested = match &opts.require_attestation {
-            Some(v) => match remote.verified_attestation(&candidate.manifest, root, v) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    tracing::warn!(
-                        "{}; building {}/{} here instead",
-                        crate::remote::pull::why(&e),
-                        job.name,
-                        frame.name()
-                    );
-                    continue;
-                }
-            },
-            None => None,
         };
         let publication = match cx.store.begin(&output, &manifest) {
             Ok(p) => p,
@@ -546,9 +533,7 @@ fn pull_locked(
                     path: output,
                 });
             }
-            Err(e) => {
-                tracing::warn!("{}; building {}/{} here instead", crate::remote::pull::why(&e), job.name, frame.name());
-            }
+            Err(e) => rejected(&e),
         }
     }
     None
@@ -606,9 +591,6 @@ fn push_built(
     path: &std::path::Path,
 ) -> std::result::Result<crate::remote::push::Pushed, String> {
     let manifest = Manifest::read(&manifest_path(cx, job, frame)).map_err(|e| e.to_string())?;
-    if !crate::remote::shareable(&manifest.fingerprint_inputs) {
-        return Ok(crate::remote::push::Pushed::NotShared);
-    }
     remote.push(&manifest, path, cx.store.root()).map_err(|e| crate::redact::redact(&e.to_string()).into_owned())
 }
 

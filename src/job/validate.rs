@@ -113,7 +113,7 @@ impl Validator<'_> {
         let url = raw.value.trim();
         let scheme = url.split_once("://").map(|(s, _)| s);
         match scheme {
-            Some("s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "file") => Ok(url.to_string()),
+            Some(s) if crate::remote::SCHEMES.contains(&s) => Ok(url.to_string()),
             _ => self.err(
                 &raw.referenced,
                 // Not echoed: a pasted URL can carry credentials.

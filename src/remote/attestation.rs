@@ -8,10 +8,9 @@
 //! `cosign verify-blob` (the signature tool; `GAMMA_RUN_COSIGN` names another binary) accepts
 //! the bundle with the identity the user gives (`--cosign-arg`). gamma-run checks no signature itself.
 
-use super::{Remote, describe};
+use super::Remote;
 use crate::error::Result;
 use crate::manifest::Manifest;
-use object_store::ObjectStoreExt;
 use object_store::path::Path as Key;
 use std::path::{Path, PathBuf};
 
@@ -113,20 +112,15 @@ impl Remote {
         let (fingerprint, sha256) = (m.fingerprint.as_str(), m.output.sha256.as_str());
         let bad = |why: String| self.error(format!("attestations/{fingerprint}/{sha256}: {why}; not used"));
         let fetch = |key: &Key| -> Result<Vec<u8>> {
-            let got = self.block_on(self.store.get(key)).map_err(|e| match e {
-                object_store::Error::NotFound { .. } => bad(
+            self.small(key, MAX_BYTES).map_err(|e| match e {
+                super::SmallError::Store(object_store::Error::NotFound { .. }) => bad(
                     "no signed attestation in the remote (its builder pushes one: gamma-run attest, cosign sign-blob \
                      --bundle attestations/NAME/FRAME.sigstore.json attestations/NAME/FRAME.intoto.json, gamma-run \
                      push)"
                         .into(),
                 ),
-                e => bad(describe(&e)),
-            })?;
-            if got.meta.size > MAX_BYTES {
-                return Err(bad(format!("{key} is {} bytes, too large", got.meta.size)));
-            }
-            let bytes = self.block_on(got.bytes()).map_err(|e| bad(describe(&e)))?;
-            Ok(bytes.to_vec())
+                e => bad(format!("{key}: {}", e.describe())),
+            })
         };
         let statement = fetch(&statement_key(&self.prefix, fingerprint, sha256))?;
         let bundle = fetch(&bundle_key(&self.prefix, fingerprint, sha256))?;

@@ -17,8 +17,8 @@ pub(crate) mod pull;
 pub(crate) mod push;
 
 use crate::error::{Error, Result};
-use object_store::ObjectStore;
 use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -58,6 +58,21 @@ pub(crate) struct Remote {
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Remote").field("url", &self.shown).finish_non_exhaustive()
+    }
+}
+
+/// Why `Remote::small` read nothing.
+enum SmallError {
+    Store(object_store::Error),
+    TooLarge(String),
+}
+
+impl SmallError {
+    fn describe(&self) -> String {
+        match self {
+            SmallError::Store(e) => describe(e),
+            SmallError::TooLarge(why) => why.clone(),
+        }
     }
 }
 
@@ -128,9 +143,8 @@ pub(crate) fn index_key(prefix: &Key, fingerprint: &str, sha256: &str) -> Key {
     prefix.clone().join("index").join(fingerprint).join(format!("{sha256}.json"))
 }
 
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+/// The URL schemes a remote can have (`Remote::open` builds a client for each; job files are checked against it).
+pub(crate) const SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "file"];
 
 impl Remote {
     /// Opens the remote at `url` (nothing is sent yet). Credentials come from the environment, as each cloud's
@@ -142,14 +156,14 @@ impl Remote {
                 crate::redact::register(&v);
             }
         }
-        let usage = |why: String| Error::Remote { url: shown_url(url), message: why };
+        let shown = shown_url(url);
+        let usage = |why: String| Error::Remote { url: shown.clone(), message: why };
         let parsed = url::Url::parse(url).map_err(|e| {
             usage(format!("not a URL ({e}); a remote is s3://BUCKET/PREFIX, gs://…, az://… or file:///PATH"))
         })?;
         if let Some(p) = parsed.password() {
             crate::redact::register(p);
         }
-        let shown = shown_url(url);
         // TLS for the cloud clients: ring, as ureq's (a no-op when already installed).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let retry = object_store::RetryConfig {
@@ -271,6 +285,27 @@ impl Remote {
         self.runtime.block_on(f)
     }
 
+    /// A small object (a manifest, a statement) read whole, refused past `max` bytes whatever its listed size
+    /// says (streamed, so memory stays bounded). `Err`: object_store's error, or why it is refused.
+    fn small(&self, key: &Key, max: u64) -> std::result::Result<Vec<u8>, SmallError> {
+        use futures_util::StreamExt;
+        let got = self.block_on(self.store.get(key)).map_err(SmallError::Store)?;
+        let too_large = || SmallError::TooLarge(format!("larger than {max} bytes, too large for what it should be"));
+        if got.meta.size > max {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        let mut stream = got.into_stream();
+        while let Some(chunk) = self.block_on(stream.next()) {
+            let chunk = chunk.map_err(SmallError::Store)?;
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
     /// What the remote holds, listed once (then remembered for the rest of the command). An unreachable remote
     /// is an error naming it.
     pub(crate) fn index(&self) -> Result<&Index> {
@@ -296,8 +331,8 @@ impl Remote {
             // index/<fingerprint>/<sha256>.json; anything else under index/ is not ours and is ignored.
             if let [fp, file] = parts.as_slice()
                 && let Some(sha) = file.strip_suffix(".json")
-                && is_hex64(fp)
-                && is_hex64(sha)
+                && crate::names::is_hex(fp, 64)
+                && crate::names::is_hex(sha, 64)
             {
                 index.entries.entry(fp.clone()).or_default().insert(sha.to_string());
             }
@@ -411,7 +446,6 @@ mod tests {
         assert_eq!(Presence::of(Some("b"), None), Presence::LocalOnly);
         assert_eq!(Presence::of(None, Some(&set)), Presence::RemoteOnly);
         assert_eq!(Presence::of(None, None), Presence::Neither);
-        assert!(is_hex64(&"a".repeat(64)) && !is_hex64(&"A".repeat(64)) && !is_hex64("ab"));
     }
 
     #[test]

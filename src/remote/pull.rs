@@ -26,23 +26,10 @@ pub(crate) struct Candidate {
 impl Remote {
     /// Reads and checks the manifest the remote holds for (`fingerprint`, `sha256`). `Err`: why it is not used.
     pub(crate) fn candidate(&self, want: &Wanted, sha256: &str) -> Result<Candidate> {
-        use futures_util::StreamExt;
         let key = index_key(&self.prefix, want.fingerprint, sha256);
         let name = key.to_string();
         let bad = |why: String| self.error(format!("{name}: {why}; not used"));
-        let got = self.block_on(self.store.get(&key)).map_err(|e| bad(describe(&e)))?;
-        if got.meta.size > MAX_MANIFEST_BYTES {
-            return Err(bad(format!("{} bytes, too large for a manifest", got.meta.size)));
-        }
-        let mut bytes = Vec::new();
-        let mut stream = got.into_stream();
-        while let Some(chunk) = self.block_on(stream.next()) {
-            let chunk = chunk.map_err(|e| bad(describe(&e)))?;
-            if (bytes.len() + chunk.len()) as u64 > MAX_MANIFEST_BYTES {
-                return Err(bad("too large for a manifest".into()));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = self.small(&key, MAX_MANIFEST_BYTES).map_err(|e| bad(e.describe()))?;
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a gamma-run manifest ({e})")))?;
         check(&m, want, sha256).map_err(bad)?;
         Ok(Candidate { manifest: m, key: name })

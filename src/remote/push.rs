@@ -110,19 +110,10 @@ impl Remote {
                 ),
             )
         };
+        // Up to one part of the file (fewer bytes only at its end).
         let read = |file: &mut std::fs::File, buf: &mut Vec<u8>| -> Result<usize> {
-            buf.resize(PART, 0);
-            let mut n = 0;
-            while n < PART {
-                match file.read(&mut buf[n..]) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(crate::error::Error::io(path, e)),
-                }
-            }
-            buf.truncate(n);
-            Ok(n)
+            buf.clear();
+            file.by_ref().take(PART as u64).read_to_end(buf).map_err(|e| crate::error::Error::io(path, e))
         };
         let mut buf = Vec::with_capacity(PART);
         if size <= PART as u64 {
@@ -152,7 +143,7 @@ impl Remote {
                 upload.put(bytes::Bytes::from(std::mem::take(&mut buf)));
                 buf = Vec::with_capacity(PART);
             }
-            let got = crate::names::hex(&hasher.clone().finalize());
+            let got = crate::names::hex(&hasher.finalize_reset());
             if got != sha { Err(mismatch(got)) } else { Ok(()) }
         })();
         match sent {

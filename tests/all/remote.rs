@@ -837,3 +837,25 @@ fn an_azure_container_serves_as_the_remote() {
     let again = t.run_env(&t.a, &["push", "jobs/test.yaml", "--remote", url], &env).ok();
     assert!(again.stdout.contains("0 pushed, 2 already in"), "{}", again.all());
 }
+
+#[test]
+fn a_push_over_a_damaged_object_indexes_nothing_and_no_build_without_a_remote_builds_nothing() {
+    let t = Team::new();
+    t.run(&t.a, &["jobs/test.yaml", "--no-push"]).ok();
+    // Someone left a short object under γ's content address: objects are immutable, so the push says it is
+    // damaged and writes no index entry pointing at it.
+    let sha = t.a.manifest("m", "gamma")["output"]["sha256"].as_str().unwrap().to_string();
+    let object = t.store.path().join("objects/sha256").join(&sha);
+    std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+    std::fs::write(&object, b"short").unwrap();
+    let out = t.run(&t.a, &["push", "jobs/test.yaml", "--only", "m/gamma"]).expect(2);
+    assert!(out.stdout.contains("the object is damaged"), "{}", out.all());
+    assert!(t.index().is_empty(), "{:?}", t.index());
+    assert_eq!(std::fs::read(&object).unwrap(), b"short", "a create-only store overwrote an object");
+    // --no-build with no remote at all: each output not fresh fails, saying so; nothing is written.
+    let ws = Ws::new();
+    ws.job("version: 1\njobs:\n  - model: org/m\n");
+    let out = t.run(&ws, &["jobs/test.yaml", "--no-build"]).expect(2);
+    assert!(out.stdout.contains("FAILED   m/gamma: not built: never built"), "{}", out.all());
+    assert!(!ws.path("tensors").exists());
+}
